@@ -1,0 +1,130 @@
+"""
+attrs validators shared by the policy classes.
+
+Every message names the argument, the rule and the value received, so a wrong configuration is
+fixed from the traceback alone: ``'attempts' must be an int >= 1, got 0``. Wrong type raises
+``TypeError``; a value of the right type outside its range raises ``ValueError``. ``bool`` is
+rejected where a number is expected, although it is an ``int`` subclass: ``attempts=True`` is
+always a mistake.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TypeVar, final
+
+import attrs
+
+__all__ = ("check_number", "integer", "number", "optional_number")
+
+_T = TypeVar("_T")
+
+
+@final
+class _Validator:
+    """An attrs validator; generic in the field's type so mypy accepts it on any field."""
+
+    __slots__ = ("_check",)
+
+    def __init__(self, check: Callable[[str, object], None]) -> None:
+        self._check = check
+
+    def __call__(self, _inst: object, attribute: attrs.Attribute[_T], value: _T) -> None:
+        self._check(attribute.alias or attribute.name, value)
+
+
+def _describe(kind: str, ge: float | None, gt: float | None, le: float | None) -> str:
+    rules = []
+    if ge is not None:
+        rules.append(f">= {ge:g}")
+    if gt is not None:
+        rules.append(f"> {gt:g}")
+    if le is not None:
+        rules.append(f"<= {le:g}")
+    return f"{kind} {' and '.join(rules)}" if rules else kind
+
+
+def _check(
+    name: str,
+    value: object,
+    *,
+    kind: str,
+    types: tuple[type, ...],
+    ge: float | None,
+    gt: float | None,
+    le: float | None,
+    allow_inf: bool,
+) -> None:
+    rule = _describe(kind, ge, gt, le)
+    if isinstance(value, bool) or not isinstance(value, types):
+        msg = f"{name!r} must be {rule}, got {value!r} of type {type(value).__name__}"
+        raise TypeError(msg)
+    assert isinstance(value, int | float)  # narrowed above; for mypy
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        msg = f"{name!r} must be a finite {rule}, got {value!r}"
+        raise ValueError(msg)
+    if (
+        (ge is not None and value < ge)
+        or (gt is not None and value <= gt)
+        or (le is not None and value > le)
+    ):
+        msg = f"{name!r} must be {rule}, got {value!r}"
+        raise ValueError(msg)
+
+
+def number(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    allow_inf: bool = False,
+) -> _Validator:
+    """Validate an ``int`` or ``float`` (never ``bool``) within bounds; seconds usually."""
+
+    def check(name: str, value: object) -> None:
+        check_number(name, value, ge=ge, gt=gt, le=le, allow_inf=allow_inf)
+
+    return _Validator(check)
+
+
+def optional_number(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    allow_inf: bool = False,
+) -> _Validator:
+    """Like :func:`number`, but ``None`` (meaning "not set") is accepted."""
+
+    def check(name: str, value: object) -> None:
+        if value is not None:
+            check_number(name, value, ge=ge, gt=gt, le=le, allow_inf=allow_inf)
+
+    return _Validator(check)
+
+
+def integer(*, ge: int | None = None, optional: bool = False) -> _Validator:
+    """Validate an ``int`` (never ``bool``) ``>= ge``; ``None`` passes when *optional*."""
+
+    def check(name: str, value: object) -> None:
+        if optional and value is None:
+            return
+        _check(name, value, kind="an int", types=(int,), ge=ge, gt=None, le=None, allow_inf=False)
+
+    return _Validator(check)
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    allow_inf: bool = False,
+) -> None:
+    """Validate a factory argument (``backoff.exponential(base=...)``) the same way."""
+    _check(
+        name, value, kind="a number", types=(int, float), ge=ge, gt=gt, le=le, allow_inf=allow_inf
+    )

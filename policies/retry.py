@@ -1,0 +1,152 @@
+"""
+Retry: which failures are tried again, how often, and after how long.
+
+The policy is pure: :meth:`Retry.delay` answers "wait how long before retry *n*, given this
+exception?" and :meth:`Retry.should_retry` answers "is this exception worth another try?". The
+runtime adds the rules that need its knowledge: ringfence's own rejections (``BreakerOpen``,
+``BulkheadFull``, ...) are never retried, cancellation is never seen here, and a retry whose
+backoff would end past the total deadline is not started.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Protocol, TypeVar, final, runtime_checkable
+
+import attrs
+
+from . import backoff as _backoff
+from ._validators import integer
+
+__all__ = ("Retry", "RetryPredicate", "ResultPredicate")
+
+
+@runtime_checkable
+class RetryPredicate(Protocol):
+    """``retry_on`` as a function: ``True`` when the exception is worth another attempt."""
+
+    def __call__(self, exc: Exception, /) -> bool: ...
+
+
+@runtime_checkable
+class ResultPredicate(Protocol):
+    """``retry_on_result``: ``True`` when a returned value should be tried again."""
+
+    def __call__(self, result: object, /) -> bool: ...
+
+
+_T = TypeVar("_T")
+
+RetryOn = type[Exception] | tuple[type[Exception], ...] | RetryPredicate
+
+
+@final
+@attrs.frozen
+class _IsInstance:
+    """``retry_on`` given as exception types, turned into one predicate (stamina's habit)."""
+
+    types: tuple[type[Exception], ...]
+
+    def __call__(self, exc: Exception, /) -> bool:
+        return isinstance(exc, self.types)
+
+
+def _to_predicate(retry_on: RetryOn) -> RetryPredicate:
+    value: object = retry_on  # users pass anything; check it all
+    if isinstance(value, type):
+        value = (value,)
+    if isinstance(value, tuple):
+        for item in value:
+            if not (isinstance(item, type) and issubclass(item, Exception)):
+                msg = (
+                    "'retry_on' must be an Exception subclass, a tuple of them, or a predicate"
+                    f" (exc) -> bool; the tuple holds {item!r}"
+                )
+                raise TypeError(msg)
+        return _IsInstance(tuple(value))
+    if callable(value):
+        return value
+    msg = (
+        "'retry_on' must be an Exception subclass, a tuple of them, or a predicate"
+        f" (exc) -> bool, got {value!r} of type {type(value).__name__}"
+    )
+    raise TypeError(msg)
+
+
+def _check_backoff(_inst: object, _attr: attrs.Attribute[_T], value: _T) -> None:
+    if not callable(value):
+        msg = (
+            "'backoff' must be a callable (attempt, rng) -> seconds such as"
+            f" backoff.exponential(), got {value!r} of type {type(value).__name__}"
+        )
+        raise TypeError(msg)
+
+
+def _check_result_predicate(_inst: object, _attr: attrs.Attribute[_T], value: _T) -> None:
+    if value is not None and not callable(value):
+        msg = (
+            "'retry_on_result' must be None or a predicate (result) -> bool,"
+            f" got {value!r} of type {type(value).__name__}"
+        )
+        raise TypeError(msg)
+
+
+def _retry_after(exc: BaseException) -> float:
+    """The exception's ``retry_after`` seconds, if it carries a usable one; else 0."""
+    hint = getattr(exc, "retry_after", None)
+    if isinstance(hint, int | float) and not isinstance(hint, bool) and hint > 0:
+        return float(hint) if not math.isnan(hint) else 0.0
+    return 0.0
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Retry:
+    """
+    Retry policy for one dependency.
+
+    Args:
+        attempts: tries in all, the first included (``>= 1``; 1 means no retry).
+        backoff: seconds before retry ``n`` (``n`` = 1 before the second try); any callable
+            ``(attempt, rng) -> seconds``. Default ``backoff.full(backoff.exponential())``.
+        retry_on: exception types, a tuple of them, or a predicate ``(exc) -> bool``.
+            Default: every ``Exception`` (ringfence's rejections are never retried anyway).
+        retry_on_result: predicate ``(result) -> bool``; ``True`` retries a returned value.
+            The last such result is returned when attempts run out.
+
+    An exception with a numeric ``retry_after`` attribute (seconds, as HTTP 429/503 carry)
+    makes the wait at least that long.
+
+    Raises:
+        TypeError, ValueError: an argument has the wrong type or is out of range.
+    """
+
+    attempts: int = attrs.field(default=3, validator=integer(ge=1))
+    backoff: _backoff.Backoff = attrs.field(
+        factory=lambda: _backoff.full(_backoff.exponential()), validator=_check_backoff
+    )
+    retry_on: RetryPredicate = attrs.field(
+        factory=lambda: _IsInstance((Exception,)), converter=_to_predicate
+    )
+    retry_on_result: ResultPredicate | None = attrs.field(
+        default=None, validator=_check_result_predicate
+    )
+
+    def should_retry(self, exc: Exception) -> bool:
+        """Whether *exc* is worth another attempt (attempts left are the caller's business)."""
+        return bool(self.retry_on(exc))
+
+    def delay(self, attempt: int, rng: random.Random, exc: BaseException | None = None) -> float:
+        """
+        Seconds to wait before retry number *attempt* (1-based).
+
+        ``max(backoff(attempt, rng), exc.retry_after)`` when the exception carries a
+        ``retry_after``; never negative.
+        """
+        wait = self.backoff(attempt, rng)
+        if not wait >= 0.0:  # also catches NaN from a user's backoff
+            wait = 0.0
+        if exc is not None:
+            wait = max(wait, _retry_after(exc))
+        return wait
