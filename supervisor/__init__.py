@@ -1,0 +1,44 @@
+"""
+ringfence supervisor: keeps an async service alive when its dependencies fail, slow down or
+flood. One actor per dependency owns its breaker, counters, latencies and bulkhead; callers
+send it calls with ``await supervisor.call(name, ...)``. Policies live in :mod:`policies`.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    AttemptTimeout,
+    BreakerOpen,
+    BulkheadFull,
+    DeadlineExceeded,
+    DependencyCrashed,
+    SupervisorClosed,
+    SupervisorError,
+    UnknownDependency,
+)
+from ._status import DependencyStatus, Health, HealthStatus
+from ._supervisor import Dependency, Supervisor
+
+__all__ = (
+    "Supervisor",
+    "Dependency",
+    "DependencyStatus",
+    "Health",
+    "HealthStatus",
+    "SupervisorError",
+    "BreakerOpen",
+    "BulkheadFull",
+    "AttemptTimeout",
+    "DeadlineExceeded",
+    "UnknownDependency",
+    "SupervisorClosed",
+    "DependencyCrashed",
+)
+
+# Show `supervisor.BreakerOpen` in reprs and tracebacks, not `supervisor._errors.BreakerOpen`
+# (httpx and trio's fixup_module_metadata do the same).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("supervisor."):
+        _obj.__module__ = "supervisor"
+del _name, _obj

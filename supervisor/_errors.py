@@ -1,0 +1,138 @@
+"""
+Errors raised by the supervisor. Every one is a :class:`SupervisorError`::
+
+    SupervisorError
+    ├── BreakerOpen          the breaker rejected the call; it never reached the dependency
+    ├── BulkheadFull         every slot and queue place was taken; it never reached the dependency
+    ├── AttemptTimeout       (also TimeoutError) one attempt ran past Timeout.attempt
+    ├── DeadlineExceeded     (also TimeoutError) the call ran past Timeout.total
+    ├── UnknownDependency    (also LookupError) no dependency has that name
+    ├── SupervisorClosed     the supervisor is not running (not entered yet, or left)
+    └── DependencyCrashed    the dependency's actor crashed and is restarting or down
+
+The dependency's own exceptions are never wrapped: they propagate unchanged (with a note when
+retries were made). ringfence's rejections (BreakerOpen, BulkheadFull, DeadlineExceeded,
+SupervisorClosed, UnknownDependency, DependencyCrashed) are never retried.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+__all__ = (
+    "SupervisorError",
+    "BreakerOpen",
+    "BulkheadFull",
+    "AttemptTimeout",
+    "DeadlineExceeded",
+    "UnknownDependency",
+    "SupervisorClosed",
+    "DependencyCrashed",
+)
+
+
+class SupervisorError(Exception):
+    """Base class of every error ringfence itself raises."""
+
+
+class BreakerOpen(SupervisorError):
+    """
+    The dependency's breaker is open, isolated, or half-open with every probe taken: the call
+    was rejected at once, without reaching the dependency or waiting in its queue.
+
+    Attributes:
+        dependency: the dependency's name.
+        retry_after: seconds until a probe may be let through: the rest of the break when
+            open, ``0.0`` in half-open with every probe busy, ``math.inf`` when isolated.
+        state: ``"open"``, ``"half_open"`` or ``"isolated"``.
+    """
+
+    def __init__(self, dependency: str, retry_after: float, state: str = "open") -> None:
+        self.dependency = dependency
+        self.retry_after = retry_after
+        self.state = state
+        when = "until reset" if math.isinf(retry_after) else f"retry after {retry_after:.3f}s"
+        super().__init__(f"breaker for {dependency!r} is {state}: {when}")
+
+
+class BulkheadFull(SupervisorError):
+    """
+    Every concurrency slot and every queue place of the dependency was taken: the call was
+    rejected at once, without reaching the dependency. Unlike :class:`BreakerOpen`, this says
+    nothing about the dependency's health, only about its load.
+    """
+
+    def __init__(self, dependency: str, max_concurrent: int, max_queued: int) -> None:
+        self.dependency = dependency
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        super().__init__(
+            f"bulkhead for {dependency!r} is full: {max_concurrent} running and {max_queued} queued"
+        )
+
+
+class AttemptTimeout(SupervisorError, TimeoutError):
+    """
+    One attempt ran longer than ``Timeout.attempt`` and was cancelled (a sync callable's
+    thread cannot be stopped: it runs on, holding its bulkhead slot, until it really ends).
+    Retried when ``Retry.retry_on`` matches it, as the default does.
+    """
+
+    def __init__(self, dependency: str, timeout: float) -> None:
+        self.dependency = dependency
+        self.timeout = timeout
+        super().__init__(f"attempt on {dependency!r} timed out after {timeout:g}s")
+
+
+class DeadlineExceeded(SupervisorError, TimeoutError):
+    """
+    The call's total deadline (``Timeout.total``, over queueing, attempts and backoff sleeps)
+    passed, or the next retry's backoff would have ended past it. Chains the last attempt's
+    error as ``__cause__`` when there was one. Never retried.
+    """
+
+    def __init__(self, dependency: str, total: float) -> None:
+        self.dependency = dependency
+        self.total = total
+        super().__init__(f"call to {dependency!r} exceeded its {total:g}s deadline")
+
+
+class UnknownDependency(SupervisorError, LookupError):
+    """No dependency is registered under that name; the message lists the ones that are."""
+
+    def __init__(self, name: object, registered: Iterable[str]) -> None:
+        self.name = name
+        self.registered = tuple(registered)
+        known = ", ".join(repr(n) for n in self.registered) or "none"
+        super().__init__(f"no dependency named {name!r}; registered: {known}")
+
+    def __str__(self) -> str:  # LookupError/KeyError-style repr quoting is not wanted here
+        return str(self.args[0])
+
+
+class SupervisorClosed(SupervisorError):
+    """
+    The supervisor is not running: the call came before ``async with supervisor:`` was
+    entered or after it was left, or it was queued or running when the supervisor left
+    ``async with``. Unlike :class:`BreakerOpen`, it says nothing about the dependency.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class DependencyCrashed(SupervisorError):
+    """
+    The dependency's actor crashed (for instance a user's break-duration callable raised).
+    The supervisor restarts it, at most ``max_restarts`` times in ``restart_window`` seconds;
+    past that it stays down (isolated, reason ``crashed``) until ``reset``. The crash is the
+    ``__cause__``.
+    """
+
+    def __init__(self, dependency: str, crash: BaseException, *, down: bool) -> None:
+        self.dependency = dependency
+        self.down = down
+        state = "is down (restart limit reached)" if down else "crashed and was restarted"
+        super().__init__(f"dependency {dependency!r} {state}: {type(crash).__name__}: {crash}")
