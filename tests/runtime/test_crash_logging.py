@@ -1,0 +1,176 @@
+"""Crash restarts and structured logging (DESIGN.md guarantees 6, 7, 15, 16)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import structlog
+
+from policies import Breaker, BreakHistory, Retry, backoff
+from supervisor import BreakerOpen, DependencyCrashed, Supervisor
+
+from .conftest import Fake, guard
+
+pytestmark = pytest.mark.anyio
+
+
+def exploding(history: BreakHistory) -> float:
+    """A user's break-duration callable with a bug."""
+    raise ZeroDivisionError("user bug")
+
+
+async def test_crashed_actor_is_restarted_and_callers_do_not_hang(sup: Supervisor) -> None:
+    """A raising break_duration crashes the actor: the caller gets DependencyCrashed, the
+    actor restarts with a fresh closed breaker, and the next call works."""
+    fake = Fake(ConnectionError("x"), "after restart")
+    sup.register("dep", fake, breaker=Breaker(failure_threshold=1, break_duration=exploding))
+    with guard():
+        async with sup:
+            with pytest.raises(
+                DependencyCrashed,
+                match=r"^dependency 'dep' crashed and was restarted: ZeroDivisionError: user bug$",
+            ) as caught:
+                await sup.call("dep")
+            assert isinstance(caught.value.__cause__, ZeroDivisionError)
+            status = sup.status("dep")
+            assert (
+                status.state,
+                status.restarts,
+                status.crash,
+            ) == ("closed", 1, "ZeroDivisionError: user bug")
+            assert await sup.call("dep") == "after restart"
+
+
+async def test_restart_limit_leaves_the_dependency_down_and_others_working(
+    sup: Supervisor,
+) -> None:
+    """Past 3 restarts in 60 s the dependency stays down (isolated, crashed); others work."""
+    fake = Fake(*[ConnectionError("x")] * 4)
+    sup.register("dep", fake, breaker=Breaker(failure_threshold=1, break_duration=exploding))
+    sup.register("other", Fake("fine"))
+    with guard():
+        async with sup:
+            for _ in range(3):
+                with pytest.raises(DependencyCrashed, match="restarted"):
+                    await sup.call("dep")
+            with pytest.raises(DependencyCrashed, match=r"is down \(restart limit reached\)"):
+                await sup.call("dep")
+            with pytest.raises(DependencyCrashed, match="is down"):
+                await sup.call("dep")  # rejected without reaching the dependency
+            status = sup.status("dep")
+            assert (
+                status.state,
+                status.transitions[-1].reason,
+                status.restarts,
+            ) == ("isolated", "crashed", 3)
+            assert await sup.call("other") == "fine"
+            await sup.reset("dep")  # an operator brings it back
+            assert await sup.call("dep") == "ok"
+    assert fake.count == 5
+
+
+async def test_arguments_and_results_are_never_logged(sup: Supervisor) -> None:
+    """A secret argument, keyword, result and exception message appear in no log event."""
+    secret = "s3cr3t-prompt-4242"
+
+    class Boom(Exception):
+        pass
+
+    fake = Fake(Boom(secret), Boom(secret), secret)
+    sup.register(
+        "dep",
+        fake,
+        retry=Retry(attempts=2, backoff=backoff.constant(0.0)),
+        breaker=Breaker(failure_threshold=2, break_duration=0.0),
+    )
+    with structlog.testing.capture_logs() as logs, guard():
+        async with sup:
+            with pytest.raises(Boom):
+                await sup.call("dep", secret, key=secret)
+            assert secret == await sup.call("dep", secret, key=secret)
+    assert logs  # retries and transitions were logged...
+    assert all(secret not in repr(event) for event in logs)  # ...without the secret
+
+
+async def test_events_are_named_and_carry_only_types_and_numbers(sup: Supervisor) -> None:
+    """Retry, transition and rejection events: exact dicts, exception type names only."""
+    fake = Fake(ConnectionError("a"), ConnectionError("b"))
+    sup.register(
+        "dep",
+        fake,
+        retry=Retry(attempts=2, backoff=backoff.constant(0.0)),
+        breaker=Breaker(failure_threshold=2, break_duration=30.0),
+    )
+    with structlog.testing.capture_logs() as logs, guard():
+        async with sup:
+            with pytest.raises(ConnectionError):
+                await sup.call("dep")
+            for _ in range(3):
+                with pytest.raises(BreakerOpen):
+                    await sup.call("dep")
+            await sup.reset("dep")
+    events: list[dict[str, Any]] = [e for e in logs if e["event"] != "ringfence.supervisor_started"]
+    assert [
+        {
+            "event": "ringfence.retry_scheduled",
+            "dependency": "dep",
+            "attempt": 1,
+            "delay": 0.0,
+            "error": "ConnectionError",
+            "log_level": "info",
+        },
+        {
+            "event": "ringfence.breaker_opened",
+            "dependency": "dep",
+            "source": "closed",
+            "target": "open",
+            "reason": "consecutive_failures",
+            "break_duration": 30.0,
+            "rejected_since_last": 0,
+            "log_level": "warning",
+        },
+        {
+            "event": "ringfence.call_rejected",
+            "dependency": "dep",
+            "reason": "breaker_open",
+            "state": "open",
+            "retry_after": pytest.approx(30.0, abs=5.0),  # real time on asyncio
+            "log_level": "info",
+        },
+        {
+            "event": "ringfence.breaker_closed",
+            "dependency": "dep",
+            "source": "open",
+            "target": "closed",
+            "reason": "manual",
+            "break_duration": None,
+            "rejected_since_last": 3,
+            "log_level": "info",
+        },
+        {"event": "ringfence.supervisor_stopped", "log_level": "info"},
+    ] == events
+
+
+async def test_crash_events_are_logged(sup: Supervisor) -> None:
+    """Crashes log ringfence.actor_crashed and then actor_restarted (or actor_gave_up)."""
+    sup = Supervisor(max_restarts=1)
+    sup.register(
+        "dep",
+        Fake(*[ConnectionError("x")] * 2),
+        breaker=Breaker(failure_threshold=1, break_duration=exploding),
+    )
+    with structlog.testing.capture_logs() as logs, guard():
+        async with sup:
+            for _ in range(2):
+                with pytest.raises(DependencyCrashed):
+                    await sup.call("dep")
+    names = [e["event"] for e in logs if "actor" in e["event"]]
+    assert names == [
+        "ringfence.actor_crashed",
+        "ringfence.actor_restarted",
+        "ringfence.actor_crashed",
+        "ringfence.actor_gave_up",
+    ]
+    crashed = next(e for e in logs if e["event"] == "ringfence.actor_crashed")
+    assert {"error": "ZeroDivisionError", "dependency": "dep"}.items() <= crashed.items()

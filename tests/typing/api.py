@@ -1,0 +1,54 @@
+"""
+Type-checked, never run: mypy proves the public API's types (stamina's and structlog's habit).
+
+``register`` returns a handle whose call keeps the wrapped callable's parameters and return
+type; misuse is rejected (each ``# type: ignore[...]`` line must stay an error, or mypy's
+``warn_unused_ignores`` fails the check).
+"""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
+from supervisor import BreakerOpen, DependencyStatus, Supervisor
+
+
+async def ask_llm(prompt: str, *, temperature: float = 0.0) -> str:
+    return prompt
+
+
+def lookup(key: int) -> bytes:
+    return b""
+
+
+async def check() -> None:
+    supervisor = Supervisor()
+    llm = supervisor.register(
+        "llm",
+        ask_llm,
+        retry=Retry(attempts=4, backoff=backoff.exponential(base=0.2, factor=2.0, cap=10.0)),
+        breaker=Breaker(
+            failure_ratio=0.5,
+            min_throughput=10,
+            sampling=30.0,
+            break_duration=break_duration.exponential(30.0, factor=1.5, cap=300.0),
+        ),
+        timeout=Timeout(attempt=10.0, total=30.0),
+        bulkhead=Bulkhead(max_concurrent=8, max_queued=32),
+        critical=True,
+    )
+    db = supervisor.register("db", lookup)
+    async with supervisor:
+        assert_type(await llm("hi"), str)
+        assert_type(await llm("hi", temperature=0.5), str)
+        assert_type(await db(1), bytes)
+        await llm(42)  # type: ignore[arg-type]
+        await llm("hi", temp=1.0)  # type: ignore[call-arg]
+        await db("one")  # type: ignore[arg-type]
+        assert_type(llm.status(), DependencyStatus)
+        assert_type(supervisor.status("llm"), DependencyStatus)
+        supervisor.register("x", 42)  # type: ignore[call-overload]
+        supervisor.register("y", ask_llm, retry=3)  # type: ignore[call-overload]
+    error = BreakerOpen("llm", 1.0)
+    assert_type(error.retry_after, float)
