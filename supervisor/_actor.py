@@ -411,7 +411,7 @@ class Actor:
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
         else:
-            await self._wait_for_slot(machine, epoch, deadline)
+            epoch = await self._wait_for_slot(machine, epoch, deadline)
             now = clock()
         task = self._current_task()
         assert task is not None
@@ -428,36 +428,45 @@ class Actor:
                 result = await self._in_thread(running, args, kwargs)
         except BaseException as exc:
             end = clock()
-            self._finish(running)
-            if (
-                running.fired
-                and task.uncancel() <= running.base
-                and isinstance(exc, asyncio.CancelledError)
-            ):
-                raise self._cut_off(running, now, end) from None
-            if isinstance(exc, Exception):
-                self._failed(running.epoch, exc, now, end)
+            self._end(running)
+            try:
+                if (
+                    running.fired
+                    and task.uncancel() <= running.base
+                    and isinstance(exc, asyncio.CancelledError)
+                ):
+                    raise self._cut_off(running, now, end) from None
+                if isinstance(exc, Exception):
+                    self._failed(epoch, exc, now, end)
+                else:
+                    self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
                 raise
-            self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
-            raise
+            finally:
+                # The outcome first, the slot second: if the outcome opens the breaker, the
+                # queue is failed before the slot could pass to a waiter (guarantee 10).
+                if not running.keep_slot:
+                    self._release_slot()
         end = clock()
-        # _finish, inlined
+        # _end, inlined
         running.done = True
         del self._running[running]
-        if self._queue:
-            self._release_slot()
-        else:
-            self._in_flight -= 1
         if running.fired:  # the dependency swallowed our cancellation and answered anyway
             task.uncancel()
         # _succeeded, inlined
         self._calls += 1
         latency = end - now
         self._latency.record(latency)
-        if self._slow_call is not None and latency > self._slow_call:
-            self._slow(epoch, end)
-        else:
-            machine.on_success(epoch, end)
+        try:
+            if self._slow_call is not None and latency > self._slow_call:
+                self._slow(epoch, end)
+            else:
+                machine.on_success(epoch, end)
+        finally:
+            # _release_slot, inlined
+            if self._queue:
+                self._release_slot()
+            else:
+                self._in_flight -= 1
         return result
 
     async def _attempt_trio(
@@ -472,7 +481,7 @@ class Actor:
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
         else:
-            await self._wait_for_slot(machine, epoch, deadline)
+            epoch = await self._wait_for_slot(machine, epoch, deadline)
             now = self._clock()
         scope = trio.CancelScope()
         running = Running(scope, 0, epoch)
@@ -488,19 +497,27 @@ class Actor:
                     result = await self._in_thread(running, args, kwargs)
         except BaseException as exc:
             end = self._clock()
-            self._finish(running)
-            if isinstance(exc, Exception):
-                self._failed(epoch, exc, now, end)
+            self._end(running)
+            try:
+                if isinstance(exc, Exception):
+                    self._failed(epoch, exc, now, end)
+                else:
+                    self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
                 raise
-            self._released(epoch)
-            raise
+            finally:
+                if not running.keep_slot:  # outcome first, slot second: see _attempt_asyncio
+                    self._release_slot()
         end = self._clock()
-        self._finish(running)
-        if scope.cancelled_caught:
-            if not running.fired:
-                running.fired = running.reason
-            raise self._cut_off(running, now, end)
-        self._succeeded(epoch, now, end)
+        self._end(running)
+        try:
+            if scope.cancelled_caught:
+                if not running.fired:
+                    running.fired = running.reason
+                raise self._cut_off(running, now, end)
+            self._succeeded(epoch, now, end)
+        finally:
+            if not running.keep_slot:
+                self._release_slot()
         return result
 
     async def _in_thread(
@@ -520,11 +537,9 @@ class Actor:
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.
 
-    def _finish(self, running: Running) -> None:
+    def _end(self, running: Running) -> None:
         running.done = True
         del self._running[running]
-        if not running.keep_slot:
-            self._release_slot()
 
     def _release_slot(self) -> None:
         queue = self._queue
@@ -608,8 +623,8 @@ class Actor:
 
     async def _wait_for_slot(
         self, machine: CircuitBreaker, epoch: int, deadline: float | None
-    ) -> None:
-        """Queue for a slot (FIFO); on return the slot is ours."""
+    ) -> int:
+        """Queue for a slot (FIFO); on return the slot is ours. Returns the epoch to run in."""
         queue = self._queue
         if len(queue) >= self._max_queued:
             self._rejected += 1
@@ -641,6 +656,21 @@ class Actor:
             self._leave_queue(waiter, machine, epoch)
             assert self._total is not None
             raise DeadlineExceeded(self.name, self._total)
+        current = self._machine
+        assert current is not None
+        if current.epoch != epoch:
+            # The breaker moved while the slot was on its way to us (say, a probe closed it,
+            # or a crash restart): ask again rather than run as a late call.
+            try:
+                return (
+                    current.epoch
+                    if current.state is _CLOSED_STATE
+                    else self._admit(current, self._clock())
+                )
+            except BaseException:
+                self._release_slot()
+                raise
+        return epoch
 
     def _leave_queue(self, waiter: _Waiter, machine: CircuitBreaker, epoch: int) -> None:
         if waiter in self._queue:
