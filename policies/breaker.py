@@ -248,7 +248,7 @@ class _Listener(Protocol):
 
 @final
 class _Ratio:
-    __slots__ = ("_ratio", "_min_throughput", "window")
+    __slots__ = ("_min_throughput", "_ratio", "window")
 
     def __init__(self, ratio: float, min_throughput: int, sampling: float) -> None:
         self._ratio = ratio
@@ -281,8 +281,8 @@ class CircuitBreaker:
         "_probe_successes",
         "_probes",
         "_ratio",
-        "_window",
         "_threshold",
+        "_window",
         "break_duration",
         "config",
         "consecutive_failures",

@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from policies import Breaker, Bulkhead, Retry, State, Timeout, Transition
@@ -29,8 +28,6 @@ __all__ = ("Supervisor", "Dependency")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_logger = structlog.get_logger("ringfence")
 
 _NEW, _RUNNING, _CLOSED = 0, 1, 2
 
@@ -256,7 +253,6 @@ class Supervisor:
         self._phase = _RUNNING
         for actor in self._actors.values():
             self._start_actor(actor)
-        _logger.info("ringfence.supervisor_started", dependencies=list(self._actors))
         return self
 
     async def __aexit__(
@@ -270,10 +266,7 @@ class Supervisor:
         for actor in self._actors.values():
             actor.close()
         assert self._task_group is not None
-        try:
-            return await self._task_group.__aexit__(exc_type, exc, tb)
-        finally:
-            _logger.info("ringfence.supervisor_stopped")
+        return await self._task_group.__aexit__(exc_type, exc, tb)
 
     def _start_actor(self, actor: Actor) -> None:
         assert self._clock is not None
