@@ -289,6 +289,7 @@ class CircuitBreaker:
         "epoch",
         "open_until",
         "openings",
+        "quiet",
         "since",
         "state",
         "transitions",
@@ -330,6 +331,9 @@ class CircuitBreaker:
             self._window = self._ratio.window
         threshold = config.failure_threshold
         self._threshold = threshold if threshold is not None else 5
+        #: True when reporting a success would change nothing (closed, no failure counted,
+        #: no window to record in): the runtime may skip the report. A hint, kept exact.
+        self.quiet = self._window is None
         self._probes = 0
         self._probe_successes = 0
         self._closed_since = now
@@ -371,6 +375,8 @@ class CircuitBreaker:
             self.consecutive_failures = 0
             if self._window is not None:
                 self._window.record(now, failed=False)
+            else:
+                self.quiet = True
         else:
             self.on_outcome(epoch, now, failed=False)
 
@@ -383,6 +389,7 @@ class CircuitBreaker:
                 self.on_success(epoch, now)
                 return
             self.consecutive_failures += 1
+            self.quiet = False
             if self._ratio is not None:
                 self._ratio.window.record(now, failed=True)
                 if self._ratio.tripped(now):
@@ -451,6 +458,7 @@ class CircuitBreaker:
         if target is None:
             raise IllegalTransition(event, source)
         self.state = target
+        self.quiet = target is _CLOSED and self._window is None
         self.epoch += 1
         self.since = now
         self._probes = 0

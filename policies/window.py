@@ -91,33 +91,35 @@ class Percentiles:
 
 @final
 class LatencyWindow:
-    """The latest *size* latencies (seconds), in a ring; percentiles on demand."""
+    """
+    The latest *size* latencies (seconds) in a ring; percentiles on demand.
 
-    __slots__ = ("_next", "_ring", "_size")
+    *size* is a power of two so a writer may inline :meth:`record` on a hot path as
+    ``window.ring[window.count & window.mask] = seconds; window.count += 1``.
+    """
+
+    __slots__ = ("count", "mask", "ring")
 
     def __init__(self, size: int = 1024) -> None:
-        if size < 1:
-            msg = f"'size' must be an int >= 1, got {size!r}"
+        if size < 1 or size & (size - 1):
+            msg = f"'size' must be a power of two >= 1, got {size!r}"
             raise ValueError(msg)
-        self._ring: list[float] = []
-        self._next = 0
-        self._size = size
+        self.ring: list[float] = [math.nan] * size
+        self.mask = size - 1
+        #: latencies recorded so far (the ring holds the latest ``min(count, size)``).
+        self.count = 0
 
     def record(self, seconds: float) -> None:
         """Add one latency; the oldest falls out once the ring is full."""
-        ring = self._ring
-        if len(ring) < self._size:
-            ring.append(seconds)
-        else:
-            ring[self._next] = seconds
-            self._next = (self._next + 1) % self._size
+        self.ring[self.count & self.mask] = seconds
+        self.count += 1
 
     def percentiles(self) -> Percentiles:
         """Nearest-rank p50, p95 and p99 of the latencies in the ring."""
-        if not self._ring:
-            return Percentiles()
-        ordered = sorted(self._ring)
+        ordered = sorted(x for x in self.ring if not math.isnan(x))
         n = len(ordered)
+        if not n:
+            return Percentiles()
 
         def rank(q: float) -> float:
             return ordered[max(0, math.ceil(q * n) - 1)]
