@@ -269,13 +269,25 @@ class Actor:
 
     async def serve(self) -> None:
         """The actor task: handles control messages, one at a time, until shutdown."""
-        assert self._inbox_recv is not None
-        async with self._inbox_recv:
-            async for message in self._inbox_recv:
+        inbox = self._inbox_recv
+        assert inbox is not None
+        try:
+            async with inbox:
+                async for message in inbox:
+                    try:
+                        message.result = self._handle_control(message.op, message.reason)
+                    except Exception as exc:
+                        message.error = exc
+                    message.done.set()
+        finally:
+            # Cancelled (the body of `async with supervisor` raised): nobody will handle
+            # what is still in the mailbox, so answer it rather than leave senders hanging.
+            while True:
                 try:
-                    message.result = self._handle_control(message.op, message.reason)
-                except Exception as exc:
-                    message.error = exc
+                    message = inbox.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                message.error = SupervisorClosed(_SHUT_DOWN)
                 message.done.set()
 
     def close(self) -> None:

@@ -264,3 +264,52 @@ async def test_adaptive_break_shrinks_after_sustained_health(sup: Supervisor) ->
                     await anyio.sleep(130)  # two healthy periods
     assert breaks == [10.0, 20.0, 10.0]
     assert math.isfinite(breaks[-1])
+
+
+async def test_herd_when_the_break_elapses_lets_exactly_the_probes_through(
+    sup: Supervisor,
+) -> None:
+    """10,000 callers arriving the instant a 30 s break ends: exactly 2 probes run."""
+    gate = Gate()
+    fake = Fake(ConnectionError("x"), gate, gate)
+    sup.register(
+        "dep", fake, breaker=Breaker(failure_threshold=1, half_open_probes=2, break_duration=30.0)
+    )
+    rejected: list[float] = []
+
+    async def caller() -> None:
+        try:
+            await sup.call("dep")
+        except BreakerOpen as exc:
+            rejected.append(exc.retry_after)
+
+    with guard(100):
+        async with sup:
+            with pytest.raises(ConnectionError):
+                await sup.call("dep")
+            await anyio.sleep(30)
+            async with anyio.create_task_group() as tg:
+                for _ in range(10_000):
+                    tg.start_soon(caller)
+                await wait_all_tasks_blocked()
+                assert 1 + 2 == fake.count
+                gate.open()
+    assert [0.0] * 9_998 == rejected
+    assert ["open", "half_open", "closed"] == [t.target for t in sup.status("dep").transitions]
+
+
+async def test_deadline_exceeded_goes_to_the_fallback(sup: Supervisor) -> None:
+    """DeadlineExceeded reaches the fallback, which answers at the deadline."""
+    seen: list[str] = []
+
+    def fallback(exc: BaseException) -> str:
+        seen.append(type(exc).__name__)
+        return "cached"
+
+    sup.register("dep", Fake(Gate()), timeout=Timeout(total=3.0), fallback=fallback)
+    with guard():
+        async with sup:
+            start = anyio.current_time()
+            assert "cached" == await sup.call("dep")
+            assert 3.0 == anyio.current_time() - start
+    assert ["DeadlineExceeded"] == seen
