@@ -225,6 +225,7 @@ class Actor:
         # asyncio.current_task, split so the hot path calls a C function directly.
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
         self._inbox_send: MemoryObjectSendStream[_Control] | None = None
         self._inbox_recv: MemoryObjectReceiveStream[_Control] | None = None
         # lifetime counters
@@ -256,6 +257,9 @@ class Actor:
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
         self._started = True
         if backend == "trio":
+            import trio  # the running backend, so already imported
+
+            self._cancel_scope = trio.CancelScope
             self._attempt = self._attempt_trio
         else:
             loop = asyncio.get_running_loop()
@@ -542,8 +546,6 @@ class Actor:
     async def _attempt_trio(
         self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
     ) -> object:
-        import trio  # only ever reached on trio, where it is imported already
-
         now = self._clock()
         machine = self._machine
         epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
@@ -552,7 +554,7 @@ class Actor:
         else:
             epoch = await self._wait_for_slot(machine, epoch, deadline)
             now = self._clock()
-        scope = trio.CancelScope()
+        scope = self._cancel_scope()
         running = Running(scope, 0, epoch)
         if self._attempt_timeout is not None or deadline is not None:
             scope.deadline = self._limit(now, deadline, running)
