@@ -30,6 +30,7 @@ from typing import Protocol, final, runtime_checkable
 
 import attrs
 
+from ._math import grow
 from ._validators import check_number
 
 __all__ = (
@@ -48,19 +49,6 @@ class Backoff(Protocol):
     """A backoff schedule: seconds to wait before retry number ``attempt`` (1-based)."""
 
     def __call__(self, attempt: int, rng: random.Random, /) -> float: ...
-
-
-def _power(factor: float, exponent: int, ceiling: float) -> float:
-    """``factor ** exponent``, saturating at *ceiling* instead of overflowing."""
-    if factor <= 1.0:
-        return factor**exponent
-    if ceiling <= 0.0:
-        return 0.0
-    # Past this exponent the power already exceeds the ceiling; clamp before the float
-    # power can overflow (2.0 ** 10_000 raises OverflowError).
-    if exponent * math.log(factor) >= math.log(ceiling):
-        return ceiling
-    return factor**exponent
 
 
 @final
@@ -98,10 +86,7 @@ class _Exponential:
     cap: float
 
     def __call__(self, attempt: int, rng: random.Random, /) -> float:
-        if self.base == 0.0:
-            return 0.0
-        growth = _power(self.factor, attempt - 1, self.cap / self.base)
-        return min(self.cap, self.base * growth)
+        return grow(self.base, self.factor, attempt - 1, self.cap)
 
     def __repr__(self) -> str:
         return f"backoff.exponential(base={self.base!r}, factor={self.factor!r}, cap={self.cap!r})"

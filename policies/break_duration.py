@@ -25,6 +25,7 @@ from typing import Protocol, final, runtime_checkable
 
 import attrs
 
+from ._math import grow, shrink
 from ._validators import check_number, integer, optional_number
 
 __all__ = (
@@ -68,15 +69,6 @@ class BreakDuration(Protocol):
     def __call__(self, history: BreakHistory, /) -> float: ...
 
 
-def _saturating_power(start: float, factor: float, exponent: int, cap: float) -> float:
-    """``min(cap, start * factor ** exponent)`` without overflowing for huge exponents."""
-    if start == 0.0 or factor == 1.0 or exponent == 0:
-        return min(cap, start)
-    if exponent * math.log(factor) >= math.log(cap / start):
-        return cap
-    return min(cap, start * factor**exponent)
-
-
 @final
 @attrs.frozen(repr=False)
 class _Constant:
@@ -111,7 +103,7 @@ class _Exponential:
     cap: float
 
     def __call__(self, history: BreakHistory, /) -> float:
-        return _saturating_power(self.start, self.factor, history.openings - 1, self.cap)
+        return grow(self.start, self.factor, history.openings - 1, self.cap)
 
     def __repr__(self) -> str:
         return (
@@ -137,10 +129,9 @@ class _Adaptive:
             return max(self.start, min(self.cap, previous * self.factor))
         # Sustained health: shrink once per full `healthy_after` period spent closed.
         periods = history.closed_for / self.healthy_after
-        if math.isinf(periods) or periods > 10_000:
+        if math.isinf(periods):
             return self.start
-        shrink = _saturating_power(1.0, self.factor, int(periods), math.inf)
-        return max(self.start, min(self.cap, previous / shrink))
+        return min(self.cap, shrink(previous, self.factor, int(periods), self.start))
 
     def __repr__(self) -> str:
         return (
