@@ -463,10 +463,7 @@ class Actor:
             try:
                 if why and task.uncancel() <= base and isinstance(exc, asyncio.CancelledError):
                     raise self._cut_off(why, epoch, now, end) from None
-                if isinstance(exc, Exception):
-                    self._failed(epoch, exc, now, end)
-                else:
-                    self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
+                self._ended_with(exc, epoch, now, end)
                 raise
             finally:
                 # The outcome first, the slot second: if the outcome opens the breaker, the
@@ -525,10 +522,7 @@ class Actor:
                     and isinstance(exc, asyncio.CancelledError)
                 ):
                     raise self._cut_off(running.fired, epoch, now, end) from None
-                if isinstance(exc, Exception):
-                    self._failed(epoch, exc, now, end)
-                else:
-                    self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
+                self._ended_with(exc, epoch, now, end)
                 raise
             finally:
                 if not running.keep_slot:  # outcome first, slot second: see above
@@ -570,10 +564,7 @@ class Actor:
             end = self._clock()
             self._end(running)
             try:
-                if isinstance(exc, Exception):
-                    self._failed(epoch, exc, now, end)
-                else:
-                    self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
+                self._ended_with(exc, epoch, now, end)
                 raise
             finally:
                 if not running.keep_slot:  # outcome first, slot second: see _attempt_asyncio
@@ -647,6 +638,13 @@ class Actor:
         if failed:
             self._failures += 1
         self._report(epoch, end, failed)
+
+    def _ended_with(self, exc: BaseException, epoch: int, start: float, end: float) -> None:
+        """An attempt raised *exc*: count it, unless it is a cancellation or the like."""
+        if isinstance(exc, Exception):
+            self._failed(epoch, exc, start, end)
+        else:
+            self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
 
     def _released(self, epoch: int) -> None:
         """The attempt ended without an outcome: give a half-open probe permit back."""
