@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 
 __all__ = ("Actor",)
 
-_logger = structlog.get_logger("ringfence")
-
 _CLOSED_STATE: Final = State.CLOSED
 _OPEN_STATE: Final = State.OPEN
 _ISOLATED_STATE: Final = State.ISOLATED
@@ -218,7 +216,10 @@ class Actor:
         self._simple = retry is None and self._total is None and fallback is None
         # Attempts that need no timer and no thread take the asyncio fast path.
         self._plain = self._is_async and self._attempt_timeout is None
-        self._log = _logger.bind(dependency=name)
+        # A lazy proxy with the dependency bound once: it resolves structlog's configuration
+        # at the first event, so configuring structlog after registering still applies
+        # (BoundLoggerLazyProxy.bind() would freeze the configuration of this moment).
+        self._log = structlog.get_logger("ringfence", dependency=name)
 
         # -- state, owned by the actor ---------------------------------------------------------
         self._accepting = False

@@ -173,3 +173,24 @@ async def test_crash_events_are_logged(sup: Supervisor) -> None:
     ]
     crashed = next(e for e in logs if e["event"] == "ringfence.actor_crashed")
     assert {"error": "ZeroDivisionError", "dependency": "dep"}.items() <= crashed.items()
+
+
+async def test_structlog_configured_after_register_still_applies(sup: Supervisor) -> None:
+    """ringfence never freezes structlog's configuration: configuring later still applies."""
+    seen: list[str] = []
+
+    def keep(_logger: object, _name: str, event: dict[str, Any]) -> Any:
+        seen.append(event["event"])
+        raise structlog.DropEvent
+
+    sup.register(
+        "dep", Fake(ConnectionError("x")), retry=Retry(attempts=2, backoff=backoff.constant(0.0))
+    )
+    structlog.configure(processors=[keep])
+    try:
+        with guard():
+            async with sup:
+                await sup.call("dep")
+    finally:
+        structlog.reset_defaults()
+    assert ["ringfence.retry_scheduled"] == seen
