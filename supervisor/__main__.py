@@ -1,0 +1,61 @@
+"""
+The ``ringfence`` command line (also ``python -m supervisor``).
+
+``ringfence demo`` runs a flaky local "LLM API" and clients protected by the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ("main",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ringfence", description=__doc__.split("\n\n")[1])
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="protect a flaky local LLM API and watch it live")
+    demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
+    demo.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the fault schedule and jitter")
+    demo.add_argument("--scenario", choices=("outage", "flaky", "rate-limited"), default="outage")
+    demo.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    demo.add_argument("--no-live", action="store_true", help="plain lines instead of the live view")
+    demo.add_argument(
+        "--plot", type=Path, default=Path("demo-out/timeline.png"), help="where to write the PNG"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ringfence`` console script."""
+    args = _parser().parse_args(argv)
+    if args.duration <= 0 or args.clients < 1:
+        _parser().error("--duration must be > 0 and --clients >= 1")
+    from rich.console import Console
+
+    from ._demo import DemoConfig, run_demo
+    from ._demo._report import plot_timeline, print_summary
+
+    config = DemoConfig(
+        duration=args.duration,
+        clients=args.clients,
+        seed=args.seed,
+        scenario=args.scenario,
+        backend=args.backend,
+        live=not args.no_live and sys.stdout.isatty(),
+        plot=str(args.plot),
+    )
+    console = Console()
+    result = run_demo(config)
+    print_summary(result, console)
+    path = plot_timeline(result, args.plot)
+    console.print(f"timeline plot: {path.resolve()}")
+    lost = result.issued - len(result.outcomes)
+    return 0 if lost == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

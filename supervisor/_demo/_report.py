@@ -1,0 +1,111 @@
+"""The summary table and the timeline plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ._run import DemoResult
+
+__all__ = ("plot_timeline", "summary_table")
+
+
+def summary_table(result: DemoResult) -> Table:
+    table = Table(title=f"ringfence demo summary ({result.config.scenario}, {result.elapsed:.1f}s)")
+    table.add_column("measure", style="bold")
+    table.add_column("value", justify="right")
+    calls = len(result.outcomes)
+    table.add_row("client calls", f"{calls} (issued {result.issued})")
+    table.add_row("successes", str(result.count("success")))
+    fallbacks = result.causes("fallback")
+    detail = ", ".join(f"{k} {v}" for k, v in fallbacks.most_common())
+    table.add_row("fallbacks", f"{result.count('fallback')} ({detail})" if detail else "0")
+    errors = result.causes("error")
+    table.add_row(
+        "errors reaching callers",
+        str(sum(errors.values())) + (f" {dict(errors)}" if errors else ""),
+    )
+    table.add_row(
+        "rejections (breaker + bulkhead)", str(fallbacks["BreakerOpen"] + fallbacks["BulkheadFull"])
+    )
+    table.add_row("retries", str(result.retries))
+    for q in (0.50, 0.95, 0.99):
+        table.add_row(f"latency p{int(q * 100)}", f"{result.latency(q) * 1000:.0f} ms")
+    for state, seconds in sorted(result.time_in_states().items()):
+        table.add_row(f"time {state}", f"{seconds:.1f}s")
+    table.add_row("calls the open breaker kept from the server", str(result.kept_away()))
+    sent = ", ".join(f"{k} {v}" for k, v in result.server_requests.items())
+    table.add_row(
+        "requests that reached the server", f"{sum(result.server_requests.values())} ({sent})"
+    )
+    return table
+
+
+def print_summary(result: DemoResult, console: Console) -> None:
+    console.print(summary_table(result))
+
+
+_STATE_COLOURS = {
+    "closed": "#d9f2d9",
+    "half_open": "#fff2b3",
+    "open": "#f7c6c6",
+    "isolated": "#e0a0a0",
+}
+_PHASE_COLOURS = {
+    "normal": "#8fd18f",
+    "errors": "#f0a050",
+    "rate_limited": "#c0a0f0",
+    "outage": "#e05050",
+    "slow": "#70a0e0",
+}
+
+
+def plot_timeline(result: DemoResult, path: Path) -> Path:
+    """Outcomes per second, breaker-state bands and the fault schedule, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    seconds = max(1, int(result.elapsed) + 1)
+    kinds = ("success", "fallback", "error")
+    series = {k: [0] * seconds for k in kinds}
+    for outcome in result.outcomes:
+        index = min(seconds - 1, int(outcome.end))
+        series[outcome.kind][index] += 1
+    fig, (ax, lane) = plt.subplots(
+        2, 1, figsize=(11, 5.5), sharex=True, gridspec_kw={"height_ratios": [5, 1]}
+    )
+    # breaker-state bands behind the outcomes
+    for (t0, state, *_), (t1, *_) in zip(result.states, result.states[1:], strict=False):
+        ax.axvspan(t0, t1, color=_STATE_COLOURS.get(state, "white"), linewidth=0)
+    x = [s + 0.5 for s in range(seconds)]
+    ax.plot(x, series["success"], color="#1a7f37", marker="o", ms=3, label="successes / s")
+    ax.plot(x, series["fallback"], color="#9a6700", marker="s", ms=3, label="fallbacks / s")
+    ax.plot(x, series["error"], color="#cf222e", marker="x", ms=4, label="errors / s")
+    ax.set_ylabel("client calls per second")
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [
+        Patch(color=c, label=f"breaker {s}") for s, c in _STATE_COLOURS.items() if s != "isolated"
+    ]
+    ax.legend(handles=handles, loc="upper left", fontsize=8, ncol=2)
+    ax.set_title(
+        f"ringfence demo: {result.config.scenario} scenario, {result.config.clients} clients"
+    )
+    for kind, t0, t1 in result.phases:
+        lane.axvspan(t0, t1, color=_PHASE_COLOURS.get(kind, "grey"))
+        lane.text((t0 + t1) / 2, 0.5, kind.replace("_", " "), ha="center", va="center", fontsize=8)
+    lane.set_yticks([])
+    lane.set_ylabel("server")
+    lane.set_xlabel("seconds")
+    lane.set_xlim(0, max(result.elapsed, 1.0))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,60 @@
+"""The live terminal view (rich)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from rich.live import Live
+from rich.table import Table
+
+from supervisor import Supervisor
+
+from ._scenario import PHASE_KINDS
+
+if TYPE_CHECKING:
+    from ._run import DemoResult
+    from ._server import FlakyLLMServer
+
+__all__ = ("live_view",)
+
+_STATE_STYLE = {"closed": "green", "open": "bold red", "half_open": "yellow", "isolated": "red"}
+
+
+def _render(
+    supervisor: Supervisor, server: FlakyLLMServer, result: DemoResult, elapsed: float
+) -> Table:
+    status = supervisor.status("llm")
+    phase = server.phase_now()
+    recent = sum(1 for o in result.outcomes if o.end >= elapsed - 1.0)
+    table = Table(title=f"ringfence demo — {elapsed:5.1f}s", show_header=False, min_width=60)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("server phase", f"{phase} ({PHASE_KINDS[phase]})")
+    state = status.state.value
+    table.add_row("breaker", f"[{_STATE_STYLE[state]}]{state}[/]")
+    table.add_row("in flight / queued", f"{status.in_flight} / {status.queued}")
+    table.add_row("calls/s (last second)", str(recent))
+    table.add_row("successes", str(result.count("success")))
+    table.add_row("retries", str(result.retries))
+    table.add_row("fallbacks", str(result.count("fallback")))
+    table.add_row("rejections (breaker, bulkhead)", str(status.rejected))
+    table.add_row("errors reaching callers", str(result.count("error")))
+    table.add_row("current break duration", f"{status.break_duration or 0:.2f}s")
+    return table
+
+
+async def live_view(
+    supervisor: Supervisor,
+    server: FlakyLLMServer,
+    result: DemoResult,
+    started: float,
+    stop_at: float,
+) -> None:
+    with Live(
+        _render(supervisor, server, result, 0.0), refresh_per_second=8, transient=False
+    ) as live:
+        while time.monotonic() < stop_at:
+            await anyio.sleep(0.125)
+            live.update(_render(supervisor, server, result, time.monotonic() - started))
