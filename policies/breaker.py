@@ -255,8 +255,11 @@ class _Ratio:
         self._min_throughput = min_throughput
         self.window = SlidingWindow(sampling)
 
-    def tripped(self, now: float) -> bool:
+    def would_trip(self, now: float) -> bool:
+        """Whether one more failure at *now* would trip the breaker (nothing is recorded)."""
         calls, failures = self.window.counts(now)
+        calls += 1
+        failures += 1
         # "At or above" (DESIGN.md guarantee 9).
         return calls >= self._min_throughput and failures >= self._ratio * calls
 
@@ -388,24 +391,32 @@ class CircuitBreaker:
             if not failed:
                 self.on_success(epoch, now)
                 return
+            # Decide, and run the user's break duration, before changing anything (rule 5).
+            ratio = self._ratio
+            if ratio is not None:
+                trips, reason = ratio.would_trip(now), "failure_ratio"
+            else:
+                trips = self.consecutive_failures + 1 >= self._threshold
+                reason = "consecutive_failures"
+            duration = self._duration(now, from_half_open=False) if trips else 0.0
             self.consecutive_failures += 1
             self.quiet = False
-            if self._ratio is not None:
-                self._ratio.window.record(now, failed=True)
-                if self._ratio.tripped(now):
-                    self._open(now, "trip", "failure_ratio", from_half_open=False)
-            elif self.consecutive_failures >= self._threshold:
-                self._open(now, "trip", "consecutive_failures", from_half_open=False)
+            if ratio is not None:
+                ratio.window.record(now, failed=True)
+            if trips:
+                self._open(now, "trip", reason, duration)
         elif self.state is _HALF_OPEN:
-            self._probes -= 1
             if failed:
+                duration = self._duration(now, from_half_open=True)
+                self._probes -= 1
                 self.consecutive_failures += 1
-                self._open(now, "probe_failed", "probe_failed", from_half_open=True)
-            else:
-                self.consecutive_failures = 0
-                self._probe_successes += 1
-                if self._probe_successes >= self.config.success_threshold:
-                    self._move("probes_succeeded", now, "probes_succeeded")
+                self._open(now, "probe_failed", "probe_failed", duration)
+                return
+            self._probes -= 1
+            self.consecutive_failures = 0
+            self._probe_successes += 1
+            if self._probe_successes >= self.config.success_threshold:
+                self._move("probes_succeeded", now, "probes_succeeded")
 
     def on_cancel(self, epoch: int) -> None:
         """A call admitted in *epoch* ended without an outcome (cancelled, or ignored)."""
@@ -428,7 +439,8 @@ class CircuitBreaker:
 
     # -- moving --------------------------------------------------------------------------------
 
-    def _open(self, now: float, event: str, reason: str, *, from_half_open: bool) -> None:
+    def _duration(self, now: float, *, from_half_open: bool) -> float:
+        """The next break, from the user's schedule, validated. Changes nothing."""
         history = BreakHistory(
             openings=self.openings + 1,
             previous=self.break_duration,
@@ -447,8 +459,11 @@ class CircuitBreaker:
                 " it must return seconds >= 0"
             )
             raise ValueError(msg)
+        return float(duration)
+
+    def _open(self, now: float, event: str, reason: str, duration: float) -> None:
         self.openings += 1
-        self.break_duration = float(duration)
+        self.break_duration = duration
         self.open_until = now + duration
         self._move(event, now, reason)
 
