@@ -1,0 +1,1 @@
+"""ringfence benchmarks: one module per question; ``python -m benchmarks`` runs them all."""

@@ -1,0 +1,245 @@
+"""
+The subjects: ringfence configurations, the peers, and two lock-based reference designs.
+
+Every subject is an async context manager factory yielding ``call(i) -> awaitable``; peers
+that cannot run on the current backend raise, and the harness reports them as such.
+Configurations match as closely as each library allows: breakers that never trip on the
+success path (5 consecutive failures, 30 s recovery), stacks of retry (3 attempts, no wait),
+breaker, a 10 s attempt timeout, a bulkhead and a fallback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from policies import Breaker, Bulkhead, Retry, Timeout, backoff
+from supervisor import Supervisor
+
+Call = Callable[[int], Awaitable[object]]
+Factory = Callable[[], AbstractAsyncContextManager[Call]]
+
+BIG = 1_000_000  # bulkhead limits that never bind on the success path
+
+
+async def dep(x: int) -> int:
+    """The protected call: returns at once (overhead, rejection)."""
+    return x
+
+
+async def dep_yield(x: int) -> int:
+    """The protected call for the contention question: one trip through the scheduler."""
+    await anyio.lowlevel.checkpoint()
+    return x
+
+
+def fallback(error: BaseException, x: int) -> int:
+    return -1
+
+
+@asynccontextmanager
+async def bare(fn: Call = dep) -> AsyncIterator[Call]:
+    yield fn
+
+
+@asynccontextmanager
+async def ringfence_breaker_bulkhead(
+    fn: Call = dep, max_concurrent: int = BIG, max_queued: int = 0
+) -> AsyncIterator[Call]:
+    supervisor = Supervisor()
+    handle = supervisor.register(
+        "dep",
+        fn,
+        breaker=Breaker(failure_threshold=5, break_duration=30.0),
+        bulkhead=Bulkhead(max_concurrent=max_concurrent, max_queued=max_queued),
+    )
+    async with supervisor:
+        yield handle
+
+
+@asynccontextmanager
+async def ringfence_full(fn: Call = dep) -> AsyncIterator[Call]:
+    supervisor = Supervisor()
+    handle = supervisor.register(
+        "dep",
+        fn,
+        retry=Retry(attempts=3, backoff=backoff.constant(0.0)),
+        breaker=Breaker(failure_threshold=5, break_duration=30.0),
+        timeout=Timeout(attempt=10.0),
+        bulkhead=Bulkhead(max_concurrent=BIG, max_queued=0),
+        fallback=fallback,
+    )
+    async with supervisor:
+        yield handle
+
+
+@asynccontextmanager
+async def circuitbreaker_(fn: Call = dep) -> AsyncIterator[Call]:
+    from circuitbreaker import CircuitBreaker
+
+    yield CircuitBreaker(failure_threshold=5, recovery_timeout=30)(fn)
+
+
+@asynccontextmanager
+async def aiobreaker_(fn: Call = dep) -> AsyncIterator[Call]:
+    from aiobreaker import CircuitBreaker
+
+    breaker = CircuitBreaker(fail_max=5, timeout_duration=timedelta(seconds=30))
+
+    async def call(x: int) -> object:
+        return await breaker.call_async(fn, x)
+
+    yield call
+
+
+@asynccontextmanager
+async def purgatory_(fn: Call = dep) -> AsyncIterator[Call]:
+    from purgatory import AsyncCircuitBreakerFactory
+
+    factory = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=30)
+    yield factory(circuit="dep")(fn)
+
+
+@asynccontextmanager
+async def hyx_breaker(fn: Call = dep) -> AsyncIterator[Call]:
+    from hyx.circuitbreaker import consecutive_breaker
+
+    yield consecutive_breaker(failure_threshold=5, recovery_time_secs=30)(fn)
+
+
+@asynccontextmanager
+async def hyx_stack(fn: Call = dep) -> AsyncIterator[Call]:
+    from hyx.bulkhead import bulkhead
+    from hyx.circuitbreaker import consecutive_breaker
+    from hyx.fallback import fallback as hyx_fallback
+    from hyx.retry import retry
+    from hyx.timeout import timeout
+
+    async def handler(*args: Any, **kwargs: Any) -> int:
+        return -1
+
+    wrapped = consecutive_breaker(failure_threshold=5, recovery_time_secs=30)(fn)
+    wrapped = bulkhead(max_concurrency=BIG, max_capacity=BIG)(wrapped)
+    wrapped = timeout(10.0)(wrapped)
+    wrapped = retry(attempts=3, backoff=0.0)(wrapped)
+    yield hyx_fallback(handler)(wrapped)
+
+
+@asynccontextmanager
+async def tenacity_(fn: Call = dep) -> AsyncIterator[Call]:
+    from tenacity import retry, stop_after_attempt, wait_none
+
+    yield retry(stop=stop_after_attempt(3), wait=wait_none())(fn)
+
+
+@asynccontextmanager
+async def stamina_(fn: Call = dep) -> AsyncIterator[Call]:
+    import stamina
+
+    yield stamina.retry(on=Exception, attempts=3, wait_initial=0.0, wait_max=0.0, wait_jitter=0.0)(
+        fn
+    )
+
+
+@asynccontextmanager
+async def pyresilience_(fn: Call = dep) -> AsyncIterator[Call]:
+    from pyresilience import (
+        BulkheadConfig,
+        CircuitBreakerConfig,
+        FallbackConfig,
+        RetryConfig,
+        TimeoutConfig,
+        resilient,
+    )
+
+    yield resilient(
+        retry=RetryConfig(max_attempts=3, delay=0.0, jitter=False),
+        timeout=TimeoutConfig(seconds=10.0),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=5, recovery_timeout=30.0),
+        bulkhead=BulkheadConfig(max_concurrent=BIG),
+        fallback=FallbackConfig(handler=-1),
+    )(fn)
+
+
+# -- reference designs for the contention question ------------------------------------------
+
+
+class _LockedBreaker:
+    """A consecutive-failure breaker whose state is guarded by a lock around every access."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+
+
+@asynccontextmanager
+async def async_lock_breaker(fn: Call = dep) -> AsyncIterator[Call]:
+    """A breaker guarded by the backend's Lock (asyncio.Lock on asyncio, trio.Lock on trio)."""
+    lock = anyio.Lock(fast_acquire=True) if _fast_lock_supported() else anyio.Lock()
+    state = _LockedBreaker()
+
+    async def call(x: int) -> object:
+        async with lock:
+            if state.failures >= 5 and anyio.current_time() < state.open_until:
+                raise RuntimeError("open")
+        try:
+            result = await fn(x)
+        except Exception:
+            async with lock:
+                state.failures += 1
+            raise
+        async with lock:
+            state.failures = 0
+        return result
+
+    yield call
+
+
+def _fast_lock_supported() -> bool:
+    import inspect
+
+    return "fast_acquire" in inspect.signature(anyio.Lock).parameters
+
+
+@asynccontextmanager
+async def thread_lock_breaker(fn: Call = dep) -> AsyncIterator[Call]:
+    """A breaker guarded by threading.Lock, each call made from a worker thread via anyio."""
+    lock = threading.Lock()
+    state = _LockedBreaker()
+
+    def guarded(x: int) -> int:
+        with lock:
+            if state.failures >= 5:
+                raise RuntimeError("open")
+        result = x  # the sync dependency
+        with lock:
+            state.failures = 0
+        return result
+
+    async def call(x: int) -> object:
+        return await anyio.to_thread.run_sync(guarded, x)
+
+    yield call
+
+
+OVERHEAD_SUBJECTS: dict[str, Callable[..., AbstractAsyncContextManager[Call]]] = {
+    "bare await": bare,
+    "ringfence breaker+bulkhead": ringfence_breaker_bulkhead,
+    "ringfence full stack": ringfence_full,
+    "circuitbreaker": circuitbreaker_,
+    "aiobreaker": aiobreaker_,
+    "purgatory": purgatory_,
+    "hyx breaker": hyx_breaker,
+    "hyx stack": hyx_stack,
+    "tenacity": tenacity_,
+    "stamina": stamina_,
+    "pyresilience stack": pyresilience_,
+}
+BREAKERS = ("circuitbreaker", "aiobreaker", "purgatory", "hyx breaker")
+STACKS = ("hyx stack", "pyresilience stack", "tenacity", "stamina")
