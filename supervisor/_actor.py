@@ -488,9 +488,13 @@ class Actor:
         now = clock()
         machine = self._machine
         # admission: breaker, then bulkhead
-        epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
-        if epoch.__class__ is not int:
-            raise epoch  # type: ignore[misc]  # a SupervisorError from _admit
+        if machine.state is _CLOSED_STATE:
+            epoch = machine.epoch
+        else:
+            admitted = self._admit(machine, now)
+            if not isinstance(admitted, int):
+                raise admitted
+            epoch = admitted
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
         elif len(self._queue) >= self._max_queued:
@@ -592,9 +596,13 @@ class Actor:
     ) -> object:
         now = self._clock()
         machine = self._machine
-        epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
-        if epoch.__class__ is not int:
-            raise epoch  # type: ignore[misc]  # a SupervisorError from _admit
+        if machine.state is _CLOSED_STATE:
+            epoch = machine.epoch
+        else:
+            admitted = self._admit(machine, now)
+            if not isinstance(admitted, int):
+                raise admitted
+            epoch = admitted
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
         elif len(self._queue) >= self._max_queued:
