@@ -436,21 +436,28 @@ class Actor:
     ) -> object:
         raise SupervisorClosed(self._closed_reason)
 
-    def _admit(self, machine: CircuitBreaker, now: float) -> int | SupervisorError:
+    def _admit(self, machine: CircuitBreaker, now: float) -> int:
         """
-        Admission, breaker part, when the breaker is not closed: an epoch, or the error to
-        raise. Returned, not raised: the caller raises it from its own frame, one traceback
-        hop less on the path an open breaker exists to make cheap.
+        Admission, breaker part, when the breaker is not closed: the epoch to run in, or a
+        raised BreakerOpen / DependencyCrashed. The two attempt paths inline it: raising
+        ``self._reject_...()`` straight from their own frame, with no local holding the
+        error, keeps the traceback free of a frame -> error -> frame cycle that only the
+        garbage collector could free (~600 ns per rejection, measured).
         """
         if self._down is not None:
-            self._rejected += 1
-            crashed = DependencyCrashed(self.name, self._down, down=True)
-            crashed.__cause__ = self._down
-            return crashed
+            raise self._reject_down()
         epoch = machine.acquire(now)
         if epoch < 0:
-            return self._reject_breaker(machine, now)
+            raise self._reject_breaker(machine, now)
         return epoch
+
+    def _reject_down(self) -> DependencyCrashed:
+        """Admission when the dependency is down (restart limit reached)."""
+        assert self._down is not None
+        self._rejected += 1
+        crashed = DependencyCrashed(self.name, self._down, down=True)
+        crashed.__cause__ = self._down
+        return crashed
 
     def _reject_bulkhead(self, machine: CircuitBreaker, epoch: int) -> BulkheadFull:
         """Admission, bulkhead part, when every slot and queue place is taken."""
@@ -490,11 +497,12 @@ class Actor:
         # admission: breaker, then bulkhead
         if machine.state is _CLOSED_STATE:
             epoch = machine.epoch
-        else:
-            admitted = self._admit(machine, now)
-            if not isinstance(admitted, int):
-                raise admitted
-            epoch = admitted
+        else:  # _admit, inlined (see there why)
+            if self._down is not None:
+                raise self._reject_down()
+            epoch = machine.acquire(now)
+            if epoch < 0:
+                raise self._reject_breaker(machine, now)
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
         elif len(self._queue) >= self._max_queued:
@@ -598,11 +606,12 @@ class Actor:
         machine = self._machine
         if machine.state is _CLOSED_STATE:
             epoch = machine.epoch
-        else:
-            admitted = self._admit(machine, now)
-            if not isinstance(admitted, int):
-                raise admitted
-            epoch = admitted
+        else:  # _admit, inlined (see there why)
+            if self._down is not None:
+                raise self._reject_down()
+            epoch = machine.acquire(now)
+            if epoch < 0:
+                raise self._reject_breaker(machine, now)
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
         elif len(self._queue) >= self._max_queued:
@@ -771,15 +780,13 @@ class Actor:
         if current.epoch != epoch:
             # The breaker moved while the slot was on its way to us (say, a probe closed it,
             # or a crash restart): ask again rather than run as a late call.
-            admitted = (
-                current.epoch
-                if current.state is _CLOSED_STATE
-                else self._admit(current, self._clock())
-            )
-            if not isinstance(admitted, int):
+            if current.state is _CLOSED_STATE:
+                return current.epoch
+            try:
+                return self._admit(current, self._clock())
+            except SupervisorError:
                 self._release_slot()
-                raise admitted
-            return admitted
+                raise
         return epoch
 
     def _leave_queue(self, waiter: _Waiter, machine: CircuitBreaker, epoch: int) -> None:

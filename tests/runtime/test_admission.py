@@ -194,3 +194,35 @@ async def test_slot_granted_to_a_cancelled_waiter_passes_to_the_next(sup: Superv
     assert result == ["second"]
     assert seen == ["running", "second"]
     assert doomed.cancelled_caught
+
+
+async def test_rejections_leave_no_garbage_for_the_cycle_collector(sup: Supervisor) -> None:
+    """
+    A rejected call is freed by reference counting alone: no frame -> error -> traceback ->
+    frame cycle left for the garbage collector (it cost ~600 ns per rejection when the
+    hot path raised the error from a local variable). Checked by counting what
+    ``gc.collect()`` finds after rejections with the collector paused.
+    """
+    import gc
+
+    gate = Gate()
+    sup.register("open", Fake("x"))
+    sup.register("full", Fake(gate), bulkhead=Bulkhead(max_concurrent=1))
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            await sup.isolate("open")
+            tg.start_soon(sup.call, "full")
+            await wait_all_tasks_blocked()
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(50):
+                    with pytest.raises(BreakerOpen):
+                        await sup.call("open")
+                    with pytest.raises(BulkheadFull):
+                        await sup.call("full")
+                found = gc.collect()
+            finally:
+                gc.enable()
+            gate.open()
+    assert found < 50  # one cycle per rejection would be >= 100
