@@ -8,9 +8,12 @@ Run every benchmark question on asyncio and trio, write tables and plots, print 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from . import contention, memory, overhead, rejection
 from ._harness import Table, out_dir
@@ -112,6 +115,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (< 60 s)")
     parser.add_argument("--backend", choices=("asyncio", "trio", "both"), default="both")
     args = parser.parse_args()
+    # ringfence's own log lines (an isolated breaker, rate-limited rejections) go to stderr:
+    # stdout is the tables.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     directory = out_dir(args.quick)
     backends = ["asyncio", "trio"] if args.backend == "both" else [args.backend]
     started = time.monotonic()

@@ -49,7 +49,8 @@ SUBJECTS: dict[str, Callable[[], AbstractAsyncContextManager[Call]]] = {
     "reference: Lock-guarded breaker": partial(async_lock_breaker, dep_yield),
     "reference: threading.Lock breaker in threads": thread_lock_breaker,
 }
-THREAD_LIMIT = 1_000  # worker-thread hops cost ~50 us each: larger herds take minutes
+# Worker-thread hops cost ~300 us each here: larger herds take minutes (--quick: seconds).
+THREAD_LIMIT, QUICK_THREAD_LIMIT = 1_000, 100
 
 
 async def _burst(fn: Call, callers: int) -> tuple[float, list[float]]:
@@ -76,7 +77,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    sizes: list[int], rounds: int
+    sizes: list[int], rounds: int, thread_limit: int
 ) -> tuple[dict[tuple[str, int], dict[str, float]], dict[str, str]]:
     results: dict[tuple[str, int], dict[str, list[float]]] = {}
     failures: dict[str, str] = {}
@@ -86,7 +87,7 @@ async def _measure(
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
                 if name in failures or (
-                    name.startswith("reference: threading") and size > THREAD_LIMIT
+                    name.startswith("reference: threading") and size > thread_limit
                 ):
                     continue
                 try:
@@ -108,7 +109,8 @@ async def _measure(
 def run(backend: str, *, quick: bool) -> tuple[str, dict[str, Any]]:
     sizes = [1, 10, 100, 1_000] if quick else [1, 10, 100, 1_000, 10_000]
     rounds = 1 if quick else 5
-    results, failures = anyio.run(_measure, sizes, rounds, backend=backend)
+    thread_limit = QUICK_THREAD_LIMIT if quick else THREAD_LIMIT
+    results, failures = anyio.run(_measure, sizes, rounds, thread_limit, backend=backend)
     table = Table(["subject", "callers", "calls/s", "vs bare", "p50 µs", "p99 µs", "p99 vs bare"])
     for name in SUBJECTS:
         if name in failures:
