@@ -226,3 +226,46 @@ async def test_rejections_leave_no_garbage_for_the_cycle_collector(sup: Supervis
                 gc.enable()
             gate.open()
     assert found < 50  # one cycle per rejection would be >= 100
+
+
+async def test_a_queued_call_asks_the_breaker_again_when_it_moved_meanwhile(
+    sup: Supervisor,
+) -> None:
+    """
+    A call queued while closed, whose breaker turned half-open before its slot came, asks
+    again: with the only probe taken by a later caller it gets BreakerOpen (and hands its
+    slot on); it never runs as a late call of the closed breaker.
+    """
+    gate = Gate()
+    fake = Fake(gate, "probe answered")
+    sup.register(
+        "dep",
+        fake,
+        breaker=Breaker(half_open_probes=1),
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=2),
+    )
+    outcomes: dict[str, object] = {}
+
+    async def caller(who: str) -> None:
+        try:
+            outcomes[who] = await sup.call("dep", who)
+        except BreakerOpen as exc:
+            outcomes[who] = exc
+
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            tg.start_soon(caller, "running")
+            await fake.entered.wait()
+            tg.start_soon(caller, "queued while closed")
+            await wait_all_tasks_blocked()
+            await sup.force_half_open("dep")
+            tg.start_soon(caller, "probe")  # takes the only probe, queues behind
+            await wait_all_tasks_blocked()
+            assert sup.status("dep").queued == 2
+            gate.open()
+    rejected = outcomes["queued while closed"]
+    assert isinstance(rejected, BreakerOpen)
+    assert (rejected.state, rejected.retry_after) == ("half_open", 0.0)
+    assert outcomes["probe"] == "probe answered"
+    assert [args[0] for args, _ in fake.calls] == ["running", "probe"]
+    assert sup.status("dep").state == "closed"  # the probe closed it
