@@ -228,8 +228,36 @@ async def thread_lock_breaker(fn: Call = dep) -> AsyncIterator[Call]:
     yield call
 
 
+@asynccontextmanager
+async def native_cancel_scope(fn: Call = dep) -> AsyncIterator[Call]:
+    """
+    A bare await made cancellable from outside by the backend's own means, with nothing
+    else: ``trio.CancelScope()`` on trio (what ringfence enters once per attempt there),
+    ``asyncio.timeout(None)`` on asyncio (ringfence uses neither on asyncio: it cancels
+    the task from its timer heap). What any library that can cut a call off pays at least.
+    """
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        async def call(x: int) -> object:
+            with trio.CancelScope():
+                return await fn(x)
+
+    else:
+        import asyncio
+
+        async def call(x: int) -> object:
+            async with asyncio.timeout(None):
+                return await fn(x)
+
+    yield call
+
+
 OVERHEAD_SUBJECTS: dict[str, Callable[..., AbstractAsyncContextManager[Call]]] = {
     "bare await": bare,
+    "reference: bare await in the backend's cancel scope": native_cancel_scope,
     "ringfence breaker+bulkhead": ringfence_breaker_bulkhead,
     "ringfence full stack": ringfence_full,
     "circuitbreaker": circuitbreaker_,
