@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import platform
@@ -14,6 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "Table",
+    "cli",
     "header",
     "out_dir",
     "time_sequential",
@@ -89,3 +91,12 @@ class Table:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def cli(run: Callable[..., tuple[str, object]]) -> None:
+    """``python -m benchmarks.<question> [--backend trio] [--quick]``: one question alone."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(run(args.backend, quick=args.quick)[0])

@@ -9,7 +9,6 @@ guarded by the backend's Lock, and one guarded by threading.Lock called from wor
 
 from __future__ import annotations
 
-import argparse
 import gc
 import math
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from ._harness import Table, header, median
+from ._harness import Table, cli, header, median
 from ._subjects import (
     Call,
     aiobreaker_,
@@ -139,13 +138,5 @@ def run(backend: str, *, quick: bool) -> tuple[str, dict[str, Any]]:
     return text, {"results": results, "sizes": sizes, "failures": failures}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(run(args.backend, quick=args.quick)[0])
-
-
 if __name__ == "__main__":
-    main()
+    cli(run)

@@ -9,7 +9,6 @@ runs calls through the full stack and samples traced memory as it goes.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import tracemalloc
 from typing import Any
@@ -19,7 +18,7 @@ import anyio
 from policies import Breaker, Bulkhead, Retry, Timeout, backoff
 from supervisor import Supervisor
 
-from ._harness import Table, header, median
+from ._harness import Table, cli, header, median
 from ._subjects import dep_yield, fallback
 
 __all__ = ("run",)
@@ -128,13 +127,5 @@ def run(backend: str, *, quick: bool) -> tuple[str, dict[str, Any]]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(run(args.backend, quick=args.quick)[0])
-
-
 if __name__ == "__main__":
-    main()
+    cli(run)

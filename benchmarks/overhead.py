@@ -8,13 +8,12 @@ ratio to a bare ``await`` measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
 
-from ._harness import Table, header, median, time_sequential
+from ._harness import Table, cli, header, median, time_sequential
 from ._subjects import OVERHEAD_SUBJECTS, Call
 
 __all__ = ("run",)
@@ -58,13 +57,5 @@ def run(backend: str, *, quick: bool) -> tuple[str, dict[str, Any]]:
     return text, {"ns": results, "failures": failures}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(run(args.backend, quick=args.quick)[0])
-
-
 if __name__ == "__main__":
-    main()
+    cli(run)

@@ -7,7 +7,6 @@ answer fast. Ratios are to ringfence's own success path and to a bare await, sam
 
 from __future__ import annotations
 
-import argparse
 import gc
 import time
 from typing import Any
@@ -17,7 +16,7 @@ import anyio
 from policies import Breaker, Bulkhead
 from supervisor import BreakerOpen, BulkheadFull, Supervisor
 
-from ._harness import Table, header, median
+from ._harness import Table, cli, header, median
 from ._subjects import dep
 
 __all__ = ("run",)
@@ -98,13 +97,5 @@ def run(backend: str, *, quick: bool) -> tuple[str, dict[str, Any]]:
     return text, {"ns": results}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(run(args.backend, quick=args.quick)[0])
-
-
 if __name__ == "__main__":
-    main()
+    cli(run)
