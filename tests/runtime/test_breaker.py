@@ -277,3 +277,85 @@ async def test_register_after_entering_starts_the_actor(sup: Supervisor) -> None
             assert await handle() == "hello"
             assert (await sup.isolate("late")).target == "isolated"
     assert sup.dependencies == ("late",)
+
+
+async def test_queued_callers_fail_when_the_breaker_opens_not_when_a_slot_frees(
+    sup: Supervisor,
+) -> None:
+    """
+    The breaker opens while another call still holds its slot: the queued callers fail at
+    that moment, not later, when the slot would have come to them (guarantee 10).
+    """
+    gates = {"slow": Gate(), "failing": Gate()}
+    outcomes: dict[str, object] = {}
+
+    async def dep(who: str) -> str:
+        if who in gates:
+            await gates[who].event.wait()
+        if who == "failing":
+            raise ConnectionError("down")
+        return who
+
+    sup.register(
+        "dep",
+        dep,
+        breaker=Breaker(failure_threshold=1, break_duration=30.0),
+        bulkhead=Bulkhead(max_concurrent=2, max_queued=2),
+    )
+
+    async def caller(who: str) -> None:
+        try:
+            outcomes[who] = await sup.call("dep", who)
+        except (BreakerOpen, ConnectionError) as exc:
+            outcomes[who] = type(exc).__name__
+
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            for who in ("slow", "failing", "queued 1", "queued 2"):
+                tg.start_soon(caller, who)
+                await wait_all_tasks_blocked()
+            assert (sup.status("dep").in_flight, sup.status("dep").queued) == (2, 2)
+            gates["failing"].open()
+            await wait_all_tasks_blocked()
+            # "slow" still holds its slot; both queued callers have already failed.
+            assert outcomes == {
+                "failing": "ConnectionError",
+                "queued 1": "BreakerOpen",
+                "queued 2": "BreakerOpen",
+            }
+            assert (sup.status("dep").in_flight, sup.status("dep").queued) == (1, 0)
+            gates["slow"].open()
+    assert outcomes["slow"] == "slow"  # admitted before the breaker opened: it ran to the end
+
+
+async def test_isolating_fails_queued_callers_while_every_slot_is_still_held(
+    sup: Supervisor,
+) -> None:
+    """
+    A manual isolate frees no slot, so only the transition itself can fail the queue: the
+    queued callers get BreakerOpen (retry_after inf) at once, not when the slot frees.
+    """
+    gate = Gate()
+    fake = Fake(gate)
+    sup.register("dep", fake, bulkhead=Bulkhead(max_concurrent=1, max_queued=2))
+    errors: list[BreakerOpen] = []
+
+    async def caller() -> None:
+        try:
+            await sup.call("dep")
+        except BreakerOpen as exc:
+            errors.append(exc)
+
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            tg.start_soon(sup.call, "dep")
+            await fake.entered.wait()
+            for _ in range(2):
+                tg.start_soon(caller)
+            await wait_all_tasks_blocked()
+            await sup.isolate("dep")
+            await wait_all_tasks_blocked()
+            assert [(e.state, e.retry_after) for e in errors] == [("isolated", float("inf"))] * 2
+            assert (sup.status("dep").in_flight, sup.status("dep").queued) == (1, 0)
+            gate.open()
+    assert fake.count == 1
