@@ -122,14 +122,6 @@ def _wake_future(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _wake_event(event: Any) -> None:
-    event.set()
-
-
-def _await_event(event: Any) -> Any:
-    return event.wait()
-
-
 @final
 class _TrioSignal:
     """
@@ -289,10 +281,10 @@ class Actor:
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
-        # How a queued waiter is woken: see _Waiter.
-        self._new_signal: Callable[[], Any] = anyio.Event
-        self._wake: Callable[[Any], None] = _wake_event
-        self._wait_on: Callable[[Any], Any] = _await_event
+        # How a queued waiter is woken (see _Waiter): trio's way until start() sees asyncio.
+        self._new_signal: Callable[[], Any] = _TrioSignal
+        self._wake: Callable[[Any], None] = _wake_trio
+        self._wait_on: Callable[[Any], Any] = _wait_trio
         self._inbox_send: MemoryObjectSendStream[_Control] | None = None
         self._inbox_recv: MemoryObjectReceiveStream[_Control] | None = None
         # lifetime counters
@@ -327,9 +319,6 @@ class Actor:
             import trio  # the running backend, so already imported
 
             self._cancel_scope = trio.CancelScope
-            self._new_signal = _TrioSignal
-            self._wake = _wake_trio
-            self._wait_on = _wait_trio
             self._attempt = self._attempt_trio
         else:
             loop = asyncio.get_running_loop()
