@@ -38,10 +38,27 @@ async def test_call_after_leaving_raises_supervisor_closed(sup: Supervisor) -> N
     assert fake.count == 1
 
 
-async def test_leaving_fails_queued_and_cuts_off_running_calls(sup: Supervisor) -> None:
-    """Leaving `async with`: queued calls and running calls both end with SupervisorClosed."""
+@pytest.mark.parametrize("with_fallback", [False, True])
+async def test_leaving_fails_queued_and_cuts_off_running_calls(
+    sup: Supervisor, with_fallback: bool
+) -> None:
+    """
+    Leaving `async with`: queued calls and running calls both end with SupervisorClosed,
+    and a fallback never sees them (guarantee 12).
+    """
     fake = Fake(Gate(), Gate())  # never opened: only the shutdown can end them
-    sup.register("dep", fake, bulkhead=Bulkhead(max_concurrent=1, max_queued=1))
+    fallback_saw: list[str] = []
+
+    def fallback(exc: BaseException) -> str:
+        fallback_saw.append(type(exc).__name__)
+        return "fallback"
+
+    sup.register(
+        "dep",
+        fake,
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=1),
+        fallback=fallback if with_fallback else None,
+    )
     errors: list[str] = []
 
     async def caller() -> None:
@@ -61,6 +78,7 @@ async def test_leaving_fails_queued_and_cuts_off_running_calls(sup: Supervisor) 
         "supervisor shut down while the call was queued",
         "supervisor shut down while the call was running",
     ]
+    assert fallback_saw == []
     status = sup.status("dep")
     assert (status.calls, status.failures, status.rejected) == (0, 0, 0)
 

@@ -235,31 +235,3 @@ async def test_attempt_timeout_error_is_a_timeout_error(sup: Supervisor, is_trio
                 await sup.call("dep")
     assert isinstance(caught.value, AttemptTimeout)
     assert caught.value.dependency == "dep"
-
-
-async def test_fallback_never_sees_calls_cut_off_or_dequeued_by_leaving(sup: Supervisor) -> None:
-    """Leaving `async with` ends running and queued calls with SupervisorClosed, fallback or not."""
-    log: list[str] = []
-    fake = Fake(Gate(), Gate())  # never opened: only the shutdown can end them
-    sup.register(
-        "dep", fake, bulkhead=Bulkhead(max_concurrent=1, max_queued=1), fallback=_fallback(log)
-    )
-    errors: list[str] = []
-
-    async def caller() -> None:
-        try:
-            await sup.call("dep")
-        except SupervisorClosed as exc:
-            errors.append(str(exc))
-
-    with guard():
-        async with anyio.create_task_group() as tg, sup:
-            tg.start_soon(caller)
-            await fake.entered.wait()
-            tg.start_soon(caller)
-            await wait_all_tasks_blocked()
-    assert log == []
-    assert sorted(errors) == [
-        "supervisor shut down while the call was queued",
-        "supervisor shut down while the call was running",
-    ]
