@@ -55,7 +55,7 @@ from ._errors import (
     UnknownDependency,
 )
 from ._status import DependencyStatus
-from ._timers import CLOSED, DEADLINE, DeadlineHeap, Running
+from ._timers import CLOSED, DEADLINE, DeadlineHeap, Running, cancel_pending
 
 if TYPE_CHECKING:
     from typing import NoReturn
@@ -364,14 +364,18 @@ class Actor:
         self._accepting = False
         self._closed_reason = _SHUT_DOWN
         self._attempt = self.entry = self._attempt_closed
+        # A call coroutine created while running but first awaited now (`pending = llm(x)`
+        # inside `async with`, `await pending` after it) was bound to the attempt path before
+        # the swap above. No slot and no queue place is left for it: admission reaches
+        # _reject_bulkhead, which says SupervisorClosed. Zero cost on the hot path, which
+        # compares these limits anyway (issue #8, defect 6).
+        self._max_concurrent = self._max_queued = -1
         self._fail_queued(lambda: SupervisorClosed(_DEQUEUED))
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)
         for task in list(self._tasks):
-            if task not in self._cut_tasks:
-                self._cut_tasks[task] = CLOSED
-                task.cancel()
+            self._cut_fast(task)
         if self._timers is not None:
             self._timers.close()
         if self._inbox_send is not None:
@@ -487,18 +491,24 @@ class Actor:
             raise self._reject_breaker(machine, now)
         return epoch
 
-    def _reject_down(self) -> DependencyCrashed:
+    def _reject_down(self) -> DependencyCrashed | SupervisorClosed:
         """Admission when the dependency is down (restart limit reached)."""
         assert self._down is not None
+        if not self._accepting:  # a call coroutine created before close(): see there
+            return SupervisorClosed(self._closed_reason)
         self._rejected += 1
         crashed = DependencyCrashed(self.name, self._down, down=True)
         crashed.__cause__ = self._down
         return crashed
 
-    def _reject_bulkhead(self, machine: CircuitBreaker, epoch: int) -> BulkheadFull:
+    def _reject_bulkhead(
+        self, machine: CircuitBreaker, epoch: int
+    ) -> BulkheadFull | SupervisorClosed:
         """Admission, bulkhead part, when every slot and queue place is taken."""
-        self._rejected += 1
         machine.on_cancel(epoch)
+        if not self._accepting:  # closed: see close()
+            return SupervisorClosed(self._closed_reason)
+        self._rejected += 1
         if not self._bulkhead_full_logged:
             self._bulkhead_full_logged = True
             self._log.info(
@@ -615,7 +625,7 @@ class Actor:
             self._end(running)
             try:
                 if (
-                    running.fired
+                    running.delivered
                     and task.uncancel() <= running.base
                     and isinstance(exc, asyncio.CancelledError)
                 ):
@@ -627,7 +637,7 @@ class Actor:
                     self._release_slot()
         end = self._clock()
         self._end(running)
-        if running.fired:  # the dependency swallowed our cancellation and answered anyway
+        if running.delivered:  # the dependency swallowed our cancellation and answered anyway
             task.uncancel()
         try:
             self._succeeded(epoch, now, end)
@@ -780,9 +790,39 @@ class Actor:
         running.fired = why
         task = running.task
         if isinstance(task, asyncio.Task):
-            task.cancel()
+            self._deliver(running)
         else:
             task.cancel()  # type: ignore[attr-defined]  # trio.CancelScope
+
+    def _deliver(self, running: Running) -> None:
+        """
+        ``task.cancel()`` for a cut-off attempt on asyncio, unless somebody else's cancellation
+        is already on its way to the task: then try again on the next loop iteration, as anyio
+        does (see :func:`~supervisor._timers.cancel_pending`). If that foreign cancellation
+        ends the attempt first, the attempt was the caller's to cancel: it counts nothing and
+        the ``CancelledError`` goes on to whoever asked for it.
+        """
+        if running.done or running.delivered:
+            return
+        task = running.task
+        assert isinstance(task, asyncio.Task)
+        if cancel_pending(task):
+            assert self._loop is not None
+            self._loop.call_soon(self._deliver, running)
+            return
+        running.delivered = True
+        task.cancel()
+
+    def _cut_fast(self, task: asyncio.Task[Any]) -> None:
+        """:meth:`_deliver` for an attempt on the fast path (no Running record): shutdown only."""
+        if task not in self._tasks or task in self._cut_tasks:
+            return
+        if cancel_pending(task):
+            assert self._loop is not None
+            self._loop.call_soon(self._cut_fast, task)
+            return
+        self._cut_tasks[task] = CLOSED
+        task.cancel()
 
     async def _wait_for_slot(
         self, machine: CircuitBreaker, epoch: int, deadline: float | None
@@ -835,8 +875,12 @@ class Actor:
             self._wake(waiter.signal)
         return failed
 
-    def _reject_breaker(self, machine: CircuitBreaker, now: float) -> BreakerOpen:
+    def _reject_breaker(
+        self, machine: CircuitBreaker, now: float
+    ) -> BreakerOpen | SupervisorClosed:
         """Admission, breaker part, when the breaker rejects the call."""
+        if not self._accepting:  # a call coroutine created before close(): see there
+            return SupervisorClosed(self._closed_reason)
         self._rejected += 1
         self._rejections_since_transition += 1
         retry_after = machine.retry_after(now)

@@ -6,7 +6,10 @@ An anyio ``CancelScope`` costs about 4 µs on asyncio and ``asyncio.timeout`` 2-
 timeout, total deadline, supervisor shutdown). So on asyncio each running attempt is a
 :class:`Running` record holding its task; cutting it off is ``task.cancel()`` plus a flag, and
 the attempt translates its own ``CancelledError`` back, the way ``asyncio.timeout`` does (it
-counts ``Task.cancelling()`` so a cancellation from anyone else still propagates).
+counts ``Task.cancelling()`` so a cancellation from anyone else still propagates). A cut-off is
+never delivered on top of somebody else's pending cancellation (:func:`cancel_pending`): it
+waits for the next loop iteration, so cancellations from anyio scopes, ``asyncio.timeout``,
+task groups and the user's own ``task.cancel()`` keep their identity.
 
 Deadlines live in a heap shared by the dependency's attempts, with one ``loop.call_at`` handle
 for the earliest. Finished attempts are removed lazily; the heap is rebuilt when stale entries
@@ -20,7 +23,7 @@ import heapq
 from collections.abc import Callable
 from typing import Final, final
 
-__all__ = ("Running", "DeadlineHeap", "CLOSED", "TIMEOUT", "DEADLINE")
+__all__ = ("Running", "DeadlineHeap", "CLOSED", "TIMEOUT", "DEADLINE", "cancel_pending")
 
 #: Why a running attempt was cut off.
 CLOSED: Final = 1  # the supervisor left `async with`
@@ -32,16 +35,36 @@ DEADLINE: Final = 3  # Timeout.total
 class Running:
     """One running attempt. Created and touched only by its dependency's actor code."""
 
-    __slots__ = ("base", "done", "epoch", "fired", "keep_slot", "reason", "task")
+    __slots__ = ("base", "delivered", "done", "epoch", "fired", "keep_slot", "reason", "task")
 
     def __init__(self, task: object, base: int, epoch: int) -> None:
         self.task = task  # asyncio.Task, or trio.CancelScope on trio
         self.base = base  # task.cancelling() when the attempt started (asyncio)
         self.epoch = epoch  # the breaker epoch the attempt was admitted in
         self.fired = 0  # 0, or CLOSED / TIMEOUT / DEADLINE once cut off
+        self.delivered = False  # our task.cancel() was made (asyncio): ours to uncancel()
         self.reason = TIMEOUT  # what the deadline, if it fires, means
         self.done = False
         self.keep_slot = False  # a sync callable's abandoned thread still holds the slot
+
+
+def cancel_pending(task: asyncio.Task[object]) -> bool:
+    """
+    True when *task* already has a cancellation on its way that it has not seen yet.
+
+    Cutting an attempt off then would do harm: a second ``task.cancel()`` while the first is
+    pending folds both into one ``CancelledError`` and, when the task is not parked on a
+    future, replaces the first one's message with ours. anyio recognises its own cancellation
+    by that message ("Cancelled via cancel scope ..."), so a caller's ``move_on_after`` falling
+    due in the same loop iteration as our timeout would no longer catch its own cancellation
+    and a bare ``CancelledError`` would escape the caller's scope (issue #8, defect 1).
+    anyio's ``CancelScope._deliver_cancellation`` makes exactly this test before it cancels,
+    and retries on the next iteration; so do we (``Actor._deliver``).
+    """
+    if task._must_cancel:  # type: ignore[attr-defined]  # read by anyio too, C and Python tasks
+        return True
+    waiter = task._fut_waiter  # type: ignore[attr-defined]
+    return waiter is not None and bool(waiter.done())
 
 
 @final
