@@ -241,27 +241,50 @@ class _Listener(Protocol):
 
 # ---------------------------------------------------------------------------------------------
 # Trip rules: when does a closed breaker open? (Polly's CircuitBehavior.) The consecutive rule
-# is the machine's own `consecutive_failures` count compared with the threshold; the ratio rule
-# is a SlidingWindow. Both are checked only when a failure is reported, so a success costs one
-# counter reset (plus one window write in ratio mode).
+# is the machine's own `consecutive_failures` count compared with the threshold; it can only
+# trip on a failure, so a success costs one counter reset. The ratio rule is a SlidingWindow
+# and decides on every outcome, successes included, as Resilience4j's CircuitBreakerStateMachine
+# does after each recorded call: F, F, F, S, S with min_throughput=5 and failure_ratio=0.5
+# reaches 5 calls on the last success, at 60 %, and opens there (issue 8). Deciding only on
+# failures left that breaker closed until the next failure, against DESIGN.md guarantee 9.
+
+# Time slices in the ratio window (Polly's RollingHealthMetrics uses 10 as well).
+_BUCKETS: Final = 10
 
 
 @final
 class _Ratio:
-    __slots__ = ("_min_throughput", "_ratio", "window")
+    __slots__ = ("_horizon", "_last_failure", "_min_throughput", "_ratio", "window")
 
     def __init__(self, ratio: float, min_throughput: int, sampling: float) -> None:
         self._ratio = ratio
         self._min_throughput = min_throughput
-        self.window = SlidingWindow(sampling)
+        self.window = SlidingWindow(sampling, _BUCKETS)
+        # A failure recorded at t leaves the window by t + sampling + one slice (window.py
+        # keeps whole slices); one more slice covers float rounding. Past that horizon the
+        # window holds no failure, so a success cannot trip (the ratio is > 0): the success
+        # path then skips the window read and pays one float comparison.
+        self._horizon = sampling + 2 * sampling / _BUCKETS
+        self._last_failure = -math.inf
 
-    def would_trip(self, now: float) -> bool:
-        """Whether one more failure at *now* would trip the breaker (nothing is recorded)."""
+    def success_may_trip(self, now: float) -> bool:
+        """``False`` when a success at *now* certainly cannot trip (no failure in the window)."""
+        return now < self._last_failure + self._horizon
+
+    def would_trip(self, now: float, *, failed: bool) -> bool:
+        """Whether one more outcome at *now* would trip the breaker (nothing is recorded)."""
         calls, failures = self.window.counts(now)
         calls += 1
-        failures += 1
+        if failed:
+            failures += 1
         # "At or above" (DESIGN.md guarantee 9).
         return calls >= self._min_throughput and failures >= self._ratio * calls
+
+    def record(self, now: float, *, failed: bool) -> None:
+        """Count one outcome at *now*."""
+        self.window.record(now, failed=failed)
+        if failed:
+            self._last_failure = now
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +359,8 @@ class CircuitBreaker:
         self._threshold = threshold if threshold is not None else 5
         #: True when reporting a success would change nothing (closed, no failure counted,
         #: no window to record in): the runtime may skip the report. A hint, kept exact.
+        #: Never true in ratio mode: every success is recorded in the window, and a success
+        #: can trip the breaker there (it may be the call that reaches min_throughput).
         self.quiet = self._window is None
         self._probes = 0
         self._probe_successes = 0
@@ -375,11 +400,15 @@ class CircuitBreaker:
         if epoch != self.epoch:
             return  # a late outcome: rule 3
         if self.state is _CLOSED:
-            self.consecutive_failures = 0
-            if self._window is not None:
-                self._window.record(now, failed=False)
-            else:
+            ratio = self._ratio
+            if ratio is None:
+                self.consecutive_failures = 0
                 self.quiet = True
+            elif ratio.success_may_trip(now):
+                self._closed_outcome(now, failed=False)
+            else:
+                self.consecutive_failures = 0
+                ratio.record(now, failed=False)
         else:
             self.on_outcome(epoch, now, failed=False)
 
@@ -388,23 +417,10 @@ class CircuitBreaker:
         if epoch != self.epoch:
             return  # a late outcome: rule 3
         if self.state is _CLOSED:
-            if not failed:
-                self.on_success(epoch, now)
-                return
-            # Decide, and run the user's break duration, before changing anything (rule 5).
-            ratio = self._ratio
-            if ratio is not None:
-                trips, reason = ratio.would_trip(now), "failure_ratio"
+            if failed:
+                self._closed_outcome(now, failed=True)
             else:
-                trips = self.consecutive_failures + 1 >= self._threshold
-                reason = "consecutive_failures"
-            duration = self._duration(now, from_half_open=False) if trips else 0.0
-            self.consecutive_failures += 1
-            self.quiet = False
-            if ratio is not None:
-                ratio.window.record(now, failed=True)
-            if trips:
-                self._open(now, "trip", reason, duration)
+                self.on_success(epoch, now)
         elif self.state is _HALF_OPEN:
             if failed:
                 duration = self._duration(now, from_half_open=True)
@@ -417,6 +433,26 @@ class CircuitBreaker:
             self._probe_successes += 1
             if self._probe_successes >= self.config.success_threshold:
                 self._move("probes_succeeded", now, "probes_succeeded")
+
+    def _closed_outcome(self, now: float, *, failed: bool) -> None:
+        """Count an outcome while closed and open if the trip rule says so."""
+        # Decide, and run the user's break duration, before changing anything (rule 5).
+        ratio = self._ratio
+        if ratio is not None:
+            trips, reason = ratio.would_trip(now, failed=failed), "failure_ratio"
+        else:  # consecutive mode; only failures come here
+            trips = self.consecutive_failures + 1 >= self._threshold
+            reason = "consecutive_failures"
+        duration = self._duration(now, from_half_open=False) if trips else 0.0
+        if failed:
+            self.consecutive_failures += 1
+            self.quiet = False
+        else:
+            self.consecutive_failures = 0
+        if ratio is not None:
+            ratio.record(now, failed=failed)
+        if trips:
+            self._open(now, "trip", reason, duration)
 
     def on_cancel(self, epoch: int) -> None:
         """A call admitted in *epoch* ended without an outcome (cancelled, or ignored)."""

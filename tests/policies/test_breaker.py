@@ -235,3 +235,85 @@ def test_quiet_hint_is_exact() -> None:
     machine.on_success(machine.acquire(0.0), 0.0)
     assert machine.quiet
     assert not Breaker(failure_ratio=0.5).machine(0.0).quiet  # the window records successes
+
+
+def succeed(machine: Any, now: float) -> None:
+    machine.on_success(machine.acquire(now), now)
+
+
+def test_ratio_mode_decides_on_a_success_that_reaches_min_throughput() -> None:
+    """F, F, F, S, S with min_throughput=5, ratio 0.5: the fifth call (a success) opens at 60 %."""
+    seen: list[Transition] = []
+    machine = Breaker(
+        failure_ratio=0.5, min_throughput=5, sampling=60.0, break_duration=7.0
+    ).machine(0.0, seen.append)
+    for _ in range(3):
+        fail(machine, 1.0)
+    succeed(machine, 2.0)
+    assert State.CLOSED == machine.state  # 4 calls: below min_throughput
+    succeed(machine, 3.0)
+    assert [
+        Transition(
+            at=3.0,
+            source=State.CLOSED,
+            target=State.OPEN,
+            reason="failure_ratio",
+            break_duration=7.0,
+        )
+    ] == seen
+    assert (State.OPEN, 0, 10.0) == (
+        machine.state,
+        machine.consecutive_failures,
+        machine.open_until,
+    )
+
+
+def test_ratio_mode_a_success_below_the_ratio_keeps_it_closed() -> None:
+    """F, F, S, S, S with min_throughput=5, ratio 0.5: 40 % at the fifth call stays closed."""
+    machine = Breaker(failure_ratio=0.5, min_throughput=5, sampling=60.0).machine(0.0)
+    for _ in range(2):
+        fail(machine, 1.0)
+    for _ in range(3):
+        succeed(machine, 2.0)
+    assert (State.CLOSED, (5, 2)) == (machine.state, machine._window.counts(2.0))
+
+
+def test_a_success_opens_once_old_successes_leave_the_window() -> None:
+    """Old successes expiring raise the ratio; the next success sees it and opens."""
+    machine = Breaker(failure_ratio=0.6, min_throughput=4, sampling=10.0).machine(0.0)
+    for _ in range(3):
+        succeed(machine, 0.0)
+    for _ in range(3):
+        fail(machine, 5.0)
+    assert State.CLOSED == machine.state  # 3 of 6: 50 %
+    succeed(machine, 11.5)  # the three successes at 0 are gone: 3 of 4, 75 %
+    assert (State.OPEN, "failure_ratio") == (machine.state, machine.transitions[-1].reason)
+
+
+def test_a_failure_counts_for_a_success_until_it_leaves_the_window() -> None:
+    """A failure at 0 is still in a 10 s window at 10.99 (whole slices), so the success opens."""
+    machine = Breaker(failure_ratio=0.5, min_throughput=2, sampling=10.0).machine(0.0)
+    fail(machine, 0.0)
+    succeed(machine, 10.99)
+    assert State.OPEN == machine.state
+    machine = Breaker(failure_ratio=0.5, min_throughput=2, sampling=10.0).machine(0.0)
+    fail(machine, 0.0)
+    succeed(machine, 11.0)  # the failure's slice has left: 0 of 1
+    assert (State.CLOSED, (1, 0)) == (machine.state, machine._window.counts(11.0))
+
+
+def test_a_success_that_would_trip_runs_the_break_duration_before_changing_anything() -> None:
+    """Rule 5 on the success path: a raising break duration leaves state and window as they were."""
+
+    def broken(history: BreakHistory) -> float:
+        raise ZeroDivisionError
+
+    machine = Breaker(
+        failure_ratio=0.5, min_throughput=2, sampling=10.0, break_duration=broken
+    ).machine(0.0)
+    fail(machine, 0.0)
+    epoch = machine.acquire(1.0)
+    before = (snapshot(machine), machine._window.counts(1.0))
+    with pytest.raises(ZeroDivisionError):
+        machine.on_success(epoch, 1.0)
+    assert before == (snapshot(machine), machine._window.counts(1.0))
