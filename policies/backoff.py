@@ -16,7 +16,7 @@ Jitter, wrapping any schedule (or, for decorrelated, standing alone):
 
 - :func:`full` — ``uniform(0, inner(attempt))`` (AWS "full jitter")
 - :func:`proportional` — ``inner(attempt) * uniform(1 - ratio, 1 + ratio)``
-- :func:`decorrelated` — Polly's ``DecorrelatedJitterBackoffV2`` formula, see its docstring.
+- :func:`decorrelated` — the waits of Polly's ``DecorrelatedJitterBackoffV2``, see its docstring.
 
 All schedules saturate: attempt 10,000 gives ``cap``, never an ``OverflowError``
 (stamina 26.1.0 and Polly #2163 shipped the same fix).
@@ -117,15 +117,23 @@ class _Proportional:
         return f"backoff.proportional({self.inner!r}, ratio={self.ratio!r})"
 
 
-# Polly's DecorrelatedJitterBackoffV2 constants (Polly.Contrib.WaitAndRetry, credited there to
-# George Pantazes' analysis of AWS's "decorrelated jitter"): the curve 2**t * tanh(sqrt(p * t))
-# with p = 4.0 and the scale factor rp = 1 / 1.4 keeps the median delay growing about twofold
-# per attempt while successive delays stay decorrelated.
-_P_FACTOR = 4.0
-_RP_SCALING = 1.0 / 1.4
+# Polly's DecorrelatedJitterBackoffV2 (Polly.Core RetryHelper; from Polly.Contrib.WaitAndRetry,
+# by George Bukazhin, after George Pantazes' analysis of AWS's "decorrelated jitter"). With a
+# 0-based retry index a and U uniform in [0, 1), Polly computes t = a + U and
+# next = 2**t * tanh(sqrt(4 t)), waits (next - prev) / 1.4 * base and keeps prev = next for the
+# following retry (prev = 0 before the first). Since t grows by at least 0 and at most 2 per
+# retry and the curve increases, every wait is positive; the first spans [0, 1.38) x base with
+# median 0.90 x base, and the median roughly doubles per retry after that.
+_P_FACTOR = 4.0  # the curve's tanh(sqrt(p t)) factor
+_RP_SCALING = 1.0 / 1.4  # Polly: "so the median is the given base delay" (roughly; see above)
+# math.pow(2.0, t) raises OverflowError from t = 1024 on, where C#'s Math.Pow returns infinity
+# and Polly returns the cap (Polly #2163). Below 1024 the curve is finite (2**1023.99 < max).
+_T_OVERFLOW = 1024.0
 
 
 def _curve(t: float) -> float:
+    if t >= _T_OVERFLOW:
+        return math.inf
     return math.pow(2.0, t) * math.tanh(math.sqrt(_P_FACTOR * t))
 
 
@@ -136,15 +144,21 @@ class _Decorrelated:
     cap: float
 
     def __call__(self, attempt: int, rng: random.Random, /) -> float:
-        # Polly keeps the previous t between attempts; we draw it afresh so the callable
-        # stays a pure function of (attempt, rng). Both t values are uniform inside their
-        # unit interval, so the difference is positive and has the same shape.
-        if attempt > 1000:  # 2.0 ** 1000 is finite but already far past any cap
+        # Polly carries prev from the previous retry's draw; this callable has no state between
+        # calls (the runtime shares one rng among every caller), so it draws that previous U
+        # here, first, then this retry's U. Polly's wait before retry n depends only on those
+        # two draws, so each wait has exactly Polly's distribution for its retry, and equals
+        # Polly's for the same two draws. What differs is the joint law: Polly's waits in one
+        # call telescope (their sum before retry n is f(t_n) / 1.4 * base); ours are drawn
+        # independently of each other.
+        index = attempt - 1  # Polly's retry index is 0-based
+        previous = _curve(index - 1 + rng.random()) if index > 0 else 0.0
+        current = _curve(index + rng.random())
+        if math.isinf(current):
             return self.cap
-        t = attempt + rng.random()
-        previous = _curve(attempt - 1 + rng.random()) if attempt > 1 else 0.0
-        delay = (_curve(t) - previous) * self.median / (_RP_SCALING * 4.0)
-        return min(self.cap, delay)
+        # Polly converts to 100 ns ticks and clamps at TimeSpan.MaxValue; a float in seconds
+        # needs neither (the product saturates to inf, which min() turns into the cap).
+        return min(self.cap, (current - previous) * _RP_SCALING * self.median)
 
     def __repr__(self) -> str:
         return f"backoff.decorrelated(median={self.median!r}, cap={self.cap!r})"
@@ -222,12 +236,24 @@ def proportional(inner: Backoff, ratio: float = 0.2) -> Backoff:
 
 def decorrelated(median: float = 1.0, cap: float = 60.0) -> Backoff:
     """
-    Decorrelated jitter after Polly's ``DecorrelatedJitterBackoffV2``.
+    Decorrelated jitter: the waits of Polly's ``DecorrelatedJitterBackoffV2``.
 
-    With ``t = attempt + U(0, 1)`` and ``f(t) = 2**t * tanh(sqrt(4 t))``, the wait is
-    ``(f(t) - f(t')) * median / (4 / 1.4)`` where ``t' = attempt - 1 + U(0, 1)`` (0 for the
-    first retry), capped at *cap*. The median wait starts near *median* and roughly doubles
-    per retry, but successive waits are decorrelated, so a herd does not retry in lockstep.
+    With ``f(t) = 2**t * tanh(sqrt(4 t))`` and ``U, U'`` uniform in ``[0, 1)``, the wait before
+    retry ``n`` is ``min(cap, (f(n - 1 + U) - f(n - 2 + U')) / 1.4 * median)``, the subtracted
+    term ``0`` for ``n = 1``. The first wait lies in ``[0, 1.38) * median`` (its median is
+    ``0.90 * median``: Polly calls *median* "the median delay to target"), and the median wait
+    roughly doubles per retry, while callers retrying together spread out.
+
+    Each wait has exactly the distribution Polly's has for that retry, and equals Polly's
+    for the same two random draws. Polly also carries ``U'`` over from the previous retry, so
+    its waits within one call add up to ``f(n - 1 + U) / 1.4 * median``; here the two draws
+    are made afresh for every wait (a backoff is a function of ``(attempt, rng)``), so
+    successive waits are independent.
+
+    Args:
+        median: Polly's base delay, seconds (``> 0``).
+        cap: the longest wait, seconds (``> 0``). From retry 1025 on, where Polly's curve
+            overflows (Polly #2163), every wait is *cap*, as Polly's.
 
     Raises:
         TypeError, ValueError: an argument is not a number ``> 0``.
