@@ -1,0 +1,160 @@
+"""
+Retry budget: across all callers of a dependency, retries stay a fraction of calls.
+
+Per-call retry limits (``Retry(attempts=4)``) multiply load during an outage: every caller
+retries, so a sick dependency sees up to four times its normal traffic, just when it can least
+take it (a *retry storm*). A budget caps retries for the dependency as a whole. The rule is
+Finagle's ``RetryBudget`` (twitter/finagle, ``finagle-core/.../service/RetryBudget.scala``,
+with the same defaults: ``ttl`` 10 s, ``minRetriesPerSec`` 10, ``percentCanRetry`` 0.2): over the
+last ``window`` seconds,
+
+    retries + 1 <= ratio * calls + min_per_second * window
+
+must hold for a retry to be made. The second term is a floor, so a quiet dependency (a few
+calls a minute) can still retry its occasional failure; under load the first term dominates
+and retries add at most ``ratio`` (20 %) to the traffic.
+
+:class:`RetryBudget` counts in a :class:`~policies.window.SlidingWindow` of 10 time slices, so
+memory is O(slices) and each operation O(1) amortised. Like the breaker's window it is
+granular: an event leaves the count up to one slice (``window / 10``) after ``window`` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import warnings
+from typing import Final, final
+
+import attrs
+
+from ._validators import number
+from .window import SlidingWindow
+
+__all__ = ("Budget", "BudgetStatus", "RetryBudget")
+
+# Time slices in the window (the breaker's ratio window uses 10 as well).
+_BUCKETS: Final = 10
+# Slack for products such as 0.29 * 100 == 28.999999999999996: 29 retries were meant.
+_SLACK: Final = 1e-9
+
+
+def _seconds(value: float | datetime.timedelta) -> float:
+    """Accept a ``timedelta`` wherever seconds are expected (stamina's habit)."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Budget:
+    """
+    How many retries a dependency may make, across all its callers.
+
+    Args:
+        ratio: retries allowed per call in the window, a finite number ``>= 0``
+            (0.2: retries add at most 20 % to the traffic).
+        min_per_second: retries per second allowed whatever the traffic, ``>= 0``; the
+            window holds ``min_per_second * window`` of them.
+        window: the sliding window in seconds (or a ``timedelta``), finite ``> 0``.
+
+    A retry is made when ``retries + 1 <= ratio * calls + min_per_second * window`` over the
+    last ``window`` seconds; otherwise the error goes to the fallback or the caller.
+    ``Retry(budget=None)`` turns the budget off.
+
+    Raises:
+        TypeError, ValueError: an argument has the wrong type or is out of range.
+
+    Warns:
+        UserWarning: ``ratio`` and ``min_per_second`` are both 0: no retry is ever made.
+    """
+
+    ratio: float = attrs.field(default=0.2, validator=number(ge=0))
+    min_per_second: float = attrs.field(default=10.0, validator=number(ge=0))
+    window: float = attrs.field(default=10.0, converter=_seconds, validator=number(gt=0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.ratio == 0 and self.min_per_second == 0:
+            warnings.warn(
+                "Budget(ratio=0, min_per_second=0) allows no retry at all; "
+                "Retry(attempts=1) says that more plainly",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def machine(self) -> RetryBudget:
+        """A fresh :class:`RetryBudget` for this configuration, with nothing counted."""
+        return RetryBudget(self)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class BudgetStatus:
+    """
+    A retry budget as seen at one instant (for ``status().budget``).
+
+    Attributes:
+        calls: calls counted in the window.
+        retries: retries made in the window.
+        remaining: retries that could be made now (0 when the budget is spent).
+        refused: retries refused since the budget was created (a lifetime total).
+    """
+
+    calls: int
+    retries: int
+    remaining: int
+    refused: int
+
+
+@final
+class RetryBudget:
+    """
+    The retry budget of one dependency. Not thread-safe and not meant to be: exactly one owner
+    (the dependency's actor) calls it. Create it with :meth:`Budget.machine`.
+
+    The runtime calls :meth:`on_call` once per call (its first attempt) and
+    :meth:`try_retry` before each retry it would make.
+    """
+
+    __slots__ = ("_allowance", "_ratio", "_window", "config", "refused")
+
+    def __init__(self, config: Budget) -> None:
+        self.config = config
+        self._ratio = config.ratio
+        self._allowance = config.min_per_second * config.window + _SLACK
+        # The window's "failures" are our retries, its "calls" our calls plus retries: one
+        # SlidingWindow keeps both counts in the same slices.
+        self._window = SlidingWindow(config.window, _BUCKETS)
+        #: retries refused since creation.
+        self.refused = 0
+
+    def on_call(self, now: float) -> None:
+        """Count one call (its first attempt; retries are counted by :meth:`try_retry`)."""
+        self._window.record(now, failed=False)
+
+    def _remaining(self, now: float) -> tuple[int, int, float]:
+        events, retries = self._window.counts(now)
+        calls = events - retries
+        return calls, retries, self._ratio * calls + self._allowance - retries
+
+    def try_retry(self, now: float) -> bool:
+        """
+        Whether a retry may be made at *now*; if so it is counted (the retry is taken).
+
+        Returns:
+            ``True`` when ``retries + 1 <= ratio * calls + min_per_second * window`` over the
+            window ending at *now*; ``False`` (and the refusal counted) otherwise.
+        """
+        if self._remaining(now)[2] >= 1.0:
+            self._window.record(now, failed=True)
+            return True
+        self.refused += 1
+        return False
+
+    def snapshot(self, now: float) -> BudgetStatus:
+        """The counts over the window ending at *now*, as a frozen record."""
+        calls, retries, left = self._remaining(now)
+        return BudgetStatus(
+            calls=calls, retries=retries, remaining=max(0, math.floor(left)), refused=self.refused
+        )

@@ -1,0 +1,392 @@
+"""
+Rate and token limits: configuration (:class:`RateLimit`) and a GCRA machine (:class:`RateLimiter`).
+
+Theory of operation
+-------------------
+The machine is the Generic Cell Rate Algorithm in its *virtual scheduling* form (ITU-T
+Recommendation I.371, annex A; explained for web APIs in Brandur Leach's "Rate Limiting, Cells,
+and GCRA", brandur.org/rate-limiting, and implemented by his redis-cell, ``src/cell/mod.rs``).
+One number of state, the *theoretical arrival time* ``tat``, replaces a bucket's counter and
+refill timer. With ``T = per / rate`` (the emission interval: seconds per unit of cost) and a
+bucket of ``burst`` units, a call of cost ``n`` arriving at ``now`` conforms at the earliest
+time ``s >= now`` with::
+
+    max(tat, s) + n*T - s <= burst*T          # redis-cell: allow_at = new_tat - tolerance
+
+and then ``tat = max(tat, s) + n*T``. Solving for ``s`` gives the wait::
+
+    wait = max(0, max(tat, now) + n*T - burst*T - now)
+
+redis-cell's tolerance is ``T * (max_burst + 1)`` with ``limit = max_burst + 1``; our ``burst``
+is that limit, so the two agree (``test_redis_cell_table`` replays its test table). The ITU
+form, one cell at a time, is the case ``n = 1`` with ``tau = (burst - 1) * T``.
+
+We store ``tat`` as ``(t0, level)``: ``tat = t0 + level*T``, ``level`` being the cost still
+"in the bucket" at ``t0`` (above ``burst`` when reservations wait in line). It is the same
+state, but calls at the same instant add whole costs exactly, so ten calls of cost 1 against a
+burst of 10 leave a level of exactly 10 instead of ``now + 10*T`` rounded ten times.
+
+Rules this file keeps:
+
+1. *A reservation is a commitment* (FIFO). :meth:`RateLimiter.reserve` either refuses or
+   *takes* the turn at once and returns how long to wait before using it. A later call lines
+   up behind every earlier reservation, so for a clock that does not go backwards turns are
+   granted in the order reserved. A large call (cost up to ``burst``) gets a place in line
+   immediately and cannot be starved by a stream of small ones; the price is that it delays
+   the small calls after it. The runtime only has to sleep the returned wait.
+2. *Several limits, one decision.* :func:`reserve_all` admits a call only when every limit
+   (requests per minute *and* tokens per minute, say) admits it; a refusal leaves every
+   limiter untouched. The call goes at the latest of the waits and each limit is charged for
+   that common start time, so no limit sees more than its rate, however late another made
+   the call.
+3. *Never is not a wait.* A cost above ``burst`` can never conform: the answer is a
+   :class:`Refusal` with ``retry_after == inf`` (``never``), at once, rather than a wait forever.
+4. *The guarantee.* For any sequence of reservations (at any ``now`` values, backwards
+   included), with ``s`` = ``now + wait`` for each admitted call, the costs admitted with
+   ``s`` in any closed interval of length ``L`` add up to at most
+   ``burst + rate * L / per`` (so ``rate + burst`` over any ``per`` seconds). Proof sketch: each
+   admission raises ``tat`` by its cost times ``T``; the last admission in the interval ends
+   with ``tat <= s + burst*T``, the first started from ``max(tat, now) >= start of the
+   interval``. :meth:`RateLimiter.settle` and :meth:`RateLimiter.refund` move ``tat`` by the
+   *actual* cost, so with them the bound holds for actual costs, not estimates.
+5. *Clocks going backwards break nothing:* ``max(tat, now)`` keeps the schedule, the wait is
+   measured from the ``now`` given, and the guarantee above holds for any order of ``now``.
+6. *Waits shorter than a nanosecond are zero.* ``T = per / rate`` is rarely exact in binary, and
+   a turn due now must not become a wait of 1e-16 s (a refusal under ``max_wait=0``).
+   redis-cell keeps time in whole nanoseconds for the same reason.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import Final, TypeAlias, TypeVar, final
+
+import attrs
+
+from ._validators import number, optional_number
+
+__all__ = (
+    "CostFunction",
+    "RateLimit",
+    "RateLimiter",
+    "Refusal",
+    "SettleFunction",
+    "reserve_all",
+)
+
+_T = TypeVar("_T")
+
+# A user's cost function takes the call's own arguments, whatever they are; `...` is the
+# honest parameter list, and the only explicit Any in policies/.
+CostFunction: TypeAlias = Callable[..., float]  # type: ignore[explicit-any]
+#: ``settle(result) -> float``: the real cost of a call, known from its result.
+SettleFunction: TypeAlias = Callable[..., float]  # type: ignore[explicit-any]
+
+_INF: Final = math.inf
+_FLOAT_MAX: Final = sys.float_info.max
+# Waits at or below this many seconds are returned as 0.0 (rule 6).
+_RESOLUTION: Final = 1e-9
+
+
+def _seconds(value: float | datetime.timedelta) -> float:
+    """Accept a ``timedelta`` wherever seconds are expected (stamina's habit)."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _check_callable(what: str) -> Callable[[object, attrs.Attribute[_T], _T], None]:
+    def check(_inst: object, attribute: attrs.Attribute[_T], value: _T) -> None:
+        if value is not None and not callable(value):
+            msg = (
+                f"{attribute.name!r} must be None or a callable {what},"
+                f" got {value!r} of type {type(value).__name__}"
+            )
+            raise TypeError(msg)
+
+    return check
+
+
+def _valid_cost(name: str, value: object) -> float:
+    """A cost the machine can count: a finite ``int`` or ``float`` ``>= 0`` (never ``bool``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name!r} must be a number >= 0, got {value!r} of type {type(value).__name__}"
+        raise TypeError(msg)
+    if not 0.0 <= value <= _FLOAT_MAX:  # NaN fails both comparisons; huge ints fail the second
+        msg = f"{name!r} must be a finite number >= 0, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+@final
+@attrs.frozen
+class RateLimit:
+    """
+    A request or token limit for one dependency: ``rate`` units of cost per ``per`` seconds.
+
+    ``RateLimit(500, per=60)`` allows 500 requests a minute; with
+    ``cost=lambda prompt: len(prompt) / 4`` the same class limits tokens a minute. ``rate`` is
+    the one positional argument (it reads as "500 per 60 s"); the rest are keyword-only, so
+    ``RateLimit(500, 60)`` cannot silently mean a burst.
+
+    Args:
+        rate: units of cost allowed per ``per`` seconds, a finite number ``> 0``.
+        per: the period in seconds (or a ``timedelta``), finite ``> 0``. Default 1.0.
+        burst: units that may go at once from a full bucket, ``>= 1``. ``None`` (the default)
+            means ``max(rate, 1)``: a full period's quota at once, which is how providers'
+            per-minute limits behave (their buckets refill continuously up to the full
+            quota). Set it lower to spread calls out.
+        max_wait: the longest a call waits for a turn in this limit, seconds (or a
+            ``timedelta``), ``>= 0``; ``inf`` waits as long as the call's deadline allows.
+            Default 0.0: a call that cannot go at once is refused (``RateLimited``).
+        cost: ``cost(*args, **kwargs) -> float``, the price of one call in units (estimated
+            tokens, say); ``None`` means every call costs 1.
+        settle: ``settle(result) -> float``, the call's real cost once its result is known;
+            the difference from ``cost`` is charged or refunded (``None``: keep the estimate).
+
+    Over any ``per`` seconds at most ``rate + burst`` units start (``burst + rate * L / per``
+    over any ``L`` seconds): a full bucket plus what refills meanwhile.
+
+    Raises:
+        TypeError, ValueError: an argument has the wrong type or is out of range.
+    """
+
+    rate: float = attrs.field(validator=number(gt=0))
+    per: float = attrs.field(default=1.0, kw_only=True, converter=_seconds, validator=number(gt=0))
+    burst: float | None = attrs.field(default=None, kw_only=True, validator=optional_number(ge=1))
+    max_wait: float = attrs.field(
+        default=0.0, kw_only=True, converter=_seconds, validator=number(ge=0, allow_inf=True)
+    )
+    cost: CostFunction | None = attrs.field(
+        default=None, kw_only=True, validator=_check_callable("(*args, **kwargs) -> float")
+    )
+    settle: SettleFunction | None = attrs.field(
+        default=None, kw_only=True, validator=_check_callable("(result) -> float")
+    )
+
+    @property
+    def capacity(self) -> float:
+        """The burst in effect: ``burst``, or ``max(rate, 1)`` when it was left ``None``."""
+        return self.burst if self.burst is not None else max(self.rate, 1.0)
+
+    def machine(self) -> RateLimiter:
+        """A fresh :class:`RateLimiter` for this limit, with a full bucket."""
+        return RateLimiter(self)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Refusal:
+    """
+    A call that may not go: :meth:`RateLimiter.reserve` and :func:`reserve_all` return it.
+
+    Attributes:
+        retry_after: seconds from ``now`` until the same call would be admitted without
+            waiting, as things stand; ``inf`` when it never can (its cost exceeds the burst).
+        limit: the limit that refused.
+        index: the limit's position in the sequence given to :func:`reserve_all` (0 for
+            :meth:`RateLimiter.reserve`).
+    """
+
+    retry_after: float
+    limit: RateLimit
+    index: int = 0
+
+    @property
+    def never(self) -> bool:
+        """The cost exceeds the limit's burst: no wait will ever admit this call."""
+        return self.retry_after == _INF
+
+
+@final
+class RateLimiter:
+    """
+    The GCRA state of one limit. Not thread-safe and not meant to be: exactly one owner (the
+    dependency's actor) calls it, one method at a time. Create it with :meth:`RateLimit.machine`.
+
+    All times are seconds from one clock (any origin); all costs are units of the limit.
+    """
+
+    __slots__ = ("_burst", "_drain", "_interval", "_level", "_t0", "config")
+
+    def __init__(self, config: RateLimit) -> None:
+        self.config = config
+        self._burst = float(config.capacity)
+        self._interval = config.per / config.rate  # T: seconds per unit
+        self._drain = config.rate / config.per  # 1/T: units per second
+        # tat = t0 + level*T (see the module docstring). t0 = -inf: a full bucket at any now.
+        self._t0 = -_INF
+        self._level = 0.0
+
+    def _level_at(self, now: float) -> float:
+        # (max(tat, now) - now) / T: the cost in the bucket as seen from `now`. For now < t0
+        # (a clock gone backwards) the level is higher, never lower: the schedule holds.
+        level = self._level - (now - self._t0) * self._drain
+        return level if level > 0.0 else 0.0
+
+    def peek(self, now: float, cost: float = 1) -> float:
+        """
+        Seconds a call of *cost* would wait if reserved at *now*; nothing is taken.
+
+        Returns:
+            The wait (0.0: at once), or ``inf`` when *cost* exceeds the burst.
+
+        Raises:
+            TypeError, ValueError: *cost* is not a finite number ``>= 0``.
+        """
+        cost = _valid_cost("cost", cost)
+        if cost > self._burst:
+            return _INF
+        excess = self._level_at(now) + cost - self._burst
+        wait = excess * self._interval
+        return wait if wait > _RESOLUTION else 0.0
+
+    def reserve(self, now: float, cost: float = 1, max_wait: float = _INF) -> float | Refusal:
+        """
+        Take a turn for a call of *cost* at *now*, or refuse it and change nothing.
+
+        Args:
+            now: the current time, seconds.
+            cost: the call's price in units (1 for a request limit).
+            max_wait: the caller's own bound on the wait (its remaining deadline, say); the
+                limit's ``max_wait`` applies as well, the smaller one wins.
+
+        Returns:
+            The seconds to wait before the call may start (0.0: at once); the turn is taken.
+            Or a :class:`Refusal` when the wait would exceed either bound (``retry_after`` is
+            that wait), or when *cost* exceeds the burst (``never``).
+
+        Raises:
+            TypeError, ValueError: *cost* is not a finite number ``>= 0``; nothing changed.
+        """
+        # Fast path for the common types; _valid_cost gives the exact error otherwise.
+        if (cost.__class__ is not float and cost.__class__ is not int) or not (
+            0.0 <= cost <= _FLOAT_MAX
+        ):
+            cost = _valid_cost("cost", cost)
+        level = self._level - (now - self._t0) * self._drain
+        if level < 0.0:
+            level = 0.0
+        level += cost
+        excess = level - self._burst
+        wait = 0.0
+        if excess > 0.0:
+            if cost > self._burst:
+                return Refusal(retry_after=_INF, limit=self.config)
+            wait = excess * self._interval
+            if wait <= _RESOLUTION:
+                wait = 0.0
+            elif wait > max_wait or wait > self.config.max_wait:
+                return Refusal(retry_after=wait, limit=self.config)
+        # tat = max(tat, now) + cost*T, stored relative to now (rule 1: the turn is taken).
+        self._t0 = now
+        self._level = level
+        return wait
+
+    def settle(self, now: float, estimated: float, actual: float) -> None:
+        """
+        True up a call reserved at cost *estimated* that really cost *actual*.
+
+        ``actual - estimated`` is charged (later calls wait for it) or, when negative,
+        refunded; a refund never takes the bucket below empty, so :meth:`available` never
+        exceeds the burst.
+
+        Raises:
+            TypeError, ValueError: a cost is not a finite number ``>= 0``; nothing changed.
+        """
+        estimated = _valid_cost("estimated", estimated)
+        actual = _valid_cost("actual", actual)
+        level = self._level_at(now) + (actual - estimated)
+        self._t0 = now
+        self._level = level if level > 0.0 else 0.0
+
+    def refund(self, now: float, cost: float) -> None:
+        """
+        Give back a turn of *cost* that was reserved but never used (the caller was cancelled
+        while waiting, or the bulkhead refused it): ``settle(now, cost, 0)``.
+
+        Raises:
+            TypeError, ValueError: *cost* is not a finite number ``>= 0``; nothing changed.
+        """
+        cost = _valid_cost("cost", cost)
+        self.settle(now, cost, 0.0)
+
+    def available(self, now: float) -> float:
+        """Units a call could take at *now* without waiting, from 0 to the burst (for status)."""
+        left = self._burst - self._level_at(now)
+        return left if left > 0.0 else 0.0
+
+
+def reserve_all(
+    limiters: Sequence[RateLimiter],
+    now: float,
+    costs: Sequence[float],
+    max_wait: float = _INF,
+) -> float | Refusal:
+    """
+    Take a turn in every limiter for one call, or in none (rule 2 of the module docstring).
+
+    Each limiter prices the call with its own cost (``costs[i]`` for ``limiters[i]``: 1 for a
+    request limit, estimated tokens for a token limit). The call may start after the longest
+    of the limiters' waits; every limiter is then charged as of that common start.
+
+    Args:
+        limiters: distinct limiters of one dependency (the same one twice is counted once
+            per entry, against a state read only once: do not).
+        now: the current time, seconds.
+        costs: one cost per limiter.
+        max_wait: the caller's bound on the common wait (its remaining deadline, say). Each
+            limiter's own ``max_wait`` bounds that limiter's wait.
+
+    Returns:
+        The seconds to wait (0.0: at once); every turn is taken. Or the :class:`Refusal` of
+        the first limiter that refused, with ``retry_after`` = the longest wait, and no turn
+        taken anywhere. A cost above its limiter's burst refuses with ``never``, before any
+        wait is considered.
+
+    Raises:
+        TypeError, ValueError: a cost is not a finite number ``>= 0``, or the two sequences
+            differ in length; nothing changed.
+    """
+    if len(limiters) != len(costs):
+        msg = (
+            "reserve_all() needs one cost per limiter,"
+            f" got {len(limiters)} limiters and {len(costs)} costs"
+        )
+        raise ValueError(msg)
+    # Read every limiter first, change none: a refusal or a bad cost leaves all as they were.
+    levels: list[float] = []
+    waits: list[float] = []
+    checked: list[float] = []
+    never = refused = -1
+    for i, limiter in enumerate(limiters):
+        cost = _valid_cost("cost", costs[i])
+        level = limiter._level_at(now)
+        own = (level + cost - limiter._burst) * limiter._interval
+        if cost > limiter._burst:
+            if never < 0:
+                never = i
+        elif own <= _RESOLUTION:
+            own = 0.0
+        elif own > limiter.config.max_wait and refused < 0:
+            refused = i
+        levels.append(level)
+        waits.append(own)
+        checked.append(cost)
+    if never >= 0:
+        return Refusal(retry_after=_INF, limit=limiters[never].config, index=never)
+    wait = max(waits, default=0.0)
+    if refused < 0 and wait > max_wait:
+        refused = waits.index(wait)  # the limiter that sets the wait
+    if refused >= 0:
+        return Refusal(retry_after=wait, limit=limiters[refused].config, index=refused)
+    for limiter, level, cost in zip(limiters, levels, checked, strict=True):
+        # Charged as of the common start now + wait: tat = max(tat, now + wait) + cost*T,
+        # which in units above `now` is max(level, wait/T) + cost.
+        reached = wait * limiter._drain
+        limiter._level = (level if level > reached else reached) + cost
+        limiter._t0 = now
+    return wait
