@@ -10,14 +10,13 @@ backoff would end past the total deadline is not started.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Protocol, TypeVar, final, runtime_checkable
 
 import attrs
 
 from . import backoff as _backoff
-from ._validators import integer
+from ._validators import integer, number
 
 __all__ = ("Retry", "RetryPredicate", "ResultPredicate")
 
@@ -92,11 +91,12 @@ def _check_result_predicate(_inst: object, _attr: attrs.Attribute[_T], value: _T
         raise TypeError(msg)
 
 
-def _retry_after(exc: BaseException) -> float:
-    """The exception's ``retry_after`` seconds, if it carries a usable one; else 0."""
+def _retry_after(exc: BaseException, ceiling: float) -> float:
+    """The exception's ``retry_after`` seconds, at most *ceiling*, if usable; else 0."""
     hint = getattr(exc, "retry_after", None)
+    # `hint > 0` is False for NaN. min() before float(): float(10**400) raises OverflowError.
     if isinstance(hint, int | float) and not isinstance(hint, bool) and hint > 0:
-        return float(hint) if not math.isnan(hint) else 0.0
+        return float(min(hint, ceiling))
     return 0.0
 
 
@@ -115,8 +115,15 @@ class Retry:
         retry_on_result: predicate ``(result) -> bool``; ``True`` retries a returned value.
             The last such result is returned when attempts run out.
 
+        max_retry_after: the longest ``retry_after`` hint honoured, seconds (finite, ``> 0``;
+            default 300, DESIGN.md's Retry-After cap). Longer hints, ``inf`` included, wait
+            this long.
+
     An exception with a numeric ``retry_after`` attribute (seconds, as HTTP 429/503 carry)
-    makes the wait at least that long.
+    makes the wait at least ``min(retry_after, max_retry_after)``. Hints that are not a
+    number > 0 (negative, NaN, ``bool``, strings) are ignored. Without the cap a server
+    answering ``Retry-After: 1e9``, or a client bug setting ``inf``, would park the call
+    forever when no total deadline is set.
 
     Raises:
         TypeError, ValueError: an argument has the wrong type or is out of range.
@@ -132,6 +139,7 @@ class Retry:
     retry_on_result: ResultPredicate | None = attrs.field(
         default=None, validator=_check_result_predicate
     )
+    max_retry_after: float = attrs.field(default=300.0, validator=number(gt=0))
 
     def should_retry(self, exc: Exception) -> bool:
         """Whether *exc* is worth another attempt (attempts left are the caller's business)."""
@@ -141,12 +149,12 @@ class Retry:
         """
         Seconds to wait before retry number *attempt* (1-based).
 
-        ``max(backoff(attempt, rng), exc.retry_after)`` when the exception carries a
-        ``retry_after``; never negative.
+        ``max(backoff(attempt, rng), min(exc.retry_after, max_retry_after))`` when the
+        exception carries a usable ``retry_after``; never negative.
         """
         wait = self.backoff(attempt, rng)
         if not wait >= 0.0:  # also catches NaN from a user's backoff
             wait = 0.0
         if exc is not None:
-            wait = max(wait, _retry_after(exc))
+            wait = max(wait, _retry_after(exc, self.max_retry_after))
         return wait

@@ -45,6 +45,21 @@ from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
             TypeError,
             "'retry_on_result' must be None or a predicate (result) -> bool, got 3 of type int",
         ),
+        (
+            lambda: Retry(max_retry_after=0),
+            ValueError,
+            "'max_retry_after' must be a number > 0, got 0",
+        ),
+        (
+            lambda: Retry(max_retry_after=-5.0),
+            ValueError,
+            "'max_retry_after' must be a number > 0, got -5.0",
+        ),
+        (
+            lambda: Retry(max_retry_after="300"),
+            TypeError,
+            "'max_retry_after' must be a number > 0, got '300' of type str",
+        ),
         (lambda: Timeout(attempt=0), ValueError, "'attempt' must be a number > 0, got 0"),
         (
             lambda: Timeout(total=math.nan),

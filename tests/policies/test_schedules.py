@@ -66,16 +66,53 @@ def test_jitter_is_reproducible_for_a_seed() -> None:
 
 @pytest.mark.parametrize(
     ("hint", "expected"),
-    [(5, 5.0), (0.5, 1.0), (True, 1.0), (math.nan, 1.0), (-3, 1.0), ("7", 1.0), (None, 1.0)],
+    [
+        (5, 5.0),
+        (0.5, 1.0),
+        (300, 300.0),
+        (300.5, 300.0),
+        (1e9, 300.0),
+        (10**400, 300.0),  # an int too large for float()
+        (math.inf, 300.0),
+        (True, 1.0),
+        (math.nan, 1.0),
+        (-3, 1.0),
+        (-math.inf, 1.0),
+        (0, 1.0),
+        ("7", 1.0),
+        (None, 1.0),
+    ],
 )
-def test_retry_after_is_a_minimum_delay(hint: object, expected: float, rng: random.Random) -> None:
-    """A numeric retry_after > 0 raises the wait to at least that; anything else is ignored."""
+def test_retry_after_is_a_minimum_delay_capped_at_300s(
+    hint: object, expected: float, rng: random.Random
+) -> None:
+    """A numeric retry_after > 0 raises the wait to at least min(hint, 300); others are ignored."""
 
     class Throttled(Exception):
         retry_after = hint
 
     retry = Retry(backoff=backoff.constant(1.0))
+    assert 300.0 == retry.max_retry_after
     assert expected == retry.delay(1, rng, Throttled())
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"), [(10, 10.0), (20, 20.0), (30, 20.0), (math.inf, 20.0), (-1, 2.0)]
+)
+def test_max_retry_after_caps_the_hint_not_the_backoff(
+    hint: float, expected: float, rng: random.Random
+) -> None:
+    """max_retry_after=20 caps the hint; a backoff longer than the cap still waits in full."""
+
+    class Throttled(Exception):
+        retry_after = hint
+
+    assert expected == Retry(backoff=backoff.constant(2.0), max_retry_after=20).delay(
+        1, rng, Throttled()
+    )
+    assert 50.0 == Retry(backoff=backoff.constant(50.0), max_retry_after=20).delay(
+        1, rng, Throttled()
+    )
 
 
 def test_broken_user_backoff_waits_zero(rng: random.Random) -> None:
