@@ -34,15 +34,16 @@ class _Validator:
         self._check(attribute.alias or attribute.name, value)
 
 
-def _describe(kind: str, ge: float | None, gt: float | None, le: float | None) -> str:
+def _bounds(ge: float | None, gt: float | None, le: float | None) -> str:
+    """The bounds as a message fragment: ``" > 0 and <= 1"``, or ``""`` for none."""
     rules = []
     if ge is not None:
-        rules.append(f">= {ge:g}")
+        rules.append(f" >= {ge:g}")
     if gt is not None:
-        rules.append(f"> {gt:g}")
+        rules.append(f" > {gt:g}")
     if le is not None:
-        rules.append(f"<= {le:g}")
-    return f"{kind} {' and '.join(rules)}" if rules else kind
+        rules.append(f" <= {le:g}")
+    return " and".join(rules)
 
 
 def _check(
@@ -56,13 +57,16 @@ def _check(
     le: float | None,
     allow_inf: bool,
 ) -> None:
-    rule = _describe(kind, ge, gt, le)
+    bounds = _bounds(ge, gt, le)
+    rule = kind + bounds
     if isinstance(value, bool) or not isinstance(value, types):
         msg = f"{name!r} must be {rule}, got {value!r} of type {type(value).__name__}"
         raise TypeError(msg)
     assert isinstance(value, int | float)  # narrowed above; for mypy
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        msg = f"{name!r} must be a finite {rule}, got {value!r}"
+        # Only floats get here, so the kind is always "a number" (issue 8 fixed the message
+        # "must be a finite a number", made by putting "finite" before the kind's article).
+        msg = f"{name!r} must be a finite number{bounds}, got {value!r}"
         raise ValueError(msg)
     if (
         (ge is not None and value < ge)

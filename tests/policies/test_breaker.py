@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -182,15 +183,26 @@ def test_raising_break_duration_leaves_the_machine_unchanged() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "error"),
-    [(True, TypeError), ("5", TypeError), (-1.0, ValueError), (math.nan, ValueError)],
+    ("value", "error", "rule"),
+    [
+        (True, TypeError, "a number of seconds"),
+        ("5", TypeError, "a number of seconds"),
+        (-1.0, ValueError, "seconds >= 0"),
+        (math.nan, ValueError, "seconds >= 0"),
+    ],
 )
-def test_bad_break_duration_results_are_rejected(value: object, error: type[Exception]) -> None:
+def test_bad_break_duration_results_are_rejected(
+    value: object, error: type[Exception], rule: str
+) -> None:
     """A break duration returning a non-number or a negative/NaN raises, changing nothing."""
     machine = Breaker(failure_threshold=1, break_duration=lambda h: value).machine(0.0)  # type: ignore[arg-type, return-value]
     epoch = machine.acquire(0.0)
     before = snapshot(machine)
-    with pytest.raises(error, match="break_duration"):
+    message = (
+        f"break_duration {machine.config.break_duration!r} returned {value!r};"
+        f" it must return {rule}"
+    )
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         machine.on_outcome(epoch, 1.0, failed=True)
     assert before == snapshot(machine)
 

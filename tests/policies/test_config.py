@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
+from policies._validators import check_number
 
 
 @pytest.mark.parametrize(
@@ -60,11 +61,51 @@ from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
             TypeError,
             "'max_retry_after' must be a number > 0, got '300' of type str",
         ),
+        (
+            lambda: Retry(max_retry_after=math.inf),
+            ValueError,
+            "'max_retry_after' must be a finite number > 0, got inf",
+        ),
+        (
+            lambda: Retry(max_retry_after=math.nan),
+            ValueError,
+            "'max_retry_after' must be a finite number > 0, got nan",
+        ),
+        (
+            lambda: Breaker(failure_ratio=math.nan),
+            ValueError,
+            "'failure_ratio' must be a finite number > 0 and <= 1, got nan",
+        ),
+        (
+            lambda: Breaker(min_throughput=2.5, failure_ratio=0.5),
+            TypeError,
+            "'min_throughput' must be an int >= 1, got 2.5 of type float",
+        ),
+        (
+            lambda: backoff.linear(1, 1, cap=-1),
+            ValueError,
+            "'cap' must be a number >= 0, got -1",
+        ),
+        (
+            lambda: check_number("x", "1"),
+            TypeError,
+            "'x' must be a number, got '1' of type str",
+        ),
+        (
+            lambda: check_number("x", -math.inf, ge=0, allow_inf=True),
+            ValueError,
+            "'x' must be a number >= 0, got -inf",
+        ),
+        (
+            lambda: check_number("x", 3, ge=0, le=2),
+            ValueError,
+            "'x' must be a number >= 0 and <= 2, got 3",
+        ),
         (lambda: Timeout(attempt=0), ValueError, "'attempt' must be a number > 0, got 0"),
         (
             lambda: Timeout(total=math.nan),
             ValueError,
-            "'total' must be a finite a number > 0, got nan",
+            "'total' must be a finite number > 0, got nan",
         ),
         (
             lambda: Timeout(total="5"),
@@ -130,7 +171,7 @@ from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
         (
             lambda: backoff.constant(math.inf),
             ValueError,
-            "'delay' must be a finite a number >= 0, got inf",
+            "'delay' must be a finite number >= 0, got inf",
         ),
         (
             lambda: backoff.proportional(backoff.constant(1), ratio=2),
