@@ -1,0 +1,191 @@
+"""Budget and its machine: validation, the Finagle rule with exact counts, a naive model."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+
+import attrs
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from policies.budget import Budget, BudgetStatus
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"ratio": -0.1}, ValueError, "'ratio' must be a number >= 0, got -0.1"),
+        ({"ratio": math.nan}, ValueError, "'ratio' must be a finite number >= 0, got nan"),
+        ({"ratio": math.inf}, ValueError, "'ratio' must be a finite number >= 0, got inf"),
+        ({"ratio": "0.2"}, TypeError, "'ratio' must be a number >= 0, got '0.2' of type str"),
+        ({"ratio": False}, TypeError, "'ratio' must be a number >= 0, got False of type bool"),
+        ({"min_per_second": -1}, ValueError, "'min_per_second' must be a number >= 0, got -1"),
+        ({"window": 0}, ValueError, "'window' must be a number > 0, got 0"),
+        (
+            {"window": datetime.timedelta(seconds=-1)},
+            ValueError,
+            "'window' must be a number > 0, got -1.0",
+        ),
+        ({"window": math.inf}, ValueError, "'window' must be a finite number > 0, got inf"),
+        ({"window": None}, TypeError, "'window' must be a number > 0, got None of type NoneType"),
+    ],
+)
+def test_invalid_configuration_is_rejected_with_a_clear_message(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Each bad argument raises TypeError/ValueError naming it, the rule and the value."""
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        Budget(**kwargs)  # type: ignore[arg-type]
+
+
+def test_defaults_are_finagles_and_durations_accept_timedelta() -> None:
+    """20 % of calls plus 10 retries a second over 10 s, as DESIGN.md and Finagle say."""
+    assert Budget(ratio=0.2, min_per_second=10.0, window=10.0) == Budget()
+    assert 30.0 == Budget(window=datetime.timedelta(seconds=30)).window
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        Budget().ratio = 1.0  # type: ignore[misc]
+
+
+def test_a_budget_that_allows_nothing_warns() -> None:
+    """ratio=0 and min_per_second=0 is legal but surprising: say so."""
+    with pytest.warns(
+        UserWarning,
+        match=r"^Budget\(ratio=0, min_per_second=0\) allows no retry at all; "
+        r"Retry\(attempts=1\) says that more plainly$",
+    ):
+        Budget(ratio=0, min_per_second=0)
+
+
+# -- the machine -----------------------------------------------------------------------------
+
+
+def test_a_quiet_dependency_may_retry_min_per_second_times_window() -> None:
+    """No calls at all: the floor alone allows 10 * 10 = 100 retries, then refuses."""
+    budget = Budget().machine()
+
+    made = [budget.try_retry(0.5) for _ in range(101)]
+
+    assert [True] * 100 + [False] == made
+    assert BudgetStatus(calls=0, retries=100, remaining=0, refused=1) == budget.snapshot(0.5)
+
+
+def test_retries_are_a_ratio_of_calls() -> None:
+    """ratio 0.5, no floor: 4 calls allow 2 retries; a fifth call allows none more (2.5)."""
+    budget = Budget(ratio=0.5, min_per_second=0).machine()
+    for _ in range(4):
+        budget.on_call(1.0)
+
+    made = [budget.try_retry(1.0) for _ in range(3)]
+    budget.on_call(1.0)
+
+    assert [True, True, False] == made
+    assert BudgetStatus(calls=5, retries=2, remaining=0, refused=1) == budget.snapshot(1.0)
+    budget.on_call(1.0)
+    assert BudgetStatus(calls=6, retries=2, remaining=1, refused=1) == budget.snapshot(1.0)
+
+
+def test_rounding_does_not_cost_a_retry() -> None:
+    """0.29 * 100 is 28.999999999999996 in floats; 29 retries were meant."""
+    budget = Budget(ratio=0.29, min_per_second=0).machine()
+    for _ in range(100):
+        budget.on_call(0.0)
+
+    assert 29 == sum(budget.try_retry(0.0) for _ in range(40))
+
+
+def test_old_calls_and_retries_leave_the_window() -> None:
+    """Events leave whole slices once the slice is window seconds old (1 s slices here)."""
+    budget = Budget(ratio=1.0, min_per_second=0, window=10.0).machine()
+    budget.on_call(0.5)
+    assert budget.try_retry(0.5)
+    budget.on_call(3.0)
+
+    assert BudgetStatus(calls=2, retries=1, remaining=1, refused=0) == budget.snapshot(10.9)
+    assert BudgetStatus(calls=1, retries=0, remaining=1, refused=0) == budget.snapshot(11.0)
+    assert BudgetStatus(calls=0, retries=0, remaining=0, refused=0) == budget.snapshot(14.0)
+    assert not budget.try_retry(14.0)
+
+
+def test_memory_stays_bounded_by_the_slices() -> None:
+    """A long busy run keeps at most one deque entry per slice, not one per event."""
+    budget = Budget().machine()
+    for i in range(10_000):
+        now = i * 0.01
+        budget.on_call(now)
+        budget.try_retry(now)
+
+    assert len(budget._window._buckets) <= 11
+
+
+# -- property: the machine against a naive model ---------------------------------------------
+
+
+class Model:
+    """The rule written the plain way: every event kept in a list, counted on demand.
+
+    The window is granular like the machine's: an event at time e is in the window at now
+    while its slice, starting at floor(e / slice) * slice, ends after now - window."""
+
+    def __init__(self, ratio: float, floor: float, window: float) -> None:
+        self.ratio, self.floor, self.window = ratio, floor, window
+        self.slice = window / 10
+        self.events: list[tuple[float, str]] = []
+        self.refused = 0
+
+    def counts(self, now: float) -> tuple[int, int]:
+        recent = [
+            kind
+            for at, kind in self.events
+            if math.floor(at / self.slice) * self.slice + self.slice > now - self.window
+        ]
+        return recent.count("call"), recent.count("retry")
+
+    def try_retry(self, now: float) -> bool:
+        calls, retries = self.counts(now)
+        if retries + 1 <= self.ratio * calls + self.floor * self.window + 1e-9:
+            self.events.append((now, "retry"))
+            return True
+        self.refused += 1
+        return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    ratio=st.sampled_from([0.0, 0.1, 0.2, 0.5, 1.0, 2.0]),
+    floor=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    window=st.sampled_from([2.5, 5.0, 10.0, 20.0]),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["call", "call", "retry", "snapshot"]),
+            st.integers(0, 12),  # quarter seconds: exact in binary, like the slice edges
+        ),
+        max_size=150,
+    ),
+)
+def test_budget_matches_the_naive_model(
+    ratio: float, floor: float, window: float, ops: list[tuple[str, int]]
+) -> None:
+    """Any sequence of calls, retries and reads: same verdicts and the same snapshot."""
+    assume(ratio or floor)  # both 0 warns; test_a_budget_that_allows_nothing_warns covers it
+    budget = Budget(ratio=ratio, min_per_second=floor, window=window).machine()
+    model = Model(ratio, floor, window)
+    now = 0.0
+    for op, step in ops:
+        now += step / 4
+        if op == "call":
+            budget.on_call(now)
+            model.events.append((now, "call"))
+        elif op == "retry":
+            assert model.try_retry(now) == budget.try_retry(now)
+        else:
+            calls, retries = model.counts(now)
+            allowance = ratio * calls + floor * window + 1e-9
+            remaining = max(0, math.floor(allowance - retries))
+            assert BudgetStatus(
+                calls=calls, retries=retries, remaining=remaining, refused=model.refused
+            ) == budget.snapshot(now)
