@@ -8,16 +8,29 @@ understands httpx, aiohttp, the openai and anthropic SDKs, starlette's ``HTTPExc
 
 Theory of operation: the first rule that gives an answer wins, in this order.
 
-1. **An HTTP error status** (an ``int`` from 400 to 599) on ``exc.status_code``, ``exc.status``,
-   ``exc.response.status_code`` or ``exc.response.status``, the first ``int`` found. The status
-   is the server's own verdict, so it beats the class: a ``ValueError`` subclass carrying a 503
-   is transient. See :data:`_STATUS_KINDS` for the table.
-2. **The error type in the body**, ``exc.body["error"]["type"]`` (anthropic keeps the whole
-   body) or ``exc.body["type"]`` (openai unwraps ``"error"`` before raising): only consulted when
-   step 1 found no error status. This is the streaming case: anthropic reports an overload that
-   happens mid-stream as an ``APIStatusError`` with ``status_code == 200`` (the status line was
-   sent before the overload) and the type only in the body; openai raises a bare ``APIError``
-   with no status at all.
+1. **An HTTP error status** (400 to 599) on ``exc.status_code``, ``exc.status``,
+   ``exc.response.status_code`` or ``exc.response.status``: the first ``int`` from 100 to 599
+   found decides. The status is the server's own verdict, so it beats the class: a
+   ``ValueError`` subclass carrying a 503 is transient.
+
+   ======================================  ==============
+   status                                  kind
+   ======================================  ==============
+   429                                     rate_limited
+   408, 425, 500, 502, 503, 504, 529,      transient
+   any other 5xx
+   401, 403, 407                           auth
+   400, 404, 405, 409, 410, 413, 422       invalid_input
+   any other 4xx                           permanent
+   ======================================  ==============
+
+2. **A retryable error type in the body**, ``exc.body["error"]["type"]`` (anthropic keeps the
+   whole body) or else ``exc.body["type"]`` (openai unwraps ``"error"`` before raising):
+   ``overloaded_error``, ``api_error``, ``timeout_error``, ``server_error`` → transient,
+   ``rate_limit_error`` → rate_limited. Only consulted when step 1 found no error status. This
+   is the streaming case: anthropic reports an overload that happens mid-stream as an
+   ``APIStatusError`` with ``status_code == 200`` (the status line went out before the
+   overload) and the type only in the body; openai raises a bare ``APIError`` with no status.
 3. **Class names in the MRO**, most derived first, so a subclass's entry beats its base's
    (httpx's ``UnsupportedProtocol`` is a ``TransportError`` but no retry will fix it; openai's
    ``APITimeoutError`` subclasses ``APIConnectionError``; aiohttp's ``ClientConnectorError`` is
@@ -30,7 +43,7 @@ Theory of operation: the first rule that gives an answer wins, in this order.
 5. Anything else is :attr:`ErrorKind.UNKNOWN`.
 
 Nothing that inspects the exception may raise: a property that raises (httpx's
-``HTTPStatusError.request`` before it is set), a ``Mock`` that answers every attribute, a
+``RequestError.request`` on an error built without a request), a ``Mock`` that answers every attribute, a
 ``bool`` where a status should be, a body that is not a mapping: each is treated as absent.
 
 :func:`retry_after` reads "come back in N seconds" from the same exceptions, with ``now``
