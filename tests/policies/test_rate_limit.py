@@ -244,6 +244,10 @@ def test_waits_below_a_nanosecond_are_zero() -> None:
     assert 0.0 < raw < 1e-9  # the case the rule exists for
 
     assert 0.0 == limiter.reserve(100.1)
+    twin = RateLimit(10).machine()
+    for _ in range(10):
+        reserve_all([limiter, twin], 100.1, [0, 1])
+    assert 0.0 == reserve_all([twin, limiter], 100.2, [1, 1])
 
 
 def test_peek_takes_nothing() -> None:
@@ -321,8 +325,9 @@ def test_a_bad_cost_raises_and_changes_nothing(
 ) -> None:
     """The runtime passes the user's cost function's answer in; the machine validates it."""
     limiter = RateLimit(10).machine()
+    other = RateLimit(10).machine()
     limiter.reserve(0.0, 3)
-    before = state(limiter)
+    before = (state(limiter), state(other))
     pattern = f"^{re.escape(message)}$"
 
     with pytest.raises(error, match=pattern):
@@ -333,7 +338,9 @@ def test_a_bad_cost_raises_and_changes_nothing(
         limiter.refund(1.0, cost)  # type: ignore[arg-type]
     with pytest.raises(error, match=pattern):
         reserve_all([limiter], 1.0, [cost])  # type: ignore[list-item]
-    assert before == state(limiter)
+    with pytest.raises(error, match=pattern):
+        reserve_all([other, limiter], 1.0, [1, cost])  # type: ignore[list-item]
+    assert before == (state(limiter), state(other))
 
 
 @pytest.mark.parametrize(
@@ -418,6 +425,8 @@ def test_reserve_all_never_beats_a_wait_and_names_its_limit() -> None:
 
     assert Refusal(retry_after=math.inf, limit=second.config, index=1) == refusal
     assert before == (state(first), state(second))
+    both = reserve_all([second, second.config.machine()], 0.0, [60, 70])
+    assert Refusal(retry_after=math.inf, limit=second.config, index=0) == both
 
 
 def test_reserve_all_applies_each_limit_max_wait_to_its_own_wait() -> None:
