@@ -271,8 +271,20 @@ class Supervisor:
         self._closing.set()
         for actor in self._actors.values():
             actor.close()
-        assert self._task_group is not None
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        task_group = self._task_group
+        assert task_group is not None
+        if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
+            return await task_group.__aexit__(exc_type, exc, tb)
+        # The body raised: its exception is the caller's, not the actors'. Handed to the task
+        # group, it would come out wrapped in an ExceptionGroup, and `except KeyError:` around
+        # the block would not fire (issue #8, defect 4). End the actor tasks as the task group
+        # would (cancel them, wait for them), keep the exception out of the group, and return
+        # None so Python re-raises it as itself, traceback and chaining untouched.
+        # Cancellation still goes through the task group above: it is how an enclosing cancel
+        # scope recognises its own cancellation.
+        task_group.cancel_scope.cancel()
+        await task_group.__aexit__(None, None, None)
+        return None
 
     def _start_actor(self, actor: Actor) -> None:
         assert self._clock is not None
