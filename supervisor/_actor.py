@@ -53,6 +53,7 @@ from ._errors import (
     SupervisorClosed,
     SupervisorError,
     UnknownDependency,
+    _describe,
 )
 from ._status import DependencyStatus
 from ._timers import CLOSED, DEADLINE, DeadlineHeap, Running, cancel_pending
@@ -926,7 +927,7 @@ class Actor:
         now = self._clock()
         old = self._machine
         down = not self._supervisor._may_restart(self._crash_times, now)
-        self._crash = f"{type(crash).__name__}: {crash}"
+        self._crash = _describe(crash)  # the crash's __str__ is user code: it may raise
         self._log.error(
             "ringfence.actor_crashed",
             error=type(crash).__name__,

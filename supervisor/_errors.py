@@ -33,6 +33,31 @@ __all__ = (
 )
 
 
+def _describe(exc: BaseException) -> str:
+    """
+    ``"TypeName: message"`` (``"TypeName"`` when the message is empty), and never an error.
+
+    A user's exception reaches ringfence's handlers (a crashing break-duration callable, a
+    dependency's error), and its ``__str__`` is user code too: one that raises must not turn
+    a handler into a crash of its own (issue #8, defect 7). The fallback text follows the
+    ``<unprintable ... object>`` form Python 2's traceback module used.
+    """
+    kind = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        text = f"<unprintable {kind} object>"
+    return f"{kind}: {text}" if text else kind
+
+
+def _safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder when the user's ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__} object>"
+
+
 class SupervisorError(Exception):
     """Base class of every error ringfence itself raises."""
 
@@ -144,7 +169,7 @@ class UnknownDependency(SupervisorError, LookupError):
         self.name = name
         self.registered = tuple(registered)
         known = ", ".join(repr(n) for n in self.registered) or "none"
-        super().__init__(f"no dependency named {name!r}; registered: {known}")
+        super().__init__(f"no dependency named {_safe_repr(name)}; registered: {known}")
 
     def __str__(self) -> str:  # LookupError/KeyError-style repr quoting is not wanted here
         return str(self.args[0])
@@ -174,4 +199,4 @@ class DependencyCrashed(SupervisorError):
         self.dependency = dependency
         self.down = down
         state = "is down (restart limit reached)" if down else "crashed and was restarted"
-        super().__init__(f"dependency {dependency!r} {state}: {type(crash).__name__}: {crash}")
+        super().__init__(f"dependency {dependency!r} {state}: {_describe(crash)}")

@@ -7,7 +7,8 @@ import anyio.abc
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from supervisor import Supervisor, SupervisorClosed
+from policies import Breaker, BreakHistory
+from supervisor import DependencyCrashed, Supervisor, SupervisorClosed
 
 from .conftest import Fake, Gate, guard
 
@@ -74,3 +75,48 @@ async def test_a_cancelled_body_is_caught_by_its_own_scope(sup: Supervisor) -> N
                 await anyio.sleep_forever()
     assert scope.cancelled_caught
     assert 0 == len(await _pending_tasks())
+
+
+# -- defect 7: an unprintable user exception does not disable the breaker -------------------------
+
+
+class _Unprintable(Exception):
+    """A user's exception whose __str__ itself raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("broken __str__")
+
+
+def _unprintable_break(history: BreakHistory) -> float:
+    """A user's break-duration callable with a bug and an unprintable error."""
+    raise _Unprintable
+
+
+async def test_unprintable_crash_restarts_the_actor_then_leaves_it_down(sup: Supervisor) -> None:
+    """A break_duration raising an exception whose __str__ raises crashes the actor as any
+    crash does: callers get DependencyCrashed, restarts, then down; never the __str__ error."""
+    fake = Fake(*[ConnectionError("x")] * 4)
+    sup.register(
+        "dep", fake, breaker=Breaker(failure_threshold=1, break_duration=_unprintable_break)
+    )
+    with guard():
+        async with sup:
+            for _ in range(3):
+                with pytest.raises(
+                    DependencyCrashed,
+                    match=r"^dependency 'dep' crashed and was restarted: "
+                    r"_Unprintable: <unprintable _Unprintable object>$",
+                ) as caught:
+                    await sup.call("dep")
+                assert isinstance(caught.value.__cause__, _Unprintable)
+            assert "closed" == sup.status("dep").state
+            for _ in range(2):  # the 4th crash leaves it down; then rejected without a call
+                with pytest.raises(DependencyCrashed, match=r"is down \(restart limit reached\)"):
+                    await sup.call("dep")
+            status = sup.status("dep")
+    assert ("isolated", 3, "_Unprintable: <unprintable _Unprintable object>") == (
+        status.state,
+        status.restarts,
+        status.crash,
+    )
+    assert 4 == fake.count
