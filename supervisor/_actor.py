@@ -413,11 +413,8 @@ class Actor:
                     or isinstance(exc, _NEVER_RETRIED)
                     or not retry.should_retry(exc)
                 ):
-                    if attempt > 1:
-                        exc.add_note(
-                            f"ringfence: {attempt} attempts on {self.name!r} failed;"
-                            " this is the last one's error"
-                        )
+                    if attempt > 1 or hasattr(exc, "__notes__"):
+                        self._note_attempts(exc, attempt)
                     if self._fallback is not None and not isinstance(exc, _NO_FALLBACK):
                         return await self._call_fallback(exc, args, kwargs)
                     raise
@@ -453,6 +450,30 @@ class Actor:
                 await self._sleep_before_retry(delay)
                 continue
             return result
+
+    def _note_attempts(self, exc: Exception, attempt: int) -> None:
+        """
+        Note on *exc* how many attempts were made, replacing the note an earlier raise of the
+        same object left: a pre-allocated exception raised 10,000 times carried 10,000 notes
+        (issue #8, defect 8). A single-attempt raise only drops a stale note.
+        """
+        suffix = f" attempts on {self.name!r} failed; this is the last one's error"
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list):
+            notes[:] = [
+                note
+                for note in notes
+                if not (
+                    isinstance(note, str)
+                    and note.startswith("ringfence: ")
+                    and note.endswith(suffix)
+                )
+            ]
+        if attempt > 1:
+            try:
+                exc.add_note(f"ringfence: {attempt}{suffix}")
+            except TypeError:  # the user's __notes__ is not a list: leave it alone
+                pass
 
     async def _call_fallback(
         self, error: Exception, args: tuple[object, ...], kwargs: dict[str, Any]

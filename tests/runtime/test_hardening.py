@@ -7,7 +7,7 @@ import anyio.abc
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from policies import Breaker, BreakHistory
+from policies import Breaker, BreakHistory, Retry, backoff
 from supervisor import DependencyCrashed, Supervisor, SupervisorClosed
 
 from .conftest import Fake, Gate, guard
@@ -120,3 +120,36 @@ async def test_unprintable_crash_restarts_the_actor_then_leaves_it_down(sup: Sup
         status.crash,
     )
     assert 4 == fake.count
+
+
+# -- defect 8: the attempts note is added once ----------------------------------------------------
+
+
+async def test_a_reraised_exception_carries_one_attempts_note(sup: Supervisor) -> None:
+    """A pre-allocated exception raised by every attempt of 1,000 calls carries one ringfence
+    note (and the user's own notes); a later single-attempt raise drops the stale one."""
+    error = ConnectionError("the same object every time")
+    error.add_note("the user's own note")
+    retrying = [True]
+
+    async def always_fails() -> None:
+        raise error
+
+    sup.register(
+        "dep",
+        always_fails,
+        retry=Retry(attempts=3, backoff=backoff.constant(0.0), retry_on=lambda _: retrying[0]),
+    )
+    with guard():
+        async with sup:
+            for _ in range(1_000):
+                with pytest.raises(ConnectionError):
+                    await sup.call("dep")
+            assert [
+                "the user's own note",
+                "ringfence: 3 attempts on 'dep' failed; this is the last one's error",
+            ] == error.__notes__
+            retrying[0] = False
+            with pytest.raises(ConnectionError):
+                await sup.call("dep")
+    assert ["the user's own note"] == error.__notes__
