@@ -43,6 +43,21 @@ class DependencyStatus:
         slow_calls: successful attempts slower than ``Breaker.slow_call``.
         restarts: crash restarts so far.
         crash: ``"TypeName: message"`` of the latest crash, ``None`` if none.
+        retries: retries made (lifetime; a call's first attempt is not a retry).
+        fallbacks: calls the fallback answered.
+        rejected_by: why calls were turned away (``breaker_open``, ``breaker_half_open``,
+            ``breaker_isolated``, ``bulkhead_full``, ``rate_limited``, ``paused``,
+            ``down``) → how many; the counts add up to ``rejected``.
+        paused_until: while the dependency is paused (a Retry-After), when the pause ends, on
+            the supervisor's clock; ``None`` when not paused.
+        pause_remaining: seconds of pause left (0.0 when not paused).
+        open_remaining: while open, seconds until a probe is allowed; ``None`` otherwise.
+        now: the supervisor's clock when the snapshot was taken.
+        wall: ``time.time()`` when the snapshot was taken: ``wall - (now - t)`` turns any
+            time ``t`` above into wall-clock time.
+        since_wall: ``since`` as wall-clock time, for display.
+        budget: the retry budget's figures, ``None`` without one.
+        rate_limit: each rate limit's units left now, ``()`` without any.
     """
 
     name: str
@@ -62,6 +77,52 @@ class DependencyStatus:
     slow_calls: int = 0
     restarts: int = 0
     crash: str | None = None
+    retries: int = 0
+    fallbacks: int = 0
+    rejected_by: Mapping[str, int] = attrs.field(factory=dict)
+    paused_until: float | None = None
+    pause_remaining: float = 0.0
+    open_remaining: float | None = None
+    now: float = 0.0
+    wall: float = 0.0
+    since_wall: float = 0.0
+    budget: object | None = None
+    rate_limit: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""
+        offset = self.wall - self.now
+        data: dict[str, object] = {
+            field.name: getattr(self, field.name)
+            for field in attrs.fields(DependencyStatus)
+            if field.name not in ("transitions", "latency", "errors", "rejected_by", "budget")
+        }
+        data["state"] = str(self.state)
+        data["errors"] = dict(self.errors)
+        data["rejected_by"] = dict(self.rejected_by)
+        data["latency"] = {
+            "p50": self.latency.p50,
+            "p95": self.latency.p95,
+            "p99": self.latency.p99,
+        }
+        data["transitions"] = [
+            {
+                "at": t.at,
+                "at_wall": t.at + offset if self.wall else None,
+                "source": str(t.source),
+                "target": str(t.target),
+                "reason": t.reason,
+            }
+            for t in self.transitions
+        ]
+        budget = self.budget
+        data["budget"] = attrs.asdict(budget) if attrs.has(type(budget)) else None  # type: ignore[arg-type]
+        for key, value in data.items():  # JSON has no inf or nan
+            if isinstance(value, float) and (
+                value != value or value in (float("inf"), float("-inf"))
+            ):
+                data[key] = None if value != value else str(value)
+        return data
 
 
 class HealthStatus(enum.StrEnum):
