@@ -19,7 +19,10 @@ from .breaker import (
     State,
     Transition,
 )
+from .budget import Budget, BudgetStatus, RetryBudget
 from .bulkhead import Bulkhead
+from .classify import Classifier, ErrorClassifier, ErrorKind, Matcher, classify, retry_after
+from .rate_limit import CostFunction, RateLimit, RateLimiter, Refusal, SettleFunction, reserve_all
 from .retry import ResultPredicate, Retry, RetryPredicate
 from .timeout import Timeout
 from .window import LatencyWindow, Percentiles, SlidingWindow
@@ -30,6 +33,13 @@ __all__ = (
     "Breaker",
     "Timeout",
     "Bulkhead",
+    "RateLimit",
+    "Budget",
+    # errors of real clients
+    "ErrorKind",
+    "classify",
+    "Classifier",
+    "retry_after",
     # schedule modules
     "backoff",
     "break_duration",
@@ -44,9 +54,18 @@ __all__ = (
     "SlidingWindow",
     "LatencyWindow",
     "Percentiles",
+    "RateLimiter",
+    "Refusal",
+    "reserve_all",
+    "RetryBudget",
+    "BudgetStatus",
     # protocols for the callables users write
     "Backoff",
     "BreakDuration",
     "RetryPredicate",
     "ResultPredicate",
+    "ErrorClassifier",
+    "Matcher",
+    "CostFunction",
+    "SettleFunction",
 )
