@@ -21,6 +21,10 @@ def grow(start: float, factor: float, exponent: int, cap: float) -> float:
         return 0.0
     if factor == 1.0 or exponent <= 0:
         return min(cap, start)
+    if cap <= start:
+        # start * factor ** exponent >= start >= cap. Checked before the logarithm: for a
+        # tiny cap, cap / start underflows to 0.0 and math.log(0.0) raises ValueError.
+        return cap
     if exponent * math.log(factor) >= min(math.log(cap / start), _LOG_FLOAT_MAX):
         return cap
     return min(cap, start * factor**exponent)
