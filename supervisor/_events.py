@@ -248,7 +248,6 @@ class EventStream:
         "_buffer",
         "_buffer_size",
         "_closed",
-        "_dropped",
         "_hub",
         "_kinds",
         "_wakeup",
@@ -259,7 +258,6 @@ class EventStream:
         self._kinds = kinds
         self._buffer: deque[Event] = deque()
         self._buffer_size = buffer
-        self._dropped = 0
         self._closed = False
         self._wakeup: anyio.Event | None = None
 
@@ -269,16 +267,13 @@ class EventStream:
             return
         buffer = self._buffer
         if len(buffer) >= self._buffer_size:
-            buffer.popleft()
-            self._dropped += 1
-        if self._dropped:
-            # The lost count rides on the oldest event still buffered, the next one read.
-            head = buffer[0] if buffer else event
-            if head is event:
-                event = attrs.evolve(event, dropped=head.dropped + self._dropped)
+            # Lose the oldest; the lost count rides on the next event to be read.
+            lost = buffer.popleft()
+            dropped = 1 + lost.dropped
+            if buffer:
+                buffer[0] = attrs.evolve(buffer[0], dropped=buffer[0].dropped + dropped)
             else:
-                buffer[0] = attrs.evolve(head, dropped=head.dropped + self._dropped)
-            self._dropped = 0
+                event = attrs.evolve(event, dropped=event.dropped + dropped)
         buffer.append(event)
         self._wake()
 
