@@ -1,0 +1,177 @@
+"""
+Prometheus metrics for a supervisor's dependencies (``pip install 'ringfence[prometheus]'``).
+
+    from prometheus_client import REGISTRY
+    from supervisor.integrations.prometheus import collector
+
+    REGISTRY.register(collector(supervisor))
+
+The collector reads ``supervisor.status()`` when Prometheus scrapes, and only then: a call
+through a dependency costs the same with or without it. It may be registered and scraped before
+the supervisor is entered (every dependency reads as a blank closed one) and after it has left
+(the last figures stay).
+
+Metrics (every one labelled ``dependency``):
+
+=============================================  =======  ===========================================
+name                                           type     value
+=============================================  =======  ===========================================
+``ringfence_calls_total{outcome}``             counter  attempts that ended with an outcome, by
+                                                        ``outcome``: ``success`` (incl. exceptions
+                                                        the breaker does not record), ``failure``,
+                                                        ``slow`` (over ``Breaker.slow_call``).
+                                                        Each attempt of a retried call counts;
+                                                        cancelled attempts count nowhere.
+``ringfence_rejections_total{reason}``         counter  calls turned away, by reason
+                                                        (``status().rejected_by``)
+``ringfence_retries_total``                    counter  retries made
+``ringfence_fallbacks_total``                  counter  calls the fallback answered
+``ringfence_breaker_state{state}``             gauge    1 for the current state, 0 for the others
+``ringfence_breaker_transitions_total{target}``counter  transitions into ``target`` (see below)
+``ringfence_in_flight``                        gauge    attempts running now
+``ringfence_queued``                           gauge    calls waiting for a bulkhead slot
+``ringfence_call_duration_seconds{quantile}``  gauge    p50/p95/p99 (``0.5``/``0.95``/``0.99``) of
+                                                        the latest attempts' latencies; absent
+                                                        before the first attempt
+=============================================  =======  ===========================================
+
+``ringfence_breaker_transitions_total`` is counted from the recent transitions ``status()``
+keeps (32 per dependency): it grows by what is new at each scrape, so it misses transitions only
+if more than 32 happen between two scrapes.
+
+The latency quantiles are gauges with a ``quantile`` label rather than a Prometheus summary,
+because a summary also needs a ``_sum`` and ``_count`` over the same observations and the
+latency window keeps neither: it holds the latest attempts, not a lifetime total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, final
+
+try:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    msg = (
+        "supervisor.integrations.prometheus needs prometheus-client: "
+        "pip install 'ringfence[prometheus]'"
+    )
+    raise ImportError(msg) from error
+
+from . import STATES, TransitionTally, latencies, outcomes
+
+if TYPE_CHECKING:
+    from supervisor import Supervisor
+
+__all__ = ("collector", "RingfenceCollector")
+
+
+def collector(supervisor: Supervisor) -> RingfenceCollector:
+    """
+    A Prometheus collector of *supervisor*'s figures, to register with a registry.
+
+    Args:
+        supervisor: the supervisor to report on; dependencies registered later are included
+            from the next scrape on.
+
+    Returns:
+        A collector: ``registry.register(collector(supervisor))`` (``prometheus_client.REGISTRY``
+        is the default registry that ``start_http_server`` and ``make_asgi_app`` serve).
+    """
+    return RingfenceCollector(supervisor)
+
+
+@final
+class RingfenceCollector:
+    """
+    A prometheus-client custom collector (see :func:`collector`). ``collect()`` reads
+    ``status()``; ``describe()`` names the metrics without reading anything, so registering
+    never touches the supervisor and two collectors in one registry clash by name.
+    """
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        self._transitions = TransitionTally()
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric families, empty (prometheus-client checks names against them)."""
+        return _Families().all()
+
+    def collect(self) -> Iterable[Metric]:
+        """The figures now, read from ``supervisor.status()``."""
+        statuses = self._supervisor.status()
+        transitions = self._transitions.read(statuses)
+        out = _Families()
+        for name, status in statuses.items():
+            for outcome, count in outcomes(status):
+                out.calls.add_metric([name, outcome], count)
+            for reason, count in sorted(status.rejected_by.items()):
+                out.rejections.add_metric([name, reason], count)
+            out.retries.add_metric([name], status.retries)
+            out.fallbacks.add_metric([name], status.fallbacks)
+            current = str(status.state)
+            for state in STATES:
+                out.state.add_metric([name, state], 1.0 if state == current else 0.0)
+            for target, count in transitions[name].items():
+                out.transitions.add_metric([name, target], count)
+            out.in_flight.add_metric([name], status.in_flight)
+            out.queued.add_metric([name], status.queued)
+            for quantile, seconds in latencies(status):
+                out.duration.add_metric([name, quantile], seconds)
+        return out.all()
+
+
+@final
+class _Families:
+    """One scrape's metric families, empty until ``collect`` fills them."""
+
+    def __init__(self) -> None:
+        dependency = ["dependency"]
+        self.calls = CounterMetricFamily(
+            "ringfence_calls",
+            "Attempts that ended with an outcome (success, failure, slow).",
+            labels=[*dependency, "outcome"],
+        )
+        self.rejections = CounterMetricFamily(
+            "ringfence_rejections",
+            "Calls turned away without an attempt, by reason.",
+            labels=[*dependency, "reason"],
+        )
+        self.retries = CounterMetricFamily("ringfence_retries", "Retries made.", labels=dependency)
+        self.fallbacks = CounterMetricFamily(
+            "ringfence_fallbacks", "Calls answered by the fallback.", labels=dependency
+        )
+        self.state = GaugeMetricFamily(
+            "ringfence_breaker_state",
+            "1 for the breaker's current state, 0 for the others.",
+            labels=[*dependency, "state"],
+        )
+        self.transitions = CounterMetricFamily(
+            "ringfence_breaker_transitions",
+            "Breaker transitions by target state (counted from the latest 32 at each scrape).",
+            labels=[*dependency, "target"],
+        )
+        self.in_flight = GaugeMetricFamily(
+            "ringfence_in_flight", "Attempts running now.", labels=dependency
+        )
+        self.queued = GaugeMetricFamily(
+            "ringfence_queued", "Calls waiting for a bulkhead slot.", labels=dependency
+        )
+        self.duration = GaugeMetricFamily(
+            "ringfence_call_duration_seconds",
+            "Latency quantiles of the latest attempts, in seconds.",
+            labels=[*dependency, "quantile"],
+        )
+
+    def all(self) -> list[Metric]:
+        return [
+            self.calls,
+            self.rejections,
+            self.retries,
+            self.fallbacks,
+            self.state,
+            self.transitions,
+            self.in_flight,
+            self.queued,
+            self.duration,
+        ]
