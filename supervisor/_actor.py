@@ -27,6 +27,7 @@ Outcomes are counted where they are decided: ``_succeeded`` / ``_failed`` / ``_r
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 import random
@@ -93,13 +94,87 @@ _DEQUEUED: Final = "supervisor shut down while the call was queued"
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 
 
-def _is_async_callable(fn: object) -> bool:
-    while hasattr(fn, "func") and hasattr(fn, "args"):  # functools.partial
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004  # an object with async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
+# What calling a registered callable gives (see _callable_kind).
+_SYNC: Final = 0  # a value: run it in a worker thread
+_ASYNC: Final = 1  # a coroutine: await it on the loop
+_WRAPS_ASYNC: Final = 2  # a plain def over an async function: call it on the loop, await
+
+#: Links followed before giving up on a chain (a Mock grows a new __wrapped__ per access).
+_MAX_UNWRAP: Final = 100
+
+
+def _callable_kind(fn: object, argument: str) -> int:
+    """
+    How to run *fn*, decided once at ``register``: follow partials (nested), bound methods,
+    ``__wrapped__`` chains (``functools.wraps``) and an object's ``__call__`` down to the
+    function that runs (issue #9 item 2; ``inspect.iscoroutinefunction`` alone misses a
+    partial of a bound method, an async ``__call__`` and every ``wraps`` decorator).
+
+    An ``async def`` reached without crossing ``__wrapped__`` is :data:`_ASYNC`. One reached
+    only through ``__wrapped__`` is :data:`_WRAPS_ASYNC`: the outer layer is a plain
+    ``def`` (the openai and anthropic SDKs' methods are), which almost always returns the
+    coroutine, but may be a sync facade; its result is awaited when it is awaitable.
+
+    Raises:
+        TypeError: *fn* is, or wraps, a generator or async generator function: its calls
+            would return an iterator that runs outside every policy.
+    """
+    current = fn
+    crossed_wrapped = False
+    for _ in range(_MAX_UNWRAP):
+        if inspect.isgeneratorfunction(current) or inspect.isasyncgenfunction(current):
+            name = getattr(fn, "__qualname__", type(fn).__qualname__)
+            msg = (
+                f"{argument!r} ({name}) is or wraps a generator function: streaming calls are"
+                " not supported yet; register a function that returns the whole result"
+            )
+            raise TypeError(msg)
+        if inspect.iscoroutinefunction(current):
+            return _WRAPS_ASYNC if crossed_wrapped else _ASYNC
+        if isinstance(current, functools.partial):
+            current = current.func
+        elif inspect.ismethod(current):
+            current = current.__func__
+        elif inspect.isclass(current):
+            return _SYNC  # calling a class builds an instance
+        else:
+            try:
+                wrapped = getattr(current, "__wrapped__", None)
+            except Exception:  # a proxy whose __getattr__ raises: nothing to follow
+                wrapped = None
+            if wrapped is not None and callable(wrapped):
+                current = wrapped
+                crossed_wrapped = True
+            elif inspect.isfunction(current) or inspect.isbuiltin(current):
+                return _SYNC
+            else:  # an object: what runs is its __call__
+                call = getattr(type(current), "__call__", None)  # noqa: B004
+                if call is None or call is current or inspect.ismethoddescriptor(call):
+                    return _SYNC  # a C-level __call__ (builtins, slot wrappers)
+                current = call
+    return _SYNC  # pragma: no cover  # a chain longer than _MAX_UNWRAP: run it in a thread
+
+
+def _awaiting(fn: Callable[..., object]) -> Callable[..., Coroutine[Any, Any, object]]:
+    """*fn* as an ``async def`` that awaits its result when the result is awaitable."""
+
+    async def call(*args: object, **kwargs: object) -> object:
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return call
+
+
+#: What a worker thread returns when the sync callable returned an awaitable.
+_AWAITABLE: Final = object()
+
+
+def _discard(awaitable: object) -> None:
+    """Close a coroutine nobody will await (no "never awaited" warning, its frame freed)."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 @final
@@ -185,29 +260,37 @@ class _ThreadJob:
     be stopped: the slot stays taken until the thread really ends (guarantee 14).
     """
 
-    __slots__ = ("abandoned", "actor", "finished", "running")
+    __slots__ = ("abandoned", "actor", "finished", "pending", "running")
 
     def __init__(self, actor: Actor, running: Running) -> None:
         self.actor = actor
         self.running = running
         self.finished = False
         self.abandoned = False
+        self.pending: object = None  # a coroutine the thread returned, until it is awaited
 
     def run(
         self, fn: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, Any]
     ) -> object:
+        result: object = None
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         finally:
             try:
-                anyio.from_thread.run_sync(self._ended)
+                anyio.from_thread.run_sync(self._ended, result)
             except Exception:  # the event loop is gone: nobody is left to hold the slot for
-                pass
+                _discard(result)
+        # An awaitable goes back through `pending`, not as the thread's result: trio refuses
+        # a worker function that returns a coroutine (it closes it and raises TypeError).
+        return _AWAITABLE if self.pending is not None else result
 
-    def _ended(self) -> None:  # runs in the event-loop thread
+    def _ended(self, result: object) -> None:  # runs in the event-loop thread
         self.finished = True
         if self.abandoned:
+            _discard(result)  # its caller is gone: nobody will await it
             self.actor._release_slot()
+        elif inspect.isawaitable(result):
+            self.pending = result
 
 
 @final
@@ -237,8 +320,9 @@ class Actor:
         self.name = name
         self.critical = critical
         self._supervisor = supervisor
-        self._fn = fn
-        self._is_async = _is_async_callable(fn)
+        kind = _callable_kind(fn, "fn")
+        self._fn = _awaiting(fn) if kind == _WRAPS_ASYNC else fn
+        self._is_async = kind != _SYNC
         self._retry = retry
         self._breaker_config = breaker if breaker is not None else _NO_BREAKER
         self._attempt_timeout = timeout.attempt if timeout is not None else None
@@ -246,8 +330,9 @@ class Actor:
         self._bulkhead = bulkhead
         self._max_concurrent = bulkhead.max_concurrent if bulkhead is not None else sys.maxsize
         self._max_queued = bulkhead.max_queued if bulkhead is not None else 0
+        if fallback is not None:
+            _callable_kind(fallback, "fallback")  # rejects generators; the result says the rest
         self._fallback = fallback
-        self._fallback_is_async = fallback is not None and _is_async_callable(fallback)
         self._slow_call = self._breaker_config.slow_call
         self._slow_after = self._slow_call if self._slow_call is not None else math.inf
         # The common case takes one method call: no retry loop, no deadline, no fallback.
@@ -480,9 +565,13 @@ class Actor:
     ) -> object:
         fallback = self._fallback
         assert fallback is not None
-        if self._fallback_is_async:
-            return await fallback(error, *args, **kwargs)  # type: ignore[misc]  # checked async
-        return fallback(error, *args, **kwargs)
+        # Whatever the fallback is (async def, a wraps decorator, a lambda returning a
+        # coroutine), an awaitable result is awaited here, on the loop; a sync fallback runs
+        # on the loop too (it is meant to be a cheap answer: a cache, a default).
+        result = fallback(error, *args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
     async def _sleep_before_retry(self, delay: float) -> None:
         """Backoff: holds no slot; the supervisor leaving `async with` ends it at once."""
@@ -720,14 +809,36 @@ class Actor:
     ) -> object:
         job = _ThreadJob(self, running)
         try:
-            return await anyio.to_thread.run_sync(
+            result = await anyio.to_thread.run_sync(
                 job.run, self._fn, args, kwargs, abandon_on_cancel=True
             )
         except BaseException:
             if not job.finished:  # the thread runs on: it releases the slot when it ends
                 job.abandoned = True
                 running.keep_slot = True
+            else:  # it ended, but its result will never reach us
+                _discard(job.pending)
             raise
+        if result is not _AWAITABLE:
+            return result
+        # A plain callable returned an awaitable (`lambda p: client.complete(p)`): the thread
+        # only created it. Await it here, inside this attempt's timeout and cut-off, and call
+        # the dependency on the loop from now on (issue #8, defect 3).
+        awaitable, job.pending = job.pending, None
+        self._learned_async()
+        return await awaitable  # type: ignore[misc]  # checked by inspect.isawaitable
+
+    def _learned_async(self) -> None:
+        """
+        The sync callable returned an awaitable: it is an async API behind a plain ``def``.
+        From now on it is called on the loop, as ``await fn(...)`` would call it, and what it
+        returns is awaited: a thread per call would cost ~50 µs and run loop-bound code (a
+        client that looks up its event loop when called) in the wrong thread.
+        """
+        if not self._is_async:
+            self._fn = _awaiting(self._fn)
+            self._is_async = True
+            self._plain = self._attempt_timeout is None
 
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.

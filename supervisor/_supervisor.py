@@ -189,7 +189,11 @@ class Supervisor:
 
         Args:
             name: unique, non-empty.
-            fn: ``async def`` (awaited) or a sync callable (run in a worker thread).
+            fn: an async callable is awaited on the loop (``async def``, also behind
+                ``functools.wraps``, partials, bound methods, or an async ``__call__``); a
+                sync callable runs in a worker thread, and if it returns an awaitable (a
+                lambda around an async client), that is awaited on the loop and the callable
+                is called on the loop from then on.
             retry, breaker, timeout, bulkhead: policies from :mod:`policies`.
             fallback: ``fallback(error, *args, **kwargs)``, sync or async; its result is
                 returned instead of raising (see the README for which errors reach it).
@@ -199,7 +203,8 @@ class Supervisor:
             A typed :class:`Dependency` handle.
 
         Raises:
-            TypeError: an argument has the wrong type.
+            TypeError: an argument has the wrong type, or *fn* or *fallback* is (or wraps)
+                a generator function: streaming calls are not supported yet.
             ValueError: *name* is empty or already registered.
             SupervisorClosed: the supervisor has shut down.
         """

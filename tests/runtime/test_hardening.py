@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
 import anyio
 import anyio.abc
 import pytest
@@ -153,3 +157,141 @@ async def test_a_reraised_exception_carries_one_attempts_note(sup: Supervisor) -
             with pytest.raises(ConnectionError):
                 await sup.call("dep")
     assert ["the user's own note"] == error.__notes__
+
+
+# -- defect 3: every async callable is recognised -------------------------------------------------
+
+
+async def _answer(x: int, factor: int = 1) -> int:
+    """The real async dependency behind every form below."""
+    await anyio.lowlevel.checkpoint()
+    if x < 0:
+        raise ConnectionError("down")
+    return x * factor
+
+
+def _plain_wraps(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator whose wrapper is a plain def returning the coroutine (the SDKs' shape)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+class _Client:
+    async def answer(self, x: int) -> int:
+        return await _answer(x, 2)
+
+    def stream(self, x: int) -> Iterator[int]:
+        yield x
+
+
+class _AsyncCallable:
+    async def __call__(self, x: int) -> int:
+        return await _answer(x, 2)
+
+
+class _AsyncGenCallable:
+    async def __call__(self, x: int) -> AsyncIterator[int]:
+        yield x
+
+
+_ASYNC_FORMS = {
+    "wraps": _plain_wraps(functools.partial(_answer, factor=2)),
+    "wraps-twice": _plain_wraps(_plain_wraps(functools.partial(_answer, factor=2))),
+    "nested-partial": functools.partial(functools.partial(_answer), factor=2),
+    "bound-method": _Client().answer,
+    "partial-of-bound-method": functools.partial(_Client().answer),
+    "wraps-of-bound-method": _plain_wraps(_Client().answer),
+    "async-__call__": _AsyncCallable(),
+    "partial-of-async-__call__": functools.partial(_AsyncCallable()),
+}
+
+
+@pytest.mark.parametrize("fn", _ASYNC_FORMS.values(), ids=_ASYNC_FORMS.keys())
+async def test_every_async_form_is_awaited_and_counted(sup: Supervisor, fn: Any) -> None:
+    """Behind wraps, partials, bound methods or __call__, an async callable is awaited on the
+    loop: its real value comes back and its failures reach the breaker."""
+    handle = sup.register("dep", fn, breaker=Breaker(failure_threshold=2))
+    with guard():
+        async with sup:
+            assert 42 == await handle(21)
+            for _ in range(2):
+                with pytest.raises(ConnectionError, match=r"^down$"):
+                    await handle(-1)
+    status = sup.status("dep")
+    assert ("open", 3, 2, {"ConnectionError": 2}) == (
+        status.state,
+        status.calls,
+        status.failures,
+        status.errors,
+    )
+
+
+async def test_a_plain_wraps_facade_returning_a_value_still_works(sup: Supervisor) -> None:
+    """A wraps-decorated plain def that returns a value (a sync facade) is not awaited."""
+
+    def facade(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(x: int) -> int:
+            return x + 1
+
+        return wrapper
+
+    handle = sup.register("dep", facade(_answer))
+    with guard():
+        async with sup:
+            assert 2 == await handle(1)
+
+
+@pytest.mark.parametrize(
+    "fallback",
+    [
+        lambda error, x: _answer(x, 3),
+        _plain_wraps(lambda error, x: _answer(x, 3)),
+        functools.partial(lambda error, x, factor: _answer(x, factor), factor=3),
+    ],
+    ids=["lambda", "wraps", "partial"],
+)
+async def test_an_awaitable_from_the_fallback_is_awaited(sup: Supervisor, fallback: Any) -> None:
+    """A fallback returning a coroutine, whatever its form, answers with the awaited value."""
+    handle = sup.register("dep", Fake(ConnectionError("down")), fallback=fallback)
+    with guard():
+        async with sup:
+            assert 30 == await handle(10)
+
+
+def _gen(x: int) -> Iterator[int]:
+    yield x
+
+
+async def _agen(x: int) -> AsyncIterator[int]:
+    yield x
+
+
+_STREAMING_FORMS = {
+    "generator": _gen,
+    "async-generator": _agen,
+    "wraps-of-async-generator": _plain_wraps(_agen),
+    "partial-of-generator": functools.partial(_gen, 1),
+    "bound-generator-method": _Client().stream,
+    "async-generator-__call__": _AsyncGenCallable(),
+}
+
+
+@pytest.mark.parametrize("argument", ["fn", "fallback"])
+@pytest.mark.parametrize("fn", _STREAMING_FORMS.values(), ids=_STREAMING_FORMS.keys())
+def test_generator_functions_are_rejected_at_register(argument: str, fn: Any) -> None:
+    """A generator or async generator function, in any form, is a clear TypeError at register,
+    as fn or as fallback; nothing is registered."""
+    sup = Supervisor()
+    arguments: dict[str, Any] = {"fn": _answer, argument: fn}
+    with pytest.raises(
+        TypeError,
+        match=rf"^'{argument}' \(.+\) is or wraps a generator function: streaming calls are not"
+        r" supported yet; register a function that returns the whole result$",
+    ):
+        sup.register("dep", **arguments)
+    assert () == sup.dependencies

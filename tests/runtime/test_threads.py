@@ -6,13 +6,16 @@ jump while a worker thread is still running (trio's MockClock docstring warns ab
 
 from __future__ import annotations
 
+import inspect
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 import anyio
 import pytest
 from anyio.lowlevel import checkpoint
 
-from policies import Bulkhead, Timeout
+from policies import Breaker, Bulkhead, Timeout
 from supervisor import AttemptTimeout, Supervisor
 
 from .conftest import guard
@@ -60,3 +63,76 @@ async def test_sync_attempt_timeout_keeps_the_slot_until_the_thread_ends(
             while sup.status("sync").in_flight:  # the thread's end is delivered to the loop
                 await checkpoint()
                 await anyio.to_thread.run_sync(lambda: None)
+
+
+async def _until_no_call_in_flight(sup: Supervisor, name: str) -> None:
+    """Wait until abandoned threads have ended and given their slots back."""
+    while sup.status(name).in_flight:  # the thread's end is delivered to the loop
+        await checkpoint()
+        await anyio.to_thread.run_sync(lambda: None)
+
+
+async def test_a_plain_callable_returning_a_coroutine_is_awaited_on_the_loop(
+    sup: Supervisor,
+) -> None:
+    """A lambda returning a coroutine: the coroutine is awaited on the loop (the real value,
+    failures counted), and after the first call the lambda itself is called on the loop."""
+    loop_thread = threading.get_ident()
+    made_on_loop: list[bool] = []
+    ran_on_loop: list[bool] = []
+
+    async def answer(x: int) -> int:
+        await checkpoint()
+        ran_on_loop.append(threading.get_ident() == loop_thread)
+        if x < 0:
+            raise ConnectionError("down")
+        return x * 2
+
+    def make(x: int) -> Coroutine[Any, Any, int]:
+        made_on_loop.append(threading.get_ident() == loop_thread)
+        return answer(x)
+
+    handle = sup.register("dep", lambda x: make(x), breaker=Breaker(failure_threshold=2))
+    with guard():
+        async with sup:
+            assert 42 == await handle(21)
+            for _ in range(2):
+                with pytest.raises(ConnectionError, match=r"^down$"):
+                    await handle(-1)
+    assert [False, True, True] == made_on_loop
+    assert [True, True, True] == ran_on_loop
+    status = sup.status("dep")
+    assert ("open", 3, 2) == (status.state, status.calls, status.failures)
+
+
+async def test_the_attempt_timeout_covers_the_awaited_coroutine(sup: Supervisor) -> None:
+    """The coroutine a lambda returns is awaited under the attempt timeout: AttemptTimeout, on
+    the first call (made in a thread) and on later ones (made on the loop)."""
+    sup.register("dep", lambda: anyio.sleep_forever(), timeout=Timeout(attempt=0.05))
+    with guard():
+        async with sup:
+            for _ in range(2):
+                with pytest.raises(AttemptTimeout):
+                    await sup.call("dep")
+    assert (2, 2) == (sup.status("dep").calls, sup.status("dep").failures)
+
+
+async def test_a_coroutine_returned_after_its_call_timed_out_is_closed(sup: Supervisor) -> None:
+    """A thread that returns a coroutine after its caller got AttemptTimeout: nobody will await
+    it, so it is closed (no "never awaited" warning), and the slot comes back."""
+    release = threading.Event()
+    made: list[Coroutine[Any, Any, None]] = []
+
+    def slow_factory() -> Coroutine[Any, Any, None]:
+        release.wait(timeout=30)
+        made.append(checkpoint())
+        return made[-1]
+
+    sup.register("dep", slow_factory, timeout=Timeout(attempt=0.05))
+    with guard():
+        async with sup:
+            with pytest.raises(AttemptTimeout):
+                await sup.call("dep")
+            release.set()
+            await _until_no_call_in_flight(sup, "dep")
+    assert [inspect.CORO_CLOSED] == [inspect.getcoroutinestate(c) for c in made]
