@@ -6,17 +6,29 @@ fixed from the traceback alone: ``'attempts' must be an int >= 1, got 0``. Wrong
 ``TypeError``; a value of the right type outside its range raises ``ValueError``. ``bool`` is
 rejected where a number is expected, although it is an ``int`` subclass: ``attempts=True`` is
 always a mistake.
+
+Durations are seconds everywhere; :func:`seconds` and :func:`optional_seconds` are the
+converters that also accept a ``datetime.timedelta`` (stamina's habit), so one field written
+``attempt=timedelta(seconds=2)`` is validated, and reads back, as ``2.0``.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Callable
 from typing import TypeVar, final
 
 import attrs
 
-__all__ = ("check_number", "integer", "number", "optional_number")
+__all__ = (
+    "check_number",
+    "integer",
+    "number",
+    "optional_number",
+    "optional_seconds",
+    "seconds",
+)
 
 _T = TypeVar("_T")
 
@@ -132,3 +144,23 @@ def check_number(
     _check(
         name, value, kind="a number", types=(int, float), ge=ge, gt=gt, le=le, allow_inf=allow_inf
     )
+
+
+def seconds(value: float | datetime.timedelta) -> float:
+    """
+    An attrs converter: a ``timedelta`` becomes its seconds; anything else passes unchanged.
+
+    Only a ``timedelta`` is converted. Every other value reaches the field's validator as it
+    was given, so ``'attempt' must be a number > 0, got '5' of type str`` still names what the
+    user wrote. A negative ``timedelta`` becomes a negative number and fails the same way.
+    """
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value
+
+
+def optional_seconds(value: float | datetime.timedelta | None) -> float | None:
+    """Like :func:`seconds`, for fields where ``None`` means "not set"."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value

@@ -21,14 +21,13 @@ granular: an event leaves the count up to one slice (``window / 10``) after ``wi
 
 from __future__ import annotations
 
-import datetime
 import math
 import warnings
 from typing import Final, final
 
 import attrs
 
-from ._validators import number
+from ._validators import number, seconds
 from .window import SlidingWindow
 
 __all__ = ("Budget", "BudgetStatus", "RetryBudget")
@@ -37,13 +36,6 @@ __all__ = ("Budget", "BudgetStatus", "RetryBudget")
 _BUCKETS: Final = 10
 # Slack for products such as 0.29 * 100 == 28.999999999999996: 29 retries were meant.
 _SLACK: Final = 1e-9
-
-
-def _seconds(value: float | datetime.timedelta) -> float:
-    """Accept a ``timedelta`` wherever seconds are expected (stamina's habit)."""
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    return value
 
 
 @final
@@ -72,7 +64,7 @@ class Budget:
 
     ratio: float = attrs.field(default=0.2, validator=number(ge=0))
     min_per_second: float = attrs.field(default=10.0, validator=number(ge=0))
-    window: float = attrs.field(default=10.0, converter=_seconds, validator=number(gt=0))
+    window: float = attrs.field(default=10.0, converter=seconds, validator=number(gt=0))
 
     def __attrs_post_init__(self) -> None:
         if self.ratio == 0 and self.min_per_second == 0:

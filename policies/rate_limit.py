@@ -58,7 +58,6 @@ Rules this file keeps:
 
 from __future__ import annotations
 
-import datetime
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -66,7 +65,7 @@ from typing import Final, TypeAlias, TypeVar, final
 
 import attrs
 
-from ._validators import number, optional_number
+from ._validators import number, optional_number, seconds
 
 __all__ = (
     "CostFunction",
@@ -89,13 +88,6 @@ _INF: Final = math.inf
 _FLOAT_MAX: Final = sys.float_info.max
 # Waits at or below this many seconds are returned as 0.0 (rule 6).
 _RESOLUTION: Final = 1e-9
-
-
-def _seconds(value: float | datetime.timedelta) -> float:
-    """Accept a ``timedelta`` wherever seconds are expected (stamina's habit)."""
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    return value
 
 
 def _check_callable(what: str) -> Callable[[object, attrs.Attribute[_T], _T], None]:
@@ -155,10 +147,10 @@ class RateLimit:
     """
 
     rate: float = attrs.field(validator=number(gt=0))
-    per: float = attrs.field(default=1.0, kw_only=True, converter=_seconds, validator=number(gt=0))
+    per: float = attrs.field(default=1.0, kw_only=True, converter=seconds, validator=number(gt=0))
     burst: float | None = attrs.field(default=None, kw_only=True, validator=optional_number(ge=1))
     max_wait: float = attrs.field(
-        default=0.0, kw_only=True, converter=_seconds, validator=number(ge=0, allow_inf=True)
+        default=0.0, kw_only=True, converter=seconds, validator=number(ge=0, allow_inf=True)
     )
     cost: CostFunction | None = attrs.field(
         default=None, kw_only=True, validator=_check_callable("(*args, **kwargs) -> float")
