@@ -424,8 +424,7 @@ class CircuitBreaker:
         elif self.state is _HALF_OPEN:
             if failed:
                 duration = self._duration(now, from_half_open=True)
-                self._probes -= 1
-                self.consecutive_failures += 1
+                self.consecutive_failures += 1  # _open's move resets the probe count
                 self._open(now, "probe_failed", "probe_failed", duration)
                 return
             self._probes -= 1
