@@ -2,12 +2,14 @@
 The ``ringfence`` command line (also ``python -m supervisor``).
 
 ``ringfence demo`` runs a flaky local "LLM API" and clients protected by the supervisor.
+``ringfence config FILE`` checks a configuration file and prints the effective configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ("main",)
@@ -26,12 +28,40 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--plot", type=Path, default=Path("demo-out/timeline.png"), help="where to write the PNG"
     )
+    config = commands.add_parser(
+        "config",
+        help="check a configuration file; print the effective configuration or every error",
+        description="Validate FILE with the RINGFENCE_* environment variables applied, then"
+        " print each dependency's effective policies (exit 0) or every problem (exit 2).",
+    )
+    config.add_argument("file", metavar="FILE", help="a ringfence TOML file")
     return parser
+
+
+def _check_config(file: str) -> int:
+    """``ringfence config FILE``: the effective configuration on stdout, or every error."""
+    # Imported here so `ringfence demo` never pays for it, and the reverse: no rich here.
+    from ._config import ConfigError, load_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            config = load_config(file)
+        except ConfigError as error:
+            # argparse's style: "prog: error: ..." on stderr, exit status 2.
+            sys.stderr.write(f"ringfence config: error: {error}\n")
+            return 2
+    for warning in caught:
+        sys.stderr.write(f"ringfence config: warning: {warning.message}\n")
+    sys.stdout.write(config.describe())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ringfence`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "config":
+        return _check_config(args.file)
     if args.duration <= 0 or args.clients < 1:
         _parser().error("--duration must be > 0 and --clients >= 1")
     from rich.console import Console
