@@ -6,6 +6,12 @@ exception?" and :meth:`Retry.should_retry` answers "is this exception worth anot
 runtime adds the rules that need its knowledge: ringfence's own rejections (``BreakerOpen``,
 ``BulkheadFull``, ...) are never retried, cancellation is never seen here, and a retry whose
 backoff would end past the total deadline is not started.
+
+By default only ``transient`` and ``rate_limited`` errors are retried (see
+:func:`policies.classify`): a timeout, a dropped connection, a 5xx or a 429 may well succeed a
+moment later; a 400, a 401 or a ``ValueError`` fails the same way every time, and retrying it
+only multiplies the load on a dependency that is fine. Until issue 9 the default was every
+``Exception``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from typing import Protocol, TypeVar, final, runtime_checkable
 import attrs
 
 from . import backoff as _backoff
-from ._validators import integer, number
+from ._matchers import DEFAULT_RETRY_ON, ErrorFilter, ErrorSpec
+from ._validators import integer, number, seconds
+from .classify import ErrorKind
 
 __all__ = ("Retry", "RetryPredicate", "ResultPredicate")
 
@@ -37,40 +45,9 @@ class ResultPredicate(Protocol):
 
 _T = TypeVar("_T")
 
-RetryOn = type[Exception] | tuple[type[Exception], ...] | RetryPredicate
 
-
-@final
-@attrs.frozen
-class _IsInstance:
-    """``retry_on`` given as exception types, turned into one predicate (stamina's habit)."""
-
-    types: tuple[type[Exception], ...]
-
-    def __call__(self, exc: Exception, /) -> bool:
-        return isinstance(exc, self.types)
-
-
-def _to_predicate(retry_on: RetryOn) -> RetryPredicate:
-    value: object = retry_on  # users pass anything; check it all
-    if isinstance(value, type):
-        value = (value,)
-    if isinstance(value, tuple):
-        for item in value:
-            if not (isinstance(item, type) and issubclass(item, Exception)):
-                msg = (
-                    "'retry_on' must be an Exception subclass, a tuple of them, or a predicate"
-                    f" (exc) -> bool; the tuple holds {item!r}"
-                )
-                raise TypeError(msg)
-        return _IsInstance(tuple(value))
-    if callable(value):
-        return value
-    msg = (
-        "'retry_on' must be an Exception subclass, a tuple of them, or a predicate"
-        f" (exc) -> bool, got {value!r} of type {type(value).__name__}"
-    )
-    raise TypeError(msg)
+def _retry_on(value: ErrorSpec) -> ErrorFilter:
+    return ErrorFilter.of(value, name="retry_on")
 
 
 def _check_backoff(_inst: object, _attr: attrs.Attribute[_T], value: _T) -> None:
@@ -110,14 +87,22 @@ class Retry:
         attempts: tries in all, the first included (``>= 1``; 1 means no retry).
         backoff: seconds before retry ``n`` (``n`` = 1 before the second try); any callable
             ``(attempt, rng) -> seconds``. Default ``backoff.full(backoff.exponential())``.
-        retry_on: exception types, a tuple of them, or a predicate ``(exc) -> bool``.
-            Default: every ``Exception`` (ringfence's rejections are never retried anyway).
+        retry_on: which errors are worth another attempt: an exception type, an
+            :class:`~policies.ErrorKind` (or its value, ``"transient"``), a plain predicate
+            ``(exc) -> bool``, or a tuple, list or set mixing those (see
+            :meth:`~policies.ErrorFilter.of`); stored as one :class:`~policies.ErrorFilter`.
+            Default: kinds ``transient`` and ``rate_limited``, that is timeouts (ringfence's
+            ``AttemptTimeout`` included: it is a ``TimeoutError``), connection errors, 5xx,
+            overloads and 429. Not ``invalid_input`` or ``auth`` (a 400 or a 401 fails the
+            same way every time), ``permanent`` or ``unknown`` (a plain ``RuntimeError``):
+            pass ``retry_on=Exception`` for the old "retry everything". ringfence's own
+            rejections are never retried, whatever this says.
         retry_on_result: predicate ``(result) -> bool``; ``True`` retries a returned value.
             The last such result is returned when attempts run out.
 
-        max_retry_after: the longest ``retry_after`` hint honoured, seconds (finite, ``> 0``;
-            default 300, DESIGN.md's Retry-After cap). Longer hints, ``inf`` included, wait
-            this long.
+        max_retry_after: the longest ``retry_after`` hint honoured, seconds or a
+            ``timedelta`` (finite, ``> 0``; default 300, DESIGN.md's Retry-After cap). Longer
+            hints, ``inf`` included, wait this long.
 
     An exception with a numeric ``retry_after`` attribute (seconds, as HTTP 429/503 carry)
     makes the wait at least ``min(retry_after, max_retry_after)``. Hints that are not a
@@ -133,17 +118,26 @@ class Retry:
     backoff: _backoff.Backoff = attrs.field(
         factory=lambda: _backoff.full(_backoff.exponential()), validator=_check_backoff
     )
-    retry_on: RetryPredicate = attrs.field(
-        factory=lambda: _IsInstance((Exception,)), converter=_to_predicate
-    )
+    retry_on: ErrorFilter = attrs.field(default=DEFAULT_RETRY_ON, converter=_retry_on)
     retry_on_result: ResultPredicate | None = attrs.field(
         default=None, validator=_check_result_predicate
     )
-    max_retry_after: float = attrs.field(default=300.0, validator=number(gt=0))
+    max_retry_after: float = attrs.field(default=300.0, converter=seconds, validator=number(gt=0))
 
-    def should_retry(self, exc: Exception) -> bool:
-        """Whether *exc* is worth another attempt (attempts left are the caller's business)."""
-        return bool(self.retry_on(exc))
+    def should_retry(self, exc: Exception, kind: ErrorKind | None = None) -> bool:
+        """
+        Whether *exc* is worth another attempt (attempts left are the caller's business).
+
+        Args:
+            exc: the exception the attempt raised.
+            kind: its kind when the caller has classified it already (with the user's
+                ``Classifier``); ``None``: ``retry_on`` classifies it if it needs to.
+
+        Raises:
+            TypeError: a ``retry_on`` predicate returned an awaitable.
+            Exception: whatever a ``retry_on`` predicate raises, unchanged.
+        """
+        return self.retry_on(exc, kind)
 
     def delay(self, attempt: int, rng: random.Random, exc: BaseException | None = None) -> float:
         """

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
+from policies._matchers import DEFAULT_RECORD, ErrorFilter
 from policies._validators import check_number
 
 
@@ -33,13 +34,18 @@ from policies._validators import check_number
         ),
         (
             lambda: Retry(retry_on="ConnectionError"),
-            TypeError,
-            "'retry_on' must be an Exception subclass, a tuple of them, or a predicate (exc) -> bool, got 'ConnectionError' of type str",
+            ValueError,
+            "'retry_on' holds the string 'ConnectionError', which names no ErrorKind (one of 'transient', 'rate_limited', 'permanent', 'auth', 'invalid_input', 'unknown'); pass an exception type itself, not its name",
         ),
         (
             lambda: Retry(retry_on=(ConnectionError, int)),
             TypeError,
-            "'retry_on' must be an Exception subclass, a tuple of them, or a predicate (exc) -> bool; the tuple holds <class 'int'>",
+            "'retry_on' must be an exception type, an ErrorKind, a predicate (exc) -> bool, or a tuple, list or set of those; it holds <class 'int'>, which is no exception",
+        ),
+        (
+            lambda: Retry(retry_on=3),
+            TypeError,
+            "'retry_on' must be an exception type, an ErrorKind, a predicate (exc) -> bool, or a tuple, list or set of those; it holds 3 of type int",
         ),
         (
             lambda: Retry(retry_on_result=3),
@@ -150,8 +156,13 @@ from policies._validators import check_number
         ),
         (
             lambda: Breaker(record=("x",)),
+            ValueError,
+            "'record' holds the string 'x', which names no ErrorKind (one of 'transient', 'rate_limited', 'permanent', 'auth', 'invalid_input', 'unknown'); pass an exception type itself, not its name",
+        ),
+        (
+            lambda: Breaker(record=(ConnectionError, (TimeoutError,))),
             TypeError,
-            "'record' must be an exception type or a tuple of them, got ('x',)",
+            "'record' must be an exception type, an ErrorKind, a predicate (exc) -> bool, or a tuple, list or set of those, not nested; it holds the tuple (<class 'TimeoutError'>,)",
         ),
         (
             lambda: Breaker(break_duration="30s"),
@@ -246,7 +257,7 @@ def test_breaker_defaults() -> None:
     """A bare Breaker() is consecutive mode with the documented defaults."""
     config = Breaker()
     machine = config.machine(0.0)
-    assert (None, 1, 1, (Exception,), ()) == (
+    assert (None, 1, 1, DEFAULT_RECORD, ErrorFilter()) == (
         config.failure_ratio,
         config.half_open_probes,
         config.success_threshold,

@@ -19,6 +19,7 @@ from policies import (
     backoff,
     break_duration,
 )
+from policies._matchers import ErrorFilter
 
 
 class Scripted(random.Random):
@@ -124,10 +125,16 @@ def test_break_history_sees_openings_previous_and_closed_for() -> None:
 
 
 def test_single_exception_types_are_tuples() -> None:
-    """record=X and ignore=X become one-element tuples; a non-type in ignore is refused."""
+    """record=X and ignore=X become one-type filters; a non-type in ignore is refused."""
     config = Breaker(record=ConnectionError, ignore=TimeoutError)
-    assert ((ConnectionError,), (TimeoutError,)) == (config.record, config.ignore)
-    message = "'ignore' must be an exception type or a tuple of them, got 3"
+    assert (ErrorFilter(types=(ConnectionError,)), ErrorFilter(types=(TimeoutError,))) == (
+        config.record,
+        config.ignore,
+    )
+    message = (
+        "'ignore' must be an exception type, an ErrorKind, a predicate (exc) -> bool,"
+        " or a tuple, list or set of those; it holds 3 of type int"
+    )
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         Breaker(ignore=3)  # type: ignore[arg-type]
 
