@@ -39,6 +39,11 @@ name                                           type     value
 keeps (32 per dependency): it grows by what is new at each scrape, so it misses transitions only
 if more than 32 happen between two scrapes.
 
+Where to serve it: from the supervisor's own event loop is best, e.g. prometheus-client's
+``make_asgi_app()`` mounted in the service's ASGI app. ``start_http_server`` scrapes from a
+thread of its own; that works on asyncio (a snapshot is built from plain reads), but not on
+trio, where ``status()`` reads trio's clock, which only the loop's own thread may do.
+
 The latency quantiles are gauges with a ``quantile`` label rather than a Prometheus summary,
 because a summary also needs a ``_sum`` and ``_count`` over the same observations and the
 latency window keeps neither: it holds the latest attempts, not a lifetime total.
