@@ -66,7 +66,11 @@ if TYPE_CHECKING:
 
     from ._supervisor import Supervisor
 
-__all__ = ("Actor",)
+__all__ = ("Actor", "SYNC_THREADS")
+
+#: Calls a sync callable registered without a bulkhead runs at once, each in a worker thread
+#: of its own limiter (anyio's default size); further calls wait in its queue.
+SYNC_THREADS: Final = 40
 
 _CLOSED_STATE: Final = State.CLOSED
 _OPEN_STATE: Final = State.OPEN
@@ -328,8 +332,20 @@ class Actor:
         self._attempt_timeout = timeout.attempt if timeout is not None else None
         self._total = timeout.total if timeout is not None else None
         self._bulkhead = bulkhead
-        self._max_concurrent = bulkhead.max_concurrent if bulkhead is not None else sys.maxsize
-        self._max_queued = bulkhead.max_queued if bulkhead is not None else 0
+        if bulkhead is not None:
+            self._max_concurrent, self._max_queued = bulkhead.max_concurrent, bulkhead.max_queued
+        elif not self._is_async:
+            # A sync callable without a bulkhead: at most SYNC_THREADS calls in threads, the
+            # rest wait in the queue (FIFO, shown in status().queued, not timed as an attempt).
+            self._max_concurrent, self._max_queued = SYNC_THREADS, sys.maxsize
+        else:
+            self._max_concurrent, self._max_queued = sys.maxsize, 0
+        # The sync callable's own worker threads (made in start()). anyio's default limiter is
+        # shared by the whole process: 40 calls stuck in one slow sync dependency made every
+        # other one wait for a thread and time out (issue #8, defect 2). Sized to the slots:
+        # an abandoned thread keeps its slot until it ends (guarantee 14), so an admitted call
+        # always finds a thread free, and waiting for a thread is never charged to its timeout.
+        self._limiter: anyio.CapacityLimiter | None = None
         if fallback is not None:
             _callable_kind(fallback, "fallback")  # rejects generators; the result says the rest
         self._fallback = fallback
@@ -416,6 +432,8 @@ class Actor:
             self._task_of = _current_task_getter()
             self._attempt = self._attempt_asyncio
         self.entry = self._attempt if self._simple else self._call_with_policies
+        if not self._is_async:
+            self._limiter = anyio.CapacityLimiter(self._max_concurrent)
         self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
         self._accepting = True
 
@@ -810,7 +828,7 @@ class Actor:
         job = _ThreadJob(self, running)
         try:
             result = await anyio.to_thread.run_sync(
-                job.run, self._fn, args, kwargs, abandon_on_cancel=True
+                job.run, self._fn, args, kwargs, abandon_on_cancel=True, limiter=self._limiter
             )
         except BaseException:
             if not job.finished:  # the thread runs on: it releases the slot when it ends
@@ -839,6 +857,8 @@ class Actor:
             self._fn = _awaiting(self._fn)
             self._is_async = True
             self._plain = self._attempt_timeout is None
+            if self._bulkhead is None and self._accepting:  # no thread left to wait for
+                self._max_concurrent, self._max_queued = sys.maxsize, 0
 
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.

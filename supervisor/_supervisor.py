@@ -194,7 +194,11 @@ class Supervisor:
                 sync callable runs in a worker thread, and if it returns an awaitable (a
                 lambda around an async client), that is awaited on the loop and the callable
                 is called on the loop from then on.
-            retry, breaker, timeout, bulkhead: policies from :mod:`policies`.
+            retry, breaker, timeout, bulkhead: policies from :mod:`policies`. A sync *fn*
+                gets worker threads of its own, as many as ``bulkhead.max_concurrent``;
+                without a bulkhead, 40 (``SYNC_THREADS``), and further calls wait in its
+                queue (``status().queued``; ``Timeout.total`` covers the wait,
+                ``Timeout.attempt`` starts when a thread is free).
             fallback: ``fallback(error, *args, **kwargs)``, sync or async; its result is
                 returned instead of raising (see the README for which errors reach it).
             critical: ``health()`` is unhealthy while this dependency is down.

@@ -17,6 +17,7 @@ from anyio.lowlevel import checkpoint
 
 from policies import Breaker, Bulkhead, Timeout
 from supervisor import AttemptTimeout, Supervisor
+from supervisor._actor import SYNC_THREADS
 
 from .conftest import guard
 
@@ -136,3 +137,45 @@ async def test_a_coroutine_returned_after_its_call_timed_out_is_closed(sup: Supe
             release.set()
             await _until_no_call_in_flight(sup, "dep")
     assert [inspect.CORO_CLOSED] == [inspect.getcoroutinestate(c) for c in made]
+
+
+async def test_a_stuck_sync_dependency_leaves_the_others_their_threads(sup: Supervisor) -> None:
+    """45 calls stuck in one sync dependency's threads: a healthy sync dependency still answers
+    at once (no AttemptTimeout, breaker closed); the stuck one runs 40 and queues the rest."""
+    release = threading.Event()
+    entered: list[int] = []
+
+    def stuck() -> str:
+        entered.append(1)
+        release.wait(timeout=30)
+        return "late"
+
+    stuck_calls = SYNC_THREADS + 5
+    sup.register("stuck", stuck)
+    sup.register(
+        "healthy",
+        lambda x: x,
+        timeout=Timeout(attempt=1.0),
+        breaker=Breaker(failure_threshold=1),
+    )
+    results: list[object] = []
+
+    async def call_stuck() -> None:
+        results.append(await sup.call("stuck"))
+
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            for _ in range(stuck_calls):
+                tg.start_soon(call_stuck)
+            try:
+                while len(entered) < SYNC_THREADS:  # every thread of `stuck` is taken
+                    await checkpoint()
+                for i in range(3):
+                    assert i == await sup.call("healthy", i)
+                stuck_status = sup.status("stuck")
+            finally:
+                release.set()
+    assert (SYNC_THREADS, 5) == (stuck_status.in_flight, stuck_status.queued)
+    healthy = sup.status("healthy")
+    assert ("closed", 3, 0) == (healthy.state, healthy.calls, healthy.failures)
+    assert ["late"] * stuck_calls == results
