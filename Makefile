@@ -43,7 +43,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # Mutation testing of policies/ against tests/policies (issue 8): minutes, so CI does not run
-# it. Settings are in setup.cfg [mutmut]; results stay in mutants/ (`.venv/bin/mutmut results`
+# it. Settings are in pyproject.toml [tool.mutmut]; results stay in mutants/ (`.venv/bin/mutmut results`
 # lists the survivors, `.venv/bin/mutmut show NAME` shows one).
 mutants: $(STAMP)
 	$(PY) -m pip install --quiet 'mutmut>=3.3,<4'
@@ -52,4 +52,4 @@ mutants: $(STAMP)
 	$(PY) -c 'import glob, json; codes = [c for f in glob.glob("mutants/**/*.meta", recursive=True) for c in json.load(open(f))["exit_code_by_key"].values()]; killed = sum(c in (1, 3) for c in codes); print(f"mutation score: {killed} of {len(codes)} mutants killed ({100 * killed / len(codes):.1f} %)")'
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache mutants
