@@ -264,7 +264,7 @@ def load_config(
         overrides = loader.apply_env(tree, os.environ if env is None else env)
         config = loader.structure(tree, label, overrides)
     if loader.problems or config is None:
-        raise ConfigError(loader.problems, source=label)
+        raise ConfigError(loader.ordered(), source=label)
     for message, category in loader.warned:
         warnings.warn(message, category, stacklevel=2)
     return config
@@ -286,10 +286,22 @@ def _render(path: _KeyPath) -> str:
     return text
 
 
+def _closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice *word* most likely misspells or abbreviates (``expo`` → ``exponential``)."""
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    # difflib's ratio punishes abbreviations ("expo" is 0.53 of "exponential"); a prefix
+    # shared with exactly one choice is as clear a hint.
+    prefixed = [choice for choice in choices if len(word) >= 3 and choice.startswith(word)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
 def _suggest(word: str, choices: Iterable[str]) -> str:
     """``", did you mean 'attempts'?"``, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f", did you mean {close[0]!r}?" if close else ""
+    close = _closest(word, choices)
+    return f", did you mean {close!r}?" if close else ""
 
 
 def _unknown(what: str, word: str, choices: Iterable[str]) -> str:
@@ -420,6 +432,8 @@ class _Loader:
         # Key paths set from the environment, and the variable that set each.
         self._origins: dict[_KeyPath, str] = {}
         self._built_defaults: dict[str, object] = {}
+        self._ranks: list[int] = []
+        self._seen: dict[_KeyPath, int] = {}
 
     def add(self, path: _KeyPath, message: str) -> None:
         for length in range(len(path), 0, -1):
@@ -427,7 +441,24 @@ class _Loader:
             if variable is not None:
                 message = f"{message} (from {variable})"
                 break
-        self.problems.append((_render(path), message))
+        # Rank by where the path was met while walking the tree, so problems come out in the
+        # file's order even though values are converted first and objects built after.
+        ranks = (self._seen[path[:n]] for n in range(len(path), 0, -1) if path[:n] in self._seen)
+        self.note((_render(path), message), next(ranks, 0))
+
+    def note(self, problem: tuple[str, str], rank: int = -1) -> None:
+        """Record a problem; rank -1 (the file itself, the environment) comes first."""
+        self.problems.append(problem)
+        self._ranks.append(rank)
+
+    def visit(self, path: _KeyPath) -> None:
+        """Remember that *path* was met, in walking order."""
+        self._seen.setdefault(path, len(self._seen))
+
+    def ordered(self) -> list[tuple[str, str]]:
+        """The problems in the file's order (stable for problems of one path)."""
+        order = sorted(range(len(self.problems)), key=self._ranks.__getitem__)
+        return [self.problems[i] for i in order]
 
     def add_exception(self, path: _KeyPath, exc: Exception, names: Iterable[str]) -> set[str]:
         """Report a policy's or factory's own message; returns the argument it names, if any."""
@@ -445,27 +476,25 @@ class _Loader:
         try:
             data = Path(label).read_bytes()
         except FileNotFoundError:
-            self.problems.append((label, "no such file"))
+            self.note((label, "no such file"))
             return None
         except IsADirectoryError:
-            self.problems.append((label, "is a directory, not a TOML file"))
+            self.note((label, "is a directory, not a TOML file"))
             return None
         except OSError as exc:
-            self.problems.append((label, f"cannot be read: {exc.strerror or exc}"))
+            self.note((label, f"cannot be read: {exc.strerror or exc}"))
             return None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self.problems.append(
-                (label, f"is not UTF-8: byte {data[exc.start]:#04x} at offset {exc.start}")
-            )
+            self.note((label, f"is not UTF-8: byte {data[exc.start]:#04x} at offset {exc.start}"))
             return None
         try:
             # Editors on Windows may start the file with a BOM; TOML itself forbids nothing
             # else about the encoding but UTF-8.
             return tomllib.loads(text.removeprefix("\ufeff"))
         except tomllib.TOMLDecodeError as exc:
-            self.problems.append((label, f"invalid TOML: {exc}"))
+            self.note((label, f"invalid TOML: {exc}"))
             return None
 
     def thaw(self, mapping: Mapping[object, object], path: _KeyPath) -> dict[str, object]:
@@ -505,9 +534,9 @@ class _Loader:
             matches = [key for key in targets if rest == key or rest.startswith(key + "__")]
             if not matches:
                 head = rest.split("__", 1)[0]
-                close = difflib.get_close_matches(head, list(targets), n=1, cutoff=0.6)
-                hint = f", did you mean {spelled[close[0]]!r}?" if close else ""
-                self.problems.append(
+                close = _closest(head, targets)
+                hint = f", did you mean {spelled[close]!r}?" if close else ""
+                self.note(
                     (
                         variable,
                         f"no dependency {head!r} in the file{hint}"
@@ -518,9 +547,7 @@ class _Loader:
             key = max(matches, key=len)  # "LLM_EU" before "LLM" for RINGFENCE_LLM_EU__...
             if len(targets[key]) > 1:
                 listed = " and ".join(_render(path) for path in targets[key])
-                self.problems.append(
-                    (variable, f"{key} matches {listed}; rename one of them in the file")
-                )
+                self.note((variable, f"{key} matches {listed}; rename one of them in the file"))
                 continue
             parts = rest[len(key) + 2 :].lower().split("__") if rest != key else []
             path = self._env_path(variable, targets[key][0], parts)
@@ -537,24 +564,24 @@ class _Loader:
     def _env_path(self, variable: str, target: _KeyPath, parts: list[str]) -> _KeyPath | None:
         usage = "RINGFENCE_<NAME>__<POLICY>[__<FIELD>]"
         if not parts or not parts[0]:
-            self.problems.append((variable, f"names no policy; use {usage}"))
+            self.note((variable, f"names no policy; use {usage}"))
             return None
         policy = parts[0]
         if policy not in _KEYS:
-            self.problems.append((variable, _unknown(f"policy {policy!r}", policy, _KEYS)))
+            self.note((variable, _unknown(f"policy {policy!r}", policy, _KEYS)))
             return None
         if len(parts) > 1:
             cls = _POLICIES.get(policy)
             if cls is None:
-                self.problems.append((variable, f"{policy!r} is a flag, it has no fields"))
+                self.note((variable, f"{policy!r} is a flag, it has no fields"))
                 return None
             fields = _init_fields(cls)
             if parts[1] not in fields:
                 what = f"field {parts[1]!r} of {cls.__name__}"
-                self.problems.append((variable, _unknown(what, parts[1], fields)))
+                self.note((variable, _unknown(what, parts[1], fields)))
                 return None
         if any(not part for part in parts):
-            self.problems.append((variable, f"has an empty key; use {usage}"))
+            self.note((variable, f"has an empty key; use {usage}"))
             return None
         return (*target, *parts)
 
@@ -566,16 +593,14 @@ class _Loader:
             if isinstance(child, list):
                 where = _render(path[: depth + 1])
                 whole = variable.rsplit("__", len(path) - depth - 1)[0]
-                self.problems.append(
-                    (variable, f"{where} is an array in the file; set it whole with {whole}")
-                )
+                self.note((variable, f"{where} is an array in the file; set it whole with {whole}"))
                 return False
             if child is None or child is False:
                 # Absent, or `false`: a value inside it asks for the policy.
                 child = node[key] = {}
             elif not isinstance(child, dict):
                 where = _render(path[: depth + 1])
-                self.problems.append((variable, f"{where} is not a table in the file"))
+                self.note((variable, f"{where} is not a table in the file"))
                 return False
             node = child
         last = path[-1]
@@ -589,6 +614,7 @@ class _Loader:
         self, tree: dict[str, object], label: str, overrides: tuple[str, ...]
     ) -> Config | None:
         for key in tree:
+            self.visit((key,))
             if key not in _ROOT_KEYS:
                 self.add((key,), _unknown("key", key, _ROOT_KEYS))
         defaults_path: _KeyPath = ("defaults",)
@@ -605,6 +631,7 @@ class _Loader:
             raw = {}
         for name, table in raw.items():
             path: _KeyPath = ("dependencies", name)
+            self.visit(path)
             if not name:
                 self.add(path, "a dependency name must not be empty")
                 continue
@@ -624,6 +651,7 @@ class _Loader:
             return spec
         for key, value in raw.items():
             where = (*path, key)
+            self.visit(where)
             if key not in _KEYS:
                 self.add(where, _unknown("policy", key, _KEYS))
             elif key == "critical":
@@ -657,6 +685,7 @@ class _Loader:
             return given
         fields = _init_fields(cls)
         for key, value in raw.items():
+            self.visit((*path, key))
             field = fields.get(key)
             if field is None:
                 self.add((*path, key), _unknown(f"field of {cls.__name__}", key, fields))
