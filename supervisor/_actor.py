@@ -88,6 +88,18 @@ _NEVER_RETRIED: Final = (
     UnknownDependency,
     DependencyCrashed,
 )
+# ringfence's refusals to call a dependency. Raised out of another dependency's function (a
+# nested call: `outer` awaiting `inner` through the supervisor), they were counted where they
+# happened, in `inner`; for `outer` they count as neither success nor failure, like an
+# ignored exception, so one open breaker does not open the breakers of everything that uses
+# it. Timeouts are not refusals: `outer` did not answer in time, and that counts.
+_REJECTIONS: Final = (
+    BreakerOpen,
+    BulkheadFull,
+    DependencyCrashed,
+    SupervisorClosed,
+    UnknownDependency,
+)
 # Errors a fallback never sees (guarantee 12): they are about ringfence, not the dependency.
 _NO_FALLBACK: Final = (SupervisorClosed, UnknownDependency, DependencyCrashed)
 
@@ -895,7 +907,9 @@ class Actor:
         kind = type(exc).__name__
         self._errors[kind] = self._errors.get(kind, 0) + 1
         self._latency.record(end - start)
-        failed = self._breaker_config.is_failure(exc)
+        # A nested call's rejection is neither success nor failure: see _REJECTIONS.
+        rejected = isinstance(exc, _REJECTIONS)
+        failed = None if rejected else self._breaker_config.is_failure(exc)
         if failed is None:  # ignored: a call, but neither success nor failure
             self._released(epoch)
             return

@@ -11,8 +11,8 @@ import anyio.abc
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from policies import Breaker, BreakHistory, Retry, backoff
-from supervisor import DependencyCrashed, Supervisor, SupervisorClosed
+from policies import Breaker, BreakHistory, Bulkhead, Retry, backoff
+from supervisor import BreakerOpen, BulkheadFull, DependencyCrashed, Supervisor, SupervisorClosed
 
 from .conftest import Fake, Gate, guard
 
@@ -295,3 +295,48 @@ def test_generator_functions_are_rejected_at_register(argument: str, fn: Any) ->
     ):
         sup.register("dep", **arguments)
     assert () == sup.dependencies
+
+
+# -- nested calls: an inner dependency's rejection is not the outer one's failure -----------------
+
+
+async def test_an_inner_rejection_counts_for_the_outer_dependency_as_neither(
+    sup: Supervisor,
+) -> None:
+    """`outer` calling `inner` through the supervisor: inner's BreakerOpen and BulkheadFull
+    reach outer's caller unchanged and unretried, and never count as outer's failures."""
+    gate = Gate()
+    inner_fake = Fake(gate)
+    sup.register("inner", inner_fake, bulkhead=Bulkhead(max_concurrent=1, max_queued=0))
+    outer_runs: list[int] = []
+
+    async def outer() -> object:
+        outer_runs.append(1)
+        return await sup.call("inner")
+
+    sup.register(
+        "outer",
+        outer,
+        breaker=Breaker(failure_threshold=1),
+        retry=Retry(attempts=3, backoff=backoff.constant(0.0)),
+    )
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            tg.start_soon(sup.call, "inner")  # holds inner's only slot
+            await inner_fake.entered.wait()
+            with pytest.raises(BulkheadFull) as full:
+                await sup.call("outer")
+            gate.open()
+            await sup.isolate("inner")
+            with pytest.raises(BreakerOpen) as open_:
+                await sup.call("outer")
+    assert ("inner", "inner") == (full.value.dependency, open_.value.dependency)
+    assert [1, 1] == outer_runs  # not retried
+    outer_status = sup.status("outer")
+    assert ("closed", 2, 0, {"BulkheadFull": 1, "BreakerOpen": 1}) == (
+        outer_status.state,
+        outer_status.calls,
+        outer_status.failures,
+        outer_status.errors,
+    )
+    assert 2 == sup.status("inner").rejected
