@@ -97,11 +97,13 @@ async def test_a_supervisor_is_entered_once(sup: Supervisor) -> None:
 
 async def test_plain_pass_through_is_still_counted(sup: Supervisor) -> None:
     """No policies: calls pass straight through and are counted in status."""
-    handle = sup.register("plain", Fake("a", ValueError("b")))
+    # A transient error: only those count as failures by default (a ValueError would be the
+    # caller's mistake, counted as a call the dependency answered).
+    handle = sup.register("plain", Fake("a", ConnectionError("b")))
     with guard():
         async with sup:
             assert await handle() == "a"
-            with pytest.raises(ValueError, match="b"):
+            with pytest.raises(ConnectionError, match="b"):
                 await handle()
     status = sup.status("plain")
     assert (status.calls, status.failures, status.state) == (2, 1, "closed")
