@@ -747,3 +747,41 @@ def test_cli_reports_warnings_and_missing_files(
         "  RINGFENCE_Y__CRITICAL: no dependency 'Y' in the file (configure only dependencies"
         " the file lists, or DEFAULTS)\n"
     ) == capsys.readouterr().err
+
+
+def test_a_conflict_in_the_defaults_is_reported_once() -> None:
+    """A cross-field conflict in [defaults] is its problem alone, not every dependency's."""
+    source = {
+        "defaults": {"breaker": {"failure_threshold": 3, "failure_ratio": 0.5}},
+        "dependencies": {"x": {"breaker": {"half_open_probes": 2}}, "y": {}},
+    }
+
+    assert (
+        (
+            "defaults.breaker",
+            "give either 'failure_threshold' (consecutive failures) or 'failure_ratio'"
+            " (ratio over a window), not both: got failure_threshold=3 and failure_ratio=0.5",
+        ),
+    ) == problems(source)
+
+
+def test_unknown_break_duration_lists_only_its_schedules() -> None:
+    """The known names are the module's factories: as_break_duration is not a schedule."""
+    assert (
+        (
+            "dependencies.x.breaker.break_duration",
+            "unknown break_duration schedule 'forever'; expected one of: constant, linear,"
+            " exponential, adaptive",
+        ),
+    ) == problems(dep(breaker={"break_duration": "forever"}))
+
+
+def test_env_name_must_match_a_whole_dependency_name() -> None:
+    """RINGFENCE_LLMX__... is not llm's: a name ends at the double underscore."""
+    assert (
+        (
+            "RINGFENCE_LLMX__CRITICAL",
+            "no dependency 'LLMX' in the file, did you mean 'llm'? (configure only"
+            " dependencies the file lists, or DEFAULTS)",
+        ),
+    ) == problems({"dependencies": {"llm": {}}}, {"RINGFENCE_LLMX__CRITICAL": "true"})
