@@ -785,3 +785,12 @@ def test_env_name_must_match_a_whole_dependency_name() -> None:
             " dependencies the file lists, or DEFAULTS)",
         ),
     ) == problems({"dependencies": {"llm": {}}}, {"RINGFENCE_LLMX__CRITICAL": "true"})
+
+
+def test_every_bad_value_of_one_table_is_reported() -> None:
+    """A policy raises only its first error; each field is checked alone, so all three show."""
+    assert (
+        ("dependencies.x.breaker.failure_ratio", "must be a number > 0 and <= 1, got 2"),
+        ("dependencies.x.breaker.half_open_probes", "must be an int >= 1, got 0"),
+        ("dependencies.x.breaker.slow_call", "must be a number > 0, got -1"),
+    ) == problems(dep(breaker={"failure_ratio": 2, "half_open_probes": 0, "slow_call": -1}))
