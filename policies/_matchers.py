@@ -45,10 +45,6 @@ __all__ = (
 ErrorPredicate: TypeAlias = Callable[[Exception], object]
 #: One part of a filter.
 _Item: TypeAlias = type[BaseException] | ErrorKind | str | ErrorPredicate
-#: Everything ``retry_on``, ``record``, ``ignore`` and ``fallback_on`` accept.
-ErrorSpec: TypeAlias = (
-    "_Item | tuple[_Item, ...] | list[_Item] | frozenset[_Item] | set[_Item] | ErrorFilter"
-)
 
 _FORMS = (
     "an exception type, an ErrorKind, a predicate (exc) -> bool, or a tuple, list or set of those"
@@ -222,6 +218,11 @@ class ErrorFilter:
                 return True
         return False
 
+
+#: Everything ``retry_on``, ``record``, ``ignore`` and ``fallback_on`` accept.
+ErrorSpec: TypeAlias = (
+    _Item | tuple[_Item, ...] | list[_Item] | frozenset[_Item] | set[_Item] | ErrorFilter
+)
 
 _T = ErrorKind.TRANSIENT
 _R = ErrorKind.RATE_LIMITED
