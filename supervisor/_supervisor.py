@@ -8,12 +8,13 @@ queued calls and cuts off running ones with ``SupervisorClosed``.
 
 from __future__ import annotations
 
+import inspect
 import random
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar, final, overload
+from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, final, overload
 
 import anyio
 from anyio.abc import TaskGroup
@@ -94,6 +95,55 @@ def _check_type(name: str, value: object, kind: type, label: str) -> None:
         raise TypeError(msg)
 
 
+_POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_VARIADIC: Final = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _check_fallback(fn: Callable[..., Any], fallback: Callable[..., Any]) -> None:
+    """
+    The fallback is called as ``fallback(error, *args, **kwargs)`` with the call's own
+    arguments. Where both signatures can be read, check that it takes the error and both the
+    fewest and the most arguments *fn* takes (positional ones by position, keyword-only ones
+    by name): a wrong fallback fails here, not at the moment it is needed.
+
+    Raises:
+        TypeError: naming both callables and what does not fit.
+    """
+    try:
+        fn_signature = inspect.signature(fn)
+        fallback_signature = inspect.signature(fallback)
+    except (TypeError, ValueError):  # a builtin or a C callable: nothing to read
+        return
+    parameters = fn_signature.parameters.values()
+    if any(p.kind in _VARIADIC for p in parameters):
+        return  # fn(*args, **kwargs) says nothing of the calls made (often a wrapper's)
+    fewest: tuple[list[None], dict[str, None]] = ([], {})
+    most: tuple[list[None], dict[str, None]] = ([], {})
+    for parameter in parameters:
+        required = parameter.default is inspect.Parameter.empty
+        if parameter.kind in _POSITIONAL:
+            most[0].append(None)
+            if required:
+                fewest[0].append(None)
+        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            most[1][parameter.name] = None
+            if required:
+                fewest[1][parameter.name] = None
+    for args, kwargs in (fewest, most):
+        try:
+            fallback_signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            msg = (
+                f"'fallback' {_name(fallback)}{fallback_signature} cannot be called as"
+                f" fallback(error, *args, **kwargs) for 'fn' {_name(fn)}{fn_signature}: {exc}"
+            )
+            raise TypeError(msg) from None
+
+
+def _name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", type(fn).__qualname__))
+
+
 @final
 class Supervisor:
     """
@@ -152,7 +202,7 @@ class Supervisor:
         breaker: Breaker | None = ...,
         timeout: Timeout | None = ...,
         bulkhead: Bulkhead | None = ...,
-        fallback: Callable[..., R | Awaitable[R]] | None = ...,
+        fallback: Callable[Concatenate[Exception, P], R | Awaitable[R]] | None = ...,
         critical: bool = ...,
     ) -> Dependency[P, R]: ...
 
@@ -166,7 +216,7 @@ class Supervisor:
         breaker: Breaker | None = ...,
         timeout: Timeout | None = ...,
         bulkhead: Bulkhead | None = ...,
-        fallback: Callable[..., R | Awaitable[R]] | None = ...,
+        fallback: Callable[Concatenate[Exception, P], R | Awaitable[R]] | None = ...,
         critical: bool = ...,
     ) -> Dependency[P, R]: ...
 
@@ -207,8 +257,10 @@ class Supervisor:
             A typed :class:`Dependency` handle.
 
         Raises:
-            TypeError: an argument has the wrong type, or *fn* or *fallback* is (or wraps)
-                a generator function: streaming calls are not supported yet.
+            TypeError: an argument has the wrong type; *fallback* cannot take
+                ``(error, *args, **kwargs)`` for *fn*'s parameters (checked where both
+                signatures can be read); or *fn* or *fallback* is (or wraps) a generator
+                function: streaming calls are not supported yet.
             ValueError: *name* is empty or already registered.
             SupervisorClosed: the supervisor has shut down.
         """
@@ -246,7 +298,9 @@ class Supervisor:
             bulkhead=bulkhead,
             fallback=fallback,
             critical=critical,
-        )
+        )  # rejects generator functions first: a clearer error than their arity
+        if fallback is not None:
+            _check_fallback(fn, fallback)
         self._actors[name] = actor
         if self._phase == _RUNNING:
             self._start_actor(actor)

@@ -340,3 +340,61 @@ async def test_an_inner_rejection_counts_for_the_outer_dependency_as_neither(
         outer_status.errors,
     )
     assert 2 == sup.status("inner").rejected
+
+
+# -- fallback arity: checked at register where both signatures can be read ------------------------
+
+
+async def _ask(prompt, *, temperature=0.0):  # unannotated: a plain signature in messages
+    return prompt
+
+
+@pytest.mark.parametrize(
+    "fallback",
+    [
+        lambda error, prompt, *, temperature=0.0: "cached",
+        lambda error, *args, **kwargs: "cached",
+        lambda error, prompt, **kwargs: "cached",
+        functools.partial(lambda tag, error, prompt, temperature=0.0: tag, "cached"),
+    ],
+    ids=["exact", "variadic", "named-then-kwargs", "partial"],
+)
+def test_a_fallback_that_takes_every_call_is_accepted(fallback: Any) -> None:
+    """A fallback taking (error, *args, **kwargs) for each call fn accepts is registered."""
+    sup = Supervisor()
+    sup.register("dep", _ask, fallback=fallback)
+    assert ("dep",) == sup.dependencies
+
+
+@pytest.mark.parametrize(
+    ("fallback", "why"),
+    [
+        (lambda: "cached", "too many positional arguments"),
+        (lambda error: "cached", "too many positional arguments"),
+        (lambda error, prompt: "cached", "got an unexpected keyword argument 'temperature'"),
+        (
+            lambda error, prompt, extra, *, temperature=0.0: "cached",
+            "missing a required argument: 'extra'",
+        ),
+    ],
+    ids=["no-error", "error-only", "no-keyword", "extra-required"],
+)
+def test_a_fallback_that_cannot_take_a_call_is_rejected(fallback: Any, why: str) -> None:
+    """A fallback that cannot take (error, *args, **kwargs) for fn's parameters is a TypeError
+    at register naming both signatures; nothing is registered."""
+    sup = Supervisor()
+    with pytest.raises(
+        TypeError,
+        match=r"^'fallback' <lambda>\(.*\) cannot be called as fallback\(error, \*args,"
+        r" \*\*kwargs\) for 'fn' _ask\(prompt, \*, temperature=0.0\): " + why + "$",
+    ):
+        sup.register("dep", _ask, fallback=fallback)
+    assert () == sup.dependencies
+
+
+def test_a_fallback_is_not_checked_when_fn_says_nothing_of_its_calls() -> None:
+    """fn(*args, **kwargs) (a wrapper's signature) or an unreadable signature: no check."""
+    sup = Supervisor()
+    sup.register("variadic", Fake(), fallback=lambda error, prompt: "cached")
+    sup.register("builtin", _ask, fallback=max)
+    assert ("variadic", "builtin") == sup.dependencies

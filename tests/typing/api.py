@@ -22,6 +22,30 @@ def lookup(key: int) -> bytes:
     return b""
 
 
+async def cached_answer(error: Exception, prompt: str, *, temperature: float = 0.0) -> str:
+    return prompt
+
+
+def default_bytes(error: BaseException, key: int) -> bytes:
+    return b""
+
+
+def takes_anything(error: Exception, *args: object, **kwargs: object) -> bytes:
+    return b""
+
+
+def forgot_the_error(key: int) -> bytes:
+    return b""
+
+
+def wrong_result(error: Exception, key: int) -> str:
+    return ""
+
+
+def wrong_parameter(error: Exception, key: str) -> bytes:
+    return b""
+
+
 async def check() -> None:
     supervisor = Supervisor()
     llm = supervisor.register(
@@ -50,5 +74,14 @@ async def check() -> None:
         assert_type(supervisor.status("llm"), DependencyStatus)
         supervisor.register("x", 42)  # type: ignore[call-overload]
         supervisor.register("y", ask_llm, retry=3)  # type: ignore[call-overload]
+        # fallback(error, *args, **kwargs): the error first, then fn's own parameters
+        with_cache = supervisor.register("f1", ask_llm, fallback=cached_answer)
+        assert_type(await with_cache("hi", temperature=0.5), str)
+        assert_type(await supervisor.register("f2", lookup, fallback=default_bytes)(1), bytes)
+        assert_type(await supervisor.register("f3", lookup, fallback=takes_anything)(1), bytes)
+        supervisor.register("f4", lookup, fallback=forgot_the_error)  # type: ignore[arg-type]
+        supervisor.register("f5", lookup, fallback=wrong_parameter)  # type: ignore[arg-type]
+        supervisor.register("f6", ask_llm, fallback=lambda error: "cached")  # type: ignore[arg-type, misc]
+        supervisor.register("f7", lookup, fallback=wrong_result)  # type: ignore[arg-type]
     error = BreakerOpen("llm", 1.0)
     assert_type(error.retry_after, float)
