@@ -8,6 +8,14 @@ Nothing here awaits, reads a clock or draws from the global ``random``: every de
 from __future__ import annotations
 
 from . import backoff, break_duration
+from ._matchers import (
+    DEFAULT_FALLBACK_ON,
+    DEFAULT_RECORD,
+    DEFAULT_RETRY_ON,
+    ErrorFilter,
+    ErrorPredicate,
+    ErrorSpec,
+)
 from .backoff import Backoff
 from .break_duration import BreakDuration, BreakHistory
 from .breaker import (
@@ -40,6 +48,12 @@ __all__ = (
     "classify",
     "Classifier",
     "retry_after",
+    "ErrorFilter",
+    "ErrorSpec",
+    "ErrorPredicate",
+    "DEFAULT_RETRY_ON",
+    "DEFAULT_RECORD",
+    "DEFAULT_FALLBACK_ON",
     # schedule modules
     "backoff",
     "break_duration",

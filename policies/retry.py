@@ -24,6 +24,7 @@ import attrs
 from . import backoff as _backoff
 from ._matchers import DEFAULT_RETRY_ON, ErrorFilter, ErrorSpec
 from ._validators import integer, number, seconds
+from .budget import Budget
 from .classify import ErrorKind
 
 __all__ = ("Retry", "RetryPredicate", "ResultPredicate")
@@ -70,11 +71,24 @@ def _check_result_predicate(_inst: object, _attr: attrs.Attribute[_T], value: _T
 
 def _retry_after(exc: BaseException, ceiling: float) -> float:
     """The exception's ``retry_after`` seconds, at most *ceiling*, if usable; else 0."""
-    hint = getattr(exc, "retry_after", None)
+    return _usable(getattr(exc, "retry_after", None), ceiling)
+
+
+def _usable(hint: object, ceiling: float) -> float:
+    """*hint* seconds, at most *ceiling*, if it is a number > 0; else 0."""
     # `hint > 0` is False for NaN. min() before float(): float(10**400) raises OverflowError.
     if isinstance(hint, int | float) and not isinstance(hint, bool) and hint > 0:
         return float(min(hint, ceiling))
     return 0.0
+
+
+def _check_budget(_inst: object, _attr: attrs.Attribute[_T], value: _T) -> None:
+    if value is not None and not isinstance(value, Budget):
+        msg = (
+            "'budget' must be None or a policies.Budget,"
+            f" got {value!r} of type {type(value).__name__}"
+        )
+        raise TypeError(msg)
 
 
 @final
@@ -100,6 +114,9 @@ class Retry:
         retry_on_result: predicate ``(result) -> bool``; ``True`` retries a returned value.
             The last such result is returned when attempts run out.
 
+        budget: a :class:`~policies.Budget` shared by every caller of the dependency (default
+            ``Budget()``: retries <= 20 % of calls + 10 a second, over 10 s); a retry over
+            budget is not made. ``None`` turns it off.
         max_retry_after: the longest ``retry_after`` hint honoured, seconds or a
             ``timedelta`` (finite, ``> 0``; default 300, DESIGN.md's Retry-After cap). Longer
             hints, ``inf`` included, wait this long.
@@ -123,6 +140,7 @@ class Retry:
         default=None, validator=_check_result_predicate
     )
     max_retry_after: float = attrs.field(default=300.0, converter=seconds, validator=number(gt=0))
+    budget: Budget | None = attrs.field(factory=Budget, validator=_check_budget)
 
     def should_retry(self, exc: Exception, kind: ErrorKind | None = None) -> bool:
         """
@@ -139,16 +157,27 @@ class Retry:
         """
         return self.retry_on(exc, kind)
 
-    def delay(self, attempt: int, rng: random.Random, exc: BaseException | None = None) -> float:
+    def delay(
+        self,
+        attempt: int,
+        rng: random.Random,
+        exc: BaseException | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> float:
         """
         Seconds to wait before retry number *attempt* (1-based).
 
-        ``max(backoff(attempt, rng), min(exc.retry_after, max_retry_after))`` when the
-        exception carries a usable ``retry_after``; never negative.
+        ``max(backoff(attempt, rng), min(hint, max_retry_after))``, never negative. The hint
+        is *retry_after* when given (the runtime reads it from the exception's headers with
+        :func:`policies.retry_after`), else the exception's numeric ``retry_after``
+        attribute; hints that are not a number > 0 are ignored.
         """
         wait = self.backoff(attempt, rng)
         if not wait >= 0.0:  # also catches NaN from a user's backoff
             wait = 0.0
-        if exc is not None:
+        if retry_after is not None:
+            wait = max(wait, _usable(retry_after, self.max_retry_after))
+        elif exc is not None:
             wait = max(wait, _retry_after(exc, self.max_retry_after))
         return wait

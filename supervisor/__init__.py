@@ -12,9 +12,20 @@ from ._errors import (
     BulkheadFull,
     DeadlineExceeded,
     DependencyCrashed,
+    RateLimited,
     SupervisorClosed,
     SupervisorError,
     UnknownDependency,
+)
+from ._events import (
+    ActorCrashed,
+    BreakerTransition,
+    CallRejected,
+    DependencyPaused,
+    Event,
+    EventStream,
+    RetryBudgetExhausted,
+    RetryScheduled,
 )
 from ._status import DependencyStatus, Health, HealthStatus
 from ._supervisor import Dependency, Supervisor
@@ -33,6 +44,16 @@ __all__ = (
     "UnknownDependency",
     "SupervisorClosed",
     "DependencyCrashed",
+    "RateLimited",
+    # events
+    "Event",
+    "BreakerTransition",
+    "RetryScheduled",
+    "CallRejected",
+    "RetryBudgetExhausted",
+    "DependencyPaused",
+    "ActorCrashed",
+    "EventStream",
 )
 
 # Show `supervisor.BreakerOpen` in reprs and tracebacks, not `supervisor._errors.BreakerOpen`

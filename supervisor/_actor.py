@@ -32,6 +32,7 @@ import inspect
 import math
 import random
 import sys
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, final
@@ -39,10 +40,22 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from policies import Breaker, Bulkhead, CircuitBreaker, LatencyWindow, Retry, State, Timeout
+from policies import (
+    DEFAULT_FALLBACK_ON,
+    Breaker,
+    Bulkhead,
+    CircuitBreaker,
+    ErrorKind,
+    LatencyWindow,
+    Retry,
+    State,
+    Timeout,
+    classify,
+    retry_after,
+)
+from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 
 from ._errors import (
@@ -51,10 +64,20 @@ from ._errors import (
     BulkheadFull,
     DeadlineExceeded,
     DependencyCrashed,
+    RateLimited,
     SupervisorClosed,
     SupervisorError,
     UnknownDependency,
     _describe,
+)
+from ._events import (
+    ActorCrashed,
+    BreakerTransition,
+    CallRejected,
+    DependencyPaused,
+    Event,
+    RetryBudgetExhausted,
+    RetryScheduled,
 )
 from ._status import DependencyStatus
 from ._timers import CLOSED, DEADLINE, DeadlineHeap, Running, cancel_pending
@@ -83,6 +106,7 @@ _NO_BREAKER: Final = Breaker(failure_threshold=sys.maxsize)
 _NEVER_RETRIED: Final = (
     BreakerOpen,
     BulkheadFull,
+    RateLimited,
     DeadlineExceeded,
     SupervisorClosed,
     UnknownDependency,
@@ -96,6 +120,7 @@ _NEVER_RETRIED: Final = (
 _REJECTIONS: Final = (
     BreakerOpen,
     BulkheadFull,
+    RateLimited,
     DependencyCrashed,
     SupervisorClosed,
     UnknownDependency,
@@ -108,6 +133,7 @@ _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
 _DEQUEUED: Final = "supervisor shut down while the call was queued"
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
+_IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
 
 
 # What calling a registered callable gives (see _callable_kind).
@@ -332,6 +358,8 @@ class Actor:
         bulkhead: Bulkhead | None,
         fallback: Callable[..., object] | None,
         critical: bool,
+        fallback_on: _ErrorFilter | None = None,
+        classifier: Callable[[BaseException], ErrorKind] | None = None,
     ) -> None:
         self.name = name
         self.critical = critical
@@ -361,16 +389,22 @@ class Actor:
         if fallback is not None:
             _callable_kind(fallback, "fallback")  # rejects generators; the result says the rest
         self._fallback = fallback
+        self._fallback_on = fallback_on if fallback_on is not None else _DEFAULT_FALLBACK_ON
+        self._classify: Callable[[BaseException], ErrorKind] = (
+            classifier if classifier is not None else classify
+        )
+        self._budget = (
+            retry.budget.machine() if retry is not None and retry.budget is not None else None
+        )
         self._slow_call = self._breaker_config.slow_call
         self._slow_after = self._slow_call if self._slow_call is not None else math.inf
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = retry is None and self._total is None and fallback is None
         # Attempts that need no timer and no thread take the asyncio fast path.
         self._plain = self._is_async and self._attempt_timeout is None
-        # A lazy proxy with the dependency bound once: it resolves structlog's configuration
-        # at the first event, so configuring structlog after registering still applies
-        # (BoundLoggerLazyProxy.bind() would freeze the configuration of this moment).
-        self._log = structlog.get_logger("ringfence", dependency=name)
+        # What the actor decides (transitions, retries, rejections, crashes) goes out as
+        # events; ringfence's log lines are one listener of them (_events.py).
+        self._hub = supervisor._hub
 
         # -- state, owned by the actor ---------------------------------------------------------
         self._accepting = False
@@ -404,6 +438,21 @@ class Actor:
         # lifetime counters
         self._failures = 0
         self._rejected = 0
+        self._rejected_by: dict[str, int] = {}  # reason -> count; adds up to _rejected
+        self._retries = 0
+        self._fallbacks = 0
+        # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
+        self._paused_until: float | None = None
+        self._pause_rejection_published = False
+        self._max_pause = retry.max_retry_after if retry is not None else _MAX_PAUSE
+        # The hot path's one admission comparison: `in_flight < _slots`. Equal to
+        # max_concurrent while calls may run at once; -1 while a gate is down (a pause,
+        # shutdown), which sends every call to _admit_slow. A gate costs the hot path nothing.
+        self._slots = -1
+        # (exception, kind) of the latest failure _failed classified: the retry loop, which
+        # sees the same exception next with no await in between, reuses the kind.
+        self._last_failure: tuple[BaseException | None, ErrorKind] = (None, ErrorKind.UNKNOWN)
+        self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
         self._slow_calls = 0
         self._errors: dict[str, int] = {}
         # Every outcome (success, failure, ignored) records one latency, so its count is
@@ -446,6 +495,7 @@ class Actor:
         self.entry = self._attempt if self._simple else self._call_with_policies
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(self._max_concurrent)
+        self._slots = self._max_concurrent
         self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
         self._accepting = True
 
@@ -477,15 +527,15 @@ class Actor:
         Stop accepting calls: queued calls fail with ``SupervisorClosed``, running attempts
         are cut off (they raise ``SupervisorClosed`` in their callers), sleepers wake.
         """
+        self._closed_at = self._clock()
         self._accepting = False
         self._closed_reason = _SHUT_DOWN
         self._attempt = self.entry = self._attempt_closed
         # A call coroutine created while running but first awaited now (`pending = llm(x)`
         # inside `async with`, `await pending` after it) was bound to the attempt path before
-        # the swap above. No slot and no queue place is left for it: admission reaches
-        # _reject_bulkhead, which says SupervisorClosed. Zero cost on the hot path, which
-        # compares these limits anyway (issue #8, defect 6).
-        self._max_concurrent = self._max_queued = -1
+        # the swap above. The gate sends it to _admit_slow, which says SupervisorClosed: zero
+        # cost on the hot path, which compares _slots anyway (issue #8, defect 6).
+        self._slots = -1
         self._fail_queued(lambda: SupervisorClosed(_DEQUEUED))
         for running in list(self._running):
             if not running.fired:
@@ -512,7 +562,11 @@ class Actor:
         """The retry loop, deadline and fallback around :meth:`_attempt`."""
         retry = self._retry
         total = self._total
-        deadline = self._clock() + total if total is not None else None
+        now = self._clock()
+        deadline = now + total if total is not None else None
+        budget = self._budget
+        if budget is not None:
+            budget.on_call(now)
         attempt = 0
         last: Exception | None = None
         while True:
@@ -522,18 +576,25 @@ class Actor:
             except Exception as exc:
                 if isinstance(exc, DeadlineExceeded) and exc.__cause__ is None and last is not None:
                     exc.__cause__ = last
-                if (
+                kind = self._kind_of_last(exc)
+                final = (
                     retry is None
                     or attempt >= retry.attempts
                     or isinstance(exc, _NEVER_RETRIED)
-                    or not retry.should_retry(exc)
-                ):
+                    or not retry.should_retry(exc, kind)
+                )
+                if not final and budget is not None and not budget.try_retry(self._clock()):
+                    final = True  # a retry over budget is not made: no retry storm
+                    self._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
+                if final:
                     if attempt > 1 or hasattr(exc, "__notes__"):
                         self._note_attempts(exc, attempt)
-                    if self._fallback is not None and not isinstance(exc, _NO_FALLBACK):
+                    if self._fallback is not None and self._may_fall_back(exc, kind):
                         return await self._call_fallback(exc, args, kwargs)
                     raise
-                delay = retry.delay(attempt, self._rng, exc)
+                assert retry is not None
+                hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
+                delay = retry.delay(attempt, self._rng, exc, retry_after=hint)
                 if deadline is not None and self._clock() + delay >= deadline:
                     assert total is not None
                     expired = DeadlineExceeded(self.name, total)
@@ -541,11 +602,9 @@ class Actor:
                     if self._fallback is not None:
                         return await self._call_fallback(expired, args, kwargs)
                     raise expired from exc
-                self._log.info(
-                    "ringfence.retry_scheduled",
-                    attempt=attempt,
-                    delay=delay,
-                    error=type(exc).__name__,
+                self._retries += 1
+                self._publish(
+                    RetryScheduled, attempt=attempt, delay=delay, error=type(exc).__name__
                 )
                 last = exc
                 await self._sleep_before_retry(delay)
@@ -555,16 +614,27 @@ class Actor:
                 and retry.retry_on_result is not None
                 and attempt < retry.attempts
                 and retry.retry_on_result(result)
+                and (budget is None or budget.try_retry(self._clock()))
             ):
                 delay = retry.delay(attempt, self._rng)
                 if deadline is not None and self._clock() + delay >= deadline:
                     return result
-                self._log.info(
-                    "ringfence.retry_scheduled", attempt=attempt, delay=delay, error=None
-                )
+                self._retries += 1
+                self._publish(RetryScheduled, attempt=attempt, delay=delay, error=None)
                 await self._sleep_before_retry(delay)
                 continue
             return result
+
+    def _may_fall_back(self, exc: Exception, kind: ErrorKind | None) -> bool:
+        """The fallback answers *exc*: never ringfence's own closing errors, else fallback_on."""
+        if isinstance(exc, _NO_FALLBACK):
+            return False
+        try:
+            return bool(self._fallback_on(exc, kind))
+        except Exception as rule_error:  # a user's predicate: the call's error goes on
+            if exc.__context__ is None and rule_error is not exc:
+                exc.__context__ = rule_error
+            return False
 
     def _note_attempts(self, exc: Exception, attempt: int) -> None:
         """
@@ -595,6 +665,7 @@ class Actor:
     ) -> object:
         fallback = self._fallback
         assert fallback is not None
+        self._fallbacks += 1
         # Whatever the fallback is (async def, a wraps decorator, a lambda returning a
         # coroutine), an awaitable result is awaited here, on the loop; a sync fallback runs
         # on the loop too (it is meant to be a cheap answer: a cache, a default).
@@ -637,7 +708,7 @@ class Actor:
         assert self._down is not None
         if not self._accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
-        self._rejected += 1
+        self._count_rejection("down")
         crashed = DependencyCrashed(self.name, self._down, down=True)
         crashed.__cause__ = self._down
         return crashed
@@ -649,16 +720,96 @@ class Actor:
         machine.on_cancel(epoch)
         if not self._accepting:  # closed: see close()
             return SupervisorClosed(self._closed_reason)
-        self._rejected += 1
+        self._count_rejection("bulkhead_full")
         if not self._bulkhead_full_logged:
             self._bulkhead_full_logged = True
-            self._log.info(
-                "ringfence.call_rejected",
+            self._publish(
+                CallRejected,
                 reason="bulkhead_full",
                 in_flight=self._in_flight,
                 queued=len(self._queue),
             )
         return BulkheadFull(self.name, self._max_concurrent, self._max_queued)
+
+    async def _admit_slow(self, machine: CircuitBreaker, epoch: int, deadline: float | None) -> int:
+        """
+        Admission past the breaker when the hot path's one comparison said no: shutdown, a
+        pause, then the bulkhead (a free slot, a queue place, or ``BulkheadFull``). On return
+        the slot is the caller's; returns the epoch to run in.
+        """
+        if not self._accepting:  # a call coroutine created before close(): see there
+            machine.on_cancel(epoch)
+            raise SupervisorClosed(self._closed_reason)
+        if self._paused_until is not None:
+            epoch = await self._wait_out_pause(machine, epoch, deadline)
+            machine = self._machine
+        if self._in_flight < self._max_concurrent:
+            self._in_flight += 1
+            return epoch
+        if len(self._queue) >= self._max_queued:
+            raise self._reject_bulkhead(machine, epoch)
+        return await self._wait_for_slot(machine, epoch, deadline)
+
+    async def _wait_out_pause(
+        self, machine: CircuitBreaker, epoch: int, deadline: float | None
+    ) -> int:
+        """
+        The dependency is paused (a rate-limited answer said when to come back): wait for the
+        pause to end when it ends within the call's deadline, holding no slot and no probe
+        permit; else ``RateLimited`` at once. Returns the epoch to run in.
+        """
+        now = self._clock()
+        until = self._paused_until
+        waited = False
+        while until is not None and now < until:
+            if deadline is not None and until > deadline:
+                if not waited:
+                    machine.on_cancel(epoch)
+                raise self._reject_paused(until - now)
+            if not waited:
+                machine.on_cancel(epoch)  # hold no probe permit while waiting
+                waited = True
+            with anyio.move_on_after(until - now):
+                await self._supervisor._closing.wait()
+            if not self._accepting:
+                raise SupervisorClosed(_IN_PAUSE)
+            now = self._clock()
+            until = self._paused_until  # a later 429 may have extended it
+        if until is not None:
+            self._end_pause()
+        if not waited:
+            return epoch
+        machine = self._machine  # admitted again: the breaker may have moved meanwhile
+        return machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
+
+    def _reject_paused(self, retry_after: float) -> RateLimited:
+        self._count_rejection("paused")
+        if not self._pause_rejection_published:
+            self._pause_rejection_published = True
+            self._publish(CallRejected, reason="paused", retry_after=retry_after)
+        return RateLimited(self.name, retry_after)
+
+    def _pause(self, seconds: float) -> None:
+        """A rate-limited answer said "come back in *seconds*": pause admissions until then."""
+        now = self._clock()
+        until = now + seconds
+        if self._paused_until is not None and until <= self._paused_until:
+            return
+        self._paused_until = until
+        self._slots = -1  # every call goes to _admit_slow until the pause ends
+        self._publish(
+            DependencyPaused,
+            at=now,
+            retry_after=seconds,
+            until=until,
+            until_wall=time.time() + seconds,
+        )
+
+    def _end_pause(self) -> None:
+        self._paused_until = None
+        self._pause_rejection_published = False
+        if self._accepting:
+            self._slots = self._max_concurrent
 
     def _limit(self, now: float, deadline: float | None, running: Running) -> float:
         attempt_timeout = self._attempt_timeout
@@ -690,12 +841,10 @@ class Actor:
             epoch = machine.acquire(now)
             if epoch < 0:
                 raise self._reject_breaker(machine, now)
-        if self._in_flight < self._max_concurrent:
+        if self._in_flight < self._slots:
             self._in_flight += 1
-        elif len(self._queue) >= self._max_queued:
-            raise self._reject_bulkhead(machine, epoch)
-        else:
-            epoch = await self._wait_for_slot(machine, epoch, deadline)
+        else:  # no free slot, or a gate is down (pause, shutdown)
+            epoch = await self._admit_slow(machine, epoch, deadline)
             now = clock()
         task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
         tasks = self._tasks
@@ -793,12 +942,10 @@ class Actor:
         machine = self._machine
         # Not inlined here: trio's cancel scope below costs far more than the call to _admit.
         epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
-        if self._in_flight < self._max_concurrent:
+        if self._in_flight < self._slots:
             self._in_flight += 1
-        elif len(self._queue) >= self._max_queued:
-            raise self._reject_bulkhead(machine, epoch)
-        else:
-            epoch = await self._wait_for_slot(machine, epoch, deadline)
+        else:  # no free slot, or a gate is down (pause, shutdown)
+            epoch = await self._admit_slow(machine, epoch, deadline)
             now = self._clock()
         scope = self._cancel_scope()
         running = Running(scope, 0, epoch)
@@ -871,6 +1018,8 @@ class Actor:
             self._plain = self._attempt_timeout is None
             if self._bulkhead is None and self._accepting:  # no thread left to wait for
                 self._max_concurrent, self._max_queued = sys.maxsize, 0
+                if self._slots >= 0:
+                    self._slots = self._max_concurrent
 
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.
@@ -904,18 +1053,42 @@ class Actor:
         self._report(epoch, end, True)
 
     def _failed(self, epoch: int, exc: Exception, start: float, end: float) -> None:
-        kind = type(exc).__name__
-        self._errors[kind] = self._errors.get(kind, 0) + 1
+        name = type(exc).__name__
+        self._errors[name] = self._errors.get(name, 0) + 1
         self._latency.record(end - start)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = isinstance(exc, _REJECTIONS)
-        failed = None if rejected else self._breaker_config.is_failure(exc)
+        kind = ErrorKind.UNKNOWN if rejected else self._kind_of(exc)
+        self._last_failure = (exc, kind)
+        if kind is ErrorKind.RATE_LIMITED:
+            hint = retry_after(exc, now=time.time(), cap=self._max_pause)
+            if hint is not None and hint > 0:
+                self._pause(hint)
+        failed = None if rejected else self._breaker_config.is_failure(exc, kind)
         if failed is None:  # ignored: a call, but neither success nor failure
             self._released(epoch)
             return
         if failed:
             self._failures += 1
         self._report(epoch, end, failed)
+
+    def _kind_of(self, exc: Exception) -> ErrorKind:
+        """
+        The failure's kind, by the dependency's classifier. A classifier rule that raises
+        must not replace the call's own error nor stop the actor: the kind is ``unknown``,
+        and the rule's error is chained to the call's as its ``__context__``.
+        """
+        try:
+            return self._classify(exc)
+        except Exception as rule_error:
+            if exc.__context__ is None and rule_error is not exc:
+                exc.__context__ = rule_error
+            return ErrorKind.UNKNOWN
+
+    def _kind_of_last(self, exc: Exception) -> ErrorKind | None:
+        """The kind _failed found for *exc*, if it was the latest failure; else None."""
+        last, kind = self._last_failure
+        return kind if last is exc else None
 
     def _ended_with(self, exc: BaseException, epoch: int, start: float, end: float) -> None:
         """An attempt raised *exc*: count it, unless it is a cancellation or the like."""
@@ -1048,14 +1221,16 @@ class Actor:
         """Admission, breaker part, when the breaker rejects the call."""
         if not self._accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
-        self._rejected += 1
+        reason = _REJECTED_BY_STATE[machine.state]
+        self._count_rejection(reason)
         self._rejections_since_transition += 1
         retry_after = machine.retry_after(now)
         if self._logged_breaker_epoch != machine.epoch:
             self._logged_breaker_epoch = machine.epoch
-            self._log.info(
-                "ringfence.call_rejected",
-                reason="breaker_" + machine.state.value,
+            self._publish(
+                CallRejected,
+                at=now,
+                reason=reason,
                 state=machine.state.value,
                 retry_after=retry_after,
             )
@@ -1071,12 +1246,12 @@ class Actor:
                 retry_after = math.inf
             else:
                 retry_after = transition.break_duration or 0.0
-            self._rejected += self._fail_queued(
-                lambda: BreakerOpen(self.name, retry_after, target.value)
-            )
-        level = "warning" if target is _OPEN_STATE or target is _ISOLATED_STATE else "info"
-        getattr(self._log, level)(
-            _EVENT_OF_TARGET[target],
+            failed = self._fail_queued(lambda: BreakerOpen(self.name, retry_after, target.value))
+            if failed:
+                self._count_rejection(_REJECTED_BY_STATE[target], failed)
+        self._publish(
+            BreakerTransition,
+            at=transition.at,
             source=transition.source.value,
             target=target.value,
             reason=transition.reason,
@@ -1084,6 +1259,18 @@ class Actor:
             rejected_since_last=self._rejections_since_transition,
         )
         self._rejections_since_transition = 0
+
+    def _count_rejection(self, reason: str, n: int = 1) -> None:
+        self._rejected += n
+        self._rejected_by[reason] = self._rejected_by.get(reason, 0) + n
+
+    def _publish(self, event_type: type[Event], at: float | None = None, **fields: Any) -> None:
+        """Tell the event hub (and so the log) what the actor decided; *at* defaults to now."""
+        now = self._clock()
+        if at is None:
+            at = now
+        event = event_type(dependency=self.name, at=at, wall=time.time() - (now - at), **fields)
+        self._hub.publish(event)
 
     # ==========================================================================================
     # Crashes and control
@@ -1094,11 +1281,8 @@ class Actor:
         old = self._machine
         down = not self._supervisor._may_restart(self._crash_times, now)
         self._crash = _describe(crash)  # the crash's __str__ is user code: it may raise
-        self._log.error(
-            "ringfence.actor_crashed",
-            error=type(crash).__name__,
-            restarts=self._restarts,
-            down=down,
+        self._publish(
+            ActorCrashed, at=now, error=type(crash).__name__, restarts=self._restarts, down=down
         )
         error = DependencyCrashed(self.name, crash, down=down)
         self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down))
@@ -1109,10 +1293,8 @@ class Actor:
         if down:
             self._down = crash
             machine.isolate(now, "crashed")
-            self._log.critical("ringfence.actor_gave_up", error=type(crash).__name__)
         else:
             self._restarts += 1
-            self._log.warning("ringfence.actor_restarted", restarts=self._restarts)
         return error
 
     async def control(self, op: str, reason: str) -> _Transition:
@@ -1158,6 +1340,16 @@ class Actor:
             breaks = machine.break_duration
             transitions = tuple(machine.transitions)
         calls = self._latency.count  # every outcome records exactly one latency
+        # The loop clock is readable only while the supervisor runs (trio's only on its own
+        # loop): after exit the snapshot is as of the moment the supervisor left.
+        now = self._clock() if self._accepting else self._closed_at
+        wall = time.time()
+        open_remaining = None
+        if machine.state is _OPEN_STATE and self._started:  # (open_until is on the loop clock)
+            open_remaining = max(0.0, machine.open_until - now)
+        paused_until = self._paused_until
+        if paused_until is not None and now >= paused_until:
+            paused_until = None
         return DependencyStatus(
             name=self.name,
             state=state,
@@ -1176,14 +1368,28 @@ class Actor:
             slow_calls=self._slow_calls,
             restarts=self._restarts,
             crash=self._crash,
+            retries=self._retries,
+            fallbacks=self._fallbacks,
+            rejected_by=dict(self._rejected_by),
+            paused_until=paused_until,
+            pause_remaining=paused_until - now if paused_until is not None else 0.0,
+            open_remaining=open_remaining,
+            now=now,
+            wall=wall,
+            since_wall=wall - (now - since) if self._started else 0.0,
         )
 
 
-_EVENT_OF_TARGET: Final = {
-    State.OPEN: "ringfence.breaker_opened",
-    State.HALF_OPEN: "ringfence.breaker_half_opened",
-    State.CLOSED: "ringfence.breaker_closed",
-    State.ISOLATED: "ringfence.breaker_isolated",
+_DEFAULT_FALLBACK_ON: Final = _ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")
+# A pause is capped like a Retry-After hint (policies.retry_after's default cap).
+_MAX_PAUSE: Final = 300.0
+
+# status().rejected_by / CallRejected.reason of a breaker rejection, by the breaker's state.
+_REJECTED_BY_STATE: Final = {
+    State.OPEN: "breaker_open",
+    State.HALF_OPEN: "breaker_half_open",
+    State.ISOLATED: "breaker_isolated",
+    State.CLOSED: "breaker_closed",  # pragma: no cover - a closed breaker admits
 }
 
 

@@ -4,6 +4,8 @@ Errors raised by the supervisor. Every one is a :class:`SupervisorError`::
     SupervisorError
     ├── BreakerOpen          the breaker rejected the call; it never reached the dependency
     ├── BulkheadFull         every slot and queue place was taken; it never reached the dependency
+    ├── RateLimited          paused by a Retry-After (or out of rate-limit turns) past the
+    │                        call's deadline; it never reached the dependency
     ├── AttemptTimeout       (also TimeoutError) one attempt ran past Timeout.attempt
     ├── DeadlineExceeded     (also TimeoutError) the call ran past Timeout.total
     ├── UnknownDependency    (also LookupError) no dependency has that name
@@ -11,7 +13,7 @@ Errors raised by the supervisor. Every one is a :class:`SupervisorError`::
     └── DependencyCrashed    the dependency's actor crashed and is restarting or down
 
 The dependency's own exceptions are never wrapped: they propagate unchanged (with a note when
-retries were made). ringfence's rejections (BreakerOpen, BulkheadFull, DeadlineExceeded,
+retries were made). ringfence's rejections (BreakerOpen, BulkheadFull, RateLimited, DeadlineExceeded,
 SupervisorClosed, UnknownDependency, DependencyCrashed) are never retried.
 """
 
@@ -25,6 +27,7 @@ __all__ = (
     "SupervisorError",
     "BreakerOpen",
     "BulkheadFull",
+    "RateLimited",
     "AttemptTimeout",
     "DeadlineExceeded",
     "UnknownDependency",
@@ -101,6 +104,36 @@ class BreakerOpen(SupervisorError):
         retry_after = self.retry_after
         when = "until reset" if math.isinf(retry_after) else f"retry after {retry_after:.3f}s"
         return f"breaker for {self.dependency!r} is {self.state}: {when}"
+
+
+class RateLimited(SupervisorError):
+    """
+    The dependency is paused — it answered "rate limited" with a Retry-After — and the pause
+    would end past the call's total deadline: the call was rejected at once, without reaching
+    the dependency. Callers whose deadline allows it wait for the pause instead. Never
+    retried; the fallback may answer it.
+
+    Attributes:
+        dependency: the dependency's name.
+        retry_after: seconds until the dependency takes calls again.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, dependency: str, retry_after: float) -> None: ...
+
+    @property
+    def dependency(self) -> str:
+        """The dependency's name."""
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the dependency takes calls again."""
+        return self.args[1]  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        return f"{self.dependency!r} is rate limited: retry after {self.retry_after:.3f}s"
 
 
 class BulkheadFull(SupervisorError):

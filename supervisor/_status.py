@@ -81,11 +81,13 @@ class DependencyStatus:
     fallbacks: int = 0
     rejected_by: Mapping[str, int] = attrs.field(factory=dict)
     paused_until: float | None = None
-    pause_remaining: float = 0.0
-    open_remaining: float | None = None
-    now: float = 0.0
-    wall: float = 0.0
-    since_wall: float = 0.0
+    # Figures of the moment the snapshot was taken: two snapshots of an unchanged
+    # dependency compare equal whatever their moments (eq=False).
+    pause_remaining: float = attrs.field(default=0.0, eq=False)
+    open_remaining: float | None = attrs.field(default=None, eq=False)
+    now: float = attrs.field(default=0.0, eq=False)
+    wall: float = attrs.field(default=0.0, eq=False)
+    since_wall: float = attrs.field(default=0.0, eq=False)
     budget: object | None = None
     rate_limit: tuple[float, ...] = ()
 

@@ -12,7 +12,7 @@ import inspect
 import random
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, final, overload
 
@@ -23,6 +23,7 @@ from policies import Breaker, Bulkhead, Retry, State, Timeout, Transition
 
 from ._actor import Actor
 from ._errors import SupervisorClosed, UnknownDependency
+from ._events import Event, EventHub, EventStream
 from ._status import DependencyStatus, Health, HealthStatus
 
 __all__ = ("Supervisor", "Dependency")
@@ -188,6 +189,7 @@ class Supervisor:
         self._closing = _LazyEvent()
         self._clock: Callable[[], float] | None = None
         self._backend = "asyncio"
+        self._hub = EventHub()
 
     # ==========================================================================================
     # Registration
@@ -334,6 +336,7 @@ class Supervisor:
         self._closing.set()
         for actor in self._actors.values():
             actor.close()
+        self._hub.close()  # event streams end after what they have buffered
         task_group = self._task_group
         assert task_group is not None
         if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -423,6 +426,33 @@ class Supervisor:
             return self._actors[name]
         except (KeyError, TypeError):
             raise UnknownDependency(name, self._actors) from None
+
+    # ==========================================================================================
+    # Events
+
+    def events(
+        self, kinds: Iterable[str | type[Event]] | None = None, buffer: int = 1000
+    ) -> EventStream:
+        """
+        Subscribe to what the dependencies' actors decide: breaker transitions, retries,
+        rejections, crashes, pauses, retries refused by the budget. Never per successful call.
+
+        ``async for event in supervisor.events(): ...``, or ``async with supervisor.events() as
+        stream:``. The subscription starts when this returns; leaving the ``async for`` (or the
+        ``async with``) ends it. A subscriber that does not keep up loses its oldest events,
+        and the next one it reads carries ``dropped=n``: a slow reader never slows a call.
+        The stream ends when the supervisor leaves ``async with``.
+
+        Args:
+            kinds: event classes (``supervisor.BreakerTransition``) or their ``kind`` strings
+                to receive; ``None`` for all.
+            buffer: events kept for this subscriber at most.
+
+        Raises:
+            ValueError: an unknown kind, or ``buffer < 1``.
+            TypeError: ``buffer`` is not an int.
+        """
+        return self._hub.subscribe(kinds, buffer)
 
     # ==========================================================================================
     # Snapshots

@@ -159,7 +159,7 @@ async def test_async_fallback_is_awaited(sup: Supervisor) -> None:
         await anyio.lowlevel.checkpoint()
         return "cached"
 
-    sup.register("dep", Fake(ValueError("x")), fallback=fallback)
+    sup.register("dep", Fake(ConnectionError("x")), fallback=fallback)
     with guard():
         async with sup:
             assert await sup.call("dep") == "cached"
