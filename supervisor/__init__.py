@@ -6,6 +6,7 @@ send it calls with ``await supervisor.call(name, ...)``. Policies live in :mod:`
 
 from __future__ import annotations
 
+from ._config import Config, ConfigError, load_config
 from ._errors import (
     AttemptTimeout,
     BreakerOpen,
@@ -54,6 +55,10 @@ __all__ = (
     "DependencyPaused",
     "ActorCrashed",
     "EventStream",
+    # configuration
+    "Config",
+    "ConfigError",
+    "load_config",
 )
 
 # Show `supervisor.BreakerOpen` in reprs and tracebacks, not `supervisor._errors.BreakerOpen`

@@ -285,11 +285,12 @@ async def _wait_trio(signal: _TrioSignal) -> None:
 class _Control:
     """A control message for the actor task, acknowledged through ``done``."""
 
-    __slots__ = ("done", "error", "op", "reason", "result")
+    __slots__ = ("done", "error", "op", "payload", "reason", "result")
 
-    def __init__(self, op: str, reason: str) -> None:
+    def __init__(self, op: str, reason: str, payload: dict[str, Any] | None = None) -> None:
         self.op = op
         self.reason = reason
+        self.payload = payload
         self.done = anyio.Event()
         self.result: _Transition | None = None
         self.error: Exception | None = None
@@ -507,7 +508,11 @@ class Actor:
             async with inbox:
                 async for message in inbox:
                     try:
-                        message.result = self._handle_control(message.op, message.reason)
+                        if message.op == "reconfigure":
+                            assert message.payload is not None
+                            self._reconfigure(message.payload)
+                        else:
+                            message.result = self._handle_control(message.op, message.reason)
                     except Exception as exc:
                         message.error = exc
                     message.done.set()
@@ -1308,6 +1313,77 @@ class Actor:
             raise message.error
         assert message.result is not None
         return message.result
+
+    async def reconfigure(self, changes: dict[str, Any]) -> None:
+        """Send new policies to the actor task and wait until it has swapped them in."""
+        if not self._accepting or self._inbox_send is None:
+            raise SupervisorClosed(self._closed_reason)
+        message = _Control("reconfigure", "reconfigure", changes)
+        self._inbox_send.send_nowait(message)
+        await message.done.wait()
+        if message.error is not None:
+            raise message.error
+
+    def _reconfigure(self, changes: dict[str, Any]) -> None:
+        """
+        Swap policies, keeping the counters, the latency window and the calls in flight
+        (they finish under the policies they started with). A new breaker starts closed with
+        empty windows, its epochs continuing the old one's (late outcomes stay late); an
+        isolated dependency stays isolated.
+        """
+        if "retry" in changes:
+            retry: Retry | None = changes["retry"]
+            self._retry = retry
+            old_budget = self._budget
+            budget_config = retry.budget if retry is not None else None
+            if budget_config is None:
+                self._budget = None
+            elif old_budget is None or old_budget.config != budget_config:
+                self._budget = budget_config.machine()
+            self._max_pause = retry.max_retry_after if retry is not None else _MAX_PAUSE
+        if "timeout" in changes:
+            timeout: Timeout | None = changes["timeout"]
+            self._attempt_timeout = timeout.attempt if timeout is not None else None
+            self._total = timeout.total if timeout is not None else None
+            self._plain = self._is_async and self._attempt_timeout is None
+        if "fallback" in changes:
+            self._fallback = changes["fallback"]
+        if "fallback_on" in changes:
+            self._fallback_on = changes["fallback_on"]
+        if "bulkhead" in changes:
+            bulkhead: Bulkhead | None = changes["bulkhead"]
+            self._bulkhead = bulkhead
+            if bulkhead is not None:
+                self._max_concurrent, self._max_queued = (
+                    bulkhead.max_concurrent,
+                    bulkhead.max_queued,
+                )
+            elif not self._is_async:
+                self._max_concurrent, self._max_queued = SYNC_THREADS, sys.maxsize
+            else:
+                self._max_concurrent, self._max_queued = sys.maxsize, 0
+            if self._limiter is not None:
+                self._limiter.total_tokens = self._max_concurrent
+            if self._slots >= 0:
+                self._slots = self._max_concurrent
+            # More room now: hand it to the queue, oldest first.
+            while self._queue and self._in_flight < self._max_concurrent:
+                self._in_flight += 1
+                self._release_slot()
+        if "breaker" in changes:
+            breaker: Breaker | None = changes["breaker"]
+            self._breaker_config = breaker if breaker is not None else _NO_BREAKER
+            self._slow_call = self._breaker_config.slow_call
+            self._slow_after = self._slow_call if self._slow_call is not None else math.inf
+            now = self._clock()
+            old = self._machine
+            machine = self._breaker_config.machine(now, self._on_transition, epoch=old.epoch + 1)
+            machine.transitions.extend(old.transitions)
+            self._machine = machine
+            if old.state is _ISOLATED_STATE:
+                machine.isolate(now, "reconfigured while isolated")
+        self._simple = self._retry is None and self._total is None and self._fallback is None
+        self.entry = self._attempt if self._simple else self._call_with_policies
 
     def _handle_control(self, op: str, reason: str) -> _Transition:
         machine = self._machine

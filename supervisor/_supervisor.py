@@ -8,20 +8,34 @@ queued calls and cuts off running ones with ``SupervisorClosed``.
 
 from __future__ import annotations
 
+import enum
 import inspect
+import os
 import random
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, final, overload
+from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, cast, final, overload
 
 import anyio
 from anyio.abc import TaskGroup
 
-from policies import Breaker, Bulkhead, Retry, State, Timeout, Transition
+from policies import (
+    DEFAULT_FALLBACK_ON,
+    Breaker,
+    Bulkhead,
+    ErrorFilter,
+    ErrorKind,
+    ErrorSpec,
+    Retry,
+    State,
+    Timeout,
+    Transition,
+)
 
 from ._actor import Actor
+from ._config import Config, load_config
 from ._errors import SupervisorClosed, UnknownDependency
 from ._events import Event, EventHub, EventStream
 from ._status import DependencyStatus, Health, HealthStatus
@@ -88,6 +102,53 @@ class Dependency(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Dependency {self.name!r}>"
+
+
+class _Unset(enum.Enum):
+    """``register()``'s "argument not given": the configuration decides (None would not)."""
+
+    UNSET = enum.auto()
+
+
+_UNSET: Final = _Unset.UNSET
+_T = TypeVar("_T")
+
+
+def _given_or_configured(
+    value: _T | _Unset, configured: Mapping[str, object], key: str, default: _T
+) -> _T:
+    """An argument given to ``register()`` wins; else the configuration's, else *default*."""
+    if not isinstance(value, _Unset):
+        return value
+    # load_config built these from the policy classes themselves; register() still checks.
+    return cast("_T", configured.get(key, default))
+
+
+@final
+class _Protect:
+    """What ``@supervisor.protect(...)`` returns: registers the function it decorates."""
+
+    __slots__ = ("_name", "_policies", "_supervisor")
+
+    def __init__(self, supervisor: Supervisor, name: str | None, policies: dict[str, Any]) -> None:
+        self._supervisor = supervisor
+        self._name = name
+        self._policies = policies
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Dependency[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Dependency[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Dependency[Any, Any]:
+        name = self._name
+        if name is None:
+            name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+            if not isinstance(name, str):
+                msg = f'cannot name {fn!r}: pass one, @supervisor.protect("name")'
+                raise TypeError(msg)
+        return self._supervisor.register(name, fn, **self._policies)
 
 
 def _check_type(name: str, value: object, kind: type, label: str) -> None:
@@ -190,6 +251,7 @@ class Supervisor:
         self._clock: Callable[[], float] | None = None
         self._backend = "asyncio"
         self._hub = EventHub()
+        self._config: Config | None = None
 
     # ==========================================================================================
     # Registration
@@ -206,6 +268,8 @@ class Supervisor:
         bulkhead: Bulkhead | None = ...,
         fallback: Callable[Concatenate[Exception, P], R | Awaitable[R]] | None = ...,
         critical: bool = ...,
+        fallback_on: ErrorSpec = ...,
+        classifier: Callable[[BaseException], ErrorKind] | None = ...,
     ) -> Dependency[P, R]: ...
 
     @overload
@@ -220,6 +284,8 @@ class Supervisor:
         bulkhead: Bulkhead | None = ...,
         fallback: Callable[Concatenate[Exception, P], R | Awaitable[R]] | None = ...,
         critical: bool = ...,
+        fallback_on: ErrorSpec = ...,
+        classifier: Callable[[BaseException], ErrorKind] | None = ...,
     ) -> Dependency[P, R]: ...
 
     def register(
@@ -227,12 +293,14 @@ class Supervisor:
         name: str,
         fn: Callable[..., Any],
         *,
-        retry: Retry | None = None,
-        breaker: Breaker | None = None,
-        timeout: Timeout | None = None,
-        bulkhead: Bulkhead | None = None,
+        retry: Retry | _Unset | None = _UNSET,
+        breaker: Breaker | _Unset | None = _UNSET,
+        timeout: Timeout | _Unset | None = _UNSET,
+        bulkhead: Bulkhead | _Unset | None = _UNSET,
         fallback: Callable[..., Any] | None = None,
-        critical: bool = False,
+        critical: bool | _Unset = _UNSET,
+        fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
+        classifier: Callable[[BaseException], ErrorKind] | None = None,
     ) -> Dependency[Any, Any]:
         """
         Protect *fn* under *name*. Every policy is optional; with none, calls pass straight
@@ -254,6 +322,15 @@ class Supervisor:
             fallback: ``fallback(error, *args, **kwargs)``, sync or async; its result is
                 returned instead of raising (see the README for which errors reach it).
             critical: ``health()`` is unhealthy while this dependency is down.
+            fallback_on: which errors the fallback answers: exception types,
+                :class:`policies.ErrorKind` values or predicates (default: every error but
+                the ``invalid_input`` and ``auth`` kinds — a caller's or an operator's
+                mistake surfaces instead of being masked by a cached answer).
+            classifier: ``(exc) -> ErrorKind`` (a :class:`policies.Classifier`) deciding the
+                kind of the dependency's failures; default :func:`policies.classify`.
+
+        Policies not given here come from the configuration of a supervisor built with
+        :meth:`from_config` (given arguments win, ``None`` included), else none.
 
         Returns:
             A typed :class:`Dependency` handle.
@@ -278,6 +355,19 @@ class Supervisor:
         if not callable(fn):
             msg = f"'fn' must be callable, got {fn!r} of type {type(fn).__name__}"
             raise TypeError(msg)
+        configured = {} if self._config is None else self._config.policies_for(name)
+        retry = _given_or_configured(retry, configured, "retry", None)
+        breaker = _given_or_configured(breaker, configured, "breaker", None)
+        timeout = _given_or_configured(timeout, configured, "timeout", None)
+        bulkhead = _given_or_configured(bulkhead, configured, "bulkhead", None)
+        critical = _given_or_configured(critical, configured, "critical", False)
+        if configured.get("rate_limit") is not None:
+            msg = f"dependencies.{name}.rate_limit: rate limits are not enforced yet (issue #10)"
+            raise ValueError(msg)
+        fallback_filter = ErrorFilter.of(fallback_on, name="fallback_on")
+        if classifier is not None and not callable(classifier):
+            msg = f"'classifier' must be callable or None, got {classifier!r}"
+            raise TypeError(msg)
         _check_type("retry", retry, Retry, "policies.Retry")
         _check_type("breaker", breaker, Breaker, "policies.Breaker")
         _check_type("timeout", timeout, Timeout, "policies.Timeout")
@@ -300,6 +390,8 @@ class Supervisor:
             bulkhead=bulkhead,
             fallback=fallback,
             critical=critical,
+            fallback_on=fallback_filter,
+            classifier=classifier,
         )  # rejects generator functions first: a clearer error than their arity
         if fallback is not None:
             _check_fallback(fn, fallback)
@@ -307,6 +399,82 @@ class Supervisor:
         if self._phase == _RUNNING:
             self._start_actor(actor)
         return Dependency(self, actor)
+
+    def protect(
+        self,
+        name: str | None = None,
+        *,
+        retry: Retry | _Unset | None = _UNSET,
+        breaker: Breaker | _Unset | None = _UNSET,
+        timeout: Timeout | _Unset | None = _UNSET,
+        bulkhead: Bulkhead | _Unset | None = _UNSET,
+        fallback: Callable[..., Any] | None = None,
+        critical: bool | _Unset = _UNSET,
+        fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
+        classifier: Callable[[BaseException], ErrorKind] | None = None,
+    ) -> _Protect:
+        """
+        Register the decorated function, as :meth:`register` would, and return its typed
+        handle: ``@supervisor.protect("llm", retry=Retry())`` over ``async def ask(...)``.
+
+        Args:
+            name: the dependency's name; default the function's ``__qualname__``.
+            others: as for :meth:`register`.
+        """
+        policies: dict[str, Any] = {
+            "retry": retry,
+            "breaker": breaker,
+            "timeout": timeout,
+            "bulkhead": bulkhead,
+            "fallback": fallback,
+            "critical": critical,
+            "fallback_on": fallback_on,
+            "classifier": classifier,
+        }
+        if name is not None and not isinstance(name, str):
+            msg = (
+                f"'name' must be a str or None, got {name!r}; use @protect() or @protect(\"name\")"
+            )
+            raise TypeError(msg)
+        return _Protect(self, name, policies)
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, object],
+        *,
+        env: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
+        max_restarts: int = 3,
+        restart_window: float = 60.0,
+    ) -> Supervisor:
+        """
+        A supervisor whose ``register(name, fn)`` takes *name*'s policies from a configuration.
+
+        Arguments given to ``register()`` win over the configuration, ``None`` included
+        (``retry=None`` switches a configured retry off). A name the configuration does not
+        list gets its ``[defaults]``.
+
+        Args:
+            source: a TOML file's path, or a mapping shaped like the parsed file (see
+                :func:`supervisor.load_config` and ``examples/ringfence.toml``).
+            env: ``RINGFENCE_<NAME>__<POLICY>__<FIELD>`` overrides; ``os.environ`` when
+                ``None``, ``{}`` to ignore the environment.
+            rng, max_restarts, restart_window: as for :class:`Supervisor`.
+
+        Raises:
+            ConfigError: every problem of the file and the environment at once; nothing
+                is built.
+        """
+        config = load_config(source, env=env)
+        supervisor = cls(rng=rng, max_restarts=max_restarts, restart_window=restart_window)
+        supervisor._config = config
+        return supervisor
+
+    @property
+    def config(self) -> Config | None:
+        """The configuration given to :meth:`from_config`, or ``None``."""
+        return self._config
 
     # ==========================================================================================
     # Lifecycle
@@ -420,6 +588,47 @@ class Supervisor:
             UnknownDependency, SupervisorClosed.
         """
         return await self._actor(name).control("reset", reason)
+
+    async def reconfigure(
+        self,
+        name: str,
+        *,
+        retry: Retry | _Unset | None = _UNSET,
+        breaker: Breaker | _Unset | None = _UNSET,
+        timeout: Timeout | _Unset | None = _UNSET,  # noqa: ASYNC109  # the policy, not a deadline
+        bulkhead: Bulkhead | _Unset | None = _UNSET,
+        fallback: Callable[..., Any] | _Unset | None = _UNSET,
+        fallback_on: ErrorSpec | _Unset = _UNSET,
+    ) -> None:
+        """
+        Swap *name*'s policies while it runs; what is not given stays. The actor handles it
+        as a control message and acknowledges it: when this returns, the next call uses the
+        new policies. Counters, latencies and status are kept; calls in flight finish under
+        the policies they started with. A new breaker starts closed (isolated stays
+        isolated); a larger bulkhead lets queued calls in at once.
+
+        Raises:
+            UnknownDependency, SupervisorClosed, TypeError (a policy of the wrong type).
+        """
+        actor = self._actor(name)
+        changes: dict[str, Any] = {}
+        for key, value, kind, label in (
+            ("retry", retry, Retry, "policies.Retry"),
+            ("breaker", breaker, Breaker, "policies.Breaker"),
+            ("timeout", timeout, Timeout, "policies.Timeout"),
+            ("bulkhead", bulkhead, Bulkhead, "policies.Bulkhead"),
+        ):
+            if not isinstance(value, _Unset):
+                _check_type(key, value, kind, label)
+                changes[key] = value
+        if not isinstance(fallback, _Unset):
+            if fallback is not None and not callable(fallback):
+                msg = f"'fallback' must be callable or None, got {fallback!r}"
+                raise TypeError(msg)
+            changes["fallback"] = fallback
+        if not isinstance(fallback_on, _Unset):
+            changes["fallback_on"] = ErrorFilter.of(fallback_on, name="fallback_on")
+        await actor.reconfigure(changes)
 
     def _actor(self, name: str) -> Actor:
         try:

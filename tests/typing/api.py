@@ -83,5 +83,11 @@ async def check() -> None:
         supervisor.register("f5", lookup, fallback=wrong_parameter)  # type: ignore[arg-type]
         supervisor.register("f6", ask_llm, fallback=lambda error: "cached")  # type: ignore[arg-type, misc]
         supervisor.register("f7", lookup, fallback=wrong_result)  # type: ignore[arg-type]
+        # @supervisor.protect keeps parameters and return types, async and sync alike
+        protected_async = supervisor.protect("p1")(ask_llm)
+        assert_type(await protected_async("hi", temperature=0.5), str)
+        protected_sync = supervisor.protect("p2")(lookup)
+        assert_type(await protected_sync(1), bytes)
+        await protected_sync("one")  # type: ignore[arg-type]
     error = BreakerOpen("llm", 1.0)
     assert_type(error.retry_after, float)
