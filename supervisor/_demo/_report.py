@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +15,12 @@ if TYPE_CHECKING:
 __all__ = ("plot_timeline", "summary_table")
 
 
+def _counts(counts: Mapping[Any, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items())
+
+
 def summary_table(result: DemoResult) -> Table:
+    """Everything the run observed; every figure is a total over the run unless it says not."""
     table = Table(title=f"ringfence demo summary ({result.config.scenario}, {result.elapsed:.1f}s)")
     table.add_column("measure", style="bold")
     table.add_column("value", justify="right")
@@ -22,26 +28,45 @@ def summary_table(result: DemoResult) -> Table:
     table.add_row("client calls", f"{calls} (issued {result.issued})")
     table.add_row("successes", str(result.count("success")))
     fallbacks = result.causes("fallback")
-    detail = ", ".join(f"{k} {v}" for k, v in fallbacks.most_common())
+    detail = _counts(dict(fallbacks.most_common()))
     table.add_row("fallbacks", f"{result.count('fallback')} ({detail})" if detail else "0")
     errors = result.causes("error")
     table.add_row(
         "errors reaching callers",
-        str(sum(errors.values())) + (f" {dict(errors)}" if errors else ""),
+        str(sum(errors.values())) + (f" ({_counts(errors)})" if errors else ""),
     )
+    rejected = result.rejected_by
     table.add_row(
-        "rejections (breaker + bulkhead)", str(fallbacks["BreakerOpen"] + fallbacks["BulkheadFull"])
+        "attempts ringfence turned away",
+        f"{sum(rejected.values())} ({_counts(rejected)})" if rejected else "0",
     )
     table.add_row("retries", str(result.retries))
     for q in (0.50, 0.95, 0.99):
         table.add_row(f"latency p{int(q * 100)}", f"{result.latency(q) * 1000:.0f} ms")
     for state, seconds in sorted(result.time_in_states().items()):
         table.add_row(f"time {state}", f"{seconds:.1f}s")
-    table.add_row("calls the open breaker kept from the server", str(result.kept_away()))
-    sent = ", ".join(f"{k} {v}" for k, v in result.server_requests.items())
+    spans = result.paused_spans()
     table.add_row(
-        "requests that reached the server", f"{sum(result.server_requests.values())} ({sent})"
+        "pauses (Retry-After)",
+        f"{len(spans)} ({len(result.pauses)} 429s set or extended one; "
+        f"{result.time_paused():.1f}s paused)",
     )
+    table.add_row(
+        "calls the pause kept from the rate-limited server",
+        f"{result.kept_by_pause()} (answered at once with RateLimited "
+        f"{result.rejected_by_pause()}, held until the pause ended {result.waited_for_pause()})",
+    )
+    table.add_row("calls the open breaker kept from the server", str(result.kept_away()))
+    table.add_row(
+        "requests that reached the server",
+        f"{sum(result.server_requests.values())} ({_counts(result.server_requests)})",
+    )
+    table.add_row(
+        "server answers by HTTP status",
+        _counts(result.server_answers) if result.server_answers else "0",
+    )
+    if result.events_dropped:
+        table.add_row("events the demo missed (slow reader)", str(result.events_dropped))
     return table
 
 
@@ -55,6 +80,7 @@ _STATE_COLOURS = {
     "open": "#f7c6c6",
     "isolated": "#e0a0a0",
 }
+_PAUSE_COLOUR = "#6a3fb0"
 _PHASE_COLOURS = {
     "normal": "#8fd18f",
     "errors": "#f0a050",
@@ -65,7 +91,7 @@ _PHASE_COLOURS = {
 
 
 def plot_timeline(result: DemoResult, path: Path) -> Path:
-    """Outcomes per second, breaker-state bands and the fault schedule, as a PNG."""
+    """Outcomes per second, breaker-state bands, the fault schedule and the pauses, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,13 +119,17 @@ def plot_timeline(result: DemoResult, path: Path) -> Path:
     handles += [
         Patch(color=c, label=f"breaker {s}") for s, c in _STATE_COLOURS.items() if s != "isolated"
     ]
+    handles.append(Patch(color=_PAUSE_COLOUR, label="paused by a 429's Retry-After"))
     ax.legend(handles=handles, loc="upper left", fontsize=8, ncol=2)
     ax.set_title(
         f"ringfence demo: {result.config.scenario} scenario, {result.config.clients} clients"
     )
+    # the server's phases above, the dependency's pauses (ringfence's side) in a strip below
     for kind, t0, t1 in result.phases:
-        lane.axvspan(t0, t1, color=_PHASE_COLOURS.get(kind, "grey"))
-        lane.text((t0 + t1) / 2, 0.5, kind.replace("_", " "), ha="center", va="center", fontsize=8)
+        lane.axvspan(t0, t1, ymin=0.3, color=_PHASE_COLOURS.get(kind, "grey"))
+        lane.text((t0 + t1) / 2, 0.65, kind.replace("_", " "), ha="center", va="center", fontsize=8)
+    for t0, t1 in result.paused_spans():
+        lane.axvspan(t0, t1, ymax=0.25, color=_PAUSE_COLOUR)
     lane.set_yticks([])
     lane.set_ylabel("server")
     lane.set_xlabel("seconds")

@@ -16,28 +16,18 @@ import httpx
 import structlog
 
 from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
-from supervisor import Supervisor
+from supervisor import (
+    BreakerTransition,
+    DependencyPaused,
+    DependencyStatus,
+    EventStream,
+    Supervisor,
+)
 
 from ._scenario import SCENARIOS
 from ._server import FlakyLLMServer
 
 __all__ = ("DemoConfig", "DemoResult", "Outcome", "run_demo")
-
-
-class ServerError(Exception):
-    """The API answered 5xx."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"server answered {status}")
-        self.status = status
-
-
-class RateLimited(Exception):
-    """The API answered 429; ``retry_after`` (seconds) is honoured by ringfence's retry."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limited, retry after {retry_after}s")
-        self.retry_after = retry_after
 
 
 @attrs.frozen(kw_only=True)
@@ -58,7 +48,10 @@ class Outcome:
     start: float
     end: float
     kind: str  # "success" | "fallback" | "error"
-    cause: str  # for fallbacks and errors: the exception type name
+    cause: str  # for fallbacks and errors: the exception type name (and an HTTP status)
+    #: the dependency was paused (a Retry-After) when the call arrived: it waited for the
+    #: pause to end, or was answered at once with ringfence's RateLimited
+    arrived_paused: bool = False
 
 
 @attrs.define
@@ -71,8 +64,14 @@ class DemoResult:
     states: list[tuple[float, str, str, int, int]] = attrs.Factory(
         list
     )  # t, state, phase, in_flight, queued
+    #: each DependencyPaused event: (t, until, retry_after), seconds since the start
+    pauses: list[tuple[float, float, float]] = attrs.Factory(list)
+    #: status("llm").rejected_by at the end: why calls were turned away -> how many
+    rejected_by: dict[str, int] = attrs.Factory(dict)
+    events_dropped: int = 0
     phases: list[tuple[str, float, float]] = attrs.Factory(list)
     server_requests: dict[str, int] = attrs.Factory(dict)
+    server_answers: dict[int, int] = attrs.Factory(dict)  # HTTP status -> answers
     elapsed: float = 0.0
 
     def count(self, kind: str) -> int:
@@ -84,6 +83,34 @@ class DemoResult:
     def kept_away(self) -> int:
         """Calls the open breaker answered at once instead of sending them to the server."""
         return sum(1 for o in self.outcomes if o.cause == "BreakerOpen")
+
+    def rejected_by_pause(self) -> int:
+        """Attempts the pause turned away at once (``RateLimited``), ringfence's own count."""
+        return self.rejected_by.get("paused", 0)
+
+    def waited_for_pause(self) -> int:
+        """
+        Calls that arrived during a pause and waited for it to end instead of meeting a 429.
+        A call that waited and was then turned away on a retry is counted as rejected only.
+        """
+        return sum(1 for o in self.outcomes if o.arrived_paused and o.cause != "RateLimited")
+
+    def kept_by_pause(self) -> int:
+        """Calls the pause kept from the rate-limited server: turned away, or held back."""
+        return self.rejected_by_pause() + self.waited_for_pause()
+
+    def paused_spans(self) -> list[tuple[float, float]]:
+        """The pauses as disjoint (start, end) spans; a later 429 may extend a running one."""
+        spans: list[tuple[float, float]] = []
+        for t, until, _ in sorted(self.pauses):
+            if spans and t <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], until))
+            else:
+                spans.append((t, until))
+        return spans
+
+    def time_paused(self) -> float:
+        return sum(end - start for start, end in self.paused_spans())
 
     def time_in_states(self) -> dict[str, float]:
         spent: dict[str, float] = {}
@@ -98,20 +125,29 @@ class DemoResult:
         return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _counting_processor(result: DemoResult, started: float) -> Any:
-    """A structlog processor (the demo is an application, so it may configure structlog)."""
+def _quiet(_logger: object, _name: str, _event: MutableMapping[str, Any]) -> Any:
+    """
+    A structlog processor dropping ringfence's log lines: the demo shows the same decisions
+    from ``supervisor.events()`` (the demo is an application, so it may configure structlog).
+    """
+    raise structlog.DropEvent
 
-    def process(_logger: object, _name: str, event: MutableMapping[str, Any]) -> Any:
-        name = event.get("event")
-        if name == "ringfence.retry_scheduled":
-            result.retries += 1
-        elif isinstance(name, str) and name.startswith("ringfence.breaker_"):
-            result.transitions.append(
-                (time.monotonic() - started, str(event.get("target")), str(event.get("reason")))
-            )
-        raise structlog.DropEvent
 
-    return process
+async def _collect_events(stream: EventStream, result: DemoResult, clock_started: float) -> None:
+    """Breaker transitions and pauses, as they happen; the stream ends with the supervisor."""
+    async for event in stream:
+        result.events_dropped += event.dropped
+        t = event.at - clock_started
+        if isinstance(event, BreakerTransition):
+            result.transitions.append((t, event.target, event.reason))
+        elif isinstance(event, DependencyPaused):
+            result.pauses.append((t, event.until - clock_started, event.retry_after))
+
+
+def _cause(error: BaseException) -> str:
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"HTTP {error.response.status_code}"
+    return type(error).__name__
 
 
 async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
@@ -125,36 +161,36 @@ async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
     async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=64)) as http:
 
         async def ask_llm(prompt: str) -> str:
+            # A plain httpx client: a 429 or a 5xx raises httpx.HTTPStatusError carrying the
+            # real response (its Retry-After header included), a refused connection one of
+            # httpx's TransportErrors. ringfence's classifier tells them apart: 5xx and
+            # transport errors are transient (retried, counted by the breaker), a 429 is
+            # rate_limited (retried, not counted) and its Retry-After pauses the dependency.
             response = await http.post(server.url, json={"prompt": prompt})
-            if response.status_code == 429:
-                raise RateLimited(float(response.headers.get("Retry-After", "1")))
-            if response.status_code >= 500:
-                raise ServerError(response.status_code)
             response.raise_for_status()
             return str(response.json()["text"])
 
         fallback_causes: list[str] = []
 
-        def fallback(error: BaseException, prompt: str) -> str:
-            fallback_causes.append(type(error).__name__)
+        def fallback(error: Exception, prompt: str) -> str:
+            fallback_causes.append(_cause(error))
             return cached
 
         supervisor = Supervisor(rng=random.Random(config.seed))
         supervisor.register(
             "llm",
             ask_llm,
+            # retry_on and record are the defaults: transient and rate_limited errors are
+            # retried (a Retry-After is the minimum delay), transient ones alone open the
+            # breaker; a 429 is flow control, not a sick server.
             retry=Retry(
                 attempts=3,
                 backoff=backoff.full(backoff.exponential(base=0.1, factor=2.0, cap=1.0)),
-                retry_on=(ServerError, RateLimited, httpx.TransportError, TimeoutError),
             ),
             breaker=Breaker(
                 failure_ratio=0.5,
                 min_throughput=10,
                 sampling=window,
-                # A 429 is flow control, not a failure: the API answered. Retry-After handles
-                # it; only errors and timeouts count towards opening the breaker.
-                record=(ServerError, httpx.TransportError, TimeoutError),
                 break_duration=break_duration.adaptive(
                     start=max(0.5, config.duration / 40),
                     factor=2.0,
@@ -169,57 +205,78 @@ async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
         )
         server.start()
         started = time.monotonic()
-        structlog.configure(processors=[_counting_processor(result, started)])
+        clock_started = anyio.current_time()  # the supervisor's clock, which events use
+        structlog.configure(processors=[_quiet])
         stop_at = started + config.duration
         try:
-            async with supervisor, anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as watchers, supervisor:
+                events = supervisor.events(
+                    kinds=[BreakerTransition, DependencyPaused], buffer=100_000
+                )
+                watchers.start_soon(_collect_events, events, result, clock_started)
+                async with anyio.create_task_group() as tg:
 
-                async def client(n: int) -> None:
-                    crng = random.Random(rng.random())
-                    while time.monotonic() < stop_at:
-                        prompt = f"client {n} asks for summary {crng.randrange(10**6)}"
-                        t0 = time.monotonic() - started
-                        result.issued += 1
-                        before = len(fallback_causes)
-                        try:
-                            answer = await supervisor.call("llm", prompt)
-                        except Exception as exc:  # a clear error: accounted, never lost
-                            kind, cause = "error", type(exc).__name__
-                        else:
-                            if answer == cached and len(fallback_causes) > before:
-                                kind, cause = "fallback", fallback_causes[-1]
+                    async def client(n: int) -> None:
+                        crng = random.Random(rng.random())
+                        while time.monotonic() < stop_at:
+                            prompt = f"client {n} asks for summary {crng.randrange(10**6)}"
+                            t0 = time.monotonic() - started
+                            result.issued += 1
+                            before = len(fallback_causes)
+                            # Nothing awaits between this look and the call's admission,
+                            # so it sees the pause the call meets.
+                            paused = supervisor.status("llm").pause_remaining > 0
+                            try:
+                                answer = await supervisor.call("llm", prompt)
+                            except Exception as exc:  # a clear error: accounted, never lost
+                                kind, cause = "error", _cause(exc)
                             else:
-                                kind, cause = "success", ""
-                        result.outcomes.append(Outcome(t0, time.monotonic() - started, kind, cause))
-                        await anyio.sleep(crng.uniform(0.02, 0.1))
+                                if answer == cached and len(fallback_causes) > before:
+                                    kind, cause = "fallback", fallback_causes[-1]
+                                else:
+                                    kind, cause = "success", ""
+                            result.outcomes.append(
+                                Outcome(t0, time.monotonic() - started, kind, cause, paused)
+                            )
+                            await anyio.sleep(crng.uniform(0.02, 0.1))
 
-                async def sampler() -> None:
-                    while time.monotonic() < stop_at:
+                    async def sampler() -> None:
+                        while time.monotonic() < stop_at:
+                            status = supervisor.status("llm")
+                            result.states.append(
+                                (
+                                    time.monotonic() - started,
+                                    status.state.value,
+                                    server.phase_now(),
+                                    status.in_flight,
+                                    status.queued,
+                                )
+                            )
+                            await anyio.sleep(0.1)
                         status = supervisor.status("llm")
                         result.states.append(
                             (
                                 time.monotonic() - started,
                                 status.state.value,
                                 server.phase_now(),
-                                status.in_flight,
-                                status.queued,
+                                0,
+                                0,
                             )
                         )
-                        await anyio.sleep(0.1)
-                    status = supervisor.status("llm")
-                    result.states.append(
-                        (time.monotonic() - started, status.state.value, server.phase_now(), 0, 0)
-                    )
 
-                for n in range(config.clients):
-                    tg.start_soon(client, n)
-                tg.start_soon(sampler)
-                tg.start_soon(_view, config, supervisor, server, result, started, stop_at, out)
+                    for n in range(config.clients):
+                        tg.start_soon(client, n)
+                    tg.start_soon(sampler)
+                    tg.start_soon(_view, config, supervisor, server, result, started, stop_at, out)
+                final = supervisor.status("llm")
+                result.retries = final.retries
+                result.rejected_by = dict(final.rejected_by)
         finally:
             structlog.reset_defaults()
             result.elapsed = time.monotonic() - started
             server.stop()
             result.server_requests = dict(server.requests)
+            result.server_answers = dict(sorted(server.answers.items()))
     return result
 
 
@@ -237,22 +294,34 @@ async def _view(
 
         await live_view(supervisor, server, result, started, stop_at)
         return
+    out.write(
+        "# one line a second: phase, breaker and pause are the state now; 'last 1s' is a rate"
+        " (calls ended in the last second); 'totals' count since the start\n"
+    )
     next_line = started
     while time.monotonic() < stop_at:
         now = time.monotonic()
         if now >= next_line:
             status = supervisor.status("llm")
-            recent = sum(1 for o in result.outcomes if o.end >= now - started - 1.0)
-            out.write(
-                f"t={now - started:5.1f}s phase={server.phase_now():<12} "
-                f"breaker={status.state.value:<9} in_flight={status.in_flight:<2} "
-                f"queued={status.queued:<2} calls/s={recent:<4} ok={result.count('success'):<5}"
-                f" fallback={result.count('fallback'):<5} retries={result.retries:<5}"
-                f" break={status.break_duration or 0:.1f}s\n"
-            )
+            out.write(_line(status, server.phase_now(), result, now - started) + "\n")
             out.flush()
             next_line += 1.0
         await anyio.sleep(0.05)
+
+
+def _line(status: DependencyStatus, phase: str, result: DemoResult, elapsed: float) -> str:
+    """One ``--no-live`` line."""
+    recent = sum(1 for o in result.outcomes if o.end >= elapsed - 1.0)
+    paused = f"{status.pause_remaining:.2f}s" if status.paused_until is not None else "no"
+    return (
+        f"t={elapsed:5.1f}s phase={phase:<12} breaker={status.state.value:<9}"
+        f" paused={paused:<5} in_flight={status.in_flight:<2} queued={status.queued:<2}"
+        f" | last 1s: calls={recent:<4}"
+        f" | totals: ok={result.count('success'):<5} fallback={result.count('fallback'):<5}"
+        f" retries={status.retries:<5} rejected={status.rejected:<5}"
+        f" (paused {status.rejected_by.get('paused', 0)})"
+        f" | break={status.break_duration or 0:.1f}s"
+    )
 
 
 def run_demo(config: DemoConfig, out: TextIO = sys.stdout) -> DemoResult:

@@ -12,7 +12,7 @@ __all__ = ("PHASE_KINDS", "SCENARIOS", "Phase", "Schedule")
 PHASE_KINDS: Final = {
     "normal": "answers, 40-120 ms",
     "errors": "a burst of 5xx (60% of requests)",
-    "rate_limited": "429 with Retry-After",
+    "rate_limited": "429s: Retry-After 0.2-0.6 s, or the end of the spell",
     "outage": "every request fails with 503",
     "slow": "answers after 1.2-2.5 s",
 }

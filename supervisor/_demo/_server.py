@@ -8,6 +8,7 @@ so the clients can run on asyncio or trio.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import socket
 import threading
@@ -34,6 +35,7 @@ class FlakyLLMServer:
         self._rng = random.Random(seed)
         self._started_at = 0.0
         self.requests: dict[str, int] = {}  # phase kind -> requests that reached the server
+        self.answers: dict[int, int] = {}  # HTTP status -> answers sent
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -48,27 +50,46 @@ class FlakyLLMServer:
         return f"http://127.0.0.1:{self.port}/v1/complete"
 
     def phase_now(self) -> str:
-        elapsed = time.monotonic() - self._started_at
-        return self.schedule.at(elapsed / self.duration).kind
+        return self.schedule.at(self._fraction()).kind
 
     async def _complete(self, request: Request) -> JSONResponse:
         body: dict[str, Any] = await request.json()
         kind = self.phase_now()
         self.requests[kind] = self.requests.get(kind, 0) + 1
+        response = await self._answer(body, kind)
+        self.answers[response.status_code] = self.answers.get(response.status_code, 0) + 1
+        return response
+
+    async def _answer(self, body: dict[str, Any], kind: str) -> JSONResponse:
         rng = self._rng
         if kind == "outage":
             return JSONResponse({"error": "service unavailable"}, status_code=503)
         if kind == "errors" and rng.random() < 0.6:
             return JSONResponse({"error": "internal error"}, status_code=500)
         if kind == "rate_limited" and rng.random() < 0.8:
-            wait = round(rng.uniform(0.2, 0.6), 2)
             return JSONResponse(
-                {"error": "rate limited"}, status_code=429, headers={"Retry-After": str(wait)}
+                {"error": "rate limited"}, status_code=429, headers=self._retry_after(rng)
             )
         delay = rng.uniform(1.2, 2.5) if kind == "slow" else rng.uniform(0.04, 0.12)
         await asyncio.sleep(delay)
         words = len(str(body.get("prompt", "")).split())
         return JSONResponse({"text": f"a summary of {words} words", "phase": kind})
+
+    def _retry_after(self, rng: random.Random) -> dict[str, str]:
+        """
+        The headers of a 429, as the LLM APIs send them. Mostly a short wait, in
+        ``retry-after-ms`` with a whole-second ``retry-after`` beside it (openai's and
+        anthropic's form); one time in eight the quota window is spent, and ``retry-after``
+        (whole seconds, RFC 9110) says when the spell ends, often past a caller's deadline.
+        """
+        if rng.random() < 0.125:
+            left = (self.schedule.at(self._fraction()).end - self._fraction()) * self.duration
+            return {"retry-after": str(max(1, math.ceil(left)))}
+        wait_ms = rng.randrange(200, 600)
+        return {"retry-after-ms": str(wait_ms), "retry-after": str(math.ceil(wait_ms / 1000))}
+
+    def _fraction(self) -> float:
+        return (time.monotonic() - self._started_at) / self.duration
 
     def _serve(self) -> None:
         self._server.run(sockets=[self._sock])

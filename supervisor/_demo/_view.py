@@ -34,13 +34,23 @@ def _render(
     table.add_row("server phase", f"{phase} ({PHASE_KINDS[phase]})")
     state = status.state.value
     table.add_row("breaker", f"[{_STATE_STYLE[state]}]{state}[/]")
-    table.add_row("in flight / queued", f"{status.in_flight} / {status.queued}")
-    table.add_row("calls/s (last second)", str(recent))
-    table.add_row("successes", str(result.count("success")))
-    table.add_row("retries", str(result.retries))
-    table.add_row("fallbacks", str(result.count("fallback")))
-    table.add_row("rejections (breaker, bulkhead)", str(status.rejected))
-    table.add_row("errors reaching callers", str(result.count("error")))
+    if status.paused_until is not None:
+        pause = f"[bold magenta]paused[/], {status.pause_remaining:.2f}s left (a 429's Retry-After)"
+    else:
+        pause = "[green]not paused[/]"
+    table.add_row("admissions", pause)
+    table.add_row("in flight / queued (now)", f"{status.in_flight} / {status.queued}")
+    table.add_row("calls/s (rate, last second)", str(recent))
+    table.add_row("successes (total)", str(result.count("success")))
+    table.add_row("retries (total)", str(status.retries))
+    table.add_row("fallbacks (total)", str(result.count("fallback")))
+    rejected_by = ", ".join(f"{k} {v}" for k, v in status.rejected_by.items())
+    table.add_row(
+        "attempts turned away (total)",
+        f"{status.rejected} ({rejected_by})" if rejected_by else "0",
+    )
+    table.add_row("pauses (total)", str(len(result.paused_spans())))
+    table.add_row("errors reaching callers (total)", str(result.count("error")))
     table.add_row("current break duration", f"{status.break_duration or 0:.2f}s")
     return table
 
