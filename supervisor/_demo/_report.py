@@ -45,17 +45,14 @@ def summary_table(result: DemoResult) -> Table:
         table.add_row(f"latency p{int(q * 100)}", f"{result.latency(q) * 1000:.0f} ms")
     for state, seconds in sorted(result.time_in_states().items()):
         table.add_row(f"time {state}", f"{seconds:.1f}s")
-    spans = result.paused_spans()
     table.add_row(
-        "pauses (Retry-After)",
-        f"{len(spans)} ({len(result.pauses)} 429s set or extended one; "
-        f"{result.time_paused():.1f}s paused)",
+        "pauses (a 429's Retry-After)",
+        f"{len(result.paused_spans())} ({result.time_paused():.1f}s in all)",
     )
-    table.add_row(
-        "calls the pause kept from the rate-limited server",
-        f"{result.kept_by_pause()} (answered at once with RateLimited "
-        f"{result.rejected_by_pause()}, held until the pause ended {result.waited_for_pause()})",
-    )
+    table.add_row("429s that set or extended a pause", str(len(result.pauses)))
+    table.add_row("calls the pause kept from the server", str(result.kept_by_pause()))
+    table.add_row("  turned away at once (RateLimited)", str(result.rejected_by_pause()))
+    table.add_row("  held until the pause ended", str(result.waited_for_pause()))
     table.add_row("calls the open breaker kept from the server", str(result.kept_away()))
     table.add_row(
         "requests that reached the server",
