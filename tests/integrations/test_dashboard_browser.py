@@ -1,0 +1,130 @@
+"""
+The dashboard in a real browser: Debian's headless chromium, driven by selenium, against the
+example app under a real uvicorn server. Locally it skips when chromium, chromedriver or
+selenium is missing (saying how to install them); in CI (``CI=true``) it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+
+from .conftest import LiveServer
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+INSTALL = (
+    "the dashboard browser test needs Debian's chromium and chromedriver and selenium: "
+    "apt-get install chromium chromium-driver; pip install 'ringfence[test]'"
+)
+#: Seconds the page gets to show a change (it polls every second and listens to /events).
+SHOWS_WITHIN = 5.0
+
+
+def unavailable(why: str) -> NoReturn:
+    """Skip, or fail in CI, where the test must run."""
+    message = f"{INSTALL} ({why})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser(live: LiveServer, tmp_path: Path) -> Iterator[Any]:
+    """Headless chromium with a fresh profile; quit before the server stops."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        unavailable("selenium is not installed")
+    binary = shutil.which("chromium")
+    if binary is None:
+        unavailable("no chromium on PATH")
+    if not os.access(CHROMEDRIVER, os.X_OK):
+        unavailable(f"no {CHROMEDRIVER}")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1100",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def card_state(driver: Any, name: str) -> tuple[str | None, str]:
+    """(data-state, the state text shown) of *name*'s card; (None, '') when absent."""
+    from selenium.webdriver.common.by import By
+
+    cards = driver.find_elements(By.CSS_SELECTOR, f'article.card[data-dependency="{name}"]')
+    if not cards:
+        return None, ""
+    return cards[0].get_attribute("data-state"), cards[0].find_element(By.CLASS_NAME, "state").text
+
+
+def wait_for(driver: Any, what: str, predicate: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, SHOWS_WITHIN, poll_frequency=0.05).until(
+        lambda d: predicate(d), message=f"the dashboard did not show {what}"
+    )
+
+
+def test_dashboard_shows_a_forced_open_breaker(
+    live: LiveServer, browser: Any, tmp_path: Path
+) -> None:
+    """Isolating llm and breaking search through the app shows both on the page within seconds."""
+    with httpx.Client(base_url=live.base, timeout=10.0) as client:
+        for index in range(20):  # some traffic, so the figures are not all zero
+            assert 200 == client.get(f"/db/key{index}").status_code
+            assert 200 == client.get("/ask", params={"q": f"question {index}"}).status_code
+        browser.get(live.base + "/ringfence/")
+        wait_for(
+            browser,
+            "three closed dependencies",
+            lambda d: [card_state(d, n)[0] for n in ("llm", "search", "db")] == ["closed"] * 3,
+        )
+        assert ("closed", "CLOSED") == card_state(browser, "llm")
+
+        assert {"dependency": "llm", "state": "isolated"} == client.post(
+            "/admin/isolate/llm"
+        ).json()
+        wait_for(browser, "llm isolated", lambda d: card_state(d, "llm")[0] == "isolated")
+        assert ("isolated", "ISOLATED") == card_state(browser, "llm")
+
+        client.post("/admin/outage/search", params={"on": "true"})
+        assert [502, 502, 502, 503] == [client.get("/search").status_code for _ in range(4)]
+        wait_for(browser, "search open", lambda d: card_state(d, "search")[0] == "open")
+        # saved before the remaining checks, so a failing run leaves one to look at
+        screenshot = tmp_path / "dashboard.png"
+        assert browser.save_screenshot(str(screenshot))
+        print(f"dashboard screenshot: {screenshot}")
+        assert screenshot.read_bytes().startswith(b"\x89PNG")
+        assert ("open", "OPEN") == card_state(browser, "search")
+        assert ("closed", "CLOSED") == card_state(browser, "db")
+
+        from selenium.webdriver.common.by import By
+
+        health = browser.find_element(By.ID, "health").text
+        assert health.startswith("UNHEALTHY"), health
+        countdown = browser.find_element(
+            By.CSS_SELECTOR, 'article[data-dependency="search"] .countdown'
+        ).text
+        assert countdown.startswith("probe in "), countdown

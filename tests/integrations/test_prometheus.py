@@ -1,0 +1,196 @@
+"""
+The Prometheus collector: a real registry scraped to the text format, parsed back with
+prometheus-client's own parser, exact sample values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from trio.testing import MockClock
+
+from policies import Breaker, Retry, backoff
+from supervisor import BreakerOpen, Supervisor
+from supervisor.integrations.prometheus import collector
+from tests.runtime.conftest import Fake, guard
+
+pytestmark = pytest.mark.anyio
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(registry: CollectorRegistry) -> Samples:
+    """``generate_latest`` parsed back: (sample name, labels) -> value."""
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def of(samples: Samples, name: str, dependency: str) -> dict[str, float]:
+    """The samples of *name* for *dependency*, keyed by their other label (or '')."""
+    found: dict[str, float] = {}
+    for (sample, labels), value in samples.items():
+        if sample != name or ("dependency", dependency) not in labels:
+            continue
+        rest = [v for k, v in labels if k != "dependency"]
+        found[rest[0] if rest else ""] = value
+    return found
+
+
+def blank(samples: Samples, dependency: str) -> dict[str, dict[str, float]]:
+    return {
+        name: of(samples, name, dependency)
+        for name in (
+            "ringfence_calls_total",
+            "ringfence_rejections_total",
+            "ringfence_retries_total",
+            "ringfence_fallbacks_total",
+            "ringfence_breaker_state",
+            "ringfence_breaker_transitions_total",
+            "ringfence_in_flight",
+            "ringfence_queued",
+            "ringfence_call_duration_seconds",
+        )
+    }
+
+
+CLOSED = {"closed": 1.0, "open": 0.0, "half_open": 0.0, "isolated": 0.0}
+NO_TRANSITIONS = dict.fromkeys(CLOSED, 0.0)
+IDLE = {
+    "ringfence_calls_total": {"success": 0.0, "failure": 0.0, "slow": 0.0},
+    "ringfence_rejections_total": {},
+    "ringfence_retries_total": {"": 0.0},
+    "ringfence_fallbacks_total": {"": 0.0},
+    "ringfence_breaker_state": CLOSED,
+    "ringfence_breaker_transitions_total": NO_TRANSITIONS,
+    "ringfence_in_flight": {"": 0.0},
+    "ringfence_queued": {"": 0.0},
+    "ringfence_call_duration_seconds": {},
+}
+
+
+def flaky(sup: Supervisor) -> Fake:
+    """'api': two successes then failures; opens after 2 in a row; one retry; a fallback."""
+    fake = Fake("ok", "ok", ConnectionError("down"), ConnectionError("down"))
+    sup.register(
+        "api",
+        fake,
+        retry=Retry(attempts=2, backoff=backoff.constant(0.0), retry_on=ConnectionError),
+        breaker=Breaker(failure_threshold=2, break_duration=30.0),
+        fallback=lambda error, *args: f"cached ({type(error).__name__})",
+    )
+    sup.register("idle", Fake())
+    return fake
+
+
+async def test_scrape_before_during_and_after(is_trio: bool) -> None:
+    """Blank before `async with`; exact counts, open state and rejections after; kept after exit."""
+    sup = Supervisor()
+    flaky(sup)
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+
+    assert IDLE == blank(scrape(registry), "api")
+    with guard():
+        async with sup:
+            assert "ok" == await sup.call("api")
+            assert "ok" == await sup.call("api")
+            # fails, is retried, fails again: the breaker opens, the fallback answers
+            assert "cached (ConnectionError)" == await sup.call("api")
+            # rejected by the open breaker, answered by the fallback
+            assert "cached (BreakerOpen)" == await sup.call("api")
+            during = scrape(registry)
+    after = scrape(registry)
+
+    api = blank(during, "api")
+    durations = api.pop("ringfence_call_duration_seconds")
+    assert {
+        "ringfence_calls_total": {"success": 2.0, "failure": 2.0, "slow": 0.0},
+        "ringfence_rejections_total": {"breaker_open": 1.0},
+        "ringfence_retries_total": {"": 1.0},
+        "ringfence_fallbacks_total": {"": 2.0},
+        "ringfence_breaker_state": {"closed": 0.0, "open": 1.0, "half_open": 0.0, "isolated": 0.0},
+        "ringfence_breaker_transitions_total": {**NO_TRANSITIONS, "open": 1.0},
+        "ringfence_in_flight": {"": 0.0},
+        "ringfence_queued": {"": 0.0},
+    } == api
+    assert {"0.5", "0.95", "0.99"} == set(durations)
+    if is_trio:  # virtual time: the fake answers in exactly 0 s
+        assert {"0.5": 0.0, "0.95": 0.0, "0.99": 0.0} == durations
+    assert IDLE == blank(during, "idle")
+    assert during == after
+
+
+@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
+async def test_slow_calls_and_exact_latency_quantiles() -> None:
+    """A success over `slow_call` is outcome="slow"; quantiles are the latencies measured."""
+    sup = Supervisor()
+    fake = Fake(*[("sleep", 0.5, "ok")] * 8, ("sleep", 3.0, "ok"), ("sleep", 3.0, "ok"))
+    sup.register("slowish", fake, breaker=Breaker(failure_threshold=5, slow_call=2.0))
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with guard():
+        async with sup:
+            for _ in range(10):
+                await sup.call("slowish")
+    samples = scrape(registry)
+    assert {"success": 8.0, "failure": 0.0, "slow": 2.0} == of(
+        samples, "ringfence_calls_total", "slowish"
+    )
+    latency = sup.status("slowish").latency
+    assert {"0.5": latency.p50, "0.95": latency.p95, "0.99": latency.p99} == of(
+        samples, "ringfence_call_duration_seconds", "slowish"
+    )
+    assert {"0.5": 0.5, "0.95": 3.0, "0.99": 3.0} == {
+        k: round(v, 9) for k, v in of(samples, "ringfence_call_duration_seconds", "slowish").items()
+    }
+
+
+async def test_transitions_keep_counting_past_the_recent_list() -> None:
+    """Transitions counted across scrapes keep growing after status' list of 32 rolls over."""
+    sup = Supervisor()
+    sup.register("dep", Fake())
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with guard():
+        async with sup:
+            for round_ in range(25):  # 50 transitions, scraped every 2
+                await sup.isolate("dep")
+                await sup.reset("dep")
+                transitions = of(scrape(registry), "ringfence_breaker_transitions_total", "dep")
+                assert (round_ + 1, round_ + 1) == (transitions["isolated"], transitions["closed"])
+    assert 32 == len(sup.status("dep").transitions)
+
+
+def test_registering_twice_in_one_registry_clashes() -> None:
+    """describe() names the metrics, so a second collector in the same registry is refused."""
+    sup = Supervisor()
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(collector(sup))
+
+
+async def test_rejection_without_fallback_is_counted_by_reason() -> None:
+    """An isolated breaker's rejections are counted under reason breaker_isolated."""
+    sup = Supervisor()
+    sup.register("dep", Fake())
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with guard():
+        async with sup:
+            await sup.isolate("dep")
+            for _ in range(3):
+                with pytest.raises(BreakerOpen):
+                    await sup.call("dep")
+            samples: Any = scrape(registry)
+    assert {"breaker_isolated": 3.0} == of(samples, "ringfence_rejections_total", "dep")
+    assert {"closed": 0.0, "open": 0.0, "half_open": 0.0, "isolated": 1.0} == of(
+        samples, "ringfence_breaker_state", "dep"
+    )
