@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import ModuleType
 
 import httpx
 
@@ -103,6 +104,12 @@ def test_events_stream_delivers_the_transition(live: LiveServer) -> None:
         # subscribed before the snapshot was sent: the transition cannot be missed
         assert 200 == client.post("/admin/isolate/search").status_code
         name, event = next(messages)
+        health = client.get("/ringfence/health")  # search is not critical: degraded, still 200
+        assert (200, "degraded", ["search"]) == (
+            health.status_code,
+            health.json()["status"],
+            health.json()["down"],
+        )
     assert "breaker_transition" == name
     assert {
         "kind": "breaker_transition",
@@ -158,3 +165,21 @@ def test_a_client_leaving_mid_stream_is_unsubscribed(live: LiveServer) -> None:
             client.post("/admin/isolate/db")
             name, event = next(messages)
     assert ("breaker_transition", "db") == (name, event["dependency"])
+
+
+def test_lifespan_enters_the_supervisor_at_startup_and_leaves_at_shutdown(
+    example: ModuleType,
+) -> None:
+    """The app's lifespan runs the supervisor exactly while the server runs."""
+    app = example.create_app(seed=3)
+    supervisor = app.state.supervisor
+    server = LiveServer(app)
+    assert repr(supervisor).startswith("<Supervisor new")
+    server.start("/ringfence/health")
+    try:
+        assert repr(supervisor).startswith("<Supervisor running")
+        assert 200 == httpx.get(server.base + "/db/x", timeout=5.0).status_code
+    finally:
+        server.stop()
+    assert repr(supervisor).startswith("<Supervisor closed")
+    assert 1 == supervisor.status("db").calls
