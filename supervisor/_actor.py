@@ -442,6 +442,7 @@ class Actor:
         self._rejected_by: dict[str, int] = {}  # reason -> count; adds up to _rejected
         self._retries = 0
         self._fallbacks = 0
+        self._transitions_to: dict[str, int] = {}  # target state -> lifetime count
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
         self._pause_rejection_published = False
@@ -1245,6 +1246,7 @@ class Actor:
     def _on_transition(self, transition: _Transition) -> None:
         """Listener the breaker machine calls after every state change."""
         target = transition.target
+        self._transitions_to[target.value] = self._transitions_to.get(target.value, 0) + 1
         if target is _OPEN_STATE or target is _ISOLATED_STATE:
             # Queued callers fail at once when the breaker opens (guarantee 10).
             if target is _ISOLATED_STATE:
@@ -1453,6 +1455,7 @@ class Actor:
             now=now,
             wall=wall,
             since_wall=wall - (now - since) if self._started else 0.0,
+            transitions_total=dict(self._transitions_to),
         )
 
 

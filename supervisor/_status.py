@@ -58,6 +58,8 @@ class DependencyStatus:
         since_wall: ``since`` as wall-clock time, for display.
         budget: the retry budget's figures, ``None`` without one.
         rate_limit: each rate limit's units left now, ``()`` without any.
+        transitions_total: target state (``open``, ``half_open``, ...) -> transitions into it
+            since the supervisor started (lifetime; ``transitions`` keeps only the latest).
     """
 
     name: str
@@ -90,6 +92,7 @@ class DependencyStatus:
     since_wall: float = attrs.field(default=0.0, eq=False)
     budget: object | None = None
     rate_limit: tuple[float, ...] = ()
+    transitions_total: Mapping[str, int] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""
@@ -97,8 +100,17 @@ class DependencyStatus:
         data: dict[str, object] = {
             field.name: getattr(self, field.name)
             for field in attrs.fields(DependencyStatus)
-            if field.name not in ("transitions", "latency", "errors", "rejected_by", "budget")
+            if field.name
+            not in (
+                "transitions",
+                "latency",
+                "errors",
+                "rejected_by",
+                "budget",
+                "transitions_total",
+            )
         }
+        data["transitions_total"] = dict(self.transitions_total)
         data["state"] = str(self.state)
         data["errors"] = dict(self.errors)
         data["rejected_by"] = dict(self.rejected_by)
