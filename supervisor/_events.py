@@ -168,6 +168,8 @@ class DependencyPaused(Event):
     retry_after: float
     until: float
     until_wall: float
+    #: ``local``: this replica was told; ``cluster``: another replica was (shared state).
+    source: str = "local"
 
 
 @final
