@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import math
 import random
 import sys
@@ -57,6 +58,8 @@ from policies import (
 )
 from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
+from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all
+from policies.rate_limit import _valid_cost as _valid_cost
 
 from ._errors import (
     AttemptTimeout,
@@ -134,12 +137,15 @@ _CUT_OFF: Final = "supervisor shut down while the call was running"
 _DEQUEUED: Final = "supervisor shut down while the call was queued"
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 _IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
+_IN_RATE_LIMIT: Final = "supervisor shut down while the call waited for its rate-limit turn"
+_log: Final = logging.getLogger("ringfence")
 
 
 # What calling a registered callable gives (see _callable_kind).
 _SYNC: Final = 0  # a value: run it in a worker thread
 _ASYNC: Final = 1  # a coroutine: await it on the loop
 _WRAPS_ASYNC: Final = 2  # a plain def over an async function: call it on the loop, await
+_ASYNC_GEN: Final = 3  # an async generator function: only supervisor.stream() can run it
 
 #: Links followed before giving up on a chain (a Mock grows a new __wrapped__ per access).
 _MAX_UNWRAP: Final = 100
@@ -157,18 +163,24 @@ def _callable_kind(fn: object, argument: str) -> int:
     ``def`` (the openai and anthropic SDKs' methods are), which almost always returns the
     coroutine, but may be a sync facade; its result is awaited when it is awaitable.
 
+    An async generator function (also behind the same layers) is :data:`_ASYNC_GEN`: its
+    calls go through ``supervisor.stream()``, which holds a slot for the stream's life.
+
     Raises:
-        TypeError: *fn* is, or wraps, a generator or async generator function: its calls
-            would return an iterator that runs outside every policy.
+        TypeError: *fn* is, or wraps, a (sync) generator function: its calls would return an
+            iterator that runs outside every policy.
     """
     current = fn
     crossed_wrapped = False
     for _ in range(_MAX_UNWRAP):
-        if inspect.isgeneratorfunction(current) or inspect.isasyncgenfunction(current):
+        if inspect.isasyncgenfunction(current):
+            return _ASYNC_GEN
+        if inspect.isgeneratorfunction(current):
             name = getattr(fn, "__qualname__", type(fn).__qualname__)
             msg = (
-                f"{argument!r} ({name}) is or wraps a generator function: streaming calls are"
-                " not supported yet; register a function that returns the whole result"
+                f"{argument!r} ({name}) is or wraps a generator function: its items would be"
+                " produced outside every policy; register an async generator function (and"
+                " call it with supervisor.stream()) or a function returning the whole result"
             )
             raise TypeError(msg)
         if inspect.iscoroutinefunction(current):
@@ -361,6 +373,7 @@ class Actor:
         critical: bool,
         fallback_on: _ErrorFilter | None = None,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
+        rate_limit: tuple[RateLimit, ...] = (),
     ) -> None:
         self.name = name
         self.critical = critical
@@ -368,6 +381,8 @@ class Actor:
         kind = _callable_kind(fn, "fn")
         self._fn = _awaiting(fn) if kind == _WRAPS_ASYNC else fn
         self._is_async = kind != _SYNC
+        #: an async generator function: `supervisor.stream()` only (call() says so)
+        self.stream_only = kind == _ASYNC_GEN
         self._retry = retry
         self._breaker_config = breaker if breaker is not None else _NO_BREAKER
         self._attempt_timeout = timeout.attempt if timeout is not None else None
@@ -387,8 +402,17 @@ class Actor:
         # an abandoned thread keeps its slot until it ends (guarantee 14), so an admitted call
         # always finds a thread free, and waiting for a thread is never charged to its timeout.
         self._limiter: anyio.CapacityLimiter | None = None
-        if fallback is not None:
-            _callable_kind(fallback, "fallback")  # rejects generators; the result says the rest
+        # Rejects generators (an async one only answers a stream); the result says the rest.
+        if (
+            fallback is not None
+            and _callable_kind(fallback, "fallback") == _ASYNC_GEN
+            and not self.stream_only
+        ):
+            msg = (
+                "'fallback' is an async generator function, but calls to"
+                f" {name!r} return one result: give a function returning that result"
+            )
+            raise TypeError(msg)
         self._fallback = fallback
         self._fallback_on = fallback_on if fallback_on is not None else _DEFAULT_FALLBACK_ON
         self._classify: Callable[[BaseException], ErrorKind] = (
@@ -399,10 +423,21 @@ class Actor:
         )
         self._slow_call = self._breaker_config.slow_call
         self._slow_after = self._slow_call if self._slow_call is not None else math.inf
+        # Rate limits (requests, tokens): every call takes a turn in each, at admission, after
+        # the breaker and the pause and before the bulkhead. Their machines are made in
+        # start() (or leased from the supervisor's shared state).
+        self._rate_limits = rate_limit
+        self._limiters: list[Any] = []  # RateLimiter, or a shared source with its interface
+        self._settles = any(limit.settle is not None for limit in rate_limit)
+        self._simple_costs = all(limit.cost is None for limit in rate_limit)
+        # A shared open verdict from other replicas: calls are refused until then (loop clock).
+        self._forced_until: float | None = None
+        # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
+        self._streams: dict[Any, None] = {}
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = retry is None and self._total is None and fallback is None
         # Attempts that need no timer and no thread take the asyncio fast path.
-        self._plain = self._is_async and self._attempt_timeout is None
+        self._plain = self._is_async and self._attempt_timeout is None and not self._settles
         # What the actor decides (transitions, retries, rejections, crashes) goes out as
         # events; ringfence's log lines are one listener of them (_events.py).
         self._hub = supervisor._hub
@@ -495,11 +530,18 @@ class Actor:
             self._task_of = _current_task_getter()
             self._attempt = self._attempt_asyncio
         self.entry = self._attempt if self._simple else self._call_with_policies
+        if self.stream_only:
+            self.entry = self._not_awaitable
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(self._max_concurrent)
-        self._slots = self._max_concurrent
-        self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
+        shared = self._supervisor._shared
+        self._limiters = [
+            limit.machine() if shared is None else shared.limiter(self.name, i, limit)
+            for i, limit in enumerate(self._rate_limits)
+        ]
         self._accepting = True
+        self._open_gate()
+        self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
 
     async def serve(self) -> None:
         """The actor task: handles control messages, one at a time, until shutdown."""
@@ -548,6 +590,8 @@ class Actor:
                 self._cut(running, CLOSED)
         for task in list(self._tasks):
             self._cut_fast(task)
+        for stream in list(self._streams):
+            stream.cut_off()
         if self._timers is not None:
             self._timers.close()
         if self._inbox_send is not None:
@@ -689,6 +733,16 @@ class Actor:
 
     # -- one attempt ----------------------------------------------------------------------------
 
+    async def _not_awaitable(
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
+    ) -> object:
+        msg = (
+            f"{self.name!r} is an async generator function: its calls are streams; use"
+            f" `async with supervisor.stream({self.name!r}, ...) as items:` (or the handle's"
+            " .stream(...)) instead of awaiting a call"
+        )
+        raise TypeError(msg)
+
     async def _attempt_closed(
         self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
     ) -> object:
@@ -737,11 +791,19 @@ class Actor:
             )
         return BulkheadFull(self.name, self._max_concurrent, self._max_queued)
 
-    async def _admit_slow(self, machine: CircuitBreaker, epoch: int, deadline: float | None) -> int:
+    async def _admit_slow(
+        self,
+        machine: CircuitBreaker,
+        epoch: int,
+        deadline: float | None,
+        args: tuple[object, ...],
+        kwargs: dict[str, Any],
+    ) -> int:
         """
         Admission past the breaker when the hot path's one comparison said no: shutdown, a
-        pause, then the bulkhead (a free slot, a queue place, or ``BulkheadFull``). On return
-        the slot is the caller's; returns the epoch to run in.
+        pause, a shared open verdict, the rate limits, then the bulkhead (a free slot, a queue
+        place, or ``BulkheadFull``). On return the slot is the caller's; returns the epoch to
+        run in.
         """
         if not self._accepting:  # a call coroutine created before close(): see there
             machine.on_cancel(epoch)
@@ -749,12 +811,212 @@ class Actor:
         if self._paused_until is not None:
             epoch = await self._wait_out_pause(machine, epoch, deadline)
             machine = self._machine
+        if self._forced_until is not None:
+            self._check_forced(machine, epoch)
+        if not self._limiters:
+            return await self._take_slot(machine, epoch, deadline)
+        epoch, costs = await self._take_turn(machine, epoch, deadline, args, kwargs)
+        try:
+            return await self._take_slot(self._machine, epoch, deadline)
+        except BaseException:
+            # Refused by the bulkhead, cancelled or timed out in its queue: the call never
+            # went, so its turn goes back to the limits.
+            self._refund(costs)
+            raise
+
+    async def _take_slot(self, machine: CircuitBreaker, epoch: int, deadline: float | None) -> int:
+        """Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull."""
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
             return epoch
         if len(self._queue) >= self._max_queued:
             raise self._reject_bulkhead(machine, epoch)
         return await self._wait_for_slot(machine, epoch, deadline)
+
+    async def acquire(
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
+    ) -> int:
+        """
+        Full admission for a call that does not go through an attempt path (a stream):
+        breaker, pause, shared verdict, rate limits, bulkhead. On return the caller holds a
+        slot and must end with exactly one of :meth:`_succeeded`/``_ended_with`` (or
+        :meth:`_released`) and then :meth:`_release_slot`. Returns the epoch to run in.
+        """
+        now = self._clock()
+        machine = self._machine
+        epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
+        if self._in_flight < self._slots:
+            self._in_flight += 1
+            return epoch
+        return await self._admit_slow(machine, epoch, deadline, args, kwargs)
+
+    def _open_gate(self) -> None:
+        """Set the hot path's gate: open (the slot count) only while nothing else applies."""
+        if (
+            self._accepting
+            and self._paused_until is None
+            and self._forced_until is None
+            and not self._limiters
+        ):
+            self._slots = self._max_concurrent
+        else:
+            self._slots = -1
+
+    # -- rate limits ----------------------------------------------------------------------------
+
+    def _costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
+        """Each limit's price for this call (1 without a cost function), checked."""
+        if self._simple_costs:
+            return [1] * len(self._limiters)
+        costs: list[float] = []
+        for i, limit in enumerate(self._rate_limits):
+            if limit.cost is None:
+                costs.append(1)
+                continue
+            value = limit.cost(*args, **kwargs)  # its own exception is the caller's: a bug
+            if inspect.isawaitable(value):
+                _discard(value)
+                msg = (
+                    f"rate_limit[{i}].cost of {self.name!r} returned an awaitable: a cost"
+                    " function must be a plain function returning a number"
+                )
+                raise TypeError(msg)
+            costs.append(_valid_cost(f"rate_limit[{i}].cost of {self.name!r}", value))
+        return costs
+
+    async def _take_turn(
+        self,
+        machine: CircuitBreaker,
+        epoch: int,
+        deadline: float | None,
+        args: tuple[object, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[int, list[float]]:
+        """
+        Take a turn in every rate limit (all or none), waiting for it when the wait fits the
+        limits' ``max_wait`` and the call's deadline, holding no slot and no probe permit;
+        else ``RateLimited`` at once. FIFO: a turn is a commitment (policies.rate_limit, rule
+        1), so a large call is never starved by small ones. Returns (epoch, costs).
+        """
+        try:
+            costs = self._costs(args, kwargs)
+        except BaseException:
+            machine.on_cancel(epoch)
+            raise
+        now = self._clock()
+        budget = deadline - now if deadline is not None else math.inf
+        limiters = self._limiters
+        result = self._reserve(limiters, now, costs, budget)
+        if isinstance(result, Refusal):
+            machine.on_cancel(epoch)
+            raise self._reject_rate_limited(result, costs)
+        wait = result
+        if wait <= 0.0:
+            return epoch, costs
+        machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
+        try:
+            with anyio.move_on_after(wait):
+                await self._supervisor._closing.wait()
+            if not self._accepting:
+                raise SupervisorClosed(_IN_RATE_LIMIT)
+            now = self._clock()
+            machine = self._machine  # admitted again: the breaker may have moved meanwhile
+            epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
+            if self._paused_until is not None:  # a 429 came meanwhile: respect it too
+                epoch = await self._wait_out_pause(machine, epoch, deadline)
+            if self._forced_until is not None:
+                self._check_forced(self._machine, epoch)
+        except BaseException:
+            self._refund(costs)
+            raise
+        return epoch, costs
+
+    def _reserve(
+        self, limiters: list[Any], now: float, costs: list[float], budget: float
+    ) -> float | Refusal:
+        if all(limiter.__class__ is RateLimiter for limiter in limiters):
+            return reserve_all(limiters, now, costs, budget)
+        # Shared sources: one at a time, giving back what was taken if a later one refuses.
+        # They answer only what they can honour, so the longest wait is the call's.
+        wait = 0.0
+        for i, (limiter, cost) in enumerate(zip(limiters, costs, strict=True)):
+            result = limiter.reserve(now, cost, budget)
+            if isinstance(result, Refusal):
+                for j in range(i):
+                    limiters[j].refund(now, costs[j])
+                return Refusal(retry_after=result.retry_after, limit=result.limit, index=i)
+            wait = max(wait, result)
+        return wait
+
+    def _reject_rate_limited(self, refusal: Refusal, costs: list[float]) -> Exception:
+        if refusal.never:
+            cost = costs[refusal.index]
+            capacity = refusal.limit.capacity
+            msg = (
+                f"a call to {self.name!r} costs {cost:g} units, more than rate_limit"
+                f"[{refusal.index}]'s burst of {capacity:g}: it can never be admitted"
+            )
+            return ValueError(msg)
+        self._count_rejection("rate_limited")
+        return RateLimited(self.name, refusal.retry_after)
+
+    def _refund(self, costs: list[float]) -> None:
+        now = self._clock()
+        for limiter, cost in zip(self._limiters, costs, strict=False):
+            limiter.refund(now, cost)
+
+    def _settle(self, args: tuple[object, ...], kwargs: dict[str, Any], result: object) -> None:
+        """
+        True the limits up with the call's real cost (``settle(result)``). The estimate is
+        priced again (cost functions are meant to be pure). A settle function that raises or
+        returns a bad number leaves the estimate standing: the call's result is not lost.
+        """
+        now = self._clock()
+        for i, (limit, limiter) in enumerate(zip(self._rate_limits, self._limiters, strict=True)):
+            if limit.settle is None:
+                continue
+            try:
+                estimated = 1 if limit.cost is None else limit.cost(*args, **kwargs)
+                actual = limit.settle(result)
+                limiter.settle(now, estimated, actual)
+            except Exception as exc:
+                _log.error(
+                    "ringfence: rate_limit[%d].settle of %r raised %s; the estimate stands",
+                    i,
+                    self.name,
+                    type(exc).__name__,
+                )
+
+    # -- shared state (supervisor.integrations.redis) -------------------------------------------
+
+    def shared_pause(self, seconds: float) -> None:
+        """Another replica was told to come back in *seconds*: pause here too."""
+        if self._accepting:
+            self._pause(seconds, source="cluster")
+
+    def shared_open(self, seconds: float | None) -> None:
+        """
+        The replicas' shared verdict: refuse calls for *seconds* (``None`` lifts it). Not a
+        breaker transition: the local breaker keeps its own state and probes.
+        """
+        if seconds is None:
+            self._forced_until = None
+        else:
+            self._forced_until = self._clock() + seconds
+            self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
+        self._open_gate()
+
+    def _check_forced(self, machine: CircuitBreaker, epoch: int) -> None:
+        until = self._forced_until
+        assert until is not None
+        now = self._clock()
+        if now < until:
+            if epoch >= 0:
+                machine.on_cancel(epoch)
+            self._count_rejection("shared_open")
+            raise BreakerOpen(self.name, until - now, "open")
+        self._forced_until = None
+        self._open_gate()
 
     async def _wait_out_pause(
         self, machine: CircuitBreaker, epoch: int, deadline: float | None
@@ -795,7 +1057,7 @@ class Actor:
             self._publish(CallRejected, reason="paused", retry_after=retry_after)
         return RateLimited(self.name, retry_after)
 
-    def _pause(self, seconds: float) -> None:
+    def _pause(self, seconds: float, source: str = "local") -> None:
         """A rate-limited answer said "come back in *seconds*": pause admissions until then."""
         now = self._clock()
         until = now + seconds
@@ -809,13 +1071,13 @@ class Actor:
             retry_after=seconds,
             until=until,
             until_wall=time.time() + seconds,
+            source=source,
         )
 
     def _end_pause(self) -> None:
         self._paused_until = None
         self._pause_rejection_published = False
-        if self._accepting:
-            self._slots = self._max_concurrent
+        self._open_gate()
 
     def _limit(self, now: float, deadline: float | None, running: Running) -> float:
         attempt_timeout = self._attempt_timeout
@@ -849,8 +1111,8 @@ class Actor:
                 raise self._reject_breaker(machine, now)
         if self._in_flight < self._slots:
             self._in_flight += 1
-        else:  # no free slot, or a gate is down (pause, shutdown)
-            epoch = await self._admit_slow(machine, epoch, deadline)
+        else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
+            epoch = await self._admit_slow(machine, epoch, deadline, args, kwargs)
             now = clock()
         task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
         tasks = self._tasks
@@ -937,6 +1199,8 @@ class Actor:
             task.uncancel()
         try:
             self._succeeded(epoch, now, end)
+            if self._settles:
+                self._settle(args, kwargs, result)
         finally:
             self._release_slot()
         return result
@@ -950,8 +1214,8 @@ class Actor:
         epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
         if self._in_flight < self._slots:
             self._in_flight += 1
-        else:  # no free slot, or a gate is down (pause, shutdown)
-            epoch = await self._admit_slow(machine, epoch, deadline)
+        else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
+            epoch = await self._admit_slow(machine, epoch, deadline, args, kwargs)
             now = self._clock()
         scope = self._cancel_scope()
         running = Running(scope, 0, epoch)
@@ -982,6 +1246,8 @@ class Actor:
                     running.fired = running.reason
                 raise self._cut_off(running.fired, epoch, now, end)
             self._succeeded(epoch, now, end)
+            if self._settles:
+                self._settle(args, kwargs, result)
         finally:
             if not running.keep_slot:
                 self._release_slot()
@@ -1021,11 +1287,10 @@ class Actor:
         if not self._is_async:
             self._fn = _awaiting(self._fn)
             self._is_async = True
-            self._plain = self._attempt_timeout is None
+            self._plain = self._attempt_timeout is None and not self._settles
             if self._bulkhead is None and self._accepting:  # no thread left to wait for
                 self._max_concurrent, self._max_queued = sys.maxsize, 0
-                if self._slots >= 0:
-                    self._slots = self._max_concurrent
+                self._open_gate()
 
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.
@@ -1347,7 +1612,18 @@ class Actor:
             timeout: Timeout | None = changes["timeout"]
             self._attempt_timeout = timeout.attempt if timeout is not None else None
             self._total = timeout.total if timeout is not None else None
-            self._plain = self._is_async and self._attempt_timeout is None
+        if "rate_limit" in changes:
+            # New limits start with full buckets; calls waiting for a turn keep theirs.
+            self._rate_limits = changes["rate_limit"]
+            shared = self._supervisor._shared
+            self._limiters = [
+                limit.machine() if shared is None else shared.limiter(self.name, i, limit)
+                for i, limit in enumerate(self._rate_limits)
+            ]
+            self._settles = any(limit.settle is not None for limit in self._rate_limits)
+            self._simple_costs = all(limit.cost is None for limit in self._rate_limits)
+            self._open_gate()
+        self._plain = self._is_async and self._attempt_timeout is None and not self._settles
         if "fallback" in changes:
             self._fallback = changes["fallback"]
         if "fallback_on" in changes:
@@ -1366,8 +1642,7 @@ class Actor:
                 self._max_concurrent, self._max_queued = sys.maxsize, 0
             if self._limiter is not None:
                 self._limiter.total_tokens = self._max_concurrent
-            if self._slots >= 0:
-                self._slots = self._max_concurrent
+            self._open_gate()
             # More room now: hand it to the queue, oldest first.
             while self._queue and self._in_flight < self._max_concurrent:
                 self._in_flight += 1
@@ -1386,6 +1661,8 @@ class Actor:
                 machine.isolate(now, "reconfigured while isolated")
         self._simple = self._retry is None and self._total is None and self._fallback is None
         self.entry = self._attempt if self._simple else self._call_with_policies
+        if self.stream_only:
+            self.entry = self._not_awaitable
 
     def _handle_control(self, op: str, reason: str) -> _Transition:
         machine = self._machine
@@ -1456,6 +1733,13 @@ class Actor:
             wall=wall,
             since_wall=wall - (now - since) if self._started else 0.0,
             transitions_total=dict(self._transitions_to),
+            budget=self._budget.snapshot(now)
+            if self._budget is not None and self._started
+            else None,
+            rate_limit=tuple(limiter.available(now) for limiter in self._limiters),
+            shared_open_until=self._forced_until
+            if self._forced_until is not None and now < self._forced_until
+            else None,
         )
 
 

@@ -13,7 +13,7 @@ from typing import final
 
 import attrs
 
-from policies import Percentiles, State, Transition
+from policies import BudgetStatus, Percentiles, State, Transition
 
 __all__ = ("DependencyStatus", "Health", "HealthStatus", "State", "Transition", "Percentiles")
 
@@ -46,7 +46,7 @@ class DependencyStatus:
         retries: retries made (lifetime; a call's first attempt is not a retry).
         fallbacks: calls the fallback answered.
         rejected_by: why calls were turned away (``breaker_open``, ``breaker_half_open``,
-            ``breaker_isolated``, ``bulkhead_full``, ``rate_limited``, ``paused``,
+            ``breaker_isolated``, ``bulkhead_full``, ``rate_limited``, ``paused``, ``shared_open``,
             ``down``) → how many; the counts add up to ``rejected``.
         paused_until: while the dependency is paused (a Retry-After), when the pause ends, on
             the supervisor's clock; ``None`` when not paused.
@@ -58,6 +58,8 @@ class DependencyStatus:
         since_wall: ``since`` as wall-clock time, for display.
         budget: the retry budget's figures, ``None`` without one.
         rate_limit: each rate limit's units left now, ``()`` without any.
+        shared_open_until: while the replicas' shared verdict (``shared=``) holds the
+            dependency open, when it ends, on the loop clock; ``None`` otherwise.
         transitions_total: target state (``open``, ``half_open``, ...) -> transitions into it
             since the supervisor started (lifetime; ``transitions`` keeps only the latest).
     """
@@ -90,9 +92,10 @@ class DependencyStatus:
     now: float = attrs.field(default=0.0, eq=False)
     wall: float = attrs.field(default=0.0, eq=False)
     since_wall: float = attrs.field(default=0.0, eq=False)
-    budget: object | None = None
+    budget: BudgetStatus | None = None
     rate_limit: tuple[float, ...] = ()
     transitions_total: Mapping[str, int] = attrs.field(factory=dict)
+    shared_open_until: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""
@@ -130,7 +133,7 @@ class DependencyStatus:
             for t in self.transitions
         ]
         budget = self.budget
-        data["budget"] = attrs.asdict(budget) if attrs.has(type(budget)) else None  # type: ignore[arg-type]
+        data["budget"] = attrs.asdict(budget) if budget is not None else None
         for key, value in data.items():  # JSON has no inf or nan
             if isinstance(value, float) and (
                 value != value or value in (float("inf"), float("-inf"))
@@ -159,12 +162,15 @@ class Health:
         down: names of the dependencies that are down.
         critical_down: the subset of *down* registered with ``critical=True``.
         states: every dependency's state.
+        reason: why shared state (``Supervisor(shared=...)``) cannot be relied on now, when
+            it cannot (the verdict is then at least ``degraded``); ``None`` otherwise.
     """
 
     status: HealthStatus
     down: tuple[str, ...]
     critical_down: tuple[str, ...]
     states: Mapping[str, State]
+    reason: str | None = None
 
     def __bool__(self) -> bool:
         """``True`` unless unhealthy, so ``if supervisor.health():`` reads naturally."""

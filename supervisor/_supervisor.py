@@ -16,7 +16,19 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, cast, final, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Final,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    final,
+    overload,
+)
 
 import anyio
 from anyio.abc import TaskGroup
@@ -28,6 +40,7 @@ from policies import (
     ErrorFilter,
     ErrorKind,
     ErrorSpec,
+    RateLimit,
     Retry,
     State,
     Timeout,
@@ -39,6 +52,9 @@ from ._config import Config, load_config
 from ._errors import SupervisorClosed, UnknownDependency
 from ._events import Event, EventHub, EventStream
 from ._status import DependencyStatus, Health, HealthStatus
+
+if TYPE_CHECKING:
+    from ._stream import Stream
 
 __all__ = ("Supervisor", "Dependency")
 
@@ -96,6 +112,12 @@ class Dependency(Generic[P, R]):
         # coroutine layer costs ~80 ns, about the price of the call being protected.
         return self._actor.entry(args, kwargs, None)  # type: ignore[return-value]
 
+    def stream(self, *args: P.args, **kwargs: P.kwargs) -> Stream[R]:
+        """``supervisor.stream(name, *args, **kwargs)`` for this dependency."""
+        from ._stream import Stream
+
+        return Stream(self._actor, args, kwargs)
+
     def status(self) -> DependencyStatus:
         """This dependency's :class:`DependencyStatus`."""
         return self._actor.status()
@@ -149,6 +171,58 @@ class _Protect:
                 msg = f'cannot name {fn!r}: pass one, @supervisor.protect("name")'
                 raise TypeError(msg)
         return self._supervisor.register(name, fn, **self._policies)
+
+
+RateLimits = RateLimit | Iterable[RateLimit] | None
+
+
+def _rate_limits(value: object) -> tuple[RateLimit, ...]:
+    """``rate_limit=``: one :class:`RateLimit`, a sequence of them (RPM and TPM), or None."""
+    if value is None:
+        return ()
+    if isinstance(value, RateLimit):
+        return (value,)
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        msg = (
+            "'rate_limit' must be a policies.RateLimit, a sequence of them, or None,"
+            f" got {value!r} of type {type(value).__name__}"
+        )
+        raise TypeError(msg)
+    limits = tuple(value)
+    for i, limit in enumerate(limits):
+        if not isinstance(limit, RateLimit):
+            msg = (
+                f"'rate_limit[{i}]' must be a policies.RateLimit, got {limit!r} of type"
+                f" {type(limit).__name__}"
+            )
+            raise TypeError(msg)
+    return limits
+
+
+class SharedState(Protocol):
+    """
+    What ``Supervisor(shared=...)`` takes: state shared with other replicas
+    (``supervisor.integrations.redis.RedisShared``). The supervisor starts :meth:`run` in its
+    task group when it enters and cancels it when it leaves; no call ever awaits it.
+    """
+
+    async def run(self, supervisor: Supervisor, *, task_status: Any = ...) -> None:
+        """Sync with the other replicas until cancelled; ``task_status.started()`` at once."""
+
+    def limiter(self, dependency: str, index: int, limit: RateLimit) -> Any:
+        """The turn source for *dependency*'s rate limit number *index* (RateLimiter's API)."""
+
+    def degraded(self) -> str | None:
+        """Why the shared state cannot be relied on now (health says degraded), or None."""
+
+    def cluster_status(self) -> Mapping[str, Any]:
+        """Every live replica's summary and the shared verdicts."""
+
+    async def isolate(self, name: str, reason: str) -> None:
+        """Isolate *name* on every replica."""
+
+    async def reset(self, name: str) -> None:
+        """Lift a cluster-wide isolation or open verdict of *name*."""
 
 
 def _check_type(name: str, value: object, kind: type, label: str) -> None:
@@ -215,6 +289,9 @@ class Supervisor:
         rng: the ``random.Random`` jitter draws from (seed it for reproducible backoff).
         max_restarts: crash restarts allowed per dependency within *restart_window*.
         restart_window: seconds over which restarts are counted.
+        shared: state shared with the service's other replicas (rate limits, pauses, open
+            verdicts): ``supervisor.integrations.redis.RedisShared(...)``; ``None`` (the
+            default) keeps everything in this process.
 
     Use it as an async context manager; it can be entered once.
     """
@@ -225,6 +302,7 @@ class Supervisor:
         rng: random.Random | None = None,
         max_restarts: int = 3,
         restart_window: float = 60.0,
+        shared: SharedState | None = None,
     ) -> None:
         if rng is not None and not isinstance(rng, random.Random):
             msg = f"'rng' must be a random.Random or None, got {type(rng).__name__}"
@@ -252,6 +330,16 @@ class Supervisor:
         self._backend = "asyncio"
         self._hub = EventHub()
         self._config: Config | None = None
+        if shared is not None and not all(
+            callable(getattr(shared, attr, None))
+            for attr in ("run", "limiter", "degraded", "cluster_status", "isolate", "reset")
+        ):
+            msg = (
+                "'shared' must be shared state such as supervisor.integrations.redis"
+                f".RedisShared(...), or None; got {shared!r} of type {type(shared).__name__}"
+            )
+            raise TypeError(msg)
+        self._shared = shared
 
     # ==========================================================================================
     # Registration
@@ -270,6 +358,7 @@ class Supervisor:
         critical: bool = ...,
         fallback_on: ErrorSpec = ...,
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
+        rate_limit: RateLimits = ...,
     ) -> Dependency[P, R]: ...
 
     @overload
@@ -286,6 +375,7 @@ class Supervisor:
         critical: bool = ...,
         fallback_on: ErrorSpec = ...,
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
+        rate_limit: RateLimits = ...,
     ) -> Dependency[P, R]: ...
 
     def register(
@@ -301,6 +391,7 @@ class Supervisor:
         critical: bool | _Unset = _UNSET,
         fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
+        rate_limit: RateLimits | _Unset = _UNSET,
     ) -> Dependency[Any, Any]:
         """
         Protect *fn* under *name*. Every policy is optional; with none, calls pass straight
@@ -328,6 +419,11 @@ class Supervisor:
                 mistake surfaces instead of being masked by a cached answer).
             classifier: ``(exc) -> ErrorKind`` (a :class:`policies.Classifier`) deciding the
                 kind of the dependency's failures; default :func:`policies.classify`.
+            rate_limit: a :class:`policies.RateLimit` or a sequence of them (requests per
+                minute *and* tokens per minute): every attempt takes a turn in each, all or
+                none, after the breaker and before the bulkhead; waiting for a turn holds no
+                slot and ends at the total deadline; ``RateLimited`` when the wait would be
+                longer than a limit's ``max_wait`` or the deadline.
 
         Policies not given here come from the configuration of a supervisor built with
         :meth:`from_config` (given arguments win, ``None`` included), else none.
@@ -361,9 +457,7 @@ class Supervisor:
         timeout = _given_or_configured(timeout, configured, "timeout", None)
         bulkhead = _given_or_configured(bulkhead, configured, "bulkhead", None)
         critical = _given_or_configured(critical, configured, "critical", False)
-        if configured.get("rate_limit") is not None:
-            msg = f"dependencies.{name}.rate_limit: rate limits are not enforced yet (issue #10)"
-            raise ValueError(msg)
+        limits = _rate_limits(_given_or_configured(rate_limit, configured, "rate_limit", None))
         fallback_filter = ErrorFilter.of(fallback_on, name="fallback_on")
         if classifier is not None and not callable(classifier):
             msg = f"'classifier' must be callable or None, got {classifier!r}"
@@ -392,6 +486,7 @@ class Supervisor:
             critical=critical,
             fallback_on=fallback_filter,
             classifier=classifier,
+            rate_limit=limits,
         )  # rejects generator functions first: a clearer error than their arity
         if fallback is not None:
             _check_fallback(fn, fallback)
@@ -412,6 +507,7 @@ class Supervisor:
         critical: bool | _Unset = _UNSET,
         fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
+        rate_limit: RateLimits | _Unset = _UNSET,
     ) -> _Protect:
         """
         Register the decorated function, as :meth:`register` would, and return its typed
@@ -430,6 +526,7 @@ class Supervisor:
             "critical": critical,
             "fallback_on": fallback_on,
             "classifier": classifier,
+            "rate_limit": rate_limit,
         }
         if name is not None and not isinstance(name, str):
             msg = (
@@ -447,6 +544,7 @@ class Supervisor:
         rng: random.Random | None = None,
         max_restarts: int = 3,
         restart_window: float = 60.0,
+        shared: SharedState | None = None,
     ) -> Supervisor:
         """
         A supervisor whose ``register(name, fn)`` takes *name*'s policies from a configuration.
@@ -460,14 +558,16 @@ class Supervisor:
                 :func:`supervisor.load_config` and ``examples/ringfence.toml``).
             env: ``RINGFENCE_<NAME>__<POLICY>__<FIELD>`` overrides; ``os.environ`` when
                 ``None``, ``{}`` to ignore the environment.
-            rng, max_restarts, restart_window: as for :class:`Supervisor`.
+            rng, max_restarts, restart_window, shared: as for :class:`Supervisor`.
 
         Raises:
             ConfigError: every problem of the file and the environment at once; nothing
                 is built.
         """
         config = load_config(source, env=env)
-        supervisor = cls(rng=rng, max_restarts=max_restarts, restart_window=restart_window)
+        supervisor = cls(
+            rng=rng, max_restarts=max_restarts, restart_window=restart_window, shared=shared
+        )
         supervisor._config = config
         return supervisor
 
@@ -492,6 +592,12 @@ class Supervisor:
         self._phase = _RUNNING
         for actor in self._actors.values():
             self._start_actor(actor)
+        if self._shared is not None:
+            try:
+                await task_group.start(self._shared.run, self, name="ringfence shared state")
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(
@@ -558,18 +664,43 @@ class Supervisor:
         # The actor's coroutine itself, not one more layer around it (see Dependency).
         return actor.entry(args, kwargs, None)
 
+    def stream(self, name: str, /, *args: Any, **kwargs: Any) -> Stream[Any]:
+        """
+        A streamed call: ``async with supervisor.stream("llm", prompt) as items:`` then
+        ``async for item in items``. *name*'s function is an async generator function, or
+        returns an async iterable (or an awaitable of one). The bulkhead slot is held from
+        the first request until the stream closes; retries and the fallback only before the
+        first item reaches the caller; ``Timeout(first_item=..., between_items=...)``
+        bound the waits for items. See the README's "Streaming calls".
+
+        Raises:
+            UnknownDependency: no dependency is registered as *name*.
+        """
+        from ._stream import Stream
+
+        return Stream(self._actor(name), args, kwargs)
+
     # ==========================================================================================
     # Manual control (acknowledged by the dependency's actor)
 
-    async def isolate(self, name: str, *, reason: str = "manual") -> Transition:
+    async def isolate(
+        self, name: str, *, reason: str = "manual", scope: str = "local"
+    ) -> Transition:
         """
         Hold *name*'s breaker open until :meth:`reset` or :meth:`force_half_open`; queued
-        calls fail with ``BreakerOpen`` at once.
+        calls fail with ``BreakerOpen`` at once. ``scope="cluster"`` (with ``shared=``) also
+        isolates it on every replica.
 
         Raises:
-            UnknownDependency, SupervisorClosed, policies.IllegalTransition (already isolated).
+            UnknownDependency, SupervisorClosed, policies.IllegalTransition (already isolated),
+            ValueError (an unknown scope, or "cluster" without shared state).
         """
-        return await self._actor(name).control("isolate", reason)
+        actor = self._actor(name)
+        shared = self._cluster_scope(scope)
+        transition = await actor.control("isolate", reason)
+        if shared is not None:
+            await shared.isolate(name, reason)
+        return transition
 
     async def force_half_open(self, name: str, *, reason: str = "manual") -> Transition:
         """
@@ -580,14 +711,46 @@ class Supervisor:
         """
         return await self._actor(name).control("force_half_open", reason)
 
-    async def reset(self, name: str, *, reason: str = "manual") -> Transition:
+    async def reset(self, name: str, *, reason: str = "manual", scope: str = "local") -> Transition:
         """
         Close *name*'s breaker and forget its failure counts (also revives a crashed one).
+        ``scope="cluster"`` (with ``shared=``) also lifts a cluster-wide isolation or open
+        verdict.
 
         Raises:
-            UnknownDependency, SupervisorClosed.
+            UnknownDependency, SupervisorClosed, ValueError (an unknown scope, or "cluster"
+            without shared state).
         """
-        return await self._actor(name).control("reset", reason)
+        actor = self._actor(name)
+        shared = self._cluster_scope(scope)
+        transition = await actor.control("reset", reason)
+        if shared is not None:
+            await shared.reset(name)
+        return transition
+
+    def _cluster_scope(self, scope: str) -> SharedState | None:
+        if scope == "local":
+            return None
+        if scope != "cluster":
+            msg = f"'scope' must be 'local' or 'cluster', got {scope!r}"
+            raise ValueError(msg)
+        if self._shared is None:
+            msg = "scope='cluster' needs shared state: Supervisor(shared=RedisShared(...))"
+            raise ValueError(msg)
+        return self._shared
+
+    def cluster_status(self) -> Mapping[str, Any]:
+        """
+        Every live replica's summary and the shared verdicts, as the shared state last saw
+        them.
+
+        Raises:
+            ValueError: the supervisor has no shared state.
+        """
+        if self._shared is None:
+            msg = "cluster_status() needs shared state: Supervisor(shared=RedisShared(...))"
+            raise ValueError(msg)
+        return self._shared.cluster_status()
 
     async def reconfigure(
         self,
@@ -599,13 +762,15 @@ class Supervisor:
         bulkhead: Bulkhead | _Unset | None = _UNSET,
         fallback: Callable[..., Any] | _Unset | None = _UNSET,
         fallback_on: ErrorSpec | _Unset = _UNSET,
+        rate_limit: RateLimits | _Unset = _UNSET,
     ) -> None:
         """
         Swap *name*'s policies while it runs; what is not given stays. The actor handles it
         as a control message and acknowledges it: when this returns, the next call uses the
         new policies. Counters, latencies and status are kept; calls in flight finish under
         the policies they started with. A new breaker starts closed (isolated stays
-        isolated); a larger bulkhead lets queued calls in at once.
+        isolated); a larger bulkhead lets queued calls in at once; new rate limits start
+        with full buckets.
 
         Raises:
             UnknownDependency, SupervisorClosed, TypeError (a policy of the wrong type).
@@ -628,6 +793,8 @@ class Supervisor:
             changes["fallback"] = fallback
         if not isinstance(fallback_on, _Unset):
             changes["fallback_on"] = ErrorFilter.of(fallback_on, name="fallback_on")
+        if not isinstance(rate_limit, _Unset):
+            changes["rate_limit"] = _rate_limits(rate_limit)
         await actor.reconfigure(changes)
 
     def _actor(self, name: str) -> Actor:
@@ -685,7 +852,8 @@ class Supervisor:
 
     def health(self) -> Health:
         """``healthy`` when every dependency is closed; ``unhealthy`` when every one, or a
-        critical one, is down (open or isolated); ``degraded`` otherwise."""
+        critical one, is down (open or isolated); ``degraded`` otherwise, and while shared
+        state (``shared=``) cannot be reached (``reason`` says why)."""
         states = {n: actor.status().state for n, actor in self._actors.items()}
         down = tuple(n for n, s in states.items() if s in (State.OPEN, State.ISOLATED))
         critical_down = tuple(n for n in down if self._actors[n].critical)
@@ -695,7 +863,12 @@ class Supervisor:
             verdict = HealthStatus.UNHEALTHY
         else:
             verdict = HealthStatus.DEGRADED
-        return Health(status=verdict, down=down, critical_down=critical_down, states=states)
+        reason = self._shared.degraded() if self._shared is not None else None
+        if reason is not None and verdict is HealthStatus.HEALTHY:
+            verdict = HealthStatus.DEGRADED
+        return Health(
+            status=verdict, down=down, critical_down=critical_down, states=states, reason=reason
+        )
 
     @property
     def dependencies(self) -> tuple[str, ...]:

@@ -276,30 +276,57 @@ async def _agen(x: int) -> AsyncIterator[int]:
     yield x
 
 
-_STREAMING_FORMS = {
+_GENERATOR_FORMS = {
     "generator": _gen,
-    "async-generator": _agen,
-    "wraps-of-async-generator": _plain_wraps(_agen),
     "partial-of-generator": functools.partial(_gen, 1),
     "bound-generator-method": _Client().stream,
+}
+_ASYNC_GENERATOR_FORMS = {
+    "async-generator": _agen,
+    "wraps-of-async-generator": _plain_wraps(_agen),
     "async-generator-__call__": _AsyncGenCallable(),
 }
 
 
 @pytest.mark.parametrize("argument", ["fn", "fallback"])
-@pytest.mark.parametrize("fn", _STREAMING_FORMS.values(), ids=_STREAMING_FORMS.keys())
+@pytest.mark.parametrize("fn", _GENERATOR_FORMS.values(), ids=_GENERATOR_FORMS.keys())
 def test_generator_functions_are_rejected_at_register(argument: str, fn: Any) -> None:
-    """A generator or async generator function, in any form, is a clear TypeError at register,
-    as fn or as fallback; nothing is registered."""
+    """A (sync) generator function, in any form, is a clear TypeError at register, as fn or
+    as fallback: its items would be produced outside every policy; nothing is registered."""
     sup = Supervisor()
     arguments: dict[str, Any] = {"fn": _answer, argument: fn}
     with pytest.raises(
         TypeError,
-        match=rf"^'{argument}' \(.+\) is or wraps a generator function: streaming calls are not"
-        r" supported yet; register a function that returns the whole result$",
+        match=rf"^'{argument}' \(.+\) is or wraps a generator function: its items would be"
+        r" produced outside every policy; register an async generator function",
     ):
         sup.register("dep", **arguments)
     assert () == sup.dependencies
+
+
+@pytest.mark.parametrize("fn", _ASYNC_GENERATOR_FORMS.values(), ids=_ASYNC_GENERATOR_FORMS.keys())
+def test_an_async_generator_fallback_of_a_call_is_rejected_at_register(fn: Any) -> None:
+    """A call returns one result: an async generator function cannot be its fallback."""
+    sup = Supervisor()
+    with pytest.raises(TypeError, match=r"^'fallback' is an async generator function, but"):
+        sup.register("dep", _answer, fallback=fn)
+    assert () == sup.dependencies
+
+
+@pytest.mark.parametrize("fn", _ASYNC_GENERATOR_FORMS.values(), ids=_ASYNC_GENERATOR_FORMS.keys())
+async def test_awaiting_a_call_of_an_async_generator_function_says_to_stream_it(
+    sup: Supervisor, fn: Any
+) -> None:
+    """An async generator function, in any form, registers (its calls are streams); awaiting
+    a call of it is a clear TypeError naming supervisor.stream, and nothing runs."""
+    handle = sup.register("dep", fn)
+    with guard():
+        async with sup:
+            with pytest.raises(TypeError, match=r"^'dep' is an async generator function: .*stream"):
+                await handle(1)
+            with pytest.raises(TypeError, match=r"supervisor\.stream\('dep', \.\.\.\)"):
+                await sup.call("dep", 1)
+            assert 0 == sup.status("dep").calls
 
 
 # -- nested calls: an inner dependency's rejection is not the outer one's failure -----------------
