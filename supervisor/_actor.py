@@ -387,6 +387,7 @@ class Actor:
         self._breaker_config = breaker if breaker is not None else _NO_BREAKER
         self._attempt_timeout = timeout.attempt if timeout is not None else None
         self._total = timeout.total if timeout is not None else None
+        self._timeout_policy = timeout  # first_item / between_items: read by _stream.py
         self._bulkhead = bulkhead
         if bulkhead is not None:
             self._max_concurrent, self._max_queued = bulkhead.max_concurrent, bulkhead.max_queued
@@ -1610,6 +1611,7 @@ class Actor:
             self._max_pause = retry.max_retry_after if retry is not None else _MAX_PAUSE
         if "timeout" in changes:
             timeout: Timeout | None = changes["timeout"]
+            self._timeout_policy = timeout
             self._attempt_timeout = timeout.attempt if timeout is not None else None
             self._total = timeout.total if timeout is not None else None
         if "rate_limit" in changes:
