@@ -28,6 +28,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--plot", type=Path, default=Path("demo-out/timeline.png"), help="where to write the PNG"
     )
+    demo.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the live dashboard on 127.0.0.1 beside the demo and print its URL"
+        " (needs --backend asyncio and ringfence[web])",
+    )
+    demo.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="the dashboard's port (default 8642, or a free port when it is busy; 0: a free port)",
+    )
     config = commands.add_parser(
         "config",
         help="check a configuration file; print the effective configuration or every error",
@@ -64,10 +77,23 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file)
     if args.duration <= 0 or args.clients < 1:
         _parser().error("--duration must be > 0 and --clients >= 1")
+    if args.web and args.backend != "asyncio":
+        # uvicorn runs on asyncio only, and the dashboard must run on the supervisor's loop.
+        _parser().error(
+            "--web needs --backend asyncio (the dashboard's server, uvicorn, runs on asyncio only)"
+        )
+    if args.web_port is not None and not (args.web and 0 <= args.web_port <= 65535):
+        _parser().error("--web-port needs --web and a port in 0-65535")
+    if args.web:
+        try:
+            import supervisor.integrations.asgi  # noqa: F401 - says which extra is missing
+        except ImportError as error:
+            _parser().error(f"--web: {error}")
     from rich.console import Console
 
     from ._demo import DemoConfig, run_demo
     from ._demo._report import plot_timeline, print_summary
+    from ._demo._web import DashboardPortError
 
     config = DemoConfig(
         duration=args.duration,
@@ -77,9 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         live=not args.no_live and sys.stdout.isatty(),
         plot=str(args.plot),
+        web=args.web,
+        web_port=args.web_port,
     )
     console = Console()
-    result = run_demo(config)
+    try:
+        result = run_demo(config)
+    except DashboardPortError as error:
+        sys.stderr.write(f"ringfence demo: error: {error}\n")
+        return 2
     print_summary(result, console)
     path = plot_timeline(result, args.plot)
     console.print(f"timeline plot: {path.resolve()}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
 import time
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any, TextIO
 
 import anyio
@@ -39,6 +40,10 @@ class DemoConfig:
     backend: str = "asyncio"
     live: bool = True
     plot: str | None = None
+    #: serve the dashboard beside the demo (asyncio only)
+    web: bool = False
+    #: the dashboard's port: None for 8642 or a free one when it is busy, 0 for a free one
+    web_port: int | None = None
 
 
 @attrs.frozen
@@ -73,6 +78,8 @@ class DemoResult:
     server_requests: dict[str, int] = attrs.Factory(dict)
     server_answers: dict[int, int] = attrs.Factory(dict)  # HTTP status -> answers
     elapsed: float = 0.0
+    #: where ``--web`` served the dashboard
+    dashboard_url: str | None = None
 
     def count(self, kind: str) -> int:
         return sum(1 for o in self.outcomes if o.kind == kind)
@@ -209,7 +216,11 @@ async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
         structlog.configure(processors=[_quiet])
         stop_at = started + config.duration
         try:
-            async with anyio.create_task_group() as watchers, supervisor:
+            async with (
+                _dashboard(config, supervisor, result, out),
+                anyio.create_task_group() as watchers,
+                supervisor,
+            ):
                 events = supervisor.events(
                     kinds=[BreakerTransition, DependencyPaused], buffer=100_000
                 )
@@ -324,10 +335,28 @@ def _line(status: DependencyStatus, phase: str, result: DemoResult, elapsed: flo
     )
 
 
+@contextlib.asynccontextmanager
+async def _dashboard(
+    config: DemoConfig, supervisor: Supervisor, result: DemoResult, out: TextIO
+) -> AsyncIterator[None]:
+    """With ``web``, the dashboard served while the block runs; else nothing."""
+    if not config.web:
+        yield
+        return
+    from ._web import dashboard
+
+    async with dashboard(supervisor, config.web_port, out) as url:
+        result.dashboard_url = url
+        yield
+
+
 def run_demo(config: DemoConfig, out: TextIO = sys.stdout) -> DemoResult:
     """Run the demo on the configured backend and return everything it observed."""
     if config.scenario not in SCENARIOS:
         msg = f"unknown scenario {config.scenario!r}; choose from {', '.join(SCENARIOS)}"
+        raise ValueError(msg)
+    if config.web and config.backend != "asyncio":
+        msg = "the dashboard (web=True) needs the asyncio backend: uvicorn runs on asyncio only"
         raise ValueError(msg)
 
     async def main() -> DemoResult:
