@@ -1,0 +1,526 @@
+"""
+Rate and token limits at admission (issue #10): the order pause/breaker -> limits -> bulkhead,
+waits that hold no slot and respect the deadline, all-or-none turns across several limits,
+refunds when a call never goes, settling with the real usage, and bad costs.
+
+On trio the clock is virtual: a limit of 10 per 10 s is tested in milliseconds. On asyncio the
+clock is real, so the same tests use periods a hundred times shorter; no test asserts a time
+on asyncio, only counts and order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from policies import Breaker, Bulkhead, RateLimit, Retry, Timeout, backoff
+from supervisor import BreakerOpen, BulkheadFull, RateLimited, Supervisor, SupervisorClosed
+
+from .conftest import Fake, Gate, guard
+
+pytestmark = pytest.mark.anyio
+
+
+async def blocked(is_trio: bool) -> None:
+    """Let the tasks just started run until they block. On trio, exactly that; on asyncio,
+    anyio's wait_all_tasks_blocked() polls every 0.1 s (longer than these tests' real waits),
+    so a few checkpoints instead: a caller reaches its wait for a turn in one or two."""
+    if is_trio:
+        await anyio.wait_all_tasks_blocked()
+    else:
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+
+
+def period(is_trio: bool) -> float:
+    """The limits' `per`: 10 s of virtual time on trio, 0.1 s of real time on asyncio."""
+    return 10.0 if is_trio else 0.1
+
+
+async def test_calls_within_the_burst_go_at_once_and_the_next_is_rate_limited(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """A full bucket lets `burst` calls through; with max_wait=0 the next one is refused with
+    RateLimited saying how long until a turn, without reaching the dependency; it counts as
+    a rejection (reason rate_limited) and is never retried."""
+    fake = Fake()
+    per = period(is_trio)
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(3, per=per),
+        retry=Retry(attempts=3, backoff=backoff.constant(0.0)),
+    )
+    with guard():
+        async with sup:
+            for _ in range(3):
+                assert "ok" == await sup.call("llm")
+            with pytest.raises(RateLimited) as caught:
+                await sup.call("llm")
+            status = sup.status("llm")
+    assert 3 == fake.count
+    assert "llm" == caught.value.dependency
+    assert 0 < caught.value.retry_after <= per / 3 + 1e-9
+    assert {"rate_limited": 1} == status.rejected_by
+    assert 0 == status.retries
+    assert 1 == len(status.rate_limit)
+
+
+async def test_a_call_waits_for_its_turn_within_max_wait_holding_no_slot(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """With max_wait, a call past the burst waits for its turn; while it waits it holds no
+    bulkhead slot (another call runs in the only slot meanwhile) and no queue place."""
+    per = period(is_trio)
+    gate = Gate()
+    fake = Fake("first", gate)
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(1, per=per, max_wait=math.inf),
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=0),
+    )
+    other = Fake()
+    sup.register("other", other)
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            assert "first" == await sup.call("llm")  # the bucket is now empty
+            results: list[object] = []
+
+            async def waiter() -> None:
+                results.append(await sup.call("llm"))
+
+            tg.start_soon(waiter)
+            await blocked(is_trio)
+            waiting = sup.status("llm")
+            assert (0, 0) == (waiting.in_flight, waiting.queued)  # no slot, no queue place
+            await fake.entered.wait()
+            gate.open()
+    assert ["ok"] == results
+    assert 2 == fake.count
+    if is_trio:
+        assert per == pytest.approx(fake.times[1] - fake.times[0], abs=1e-6)
+
+
+async def test_a_wait_past_the_total_deadline_is_rate_limited_at_once_and_goes_to_the_fallback(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """The wait for a turn respects the total deadline: a turn due after it is refused at
+    once (RateLimited, fallback-eligible), and the turn is not taken."""
+    per = period(is_trio)
+    fake = Fake()
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(1, per=per, max_wait=math.inf),
+        timeout=Timeout(total=per / 2),
+        fallback=lambda error, *args: type(error).__name__,
+    )
+    with guard():
+        async with sup:
+            assert "ok" == await sup.call("llm")
+            before = sup.status("llm").rate_limit
+            assert "RateLimited" == await sup.call("llm")
+            after = sup.status("llm")
+    assert 1 == fake.count
+    assert 1 == after.fallbacks
+    assert after.rate_limit[0] >= before[0]  # nothing was taken by the refused call
+
+
+async def test_admission_order_breaker_before_limits_takes_no_turn(sup: Supervisor) -> None:
+    """An open breaker refuses before the limits are asked: no turn is spent on a call that
+    cannot go."""
+    fake = Fake(ConnectionError("down"))
+    sup.register(
+        "llm",
+        fake,
+        breaker=Breaker(failure_threshold=1, break_duration=60.0),
+        rate_limit=RateLimit(5, per=60.0),
+    )
+    with guard():
+        async with sup:
+            with pytest.raises(ConnectionError):
+                await sup.call("llm")
+            left = sup.status("llm").rate_limit[0]
+            for _ in range(3):
+                with pytest.raises(BreakerOpen):
+                    await sup.call("llm")
+            assert left == pytest.approx(sup.status("llm").rate_limit[0], abs=1e-3)
+
+
+async def test_admission_order_limits_before_bulkhead_refunds_a_refused_call(
+    sup: Supervisor,
+) -> None:
+    """A call that takes its turn and is then refused by the bulkhead never went: its turn
+    goes back to the limit."""
+    gate = Gate()
+    fake = Fake(gate)
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(10, per=3600.0),
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=0),
+    )
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            tg.start_soon(sup.call, "llm")
+            await fake.entered.wait()
+            left = sup.status("llm").rate_limit[0]
+            with pytest.raises(BulkheadFull):
+                await sup.call("llm")
+            assert left == pytest.approx(sup.status("llm").rate_limit[0], abs=1e-3)
+            gate.open()
+    assert 1 == fake.count
+
+
+async def test_a_call_cancelled_while_waiting_for_its_turn_gives_it_back(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """A caller cancelled while it waits for a turn never went: the turn is refunded, so the
+    next caller does not wait for it."""
+    per = period(is_trio)
+    fake = Fake()
+    sup.register("llm", fake, rate_limit=RateLimit(1, per=per, max_wait=math.inf))
+    with guard():
+        async with sup:
+            await sup.call("llm")
+            empty = sup.status("llm").rate_limit[0]
+            with anyio.move_on_after(per / 4):
+                await sup.call("llm")  # waits for a turn due in `per`: cancelled first
+            refilled = sup.status("llm").rate_limit[0]
+    assert 1 == fake.count
+    # a quarter of a period refilled a quarter of a unit; the cancelled turn did not stay
+    assert refilled == pytest.approx(empty + 0.25, abs=0.2)
+    assert refilled > 0.0
+
+
+async def test_several_limits_take_a_turn_in_each_or_in_none(sup: Supervisor) -> None:
+    """Requests per minute and tokens per minute together: a call the token limit refuses
+    takes nothing from the request limit."""
+    fake = Fake()
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=[
+            RateLimit(100, per=60.0),
+            RateLimit(1000, per=60.0, cost=lambda prompt: len(prompt)),
+        ],
+    )
+    with guard():
+        async with sup:
+            await sup.call("llm", "x" * 900)
+            requests, tokens = sup.status("llm").rate_limit
+            with pytest.raises(RateLimited):
+                await sup.call("llm", "x" * 500)  # 500 tokens > the 100 left
+            assert (requests, tokens) == pytest.approx(sup.status("llm").rate_limit, abs=0.1)
+            await sup.call("llm", "x" * 50)
+    assert 2 == fake.count
+    assert 99 - 1 == pytest.approx(requests - 1, abs=0.1)
+
+
+async def test_a_cost_above_the_burst_is_a_value_error_at_once(sup: Supervisor) -> None:
+    """A call that could never be admitted is a clear ValueError at once (not a wait
+    forever, not a RateLimited the fallback would hide)."""
+    fake = Fake()
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(1000, per=60.0, max_wait=math.inf, cost=len),
+        fallback=lambda error, prompt: "cached",
+    )
+    with guard():
+        async with sup:
+            with pytest.raises(ValueError, match=r"costs 5000 units, more than rate_limit\[0\]"):
+                await sup.call("llm", "x" * 5000)
+    assert 0 == fake.count
+
+
+@pytest.mark.parametrize(
+    ("cost", "error", "message"),
+    [
+        (lambda prompt: -1, ValueError, r"rate_limit\[0\]\.cost of 'llm'.*>= 0"),
+        (lambda prompt: math.nan, ValueError, r"rate_limit\[0\]\.cost of 'llm'"),
+        (lambda prompt: "12", TypeError, r"rate_limit\[0\]\.cost of 'llm'.*str"),
+        (lambda prompt: True, TypeError, r"rate_limit\[0\]\.cost of 'llm'"),
+    ],
+    ids=["negative", "nan", "str", "bool"],
+)
+async def test_a_bad_cost_is_a_clear_error_naming_the_limit(
+    sup: Supervisor, cost: Any, error: type[Exception], message: str
+) -> None:
+    fake = Fake()
+    sup.register("llm", fake, rate_limit=RateLimit(10, per=1.0, cost=cost))
+    with guard():
+        async with sup:
+            with pytest.raises(error, match=message):
+                await sup.call("llm", "prompt")
+            status = sup.status("llm")
+    assert 0 == fake.count
+    assert (0, 0) == (status.calls, status.rejected)
+
+
+async def test_a_cost_function_that_raises_raises_its_own_error_and_releases_the_probe(
+    sup: Supervisor,
+) -> None:
+    """The cost function's own exception reaches the caller; in half-open, the probe permit
+    it was admitted with goes back (the next call can probe)."""
+
+    def cost(prompt: str) -> float:
+        if prompt == "bad":
+            raise KeyError(prompt)
+        return 1.0
+
+    fake = Fake(ConnectionError("down"))
+    sup.register(
+        "llm",
+        fake,
+        breaker=Breaker(failure_threshold=1, break_duration=0.0, half_open_probes=1),
+        rate_limit=RateLimit(10, per=1.0, cost=cost),
+    )
+    with guard():
+        async with sup:
+            with pytest.raises(ConnectionError):
+                await sup.call("llm", "good")
+            with pytest.raises(KeyError):
+                await sup.call("llm", "bad")  # admitted as the probe, then the cost raised
+            assert "ok" == await sup.call("llm", "good")  # the permit came back
+    assert 2 == fake.count
+
+
+async def test_settle_charges_the_real_usage(sup: Supervisor) -> None:
+    """`settle(result)` trues the estimate up: a call estimated at 10 tokens that used 400
+    leaves 400 taken, not 10."""
+    fake = Fake({"usage": 400})
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(
+            1000, per=3600.0, cost=lambda prompt: 10, settle=lambda result: result["usage"]
+        ),
+    )
+    with guard():
+        async with sup:
+            assert {"usage": 400} == await sup.call("llm", "hello")
+            left = sup.status("llm").rate_limit[0]
+    assert 600 == pytest.approx(left, abs=0.5)
+
+
+async def test_a_settle_that_raises_keeps_the_result_and_the_estimate(
+    sup: Supervisor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The call's result is never lost to a bad settle function: the estimate stands and a
+    log line says which limit's settle raised (not the result)."""
+    fake = Fake("secret answer")
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(
+            1000, per=3600.0, cost=lambda prompt: 10, settle=lambda result: result["usage"]
+        ),
+    )
+    with guard():
+        async with sup:
+            assert "secret answer" == await sup.call("llm", "hello")
+            left = sup.status("llm").rate_limit[0]
+    assert 990 == pytest.approx(left, abs=0.5)
+    assert "rate_limit[0].settle of 'llm' raised TypeError" in caplog.text
+    assert "secret" not in caplog.text
+
+
+async def test_each_retry_takes_a_turn(sup: Supervisor) -> None:
+    """Every attempt is a request to the provider: each one takes a turn."""
+    fake = Fake(ConnectionError("blip"), ConnectionError("blip"))
+    sup.register(
+        "llm",
+        fake,
+        rate_limit=RateLimit(10, per=3600.0),
+        retry=Retry(attempts=3, backoff=backoff.constant(0.0)),
+    )
+    with guard():
+        async with sup:
+            assert "ok" == await sup.call("llm")
+            left = sup.status("llm").rate_limit[0]
+    assert 3 == fake.count
+    assert 7 == pytest.approx(left, abs=0.01)
+
+
+async def test_waiting_callers_go_in_the_order_they_came(sup: Supervisor, is_trio: bool) -> None:
+    """FIFO: a turn is a commitment taken when the call arrives, so a large call that came
+    first goes first, and small ones behind it wait for it (it is never starved)."""
+    per = period(is_trio)
+    fake = Fake()
+    sup.register(
+        "llm", fake, rate_limit=RateLimit(10, per=per, max_wait=math.inf, cost=lambda n: n)
+    )
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            await sup.call("llm", 10)  # the bucket is empty
+            for n in (8, 1, 1, 1):
+
+                async def one(n: int = n) -> None:
+                    await sup.call("llm", n)
+
+                tg.start_soon(one)
+                await blocked(is_trio)
+    assert [10, 8, 1, 1, 1] == [args[0] for args, _ in fake.calls]
+
+
+async def test_admitted_calls_keep_to_the_limit_over_every_window(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """Forty callers at once against 5 per `per` (burst 5): every one is admitted in turn, and
+    over every window of `per` at most rate + burst = 10 calls start (the GCRA bound). trio's
+    virtual clock makes the start times exact; on asyncio only the count is checked."""
+    per = period(is_trio) / 2
+    fake = Fake()
+    sup.register("llm", fake, rate_limit=RateLimit(5, per=per, max_wait=math.inf))
+    with guard(120):
+        async with sup, anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(sup.call, "llm")
+    times = sorted(fake.times)
+    assert 40 == len(times)
+    if is_trio:
+        for i, start in enumerate(times):
+            assert sum(1 for t in times[i:] if t <= start + per + 1e-9) <= 10
+        assert 35 * per / 5 == pytest.approx(times[-1] - times[0], abs=1e-6)  # 5, then 1 per T
+
+
+async def test_leaving_the_supervisor_ends_a_wait_for_a_turn(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """A caller waiting for a turn when the supervisor leaves gets SupervisorClosed at once."""
+    fake = Fake()
+    sup.register("llm", fake, rate_limit=RateLimit(1, per=3600.0, max_wait=math.inf))
+    errors: list[BaseException] = []
+    with guard():
+        async with anyio.create_task_group() as tg, sup:
+            await sup.call("llm")
+
+            async def waiter() -> None:
+                try:
+                    await sup.call("llm")
+                except SupervisorClosed as error:
+                    errors.append(error)
+
+            tg.start_soon(waiter)
+            await blocked(is_trio)
+    assert 1 == len(errors)
+    assert "rate-limit turn" in str(errors[0])
+    assert 1 == fake.count
+
+
+async def test_reconfigure_swaps_the_limits(sup: Supervisor) -> None:
+    """`reconfigure(name, rate_limit=...)` swaps the limits (a new bucket starts full);
+    `rate_limit=None` removes them and calls take the hot path again."""
+    fake = Fake()
+    sup.register("llm", fake, rate_limit=RateLimit(1, per=3600.0))
+    with guard():
+        async with sup:
+            await sup.call("llm")
+            with pytest.raises(RateLimited):
+                await sup.call("llm")
+            await sup.reconfigure("llm", rate_limit=[RateLimit(2, per=3600.0)])
+            await sup.call("llm")
+            await sup.call("llm")
+            with pytest.raises(RateLimited):
+                await sup.call("llm")
+            await sup.reconfigure("llm", rate_limit=None)
+            for _ in range(5):
+                await sup.call("llm")
+            assert () == sup.status("llm").rate_limit
+    assert 8 == fake.count
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["100/min", [RateLimit(1), "x"], 5],
+    ids=["str", "sequence-with-a-str", "int"],
+)
+def test_register_names_a_wrong_rate_limit(value: Any) -> None:
+    sup = Supervisor()
+    with pytest.raises(TypeError, match=r"'rate_limit(\[1\])?' must be a policies\.RateLimit"):
+        sup.register("llm", Fake(), rate_limit=value)
+    assert () == sup.dependencies
+
+
+async def test_configured_rate_limits_are_enforced() -> None:
+    """`[dependencies.llm] rate_limit = [...]` in a configuration is picked up by register."""
+    sup = Supervisor.from_config(
+        {
+            "dependencies": {
+                "llm": {
+                    "rate_limit": [
+                        {"rate": 2, "per": 3600},
+                        {"rate": 100, "per": 3600},
+                    ]
+                }
+            }
+        },
+        env={},
+    )
+    fake = Fake()
+    sup.register("llm", fake)
+    with guard():
+        async with sup:
+            await sup.call("llm")
+            await sup.call("llm")
+            with pytest.raises(RateLimited):
+                await sup.call("llm")
+            assert 2 == len(sup.status("llm").rate_limit)
+    assert 2 == fake.count
+
+
+async def test_a_call_waiting_for_its_turn_holds_no_probe_permit(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """Half-open with one probe: a probe that must wait for its turn gives the permit back
+    while it waits, so a second caller is not refused as if a probe were running."""
+    per = period(is_trio)
+    fake = Fake(ConnectionError("down"))
+    sup.register(
+        "llm",
+        fake,
+        breaker=Breaker(failure_threshold=1, break_duration=0.0, half_open_probes=1),
+        rate_limit=RateLimit(1, per=per, max_wait=math.inf),
+    )
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            with pytest.raises(ConnectionError):
+                await sup.call("llm")  # opens; the bucket is empty
+            tg.start_soon(sup.call, "llm")  # the probe: waits for its turn
+            await blocked(is_trio)
+            second = await sup.call("llm")  # not BreakerOpen: waits for the turn after it
+    assert "ok" == second
+    assert 3 == fake.count
+
+
+async def test_a_shared_open_verdict_refuses_calls_until_it_ends(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """The replicas' shared open verdict (issue #12's hook): calls are refused with
+    BreakerOpen (reason shared_open) until it ends, without a transition of the local
+    breaker; lifting it lets calls through at once."""
+    fake = Fake()
+    sup.register("llm", fake)
+    with guard():
+        async with sup:
+            actor = sup._actors["llm"]
+            actor.shared_open(period(is_trio))
+            with pytest.raises(BreakerOpen):
+                await sup.call("llm")
+            status = sup.status("llm")
+            assert status.shared_open_until is not None
+            assert {"shared_open": 1} == status.rejected_by
+            assert "closed" == status.state
+            await anyio.sleep(period(is_trio))  # the verdict's own duration (virtual on trio)
+            assert "ok" == await sup.call("llm")
+            actor.shared_open(3600.0)
+            actor.shared_open(None)
+            assert "ok" == await sup.call("llm")
+            assert sup.status("llm").shared_open_until is None
+    assert 2 == fake.count
