@@ -17,10 +17,9 @@ derive them in one place and always agree.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 
-from policies import State, Transition
+from policies import State
 from supervisor import DependencyStatus
 
 __all__ = ()
@@ -51,6 +50,24 @@ def outcomes(status: DependencyStatus) -> Iterator[tuple[str, int]]:
     yield "slow", slow
 
 
+def breaker_states(status: DependencyStatus) -> Iterator[tuple[str, int]]:
+    """``(state, 1 or 0)`` for every state in :data:`STATES`: 1 for the current one."""
+    current = str(status.state)
+    for state in STATES:
+        yield state, 1 if state == current else 0
+
+
+def transitions(status: DependencyStatus) -> Iterator[tuple[str, int]]:
+    """
+    ``(target state, transitions into it)`` since the supervisor started, from
+    ``status.transitions_total`` (the actor's lifetime counter, not the latest-32 list): every
+    state in :data:`STATES`, 0 when never entered, so each series exists from the first scrape.
+    """
+    counts = status.transitions_total
+    for state in STATES:
+        yield state, counts.get(state, 0)
+
+
 def latencies(status: DependencyStatus) -> Iterator[tuple[str, float]]:
     """``(quantile, seconds)`` for each percentile measured; nothing before the first call."""
     latency = status.latency
@@ -58,57 +75,3 @@ def latencies(status: DependencyStatus) -> Iterator[tuple[str, float]]:
         value: float | None = getattr(latency, attribute)
         if value is not None:
             yield label, value
-
-
-class TransitionTally:
-    """
-    Lifetime counts of breaker transitions by target state, built from the recent transitions
-    ``status()`` keeps (the breaker remembers the latest 32), for as long as no lifetime counter
-    exists in ``status()``.
-
-    Each time it is read it counts the transitions it has not seen yet: those after the newest
-    one it saw last time. That one is found by identity (a snapshot hands out the breaker's own
-    records), or, should a snapshot ever copy them, by lining the list up with the previous one
-    (the longest tail of it that starts the new one). So the counts only grow, as a counter
-    must. They miss transitions only when more than 32 happen between two reads (two scrapes),
-    and they start from the first read: transitions that had rolled out of the list before it
-    are not counted.
-
-    Scrapes may come from a metrics server's thread, so the tally is guarded by a lock.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, dict[str, int]] = {}
-        self._seen: dict[str, tuple[Transition, ...]] = {}
-
-    def read(self, statuses: Mapping[str, DependencyStatus]) -> dict[str, dict[str, int]]:
-        """Count what is new in *statuses*; return ``{dependency: {target: count}}``."""
-        with self._lock:
-            result: dict[str, dict[str, int]] = {}
-            for name, status in statuses.items():
-                counts = self._counts.setdefault(name, dict.fromkeys(STATES, 0))
-                transitions = tuple(status.transitions)
-                seen = self._seen.get(name, ())
-                for transition in transitions[_seen_up_to(seen, transitions) :]:
-                    target = str(transition.target)
-                    counts[target] = counts.get(target, 0) + 1
-                self._seen[name] = transitions
-                result[name] = dict(counts)
-            return result
-
-
-def _seen_up_to(seen: Sequence[object], now: Sequence[object]) -> int:
-    """How many records at the start of *now* were already in *seen*."""
-    if not seen:
-        return 0
-    newest = seen[-1]
-    for index in range(len(now) - 1, -1, -1):
-        if now[index] is newest:
-            return index + 1
-    # Rolled out (then nothing lines up and all of *now* is new), or copies: the longest tail
-    # of *seen* that *now* starts with (32 x 32 comparisons at most).
-    for length in range(min(len(seen), len(now)), 0, -1):
-        if seen[len(seen) - length :] == now[:length]:
-            return length
-    return 0

@@ -29,8 +29,11 @@ instrument                        kind                      attributes besides `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, final
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Final, Literal, final
+
+import attrs
 
 try:
     from opentelemetry import metrics
@@ -41,7 +44,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from supervisor import DependencyStatus
 
-from . import STATES, TransitionTally, latencies, outcomes
+from . import breaker_states, latencies, outcomes, transitions
 
 if TYPE_CHECKING:
     from supervisor import Supervisor
@@ -50,6 +53,92 @@ __all__ = ("instrument", "Instrumentation")
 
 #: The instrumentation scope's name (what exporters show as the meter).
 METER_NAME = "ringfence"
+
+#: A dependency's figures for one instrument: ``(attributes besides dependency, value)`` pairs.
+Figures = Callable[[DependencyStatus], Iterable[tuple[dict[str, str], float]]]
+
+
+def _one(read: Callable[[DependencyStatus], float]) -> Figures:
+    """A single data point per dependency, with no attribute besides ``dependency``."""
+    return lambda status: [({}, read(status))]
+
+
+def _by(key: str, read: Callable[[DependencyStatus], Iterable[tuple[str, float]]]) -> Figures:
+    """One data point per ``(label, value)`` pair *read* gives, the label as attribute *key*."""
+    return lambda status: [({key: label}, value) for label, value in read(status)]
+
+
+@final
+@attrs.frozen
+class _Spec:
+    """One observable instrument: what the module docstring's table lists."""
+
+    kind: Literal["counter", "gauge", "up_down_counter"]
+    name: str
+    figures: Figures
+    unit: str
+    description: str
+
+
+_INSTRUMENTS: Final = (
+    _Spec(
+        "counter",
+        "ringfence.calls",
+        _by("outcome", outcomes),
+        "{attempt}",
+        "Attempts that ended with an outcome (success, failure, slow).",
+    ),
+    _Spec(
+        "counter",
+        "ringfence.rejections",
+        _by("reason", lambda status: sorted(status.rejected_by.items())),
+        "{call}",
+        "Calls turned away without an attempt, by reason.",
+    ),
+    _Spec("counter", "ringfence.retries", _one(attrgetter("retries")), "{retry}", "Retries made."),
+    _Spec(
+        "counter",
+        "ringfence.fallbacks",
+        _one(attrgetter("fallbacks")),
+        "{call}",
+        "Calls answered by the fallback.",
+    ),
+    _Spec(
+        "gauge",
+        "ringfence.breaker.state",
+        _by("state", breaker_states),
+        "",
+        "1 for the breaker's current state, 0 for the others.",
+    ),
+    _Spec(
+        "counter",
+        "ringfence.breaker.transitions",
+        _by("target", transitions),
+        "{transition}",
+        "Breaker transitions by target state, since the supervisor started.",
+    ),
+    _Spec(
+        "up_down_counter",
+        "ringfence.in_flight",
+        _one(attrgetter("in_flight")),
+        "{attempt}",
+        "Attempts running now.",
+    ),
+    _Spec(
+        "up_down_counter",
+        "ringfence.queued",
+        _one(attrgetter("queued")),
+        "{call}",
+        "Calls waiting for a bulkhead slot.",
+    ),
+    _Spec(
+        "gauge",
+        "ringfence.call.duration",
+        _by("quantile", latencies),
+        "s",
+        "Latency quantiles of the latest attempts, in seconds.",
+    ),
+)
 
 
 def instrument(
@@ -78,61 +167,18 @@ class Instrumentation:
     def __init__(self, supervisor: Supervisor, meter: Meter) -> None:
         self._supervisor = supervisor
         self._active = True
-        self._transitions = TransitionTally()
-        observe = self._observer
-        meter.create_observable_counter(
-            "ringfence.calls",
-            callbacks=[observe(_calls)],
-            unit="{attempt}",
-            description="Attempts that ended with an outcome (success, failure, slow).",
-        )
-        meter.create_observable_counter(
-            "ringfence.rejections",
-            callbacks=[observe(_rejections)],
-            unit="{call}",
-            description="Calls turned away without an attempt, by reason.",
-        )
-        meter.create_observable_counter(
-            "ringfence.retries",
-            callbacks=[observe(_retries)],
-            unit="{retry}",
-            description="Retries made.",
-        )
-        meter.create_observable_counter(
-            "ringfence.fallbacks",
-            callbacks=[observe(_fallbacks)],
-            unit="{call}",
-            description="Calls answered by the fallback.",
-        )
-        meter.create_observable_gauge(
-            "ringfence.breaker.state",
-            callbacks=[observe(_state)],
-            description="1 for the breaker's current state, 0 for the others.",
-        )
-        meter.create_observable_counter(
-            "ringfence.breaker.transitions",
-            callbacks=[self._observe_transitions],
-            unit="{transition}",
-            description="Breaker transitions by target state (counted from the latest 32).",
-        )
-        meter.create_observable_up_down_counter(
-            "ringfence.in_flight",
-            callbacks=[observe(_in_flight)],
-            unit="{attempt}",
-            description="Attempts running now.",
-        )
-        meter.create_observable_up_down_counter(
-            "ringfence.queued",
-            callbacks=[observe(_queued)],
-            unit="{call}",
-            description="Calls waiting for a bulkhead slot.",
-        )
-        meter.create_observable_gauge(
-            "ringfence.call.duration",
-            callbacks=[observe(_duration)],
-            unit="s",
-            description="Latency quantiles of the latest attempts, in seconds.",
-        )
+        create = {
+            "counter": meter.create_observable_counter,
+            "gauge": meter.create_observable_gauge,
+            "up_down_counter": meter.create_observable_up_down_counter,
+        }
+        for spec in _INSTRUMENTS:
+            create[spec.kind](
+                spec.name,
+                callbacks=[self._observer(spec.figures)],
+                unit=spec.unit,
+                description=spec.description,
+            )
 
     def unregister(self) -> None:
         """
@@ -141,9 +187,7 @@ class Instrumentation:
         """
         self._active = False
 
-    def _observer(
-        self, figures: Callable[[DependencyStatus], Iterator[tuple[dict[str, str], float]]]
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def _observer(self, figures: Figures) -> Callable[[CallbackOptions], Iterable[Observation]]:
         """A callback reporting *figures* of every dependency, read from ``status()``."""
 
         def callback(options: CallbackOptions) -> Iterable[Observation]:
@@ -156,53 +200,3 @@ class Instrumentation:
             ]
 
         return callback
-
-    def _observe_transitions(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._active:
-            return []
-        counts = self._transitions.read(self._supervisor.status())
-        return [
-            Observation(count, {"dependency": name, "target": target})
-            for name, targets in counts.items()
-            for target, count in targets.items()
-        ]
-
-
-# Each figure: a dependency's status -> (attributes besides `dependency`, value) pairs.
-
-
-def _calls(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    for outcome, count in outcomes(status):
-        yield {"outcome": outcome}, count
-
-
-def _rejections(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    for reason, count in sorted(status.rejected_by.items()):
-        yield {"reason": reason}, count
-
-
-def _retries(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    yield {}, status.retries
-
-
-def _fallbacks(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    yield {}, status.fallbacks
-
-
-def _state(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    current = str(status.state)
-    for state in STATES:
-        yield {"state": state}, 1 if state == current else 0
-
-
-def _in_flight(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    yield {}, status.in_flight
-
-
-def _queued(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    yield {}, status.queued
-
-
-def _duration(status: DependencyStatus) -> Iterator[tuple[dict[str, str], float]]:
-    for quantile, seconds in latencies(status):
-        yield {"quantile": quantile}, seconds

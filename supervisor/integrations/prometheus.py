@@ -13,31 +13,28 @@ the supervisor is entered (every dependency reads as a blank closed one) and aft
 
 Metrics (every one labelled ``dependency``):
 
-=============================================  =======  ===========================================
-name                                           type     value
-=============================================  =======  ===========================================
-``ringfence_calls_total{outcome}``             counter  attempts that ended with an outcome, by
-                                                        ``outcome``: ``success`` (incl. exceptions
-                                                        the breaker does not record), ``failure``,
-                                                        ``slow`` (over ``Breaker.slow_call``).
-                                                        Each attempt of a retried call counts;
-                                                        cancelled attempts count nowhere.
-``ringfence_rejections_total{reason}``         counter  calls turned away, by reason
-                                                        (``status().rejected_by``)
-``ringfence_retries_total``                    counter  retries made
-``ringfence_fallbacks_total``                  counter  calls the fallback answered
-``ringfence_breaker_state{state}``             gauge    1 for the current state, 0 for the others
-``ringfence_breaker_transitions_total{target}``counter  transitions into ``target`` (see below)
-``ringfence_in_flight``                        gauge    attempts running now
-``ringfence_queued``                           gauge    calls waiting for a bulkhead slot
-``ringfence_call_duration_seconds{quantile}``  gauge    p50/p95/p99 (``0.5``/``0.95``/``0.99``) of
-                                                        the latest attempts' latencies; absent
-                                                        before the first attempt
-=============================================  =======  ===========================================
-
-``ringfence_breaker_transitions_total`` is counted from the recent transitions ``status()``
-keeps (32 per dependency): it grows by what is new at each scrape, so it misses transitions only
-if more than 32 happen between two scrapes.
+==============================================  =======  ===========================================
+name                                            type     value
+==============================================  =======  ===========================================
+``ringfence_calls_total{outcome}``              counter  attempts that ended with an outcome, by
+                                                         ``outcome``: ``success`` (incl. exceptions
+                                                         the breaker does not record), ``failure``,
+                                                         ``slow`` (over ``Breaker.slow_call``).
+                                                         Each attempt of a retried call counts;
+                                                         cancelled attempts count nowhere.
+``ringfence_rejections_total{reason}``          counter  calls turned away, by reason
+                                                         (``status().rejected_by``)
+``ringfence_retries_total``                     counter  retries made
+``ringfence_fallbacks_total``                   counter  calls the fallback answered
+``ringfence_breaker_state{state}``              gauge    1 for the current state, 0 for the others
+``ringfence_breaker_transitions_total{target}`` counter  transitions into ``target`` since the
+                                                         supervisor started
+``ringfence_in_flight``                         gauge    attempts running now
+``ringfence_queued``                            gauge    calls waiting for a bulkhead slot
+``ringfence_call_duration_seconds{quantile}``   gauge    p50/p95/p99 (``0.5``/``0.95``/``0.99``) of
+                                                         the latest attempts' latencies; absent
+                                                         before the first attempt
+==============================================  =======  ===========================================
 
 Where to serve it: from the supervisor's own event loop is best, e.g. prometheus-client's
 ``make_asgi_app()`` mounted in the service's ASGI app. ``start_http_server`` scrapes from a
@@ -63,7 +60,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     )
     raise ImportError(msg) from error
 
-from . import STATES, TransitionTally, latencies, outcomes
+from . import breaker_states, latencies, outcomes, transitions
 
 if TYPE_CHECKING:
     from supervisor import Supervisor
@@ -96,7 +93,6 @@ class RingfenceCollector:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
-        self._transitions = TransitionTally()
 
     def describe(self) -> Iterable[Metric]:
         """The metric families, empty (prometheus-client checks names against them)."""
@@ -104,20 +100,17 @@ class RingfenceCollector:
 
     def collect(self) -> Iterable[Metric]:
         """The figures now, read from ``supervisor.status()``."""
-        statuses = self._supervisor.status()
-        transitions = self._transitions.read(statuses)
         out = _Families()
-        for name, status in statuses.items():
+        for name, status in self._supervisor.status().items():
             for outcome, count in outcomes(status):
                 out.calls.add_metric([name, outcome], count)
             for reason, count in sorted(status.rejected_by.items()):
                 out.rejections.add_metric([name, reason], count)
             out.retries.add_metric([name], status.retries)
             out.fallbacks.add_metric([name], status.fallbacks)
-            current = str(status.state)
-            for state in STATES:
-                out.state.add_metric([name, state], 1.0 if state == current else 0.0)
-            for target, count in transitions[name].items():
+            for state, value in breaker_states(status):
+                out.state.add_metric([name, state], value)
+            for target, count in transitions(status):
                 out.transitions.add_metric([name, target], count)
             out.in_flight.add_metric([name], status.in_flight)
             out.queued.add_metric([name], status.queued)
@@ -153,7 +146,7 @@ class _Families:
         )
         self.transitions = CounterMetricFamily(
             "ringfence_breaker_transitions",
-            "Breaker transitions by target state (counted from the latest 32 at each scrape).",
+            "Breaker transitions by target state, since the supervisor started.",
             labels=[*dependency, "target"],
         )
         self.in_flight = GaugeMetricFamily(

@@ -169,3 +169,24 @@ async def test_isolated_dependency_and_its_rejections(
     )
     assert {**NO_TRANSITIONS, "isolated": 1} == of(points, "ringfence.breaker.transitions", "dep")
     assert {"breaker_isolated": 2} == of(points, "ringfence.rejections", "dep")
+
+
+async def test_transitions_are_lifetime_counts(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """50 transitions between two collections all count, past the 32 status() keeps."""
+    sup = Supervisor()
+    sup.register("dep", Fake())
+    instrument(sup, meter_provider=provider)
+    with guard():
+        async with sup:
+            assert NO_TRANSITIONS == of(collect(reader), "ringfence.breaker.transitions", "dep")
+            for _ in range(25):
+                await sup.isolate("dep")
+                await sup.reset("dep")
+            await sup.force_half_open("dep")
+            points = collect(reader)
+    assert {"closed": 25, "open": 0, "half_open": 1, "isolated": 25} == of(
+        points, "ringfence.breaker.transitions", "dep"
+    )
+    assert 32 == len(sup.status("dep").transitions)

@@ -152,19 +152,27 @@ async def test_slow_calls_and_exact_latency_quantiles() -> None:
     }
 
 
-async def test_transitions_keep_counting_past_the_recent_list() -> None:
-    """Transitions counted across scrapes keep growing after status' list of 32 rolls over."""
+async def test_transitions_count_every_one_however_rarely_scraped() -> None:
+    """
+    Transitions are lifetime counts: 50 of them between two scrapes all count, though
+    status() keeps only the latest 32, and a collector registered late counts the earlier ones.
+    """
     sup = Supervisor()
     sup.register("dep", Fake())
-    registry = CollectorRegistry()
-    registry.register(collector(sup))
+    early = CollectorRegistry()
+    early.register(collector(sup))
     with guard():
         async with sup:
-            for round_ in range(25):  # 50 transitions, scraped every 2
+            assert NO_TRANSITIONS == of(scrape(early), "ringfence_breaker_transitions_total", "dep")
+            for _ in range(25):  # 50 transitions, no scrape in between
                 await sup.isolate("dep")
                 await sup.reset("dep")
-                transitions = of(scrape(registry), "ringfence_breaker_transitions_total", "dep")
-                assert (round_ + 1, round_ + 1) == (transitions["isolated"], transitions["closed"])
+            await sup.force_half_open("dep")
+            late = CollectorRegistry()
+            late.register(collector(sup))
+            expected = {"closed": 25.0, "open": 0.0, "half_open": 1.0, "isolated": 25.0}
+            assert expected == of(scrape(early), "ringfence_breaker_transitions_total", "dep")
+            assert expected == of(scrape(late), "ringfence_breaker_transitions_total", "dep")
     assert 32 == len(sup.status("dep").transitions)
 
 
