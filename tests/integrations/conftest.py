@@ -4,7 +4,8 @@ Tests of the optional integrations (Prometheus, OpenTelemetry, ASGI, the dashboa
 In-process tests run on asyncio and trio, trio with a fresh autojumping ``MockClock`` per test
 (the runtime tests' habit). The ASGI and browser tests run the example app under a real uvicorn
 server on a free loopback port, in a thread with its own event loop, and talk to it over HTTP;
-they wait for it by polling its health route a bounded number of times, never by sleeping.
+they wait for uvicorn to say it has started (an event set at the end of its startup), never by
+sleeping or polling.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import importlib.util
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fastapi_app.py"
@@ -52,15 +53,30 @@ def load_example() -> ModuleType:
     return module
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, setting ``ready`` when its startup ends (``started`` says whether it worked)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()
+
+
 class LiveServer:
     """
     An ASGI app served by a real uvicorn on ``127.0.0.1`` and a free port, in a thread with
     its own asyncio loop (the demo's FlakyLLMServer does the same). ``base`` is its URL.
     """
 
-    def __init__(self, app: Any) -> None:
-        import uvicorn
+    #: Seconds to wait for uvicorn's startup (the app's lifespan included) before failing.
+    STARTUP = 30.0
 
+    def __init__(self, app: Any) -> None:
         self.app = app
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,30 +88,28 @@ class LiveServer:
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, timeout_graceful_shutdown=5
         )
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
+        self.server = _Server(config)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self, ready_path: str, tries: int = 200) -> None:
-        """Start, then poll *ready_path* until it answers (at most *tries* times)."""
-        import httpx
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self._sock])
+        finally:
+            self.server.ready.set()  # failed before its startup ended: nobody waits forever
 
+    def start(self) -> None:
+        """Start, and return once uvicorn has run the app's lifespan startup and listens."""
         self._thread.start()
-        for _ in range(tries):
-            if not self._thread.is_alive():
-                break
-            try:
-                httpx.get(self.base + ready_path, timeout=1.0)
-            except httpx.TransportError:
-                time.sleep(0.025)  # polling a real server in another thread, bounded
-                continue
-            return
-        msg = f"the server did not answer {ready_path} after {tries} tries"
-        raise RuntimeError(msg)
+        if not self.server.ready.wait(self.STARTUP):
+            msg = f"uvicorn did not finish its startup within {self.STARTUP} s"
+            raise RuntimeError(msg)
+        if not self.server.started:
+            self._thread.join(timeout=15)
+            msg = "uvicorn failed to start (its error is logged above)"
+            raise RuntimeError(msg)
 
     def subscribers(self) -> int:
-        """Event streams open on the app's supervisor (the hub's own count; read-only)."""
+        """Event streams open on the app's supervisor (``EventHub.subscribers``, read-only)."""
         return int(self.app.state.supervisor._hub.subscribers)
 
     def stop(self) -> None:
@@ -115,7 +129,7 @@ def example() -> ModuleType:
 def live(example: ModuleType) -> Iterator[LiveServer]:
     """The example app (a fresh supervisor) under a real uvicorn server."""
     server = LiveServer(example.create_app(seed=11))
-    server.start("/ringfence/health")
+    server.start()
     try:
         yield server
     finally:

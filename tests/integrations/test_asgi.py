@@ -175,7 +175,7 @@ def test_lifespan_enters_the_supervisor_at_startup_and_leaves_at_shutdown(
     supervisor = app.state.supervisor
     server = LiveServer(app)
     assert repr(supervisor).startswith("<Supervisor new")
-    server.start("/ringfence/health")
+    server.start()
     try:
         assert repr(supervisor).startswith("<Supervisor running")
         assert 200 == httpx.get(server.base + "/db/x", timeout=5.0).status_code
