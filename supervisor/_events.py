@@ -370,6 +370,11 @@ class EventHub:
 
     @property
     def subscribers(self) -> int:
+        """
+        Event streams subscribed now (read-only): each :meth:`subscribe` counts until its
+        stream is closed (``aclose()``, or leaving its ``async with``), freed, or the hub
+        closes. Listeners (:meth:`add_listener`) are not counted.
+        """
         return len(self._streams)
 
     def close(self) -> None:

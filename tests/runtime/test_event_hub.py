@@ -109,6 +109,33 @@ async def test_a_stream_nobody_holds_is_unsubscribed() -> None:
     assert 0 == hub.subscribers
 
 
+async def test_subscribers_counts_the_open_streams_and_is_read_only() -> None:
+    """Each subscription counts until it is closed, left, freed or the hub closes."""
+    hub = EventHub()
+    counts = [hub.subscribers]
+    first, second = hub.subscribe(), hub.subscribe(kinds=[CallRejected])
+    counts.append(hub.subscribers)
+    with guard():
+        await first.aclose()
+        counts.append(hub.subscribers)
+        async with hub.subscribe():
+            counts.append(hub.subscribers)
+        counts.append(hub.subscribers)
+        hub.subscribe()  # held by nobody: freed at once on CPython
+        gc.collect()
+        counts.append(hub.subscribers)
+        hub.add_listener(lambda event: None)  # a listener is not a subscriber
+        counts.append(hub.subscribers)
+        hub.close()
+        counts.append(hub.subscribers)
+        hub.subscribe()  # after close: born ended, never counted
+        counts.append(hub.subscribers)
+    assert [0, 2, 1, 2, 1, 1, 1, 0, 0] == counts
+    assert second is not None  # held until here
+    with pytest.raises(AttributeError):
+        hub.subscribers = 3  # type: ignore[misc]
+
+
 def test_log_lines_go_to_the_stdlib_logger_when_structlog_is_not_configured(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
