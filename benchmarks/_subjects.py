@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from policies import Breaker, Bulkhead, Retry, Timeout, backoff
+from policies import Breaker, Bulkhead, RateLimit, Retry, Timeout, backoff
 from supervisor import Supervisor
 
 Call = Callable[[int], Awaitable[object]]
@@ -60,6 +60,31 @@ async def ringfence_breaker_bulkhead(
         bulkhead=Bulkhead(max_concurrent=max_concurrent, max_queued=max_queued),
     )
     async with supervisor:
+        yield handle
+
+
+@asynccontextmanager
+async def ringfence_rate_limited(fn: Call = dep, limits: int = 1) -> AsyncIterator[Call]:
+    """Breaker + bulkhead + one limit (requests) or two (requests and tokens, priced by a
+    cost function), never waiting: what taking a turn costs on the success path."""
+    rate_limits = [RateLimit(1e12, per=1.0)]
+    if limits == 2:
+        rate_limits.append(RateLimit(1e15, per=1.0, cost=lambda x: 100.0))
+    supervisor = Supervisor()
+    handle = supervisor.register(
+        "dep",
+        fn,
+        breaker=Breaker(failure_threshold=5, break_duration=30.0),
+        bulkhead=Bulkhead(max_concurrent=BIG, max_queued=0),
+        rate_limit=rate_limits,
+    )
+    async with supervisor:
+        yield handle
+
+
+@asynccontextmanager
+async def ringfence_two_limits(fn: Call = dep) -> AsyncIterator[Call]:
+    async with ringfence_rate_limited(fn, limits=2) as handle:
         yield handle
 
 
@@ -260,6 +285,8 @@ OVERHEAD_SUBJECTS: dict[str, Callable[..., AbstractAsyncContextManager[Call]]] =
     "reference: bare await in the backend's cancel scope": native_cancel_scope,
     "ringfence breaker+bulkhead": ringfence_breaker_bulkhead,
     "ringfence full stack": ringfence_full,
+    "ringfence breaker+bulkhead+1 rate limit": ringfence_rate_limited,
+    "ringfence breaker+bulkhead+2 rate limits": ringfence_two_limits,
     "circuitbreaker": circuitbreaker_,
     "aiobreaker": aiobreaker_,
     "purgatory": purgatory_,

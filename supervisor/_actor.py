@@ -139,6 +139,7 @@ _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 _IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
 _IN_RATE_LIMIT: Final = "supervisor shut down while the call waited for its rate-limit turn"
 _log: Final = logging.getLogger("ringfence")
+_FLOAT_MAX: Final = sys.float_info.max
 
 
 # What calling a registered callable gives (see _callable_kind).
@@ -431,6 +432,8 @@ class Actor:
         self._limiters: list[Any] = []  # RateLimiter, or a shared source with its interface
         self._settles = any(limit.settle is not None for limit in rate_limit)
         self._simple_costs = all(limit.cost is None for limit in rate_limit)
+        self._unit_costs: list[float] = [1] * len(rate_limit)
+        self._local_limits = True
         # A shared open verdict from other replicas: calls are refused until then (loop clock).
         self._forced_until: float | None = None
         # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
@@ -535,11 +538,7 @@ class Actor:
             self.entry = self._not_awaitable
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(self._max_concurrent)
-        shared = self._supervisor._shared
-        self._limiters = [
-            limit.machine() if shared is None else shared.limiter(self.name, i, limit)
-            for i, limit in enumerate(self._rate_limits)
-        ]
+        self._set_limiters()
         self._accepting = True
         self._open_gate()
         self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
@@ -814,9 +813,30 @@ class Actor:
             machine = self._machine
         if self._forced_until is not None:
             self._check_forced(machine, epoch)
-        if not self._limiters:
+        limiters = self._limiters
+        if not limiters:
             return await self._take_slot(machine, epoch, deadline)
-        epoch, costs = await self._take_turn(machine, epoch, deadline, args, kwargs)
+        # The rate limits: a turn in each, all or none (written out: this is the success path
+        # of every rate-limited call; a wait is the exception).
+        try:
+            costs = self._costs(args, kwargs) if not self._simple_costs else self._unit_costs
+        except BaseException:
+            machine.on_cancel(epoch)
+            raise
+        now = self._clock()
+        budget = deadline - now if deadline is not None else math.inf
+        if self._local_limits:
+            result = reserve_all(limiters, now, costs, budget)
+        else:
+            result = self._reserve_shared(limiters, now, costs, budget)
+        if isinstance(result, Refusal):
+            machine.on_cancel(epoch)
+            raise self._reject_rate_limited(result, costs)
+        if result > 0.0:
+            epoch = await self._wait_for_turn(machine, epoch, deadline, result, costs)
+        if self._in_flight < self._max_concurrent:
+            self._in_flight += 1
+            return epoch
         try:
             return await self._take_slot(self._machine, epoch, deadline)
         except BaseException:
@@ -851,6 +871,19 @@ class Actor:
             return epoch
         return await self._admit_slow(machine, epoch, deadline, args, kwargs)
 
+    def _set_limiters(self) -> None:
+        """The limits' machines: local GCRA, or the shared state's sources (``shared=``)."""
+        limits = self._rate_limits
+        shared = self._supervisor._shared
+        self._limiters = [
+            limit.machine() if shared is None else shared.limiter(self.name, i, limit)
+            for i, limit in enumerate(limits)
+        ]
+        self._local_limits = all(type(limiter) is RateLimiter for limiter in self._limiters)
+        self._settles = any(limit.settle is not None for limit in limits)
+        self._simple_costs = all(limit.cost is None for limit in limits)
+        self._unit_costs = [1.0] * len(limits)
+
     def _open_gate(self) -> None:
         """Set the hot path's gate: open (the slot count) only while nothing else applies."""
         if (
@@ -867,14 +900,18 @@ class Actor:
 
     def _costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
         """Each limit's price for this call (1 without a cost function), checked."""
-        if self._simple_costs:
-            return [1] * len(self._limiters)
         costs: list[float] = []
-        for i, limit in enumerate(self._rate_limits):
-            if limit.cost is None:
-                costs.append(1)
+        i = -1
+        for limit in self._rate_limits:
+            i += 1
+            cost = limit.cost
+            if cost is None:
+                costs.append(1.0)
                 continue
-            value = limit.cost(*args, **kwargs)  # its own exception is the caller's: a bug
+            value = cost(*args, **kwargs)  # its own exception is the caller's: a bug
+            if (value.__class__ is float or value.__class__ is int) and 0.0 <= value <= _FLOAT_MAX:
+                costs.append(value)
+                continue
             if inspect.isawaitable(value):
                 _discard(value)
                 msg = (
@@ -885,35 +922,20 @@ class Actor:
             costs.append(_valid_cost(f"rate_limit[{i}].cost of {self.name!r}", value))
         return costs
 
-    async def _take_turn(
+    async def _wait_for_turn(
         self,
         machine: CircuitBreaker,
         epoch: int,
         deadline: float | None,
-        args: tuple[object, ...],
-        kwargs: dict[str, Any],
-    ) -> tuple[int, list[float]]:
+        wait: float,
+        costs: list[float],
+    ) -> int:
         """
-        Take a turn in every rate limit (all or none), waiting for it when the wait fits the
-        limits' ``max_wait`` and the call's deadline, holding no slot and no probe permit;
-        else ``RateLimited`` at once. FIFO: a turn is a commitment (policies.rate_limit, rule
-        1), so a large call is never starved by small ones. Returns (epoch, costs).
+        The turn is taken and due in *wait* seconds (within the limits' ``max_wait`` and the
+        call's deadline): wait for it holding no slot and no probe permit. FIFO: a turn is a
+        commitment (policies.rate_limit, rule 1), so a large call is never starved by small
+        ones. Returns the epoch to run in (admitted by the breaker again).
         """
-        try:
-            costs = self._costs(args, kwargs)
-        except BaseException:
-            machine.on_cancel(epoch)
-            raise
-        now = self._clock()
-        budget = deadline - now if deadline is not None else math.inf
-        limiters = self._limiters
-        result = self._reserve(limiters, now, costs, budget)
-        if isinstance(result, Refusal):
-            machine.on_cancel(epoch)
-            raise self._reject_rate_limited(result, costs)
-        wait = result
-        if wait <= 0.0:
-            return epoch, costs
         machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
         try:
             with anyio.move_on_after(wait):
@@ -930,15 +952,13 @@ class Actor:
         except BaseException:
             self._refund(costs)
             raise
-        return epoch, costs
+        return epoch
 
-    def _reserve(
+    def _reserve_shared(
         self, limiters: list[Any], now: float, costs: list[float], budget: float
     ) -> float | Refusal:
-        if all(limiter.__class__ is RateLimiter for limiter in limiters):
-            return reserve_all(limiters, now, costs, budget)
-        # Shared sources: one at a time, giving back what was taken if a later one refuses.
-        # They answer only what they can honour, so the longest wait is the call's.
+        """Shared sources: one at a time, giving back what was taken if a later one refuses.
+        They answer only waits they can honour, so the longest wait is the call's."""
         wait = 0.0
         for i, (limiter, cost) in enumerate(zip(limiters, costs, strict=True)):
             result = limiter.reserve(now, cost, budget)
@@ -1617,13 +1637,7 @@ class Actor:
         if "rate_limit" in changes:
             # New limits start with full buckets; calls waiting for a turn keep theirs.
             self._rate_limits = changes["rate_limit"]
-            shared = self._supervisor._shared
-            self._limiters = [
-                limit.machine() if shared is None else shared.limiter(self.name, i, limit)
-                for i, limit in enumerate(self._rate_limits)
-            ]
-            self._settles = any(limit.settle is not None for limit in self._rate_limits)
-            self._simple_costs = all(limit.cost is None for limit in self._rate_limits)
+            self._set_limiters()
             self._open_gate()
         self._plain = self._is_async and self._attempt_timeout is None and not self._settles
         if "fallback" in changes:
