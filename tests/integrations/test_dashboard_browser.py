@@ -7,6 +7,7 @@ selenium is missing (saying how to install them); in CI (``CI=true``) it fails i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,8 +124,10 @@ def test_dashboard_shows_a_forced_open_breaker(
         from selenium.webdriver.common.by import By
 
         health = browser.find_element(By.ID, "health").text
-        assert health.startswith("UNHEALTHY"), health
+        # the verdict in capitals, the names as they are spelled
+        verdict, down = health.split(" · down: ")
+        assert ("UNHEALTHY", {"llm", "search"}) == (verdict, set(down.split(", ")))
         countdown = browser.find_element(
             By.CSS_SELECTOR, 'article[data-dependency="search"] .countdown'
         ).text
-        assert countdown.startswith("probe in "), countdown
+        assert re.fullmatch(r"probe in \d+\.\d s · open for \d+\.\d s", countdown), countdown
