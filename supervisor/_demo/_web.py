@@ -1,6 +1,7 @@
 """
 ``ringfence demo --web``: the dashboard (:func:`supervisor.integrations.asgi.app`) served
-beside the demo, on the supervisor's own event loop.
+beside the demo, on the supervisor's own event loop, with the Prometheus collector's text at
+``/metrics`` when prometheus-client is installed.
 
 Its own loop, not a thread of its own as the fake LLM server has: the dashboard's routes call
 ``supervisor.status()`` and ``supervisor.events()``, which belong to the loop the supervisor
@@ -13,12 +14,15 @@ import contextlib
 import errno
 import socket
 from collections.abc import AsyncIterator, Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 import uvicorn
 
 from supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = ("DEFAULT_PORT", "DashboardPortError", "dashboard", "listen")
 
@@ -48,6 +52,38 @@ class _Server(uvicorn.Server):
         # uvicorn would take SIGINT for itself (stopping the dashboard, not the demo) and
         # raise it again only once it stopped. Ctrl-C belongs to the demo.
         yield
+
+
+def _app(supervisor: Supervisor) -> tuple[Starlette, bool]:
+    """
+    The dashboard's app (:func:`supervisor.integrations.asgi.app`) at ``/``, and when
+    prometheus-client is installed the collector's text at ``/metrics``, read on this loop;
+    and whether ``/metrics`` is there.
+    """
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    from supervisor.integrations.asgi import app
+
+    routes: list[Route | Mount] = []
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        from supervisor.integrations.prometheus import collector
+    except ImportError:
+        pass
+    else:
+        registry = CollectorRegistry()
+        registry.register(collector(supervisor))
+
+        async def metrics(request: Request) -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+        routes.append(Route("/metrics", metrics))
+    routes.append(Mount("/", app(supervisor)))
+    return Starlette(routes=routes), len(routes) > 1
 
 
 def listen(port: int | None) -> socket.socket:
@@ -85,12 +121,11 @@ async def dashboard(supervisor: Supervisor, port: int | None, out: TextIO) -> As
     to *out* once it answers; yield the URL. Leaving stops the server (requests still running
     get a few seconds to end; the supervisor leaving first ends the ``/events`` streams).
     """
-    from supervisor.integrations.asgi import app
-
     sock = listen(port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    web, metrics = _app(supervisor)
     config = uvicorn.Config(
-        app(supervisor),
+        web,
         log_level="warning",
         access_log=False,
         lifespan="off",  # the demo enters the supervisor itself
@@ -104,7 +139,8 @@ async def dashboard(supervisor: Supervisor, port: int | None, out: TextIO) -> As
             if not server.started:
                 msg = f"the dashboard server did not start on {url}"
                 raise RuntimeError(msg)
-            out.write(f"dashboard: {url} (live while the demo runs)\n")
+            more = "; Prometheus text at /metrics" if metrics else ""
+            out.write(f"dashboard: {url} (live while the demo runs{more})\n")
             out.flush()
             try:
                 yield url

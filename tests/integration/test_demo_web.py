@@ -18,11 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.__main__ import main
 from supervisor._demo import DemoConfig, run_demo
 
-URL_LINE = re.compile(r"dashboard: (http://127\.0\.0\.1:\d+/) \(live while the demo runs\)\n")
+URL_LINE = re.compile(
+    r"dashboard: (http://127\.0\.0\.1:\d+/)"
+    r" \(live while the demo runs; Prometheus text at /metrics\)\n"
+)
 
 
 @pytest.fixture
@@ -67,12 +71,13 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
 def test_demo_serves_status_events_and_the_page(
     demo: tuple[subprocess.Popen[str], str],
 ) -> None:
-    """While the demo runs, its URL serves /status, /health, /events and the dashboard page."""
+    """While the demo runs, its URL serves /status, /health, /events, the page and /metrics."""
     process, url = demo
     with httpx.Client(base_url=url, timeout=10.0) as client:
         status = client.get("status")
         health = client.get("health")
         page = client.get("")
+        metrics = client.get("metrics")
         with client.stream("GET", "events") as events:
             lines = events.iter_lines()
             first_event = next(lines)
@@ -89,6 +94,25 @@ def test_demo_serves_status_events_and_the_page(
     assert 200 == page.status_code
     assert page.headers["content-type"].startswith("text/html")
     assert "<title>ringfence</title>" in page.text
+    assert metrics.headers["content-type"].startswith("text/plain; version=")
+    families = {family.name: family for family in text_string_to_metric_families(metrics.text)}
+    assert {
+        "ringfence_calls",
+        "ringfence_rejections",
+        "ringfence_retries",
+        "ringfence_fallbacks",
+        "ringfence_breaker_state",
+        "ringfence_breaker_transitions",
+        "ringfence_in_flight",
+        "ringfence_queued",
+        "ringfence_call_duration_seconds",
+    } == set(families)
+    [current] = [
+        sample.labels["state"]
+        for sample in families["ringfence_breaker_state"].samples
+        if sample.value == 1.0 and sample.labels["dependency"] == "llm"
+    ]
+    assert current in {"closed", "open", "half_open"}
     assert "text/event-stream" in events.headers["content-type"]
     assert "event: snapshot" == first_event
     assert ["llm"] == list(json.loads(first_data.removeprefix("data: ")))
