@@ -1,0 +1,616 @@
+"""
+Streamed calls: ``async with supervisor.stream(name, *args) as items: async for item in items``.
+
+Theory of operation
+-------------------
+A :class:`Stream` is one call whose answer comes as items: an LLM's tokens, a server's
+events. It goes through the dependency's policies like a call, with the rules DESIGN.md
+("Streaming calls") sets:
+
+* **Admission and the slot.** Entering the stream admits it exactly as a call is admitted
+  (:meth:`Actor.acquire <supervisor._actor.Actor.acquire>`: breaker, pause, shared verdict,
+  rate limits, bulkhead), and the slot it gets is held until the stream closes: the end of
+  its items, its error, the caller leaving ``async with`` early, or the supervisor leaving.
+  While it holds the slot the stream is in ``actor._streams``, so leaving the supervisor
+  reaches it (:meth:`Stream.cut_off`).
+* **Opening = the first item.** ``__aenter__`` calls the function, awaits the iterable when
+  the function returned an awaitable of one (an SDK's ``create(stream=True)``), and waits for
+  the first item, which it keeps until the caller asks for it. Retries, their backoff and the
+  fallback all happen there, so "before the first item reaches the caller" has one place in
+  the code. After ``__aenter__`` returns, an error propagates unchanged.
+* **Waits are cut by a cancel scope we hold.** Every wait inside the dependency's code (the
+  call, the first item, each later item, closing) runs in an ``anyio.CancelScope`` kept in
+  ``self._scope``. Its deadline is the item's limit (``first_item``/``between_items``, or the
+  total deadline when that comes first); :meth:`cut_off` cancels it from the supervisor's
+  task. anyio scopes compose with the caller's own: a cancellation of an enclosing scope, or
+  a native ``task.cancel()`` landing in the same loop iteration, is not swallowed by ours
+  (anyio checks both on exit), so the caller's cancellation always goes on as itself. A scope
+  costs a few microseconds per item: nothing beside a network round trip per token.
+* **Exactly one outcome, then the slot.** Success when the items end or the caller stops
+  early (``break``, an exception of its own, a relay generator closed); failure when the
+  dependency raises, or an item is late (``AttemptTimeout``); nothing when the caller is
+  cancelled, the total deadline passes (``DeadlineExceeded``: the caller's budget, not the
+  dependency's fault, as for calls) or the supervisor cuts the stream off. The latency
+  recorded is the time to the first item (to the end, for a stream with no item; to the
+  error, for one that failed before its first item): that is what ``Breaker(slow_call=)`` and
+  ``status().latency`` measure for a stream.
+* **Closed in the caller's task.** The iterator is closed with ``aclose()`` (and the iterable
+  too, when it is a separate object with an ``aclose()``, like an SDK stream owning an HTTP
+  response) by the task that iterated it: in ``__anext__`` when the stream ends, fails or is
+  cut off, else in ``__aexit__``. Never by the garbage collector: an async generator
+  finalised there runs its ``finally`` in some other task, where its cancel scopes and
+  context variables are not its own (trio and anyio say the same). The same rule means the
+  dependency's generator must not ``yield`` inside a cancel scope or task group.
+
+Streams do not apply ``Retry.retry_on_result`` (items are not a result) nor a rate limit's
+``settle`` (there is no single result to price): the turns taken at admission stand.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+
+import anyio
+import anyio.lowlevel
+
+from policies import retry_after
+
+from ._actor import _NEVER_RETRIED
+from ._errors import AttemptTimeout, DeadlineExceeded, DependencyCrashed, SupervisorClosed
+from ._events import RetryBudgetExhausted, RetryScheduled
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+
+__all__ = ("Stream",)
+
+T = TypeVar("T")
+R_co = TypeVar("R_co", covariant=True)
+
+#: The message of the SupervisorClosed a cut-off stream raises in its caller.
+_CUT_OFF: Final = "supervisor shut down while the stream was open"
+
+# Where a stream is (Stream._phase).
+_NEW: Final = 0  # made by supervisor.stream(), not entered
+_OPENING: Final = 1  # in __aenter__: admission, attempts, backoff, the fallback
+_OPEN: Final = 2  # items flow
+_DONE: Final = 3  # ended, failed, cut off and closed, or never opened
+
+# How a stream ends, for _finish.
+_ENDED: Final = 0  # the items ended, or the caller stopped early: success
+_FAILED: Final = 1  # the dependency raised, or an item was late: failure
+_NOTHING: Final = 2  # the caller was cancelled, the deadline passed: counts nothing
+
+# Why our cancel scope fired (a late item, or the total deadline).
+_ITEM_LATE: Final = 1
+_DEADLINE: Final = 2
+
+_NO_ITEM: Final[Any] = object()  # no first item is kept
+_END: Final[Any] = object()  # the first wait ended the stream
+
+
+async def _resolve(result: object) -> object:
+    """A result that is not an async iterable but is awaitable, awaited (``create(stream=True)``)."""
+    if not hasattr(type(result), "__aiter__") and inspect.isawaitable(result):
+        return await result
+    return result
+
+
+@final
+class _Items(AsyncIterator[T]):
+    """What ``async with stream as items`` binds: the stream's items, one ``__anext__`` each."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Stream[Any]) -> None:
+        self._stream = stream
+
+    def __anext__(self) -> Any:
+        # The stream's coroutine itself: one coroutine layer less per item.
+        return self._stream._next()
+
+    def __repr__(self) -> str:
+        return f"<items of {self._stream!r}>"
+
+
+@final
+class Stream(Generic[R_co]):
+    """
+    A protected streamed call: ``supervisor.stream(name, *args, **kwargs)`` or
+    ``handle.stream(*args, **kwargs)``. Use it once, as an async context manager::
+
+        async with supervisor.stream("llm", prompt) as tokens:
+            async for token in tokens:
+                ...
+
+    The dependency's function is an async generator function, or a function (sync or async)
+    returning an async iterable or an awaitable of one. A sync function is called on the
+    event loop, not in a worker thread: it only creates the stream, and a client's stream
+    belongs to the loop. The items are the dependency's own, unchanged.
+
+    Entering admits the call (``BreakerOpen``, ``BulkheadFull``, ``RateLimited`` as for
+    calls) and waits for the first item; retries, backoff and the fallback happen only
+    there. The bulkhead slot is held until the stream closes.
+
+    Timeouts (``policies.Timeout``): ``first_item`` (else ``attempt``) bounds each attempt
+    from its request to its first item; ``between_items`` bounds each later wait for an item
+    or for the end; both raise ``AttemptTimeout``, a failure of the dependency, retried only
+    before the first item. ``total`` bounds everything from the first request to the end
+    (``DeadlineExceeded``; it counts nothing against the dependency).
+
+    Outcome for the breaker: success when the items end or the caller stops early; failure
+    when the dependency raises or an item is late; nothing when the caller is cancelled.
+    The latency recorded is the time to the first item.
+
+    The fallback, ``fallback(error, *args, **kwargs)``, may return an async iterable (or an
+    awaitable of one) or be an async generator function; its items come to the caller with
+    no policy applied (no slot, no timeout, no outcome), and it is closed like the
+    dependency's.
+
+    Raises (from ``async with``):
+        BreakerOpen, BulkheadFull, RateLimited: rejected at admission (unless the fallback
+            answers).
+        AttemptTimeout, DeadlineExceeded: no first item in time (unless the fallback answers).
+        SupervisorClosed: the supervisor is not running, or left while the stream opened.
+        DependencyCrashed: the dependency's actor crashed.
+        TypeError: the function (or the fallback) returned no async iterable; never retried.
+        RuntimeError: the stream was entered a second time.
+        Exception: the dependency's own last exception before its first item.
+
+    Raises (from ``async for``):
+        AttemptTimeout: the next item took longer than ``between_items``.
+        DeadlineExceeded: the total deadline passed.
+        SupervisorClosed: the supervisor left ``async with``: the stream was cut off, its
+            slot freed; every further item raises it too.
+        Exception: the dependency's own error, unchanged and not retried.
+    """
+
+    __slots__ = (
+        "_actor",
+        "_args",
+        "_between",
+        "_counted",
+        "_cut",
+        "_deadline",
+        "_epoch",
+        "_first",
+        "_holding",
+        "_iterable",
+        "_iterator",
+        "_kwargs",
+        "_phase",
+        "_refused",
+        "_scope",
+        "_start",
+        "_to_first",
+    )
+
+    def __init__(self, actor: Actor, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
+        self._actor = actor
+        self._args = args
+        self._kwargs = kwargs
+        self._phase = _NEW
+        self._iterable: object = None  # what the function returned (an async iterable)
+        self._iterator: AsyncIterator[Any] | None = None  # its iterator, until closed
+        self._first: Any = _NO_ITEM  # the first item, kept until the caller asks for it
+        self._scope: anyio.CancelScope | None = None  # around the wait in progress, if any
+        self._cut = False  # the supervisor left: every further item raises SupervisorClosed
+        self._holding = False  # a slot is ours (and we are in actor._streams)
+        self._counted = True  # the outcome is settled (True until a slot is taken)
+        self._epoch = 0  # the breaker epoch the attempt was admitted in
+        self._start = 0.0  # when the current attempt was admitted (loop clock)
+        self._to_first: float | None = None  # seconds to the first item, once it came
+        self._deadline: float | None = None  # Timeout.total, as a loop-clock time
+        self._between: float | None = None  # Timeout.between_items
+        self._refused: TypeError | None = None  # ours: "not an async iterable" (never retried)
+
+    def __repr__(self) -> str:
+        phase = ("new", "opening", "open", "closed")[self._phase]
+        if self._cut:
+            phase = "cut off"
+        return f"<Stream of {self._actor.name!r}, {phase}>"
+
+    # ==========================================================================================
+    # The context manager
+
+    async def __aenter__(self: Stream[AsyncIterable[T]]) -> AsyncIterator[T]:
+        if self._phase != _NEW:
+            msg = "a Stream can be entered only once: call supervisor.stream() again"
+            raise RuntimeError(msg)
+        self._phase = _OPENING
+        try:
+            await self._open()
+        except BaseException:
+            self._phase = _DONE
+            raise
+        if self._phase == _OPENING:  # (an empty stream is already _DONE)
+            self._phase = _OPEN
+        return _Items(self)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._phase == _DONE:
+            return
+        self._phase = _DONE
+        # The caller stopped early (it broke out, raised an error of its own, or it is a relay
+        # generator being closed): success. Cancelled (or interrupted): nothing.
+        early = exc is None or isinstance(exc, Exception | GeneratorExit)
+        await self._finish(_ENDED if early else _NOTHING, None, self._actor._clock())
+
+    # ==========================================================================================
+    # Before the first item: admission, attempts, retries, the fallback
+
+    async def _open(self) -> None:
+        """The retry loop (``Actor._call_with_policies``, for the way to the first item)."""
+        actor = self._actor
+        timeout = actor._timeout_policy
+        self._between = timeout.between_items if timeout is not None else None
+        retry = actor._retry
+        total = actor._total
+        now = actor._clock()  # before the supervisor starts, this raises SupervisorClosed
+        deadline = now + total if total is not None else None
+        self._deadline = deadline
+        budget = actor._budget
+        if budget is not None:
+            budget.on_call(now)
+        attempt = 0
+        last: Exception | None = None
+        while True:
+            attempt += 1
+            try:
+                await self._attempt(deadline)
+                return
+            except Exception as exc:
+                if isinstance(exc, DeadlineExceeded) and exc.__cause__ is None and last is not None:
+                    exc.__cause__ = last
+                kind = actor._kind_of_last(exc)
+                final = (
+                    retry is None
+                    or attempt >= retry.attempts
+                    or isinstance(exc, _NEVER_RETRIED)
+                    or exc is self._refused
+                    or not retry.should_retry(exc, kind)
+                )
+                if not final and budget is not None and not budget.try_retry(actor._clock()):
+                    final = True  # a retry over budget is not made: no retry storm
+                    actor._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
+                if final:
+                    if attempt > 1 or hasattr(exc, "__notes__"):
+                        actor._note_attempts(exc, attempt)
+                    if actor._fallback is not None and actor._may_fall_back(exc, kind):
+                        await self._fall_back(exc)
+                        return
+                    raise
+                assert retry is not None
+                hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
+                delay = retry.delay(attempt, actor._rng, exc, retry_after=hint)
+                if deadline is not None and actor._clock() + delay >= deadline:
+                    assert total is not None
+                    expired = DeadlineExceeded(actor.name, total)
+                    expired.__cause__ = exc
+                    if actor._fallback is not None:
+                        await self._fall_back(expired)
+                        return
+                    raise expired from exc
+                actor._retries += 1
+                actor._publish(
+                    RetryScheduled, attempt=attempt, delay=delay, error=type(exc).__name__
+                )
+                last = exc
+                await actor._sleep_before_retry(delay)  # holds no slot
+
+    async def _attempt(self, deadline: float | None) -> None:
+        """
+        One attempt: admission, the call, the first item. On return the first item is kept
+        (and the slot held), or the stream ended empty (success, slot given back).
+
+        Raises:
+            the attempt's error, counted and with the slot given back.
+        """
+        actor = self._actor
+        epoch = await actor.acquire(self._args, self._kwargs, deadline)
+        # One slot is ours from here: give it back exactly once (_let_go), and settle the
+        # outcome exactly once (_count), whatever happens next.
+        self._epoch = epoch
+        self._holding = True
+        self._counted = False
+        self._to_first = None
+        actor._streams[self] = None
+        clock = actor._clock
+        start = self._start = clock()
+        timeout = actor._timeout_policy
+        limit = timeout.first_item if timeout is not None else None
+        setting = "first_item"
+        if limit is None:
+            limit, setting = actor._attempt_timeout, "attempt"
+        scope_deadline, why = self._limit(start, limit, deadline)
+        scope = self._scope = anyio.CancelScope(deadline=scope_deadline)
+        first: Any = _NO_ITEM
+        try:
+            with scope:
+                result = await _resolve(actor._fn(*self._args, **self._kwargs))
+                iterator = self._iterate(result, "function")
+                try:
+                    first = await iterator.__anext__()
+                except StopAsyncIteration:
+                    first = _END
+        except BaseException as exc:
+            self._scope = None
+            end = clock()
+            if self._cut and isinstance(exc, Exception):
+                await self._finish(_NOTHING, None, end)
+                raise SupervisorClosed(_CUT_OFF) from exc
+            await self._finish(_FAILED if isinstance(exc, Exception) else _NOTHING, exc, end)
+            raise
+        self._scope = None
+        end = clock()
+        if self._cut or scope.cancelled_caught:
+            await self._raise_cut(why, limit, setting, end)
+        if first is _END:  # an empty stream: it ended, successfully
+            self._phase = _DONE
+            await self._finish(_ENDED, None, end)
+            return
+        self._to_first = end - start
+        self._first = first
+
+    def _limit(self, now: float, limit: float | None, deadline: float | None) -> tuple[float, int]:
+        """The scope's deadline for a wait of at most *limit* seconds, and what it means."""
+        if limit is None:
+            return (deadline if deadline is not None else math.inf), _DEADLINE
+        at = now + limit
+        if deadline is not None and deadline <= at:
+            return deadline, _DEADLINE
+        return at, _ITEM_LATE
+
+    async def _fall_back(self, error: Exception) -> None:
+        """The fallback answers *error*: its items stream with no policy (no slot held)."""
+        actor = self._actor
+        fallback = actor._fallback
+        assert fallback is not None
+        actor._fallbacks += 1
+        self._iterate(await _resolve(fallback(error, *self._args, **self._kwargs)), "fallback")
+
+    def _iterate(self, result: object, what: str) -> AsyncIterator[Any]:
+        """
+        Keep *result* (an async iterable) and its iterator, to close them when the stream ends.
+
+        Raises:
+            TypeError: *result* is not an async iterable; never retried.
+        """
+        if hasattr(type(result), "__aiter__"):
+            iterator = result.__aiter__()  # type: ignore[attr-defined]
+            if hasattr(type(iterator), "__anext__"):
+                self._iterable, self._iterator = result, iterator
+                return iterator  # type: ignore[no-any-return]
+            problem = f"whose __aiter__() gave {type(iterator).__qualname__}, not an async iterator"
+        else:
+            if inspect.isgenerator(result):
+                result.close()  # a sync generator nobody will run: its finally now, not at gc
+            problem = "not an async iterable (nor an awaitable of one)"
+            if hasattr(type(result), "__aenter__"):
+                problem += (
+                    "; it is an async context manager: register an async generator function"
+                    " that enters it and yields its items"
+                )
+            elif hasattr(type(result), "__iter__"):
+                problem += "; a stream's items must come from an async iterable"
+        self._refused = TypeError(
+            f"{self._actor.name!r}'s {what} returned {type(result).__qualname__}, {problem},"
+            " so it cannot be streamed"
+        )
+        raise self._refused
+
+    # ==========================================================================================
+    # After the first item
+
+    async def _next(self) -> Any:
+        """One item for ``async for`` (see :class:`_Items`)."""
+        if self._cut:  # (the kept first item too: "the next item raises")
+            self._first = _NO_ITEM
+            await self._finish(_NOTHING, None, 0.0)  # closes the generator, in this task
+            raise SupervisorClosed(_CUT_OFF)
+        first = self._first
+        if first is not _NO_ITEM:
+            self._first = _NO_ITEM
+            # A cancellation point like any __anext__ (the item is the stream's, not lost: a
+            # cancelled caller ends the stream anyway).
+            await anyio.lowlevel.checkpoint()
+            return first
+        iterator = self._iterator
+        if iterator is None or self._phase != _OPEN:
+            raise StopAsyncIteration
+        if not self._holding:  # the fallback's items: no policy applies
+            try:
+                return await iterator.__anext__()
+            except BaseException as exc:
+                self._phase = _DONE
+                await self._finish(
+                    _ENDED if isinstance(exc, StopAsyncIteration) else _FAILED, exc, 0.0
+                )
+                raise
+        actor = self._actor
+        clock = actor._clock
+        now = clock()
+        if self._deadline is not None and now >= self._deadline:
+            # Spent with the previous item: the deadline is the caller's budget (nothing is
+            # counted), and it is decided here, before the generator runs on, the same way
+            # on both backends.
+            self._phase = _DONE
+            await self._raise_cut(_DEADLINE, None, "total", now)
+        limit = self._between
+        scope_deadline, why = self._limit(now, limit, self._deadline)
+        scope = self._scope = anyio.CancelScope(deadline=scope_deadline)
+        item: Any = _NO_ITEM
+        try:
+            with scope:
+                item = await iterator.__anext__()
+        except StopAsyncIteration:
+            self._scope = None
+            self._phase = _DONE
+            await self._finish(_ENDED, None, clock())
+            raise
+        except BaseException as exc:
+            self._scope = None
+            self._phase = _DONE
+            end = clock()
+            if self._cut and isinstance(exc, Exception):
+                await self._finish(_NOTHING, None, end)
+                raise SupervisorClosed(_CUT_OFF) from exc
+            await self._finish(_FAILED if isinstance(exc, Exception) else _NOTHING, exc, end)
+            raise
+        self._scope = None
+        if scope.cancelled_caught or self._cut:
+            self._phase = _DONE
+            await self._raise_cut(why, limit, "between_items", clock())
+        return item
+
+    # ==========================================================================================
+    # Endings
+
+    async def _raise_cut(self, why: int, limit: float | None, setting: str, end: float) -> None:
+        """Our scope ended a wait: say why, count it where it counts, close, give back."""
+        actor = self._actor
+        if self._cut:
+            await self._finish(_NOTHING, None, end)
+            raise SupervisorClosed(_CUT_OFF)
+        if why == _DEADLINE:
+            # The caller's own budget ran out: like a cancellation, it says nothing about
+            # the dependency (as for calls).
+            assert actor._total is not None
+            await self._finish(_NOTHING, None, end)
+            raise DeadlineExceeded(actor.name, actor._total)
+        assert limit is not None
+        error = AttemptTimeout(actor.name, limit)
+        waiting = "the next item" if setting == "between_items" else "the first item"
+        error.add_note(f"ringfence: {waiting} did not come within {limit:g}s (Timeout.{setting})")
+        await self._finish(_FAILED, error, end)
+        raise error
+
+    def cut_off(self) -> None:
+        """
+        The supervisor is leaving ``async with`` (``Actor.close``, synchronous): the stream
+        counts nothing, its slot is given back now (its caller may never come back for it),
+        and a wait inside the dependency's code is cancelled. The caller's pending or next
+        item raises ``SupervisorClosed``, after the iterator is closed in the caller's task.
+        """
+        self._cut = True
+        self._count(_NOTHING, None, 0.0)
+        self._let_go()
+        scope = self._scope
+        if scope is not None:
+            scope.cancel()
+
+    async def _finish(self, how: int, error: BaseException | None, end: float) -> None:
+        """
+        End the stream: settle its outcome, close the iterator in this task, give the slot
+        back; each at most once, the slot last (the outcome first, so that a breaker it opens
+        fails the queue before the slot could pass to a waiter: guarantee 10).
+
+        A failure or nothing is counted before closing: the caller's error (or cancellation)
+        is what propagates, and an ``Exception`` raised while closing is dropped for it. A
+        success is counted after closing: an ``Exception`` closing raises is the stream's
+        failure, and propagates (as ``contextlib.aclosing`` would). A cancellation while
+        closing always propagates.
+
+        Raises:
+            DependencyCrashed: settling the outcome crashed the actor (after closing).
+            BaseException: what closing raised, by the rules above.
+        """
+        crash: DependencyCrashed | None = None
+        try:
+            if how != _ENDED:
+                crash = self._settle(how, error, end)
+            try:
+                await self._close()
+            except Exception as close_error:
+                if how == _ENDED:
+                    crash = self._settle(_FAILED, close_error, self._actor._clock())
+                    if crash is None:
+                        raise
+            except BaseException:
+                if how == _ENDED:
+                    self._settle(_ENDED, None, end)  # (a crash there: the cancellation wins)
+                raise
+            else:
+                if how == _ENDED:
+                    crash = self._settle(_ENDED, None, end)
+        finally:
+            self._let_go()
+        if crash is not None:
+            raise crash
+
+    def _settle(
+        self, how: int, error: BaseException | None, end: float
+    ) -> DependencyCrashed | None:
+        """:meth:`_count`, returning the crash it caused (the breaker's user code raised)."""
+        try:
+            self._count(how, error, end)
+        except DependencyCrashed as crash:
+            return crash
+        return None
+
+    def _count(self, how: int, error: BaseException | None, end: float) -> None:
+        """Settle the outcome, once; the latency is the time to the first item."""
+        if self._counted:
+            return
+        self._counted = True
+        actor = self._actor
+        if how == _NOTHING:
+            actor._released(self._epoch)
+            return
+        to_first = self._to_first
+        start = end - to_first if to_first is not None else self._start
+        if how == _ENDED:
+            actor._succeeded(self._epoch, start, end)
+        else:
+            assert error is not None
+            actor._ended_with(error, self._epoch, start, end)
+
+    def _let_go(self) -> None:
+        """Give the slot back, once."""
+        if self._holding:
+            self._holding = False
+            del self._actor._streams[self]
+            self._actor._release_slot()
+
+    async def _close(self) -> None:
+        """
+        Close the iterator (``aclose()``: an async generator's ``finally`` runs now, in this
+        task) and then the iterable, when it is another object with an ``aclose()`` (an SDK
+        stream owning its HTTP response). The supervisor leaving cuts a slow close short.
+        """
+        iterator, iterable = self._iterator, self._iterable
+        self._iterator = self._iterable = None
+        if iterator is None:
+            return
+        if not self._holding:  # the fallback's, or cut off: no slot to free, nothing to cut
+            await _aclose(iterator, iterable)
+            return
+        scope = self._scope = anyio.CancelScope()
+        try:
+            with scope:
+                await _aclose(iterator, iterable)
+        finally:
+            self._scope = None
+
+
+async def _aclose(iterator: object, iterable: object) -> None:
+    """``aclose()`` the iterator, then the iterable when it is another object that has one."""
+    try:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    finally:
+        if iterable is not iterator:
+            aclose = getattr(iterable, "aclose", None)
+            if aclose is not None:
+                await aclose()
