@@ -15,6 +15,9 @@ PHASE_KINDS: Final = {
     "rate_limited": "429s: Retry-After 0.2-0.6 s, or the end of the spell",
     "outage": "every request fails with 503",
     "slow": "answers after 1.2-2.5 s",
+    # streamed answers (the llm scenario's POST /v1/stream)
+    "slow_first": "35% of streams send their first token after 1.5-3 s",
+    "disconnects": "30% of streams break off mid-answer: cut, or stalled",
 }
 
 
@@ -52,6 +55,17 @@ def _schedule(*spans: tuple[str, float]) -> Schedule:
 
 
 SCENARIOS: Final = {
+    # Streamed answers under a provider's request and token limits (the clients' own limits
+    # are set below them): slow first tokens, a 429 spell with Retry-After, answers breaking
+    # off mid-stream, a short outage, recovery.
+    "llm": _schedule(
+        ("normal", 0.15),
+        ("slow_first", 0.15),
+        ("rate_limited", 0.12),
+        ("disconnects", 0.15),
+        ("outage", 0.13),
+        ("normal", 0.30),
+    ),
     # Every phase, in the order the issue lists them: normal, 5xx burst, 429s, outage, slow,
     # recovery.
     "outage": _schedule(
