@@ -830,6 +830,11 @@ class Supervisor:
         """
         return self._hub.subscribe(kinds, buffer)
 
+    @property
+    def subscribers(self) -> int:
+        """Event streams open now (``events()`` subscriptions not ended yet); read-only."""
+        return self._hub.subscribers
+
     # ==========================================================================================
     # Snapshots
 

@@ -310,7 +310,7 @@ def test_four_mistakes_give_four_problems(tmp_path: Path) -> None:
             dep(timeout={"deadline": 1}),
             (
                 "dependencies.x.timeout.deadline",
-                "unknown field of Timeout; expected one of: attempt, total",
+                "unknown field of Timeout; expected one of: attempt, total, first_item, between_items",
             ),
         ),
         (
@@ -678,10 +678,10 @@ def test_describe_prints_effective_policies() -> None:
         "# environment overrides: RINGFENCE_DB__BULKHEAD__MAX_CONCURRENT\n"
         "\n"
         "[defaults]\n"
-        "timeout = Timeout(attempt=None, total=5)\n"
+        "timeout = Timeout(attempt=None, total=5, first_item=None, between_items=None)\n"
         "\n"
         "[dependencies.db]\n"
-        "timeout = Timeout(attempt=None, total=5)\n"
+        "timeout = Timeout(attempt=None, total=5, first_item=None, between_items=None)\n"
         "bulkhead = Bulkhead(max_concurrent=2, max_queued=0)\n"
         "critical = True\n"
     ) == config.describe()
@@ -738,7 +738,7 @@ def test_cli_reports_warnings_and_missing_files(
     assert err.startswith(
         "ringfence config: warning: dependencies.x.timeout: Timeout(attempt=3, total=2): "
     )
-    assert "timeout = Timeout(attempt=3, total=2)\n" in out
+    assert "timeout = Timeout(attempt=3, total=2, first_item=None, between_items=None)\n" in out
 
     monkeypatch.setenv("RINGFENCE_Y__CRITICAL", "true")
     assert 2 == main(["config", str(path)])

@@ -110,7 +110,7 @@ class LiveServer:
 
     def subscribers(self) -> int:
         """Event streams open on the app's supervisor (``EventHub.subscribers``, read-only)."""
-        return int(self.app.state.supervisor._hub.subscribers)
+        return int(self.app.state.supervisor.subscribers)
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -138,11 +138,11 @@ async def test_leaving_the_loop_unsubscribes_and_the_supervisor_exit_ends_the_st
             tg.start_soon(wait_forever)
             tg.start_soon(read_one)
             await anyio.wait_all_tasks_blocked()
-            assert 2 == sup._hub.subscribers
+            assert 2 == sup.subscribers
             with pytest.raises(ConnectionError):
                 await sup.call("dep")
             await anyio.wait_all_tasks_blocked()
-            assert 1 == sup._hub.subscribers  # the one left by `break` is gone
+            assert 1 == sup.subscribers  # the one left by `break` is gone
     assert ["ended"] == ended
     assert ["breaker_transition"] == first
 
