@@ -64,6 +64,67 @@ async def ringfence_breaker_bulkhead(
 
 
 @asynccontextmanager
+async def ringfence_observed(fn: Call = dep) -> AsyncIterator[Call]:
+    """Breaker + bulkhead with an events subscriber (never reading) and a Prometheus
+    collector registered: what being watched costs a successful call (nothing is published
+    per success; metrics are read at scrape time)."""
+    from prometheus_client import CollectorRegistry
+
+    from supervisor.integrations.prometheus import collector
+
+    async with ringfence_breaker_bulkhead(fn) as handle:
+        supervisor = handle._supervisor  # type: ignore[attr-defined]
+        CollectorRegistry().register(collector(supervisor))
+        async with supervisor.events():
+            yield handle
+
+
+ITEMS = 100  # items per stream in the streaming rows
+
+
+async def _items(x: int) -> AsyncIterator[int]:
+    for i in range(ITEMS):
+        yield i
+
+
+@asynccontextmanager
+async def bare_stream(fn: Call = dep) -> AsyncIterator[Call]:
+    """One "call" = iterating a 100-item async generator to its end, unprotected."""
+
+    async def call(x: int) -> int:
+        total = 0
+        async for item in _items(x):
+            total += item
+        return total
+
+    yield call
+
+
+@asynccontextmanager
+async def ringfence_stream(fn: Call = dep) -> AsyncIterator[Call]:
+    """One "call" = a 100-item stream through supervisor.stream with breaker + bulkhead and
+    Timeout(first_item, between_items): a cancel scope per item."""
+    supervisor = Supervisor()
+    supervisor.register(
+        "gen",
+        _items,
+        breaker=Breaker(failure_threshold=5, break_duration=30.0),
+        bulkhead=Bulkhead(max_concurrent=BIG, max_queued=0),
+        timeout=Timeout(first_item=10.0, between_items=10.0),
+    )
+
+    async def call(x: int) -> int:
+        total = 0
+        async with supervisor.stream("gen", x) as items:
+            async for item in items:
+                total += item
+        return total
+
+    async with supervisor:
+        yield call
+
+
+@asynccontextmanager
 async def ringfence_rate_limited(fn: Call = dep, limits: int = 1) -> AsyncIterator[Call]:
     """Breaker + bulkhead + one limit (requests) or two (requests and tokens, priced by a
     cost function), never waiting: what taking a turn costs on the success path."""
@@ -285,8 +346,11 @@ OVERHEAD_SUBJECTS: dict[str, Callable[..., AbstractAsyncContextManager[Call]]] =
     "reference: bare await in the backend's cancel scope": native_cancel_scope,
     "ringfence breaker+bulkhead": ringfence_breaker_bulkhead,
     "ringfence full stack": ringfence_full,
+    "ringfence breaker+bulkhead, watched (events subscriber + Prometheus)": ringfence_observed,
     "ringfence breaker+bulkhead+1 rate limit": ringfence_rate_limited,
     "ringfence breaker+bulkhead+2 rate limits": ringfence_two_limits,
+    f"stream of {ITEMS} items: bare async for": bare_stream,
+    f"stream of {ITEMS} items: ringfence stream, item timeouts": ringfence_stream,
     "circuitbreaker": circuitbreaker_,
     "aiobreaker": aiobreaker_,
     "purgatory": purgatory_,
