@@ -386,26 +386,29 @@ class Stream(Generic[R_co]):
         Raises:
             TypeError: *result* is not an async iterable; never retried.
         """
+        kind = type(result).__name__
         if hasattr(type(result), "__aiter__"):
             iterator = result.__aiter__()  # type: ignore[attr-defined]
             if hasattr(type(iterator), "__anext__"):
                 self._iterable, self._iterator = result, iterator
                 return iterator  # type: ignore[no-any-return]
-            problem = f"whose __aiter__() gave {type(iterator).__qualname__}, not an async iterator"
+            problem = (
+                f"{kind}, whose __aiter__() gave {type(iterator).__name__}, not an async iterator"
+            )
         else:
             if inspect.isgenerator(result):
                 result.close()  # a sync generator nobody will run: its finally now, not at gc
-            problem = "not an async iterable (nor an awaitable of one)"
+            problem = f"{kind}, not an async iterable (nor an awaitable of one)"
             if hasattr(type(result), "__aenter__"):
                 problem += (
                     "; it is an async context manager: register an async generator function"
                     " that enters it and yields its items"
                 )
             elif hasattr(type(result), "__iter__"):
-                problem += "; a stream's items must come from an async iterable"
+                problem += "; it is a sync iterable: a stream's items come from an async iterable"
+        name = self._actor.name
         self._refused = TypeError(
-            f"{self._actor.name!r}'s {what} returned {type(result).__qualname__}, {problem},"
-            " so it cannot be streamed"
+            f"the {what} of {name!r} returned {problem}: it cannot be streamed"
         )
         raise self._refused
 
