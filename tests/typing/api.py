@@ -8,7 +8,8 @@ type; misuse is rejected (each ``# type: ignore[...]`` line must stay an error, 
 
 from __future__ import annotations
 
-from typing import assert_type
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Generic, TypeVar, assert_type
 
 from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
 from supervisor import BreakerOpen, DependencyStatus, Supervisor
@@ -44,6 +45,60 @@ def wrong_result(error: Exception, key: int) -> str:
 
 def wrong_parameter(error: Exception, key: str) -> bytes:
     return b""
+
+
+async def stream_llm(prompt: str, *, temperature: float = 0.0) -> AsyncIterator[str]:
+    yield prompt
+
+
+async def stream_ids(n: int) -> AsyncGenerator[int, None]:
+    yield n
+
+
+_T = TypeVar("_T")
+
+
+class SDKStream(Generic[_T]):
+    """An SDK's stream object (openai's AsyncStream): async iterable, not a generator."""
+
+    def __aiter__(self) -> AsyncIterator[_T]:
+        raise NotImplementedError
+
+
+async def create_stream(prompt: str) -> SDKStream[bytes]:
+    return SDKStream()
+
+
+async def check_streams() -> None:
+    supervisor = Supervisor()
+    llm = supervisor.register(
+        "llm", stream_llm, timeout=Timeout(first_item=5.0, between_items=10.0)
+    )
+    ids = supervisor.register("ids", stream_ids)
+    sdk = supervisor.register("sdk", create_stream)
+    plain = supervisor.register("plain", ask_llm)
+    async with supervisor:
+        # the items keep the stream's item type, whatever kind of async iterable it is
+        async with llm.stream("hi", temperature=0.5) as tokens:
+            assert_type(tokens, AsyncIterator[str])
+            async for token in tokens:
+                assert_type(token, str)
+        async with ids.stream(3) as numbers:
+            async for number in numbers:
+                assert_type(number, int)
+        async with sdk.stream("hi") as chunks:
+            async for chunk in chunks:
+                assert_type(chunk, bytes)
+        async with supervisor.stream("llm", "hi") as anything:
+            assert_type(anything, AsyncIterator[Any])
+        llm.stream(42)  # type: ignore[arg-type]
+        llm.stream("hi", temp=1.0)  # type: ignore[call-arg]
+        # a dependency whose result is no async iterable cannot be streamed
+        async with plain.stream("hi"):  # type: ignore[misc]
+            pass
+        # a stream is entered, not iterated directly
+        async for _ in llm.stream("hi"):  # type: ignore[attr-defined]
+            pass
 
 
 async def check() -> None:
