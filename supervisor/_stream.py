@@ -51,6 +51,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
@@ -208,6 +209,18 @@ class Stream(Generic[R_co]):
         self._deadline: float | None = None  # Timeout.total, as a loop-clock time
         self._between: float | None = None  # Timeout.between_items
         self._refused: TypeError | None = None  # ours: "not an async iterable" (never retried)
+
+    def __del__(self) -> None:
+        # Entered and never left: its generator is left to the garbage collector, which
+        # closes it in another task (or warns, on trio). Its slot came back when the
+        # supervisor left (until then the actor holds the stream, so it is not collected).
+        if getattr(self, "_iterator", None) is not None and self._phase == _OPEN:
+            warnings.warn(
+                f"{self!r} was entered and never closed: its iterator is left to the garbage"
+                " collector; use `async with supervisor.stream(...) as items:`",
+                ResourceWarning,  # (no source=self: the record would keep the stream alive)
+                stacklevel=1,
+            )
 
     def __repr__(self) -> str:
         phase = ("new", "opening", "open", "closed")[self._phase]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -929,6 +930,25 @@ async def test_an_abandoned_stream_frees_its_slot_when_the_supervisor_leaves(
         await stream.__aexit__(None, None, None)
     assert (0, 0, 0) == after_exit
     assert [task_id()] == script.closed_in
+
+
+async def test_a_stream_dropped_without_being_closed_warns(sup: Supervisor) -> None:
+    """Entered, never left, then dropped after the supervisor left: a ResourceWarning says so."""
+    sup.register("s", Script(["a", "b"]))
+    with guard():
+        async with sup:
+            stream = sup.stream("s")
+            items = await stream.__aenter__()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del stream, items  # (the generator goes with it: trio warns about that too)
+        await anyio.lowlevel.checkpoint()  # asyncio's finalizer closes it in a task of its own
+    ours = [str(w.message) for w in caught if "<Stream" in str(w.message)]
+    assert [ResourceWarning] == list({w.category for w in caught})
+    assert [
+        "<Stream of 's', cut off> was entered and never closed: its iterator is left to the"
+        " garbage collector; use `async with supervisor.stream(...) as items:`"
+    ] == ours
 
 
 async def test_leaving_the_supervisor_while_a_stream_opens(sup: Supervisor) -> None:
