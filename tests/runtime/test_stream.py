@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
+import socket
+import threading
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -1075,3 +1078,114 @@ async def test_an_outcome_that_crashes_the_actor_is_dependency_crashed(sup: Supe
             async with sup.stream("s") as items:  # restarted: streams again
                 assert ["x"] == [item async for item in items]
     assert [task_id(), task_id()] == script.closed_in
+
+
+# -- a real SDK's stream ------------------------------------------------------------------------
+#
+# openai's `await client.chat.completions.create(..., stream=True)` returns an AsyncStream: an
+# async iterable (not a generator) owning its HTTP response, behind a plain-def wrapper. It is
+# registered as it is and streamed against a fake API under a real uvicorn. trio runs on its
+# real clock here: requests wait on real sockets (see test_sdk_clients.py's docstring).
+
+
+class SSEApi:
+    """/v1/chat/completions answering each request with the next script: a status or tokens."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        self.script: deque[int | list[str]] = deque()
+        self.requests = 0
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.answer, methods=["POST"])])
+
+    async def answer(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse, StreamingResponse
+
+        await request.json()
+        self.requests += 1
+        step = self.script.popleft() if self.script else ["ok"]
+        if isinstance(step, int):
+            body = {"error": {"message": f"status {step}", "type": "server_error", "code": None}}
+            return JSONResponse(body, step)
+
+        async def events() -> AsyncIterator[str]:
+            for token in step:
+                chunk = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "gpt-test",
+                    "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}],
+                }
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture(scope="module")
+def sse_api() -> Iterator[tuple[SSEApi, str]]:
+    """The fake API under a real uvicorn on a free loopback port, and its base URL."""
+    import uvicorn
+
+    api = SSEApi()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # listening first: an early client waits in the backlog, no polling
+    config = uvicorn.Config(api.app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield api, f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not shut down"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])  # trio on its real clock
+# openai's AsyncStream leaves its inner generators (SSE decoding, the response's bytes) to the
+# garbage collector even when read to the end and closed, with or without ringfence; trio
+# warns about each. Those warnings are the SDK's, not ours: only theirs are ignored here.
+@pytest.mark.filterwarnings(
+    r"ignore:Async generator '(openai|httpx2|httpcore2)\.[\w.]+' was garbage collected"
+    ":ResourceWarning"
+)
+async def test_openais_stream_is_retried_before_its_first_chunk(
+    sup: Supervisor, sse_api: tuple[SSEApi, str]
+) -> None:
+    """A 503 before any chunk is retried; the chunks then stream; an early break closes it."""
+    import openai
+
+    api, base = sse_api
+    api.script = deque([503, ["Hel", "lo"], ["a", "b", "c"]])
+    api.requests = 0
+    client = openai.AsyncOpenAI(base_url=base, api_key="test", max_retries=0)
+    llm = sup.register(
+        "llm",
+        client.chat.completions.create,
+        retry=Retry(attempts=2, backoff=NO_WAIT),
+        timeout=Timeout(first_item=10.0, between_items=10.0),
+    )
+    request: dict[str, Any] = {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+    }
+    try:
+        with guard():
+            async with sup:
+                async with llm.stream(**request) as chunks:
+                    text = [chunk.choices[0].delta.content async for chunk in chunks]
+                async with sup.stream("llm", **request) as chunks:
+                    async for _ in chunks:
+                        break  # AsyncStream.aclose() closes the HTTP response, in this task
+                status = sup.status("llm")
+    finally:
+        await client.close()
+    assert ["Hel", "lo"] == text
+    assert 3 == api.requests
+    assert (3, 1, 1, 0) == (status.calls, status.failures, status.retries, status.in_flight)
