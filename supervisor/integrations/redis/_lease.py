@@ -1,0 +1,321 @@
+"""
+Turns of a shared rate limit, leased from Redis and admitted locally.
+
+Theory of operation
+-------------------
+The limit's GCRA state (its theoretical arrival time, ``tat``) lives in Redis and moves only in
+``lua/lease.lua``. At each tick the sync actor asks it, for each limit, for a *batch* of units:
+"give back these, grant me up to that many". The grant continues the shared schedule: unit
+``u`` of a batch is due at ``base + u*T`` (``T = per / rate``), so the first units are due at
+once when the bucket has room and the rest follow at the limit's pace, up to a horizon (two
+sync intervals). What this replica's callers reserve comes out of its batches, here, without
+I/O: :meth:`LeasedLimiter.reserve` is :meth:`policies.RateLimiter.reserve` over the leased
+units.
+
+Why the aggregate stays within the limit: every unit admitted anywhere was granted by the one
+GCRA in Redis, and a unit is only used once it is due there (the grant's times are placed on
+this replica's clock when the answer *arrives*, so never early). Units given back move the
+shared schedule back by exactly what was not used. So over any run the replicas together start
+at most ``burst + rate * duration / per`` units, the bound of a single local limit.
+
+Why it admits nearly all of it: a replica asks for what its callers asked for over the last
+tick (admitted or refused), scaled to the lease's span, so a saturated replica takes whatever
+is due by the horizon; the replicas tick at jittered, unrelated moments, so each takes what
+accrued since the one before it. Leased units nobody used are given back at the next tick.
+
+The lease's life (``cut`` at each tick, then ``install`` of the answer):
+
+* at a tick, units due more than one interval ahead are given back: the replica keeps what its
+  callers may use before the next answer arrives (so a round trip never leaves it without
+  turns), and units that stayed unused for a whole interval are given back too;
+* the answer adds a segment ``[base, granted, used]``; a reservation takes from the segment
+  whose next unit is due first;
+* while Redis cannot be reached (and before the first answer) the replica admits from a local
+  GCRA at ``rate / replicas`` (the last known number of live replicas; 1 before the first
+  answer), starting *empty*: what the shared bucket still held belongs to every replica.
+  Leased units still due are used first. The next answer ends the fallback.
+
+Ownership: only the event-loop thread touches a limiter, one method at a time: the dependency's
+actor (``reserve``, ``settle``, ``refund``, ``available``) and the sync actor (``cut``,
+``install``, ``fall_back``). Nothing here awaits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final, final
+
+from policies import RateLimit, RateLimiter, Refusal
+
+__all__ = ("LeasedLimiter",)
+
+_INF: Final = math.inf
+# Waits at or below this are zero (policies.rate_limit, rule 6); units within it are whole.
+_RESOLUTION: Final = 1e-9
+
+
+def _cost(name: str, value: object) -> float:
+    """A finite number >= 0 (never a bool), as ``RateLimiter`` checks it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name!r} must be a number >= 0, got {value!r} of type {type(value).__name__}"
+        raise TypeError(msg)
+    if not 0.0 <= value < _INF:
+        msg = f"{name!r} must be a finite number >= 0, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+@final
+class LeasedLimiter:
+    """
+    One shared rate limit on this replica: ``RateLimiter``'s interface over leased units.
+
+    Args:
+        limit: the limit, as registered.
+        interval: the sync interval, seconds: the span a lease is meant to cover.
+        replicas: live replicas to split the rate by while falling back to local admission.
+        now: the loop clock now.
+    """
+
+    __slots__ = (
+        "_asked",
+        "_burst",
+        "_credit",
+        "_hungry",
+        "_interval",
+        "_largest",
+        "_local",
+        "_max_wait",
+        "_replicas",
+        "_retry_after",
+        "_segments",
+        "_sync_interval",
+        "config",
+        "leased",
+        "mode",
+    )
+
+    def __init__(self, limit: RateLimit, *, interval: float, replicas: int, now: float) -> None:
+        self.config = limit
+        self._interval = limit.per / limit.rate  # T: seconds per unit
+        self._burst = float(limit.capacity)
+        self._max_wait = limit.max_wait
+        self._sync_interval = interval
+        self._retry_after = interval
+        # [base, granted, used]: unit u (0 < u <= granted) is due at base + u*T.
+        self._segments: list[list[float]] = []
+        self._local: RateLimiter | None = None
+        self._replicas = 1
+        self._asked = 0.0  # units reserved or refused since the last cut: the demand
+        self._largest = 0.0  # the largest single cost asked since the last cut
+        self._credit = 0.0  # units given back (> 0) or charged (< 0) outside any segment
+        self._hungry = False  # a call was turned away since the last cut
+        #: ``lease`` (Redis answers), ``local`` (falling back), ``connecting`` (no answer yet)
+        self.mode = "connecting"
+        #: units leased from Redis so far (for cluster_status and benchmarks)
+        self.leased = 0.0
+        self.fall_back(now, replicas)
+        self.mode = "connecting"
+
+    # ==========================================================================================
+    # The dependency's actor (RateLimiter's interface)
+
+    def reserve(self, now: float, cost: float = 1, max_wait: float = _INF) -> float | Refusal:
+        """
+        Take a turn for a call of *cost* at *now* (a commitment: the caller waits the returned
+        seconds and goes), or refuse and change nothing. As :meth:`policies.RateLimiter.reserve`,
+        but only within the turns leased so far (or the local fallback's).
+        """
+        self._asked += cost
+        if cost <= 0:
+            return 0.0
+        best: list[float] | None = None
+        best_due = _INF
+        interval = self._interval
+        for segment in self._segments:
+            used = segment[2] + cost
+            if used <= segment[1] + _RESOLUTION:
+                due = segment[0] + used * interval
+                if due < best_due:
+                    best, best_due = segment, due
+        if best is None:
+            return self._reserve_elsewhere(now, cost, max_wait)
+        wait = best_due - now
+        if wait <= _RESOLUTION:
+            wait = 0.0
+        elif wait > max_wait or wait > self._max_wait:
+            self._hungry = True
+            return Refusal(retry_after=wait, limit=self.config)
+        best[2] += cost
+        return wait
+
+    def _reserve_elsewhere(self, now: float, cost: float, max_wait: float) -> float | Refusal:
+        """No single segment holds *cost*: several together, then the local fallback."""
+        self._hungry = True  # unless admitted below
+        if cost > self._burst:
+            self._largest = max(self._largest, cost)
+            return Refusal(retry_after=_INF, limit=self.config)
+        left = sum(s[1] - s[2] for s in self._segments)
+        if left + _RESOLUTION >= cost > 0.0:
+            # Spread over the segments, earliest units first; the call goes when its last
+            # unit is due.
+            plan: list[tuple[list[float], float]] = []
+            due = -_INF
+            needed = cost
+            for segment in sorted(self._segments, key=lambda s: s[0] + s[2] * self._interval):
+                take = min(needed, segment[1] - segment[2])
+                if take > 0.0:
+                    plan.append((segment, take))
+                    due = max(due, segment[0] + (segment[2] + take) * self._interval)
+                    needed -= take
+            wait = due - now
+            if wait <= _RESOLUTION:
+                wait = 0.0
+            elif wait > max_wait or wait > self._max_wait:
+                return Refusal(retry_after=wait, limit=self.config)
+            for segment, take in plan:
+                segment[2] += take
+            self._hungry = False
+            return wait
+        local = self._local
+        if local is not None:
+            result = local.reserve(now, cost, max_wait)
+            if not isinstance(result, Refusal):
+                self._hungry = False
+                return result
+            if not result.never:
+                return Refusal(retry_after=result.retry_after, limit=self.config)
+            # Above the local share's burst but within the shared one: not "never".
+        self._largest = max(self._largest, cost)
+        return Refusal(retry_after=max(self._retry_after, cost * self._interval), limit=self.config)
+
+    def settle(self, now: float, estimated: float, actual: float) -> None:
+        """
+        The call reserved at *estimated* cost *actual*: the difference is charged (or given
+        back) to the shared limit at the next tick, or to the local fallback while it admits.
+
+        Raises:
+            TypeError, ValueError: a cost is not a finite number ``>= 0``; nothing changed.
+        """
+        estimated = _cost("estimated", estimated)
+        actual = _cost("actual", actual)
+        if self._local is not None and not self._segments:
+            self._local.settle(now, estimated, actual)
+        else:
+            self._credit += estimated - actual
+
+    def refund(self, now: float, cost: float) -> None:
+        """
+        A turn of *cost* reserved and never used: it goes back where it came from, so the
+        next caller can have it.
+
+        Raises:
+            TypeError, ValueError: *cost* is not a finite number ``>= 0``; nothing changed.
+        """
+        cost = _cost("cost", cost)
+        # The latest-due segment that has given out that much: the turn's likeliest origin.
+        for segment in sorted(self._segments, key=lambda s: -s[0]):
+            if segment[2] >= cost:
+                segment[2] -= cost
+                return
+        if self._local is not None:
+            self._local.refund(now, cost)
+        else:
+            self._credit += cost
+
+    def available(self, now: float) -> float:
+        """Units a call could take at *now* without waiting (for ``status().rate_limit``)."""
+        due = 0.0
+        for base, granted, used in self._segments:
+            due += max(0.0, min(granted, (now - base) / self._interval) - used)
+        if self._local is not None:
+            due += self._local.available(now)
+        return due
+
+    # ==========================================================================================
+    # The sync actor
+
+    def cut(self, now: float, elapsed: float) -> tuple[float, float, bool]:
+        """
+        Before a tick is sent: keep the units callers may use until the next answer (due
+        within one interval), give the rest back. Returns ``(given back, wanted, hungry)``:
+        the units to return to the shared schedule (negative: units to charge), the units to
+        ask for, from the demand since the previous cut (*elapsed* seconds ago), and whether
+        calls were turned away meanwhile.
+        """
+        interval = self._interval
+        keep_until = now + self._sync_interval
+        stale_before = now - self._sync_interval
+        given = self._credit
+        self._credit = 0.0
+        kept: list[list[float]] = []
+        for segment in self._segments:
+            base, granted, used = segment
+            # Units due before stale_before that nobody took are given back; consumption is
+            # in order, so they are the next ones: skip them.
+            stale = (stale_before - base) / interval
+            if used < stale:
+                skipped = min(stale, granted) - used
+                given += skipped
+                used += skipped
+            keep = min(granted, max(used, (keep_until - base) / interval))
+            given += granted - keep
+            if keep - used > _RESOLUTION:
+                segment[1], segment[2] = keep, used
+                kept.append(segment)
+            else:
+                given += keep - used  # at most a rounding error; negative if overdrawn
+        self._segments = kept
+        want = self._want(elapsed)
+        hungry, self._hungry = self._hungry, False
+        return given, want, hungry
+
+    def _want(self, elapsed: float) -> float:
+        """Units to ask for: the recent demand over the lease's span, at least one call's."""
+        rate = self.config.rate / self.config.per
+        span = 2.0 * self._sync_interval
+        demand = self._asked * span / max(elapsed, self._sync_interval / 4)
+        # A standing lease so an idle replica's next call need not wait for a tick; no more
+        # than its share of an interval's units, so idle replicas do not hold a slow limit's
+        # few units away from a busy one.
+        share = rate * self._sync_interval / self._replicas
+        standing = min(max(1.0, self._largest), share)
+        self._asked = 0.0
+        largest, self._largest = self._largest, 0.0
+        return max(demand, standing, min(largest, self._burst))
+
+    def install(self, now: float, granted: float, base: float) -> None:
+        """The answer: *granted* units, unit ``u`` due at ``base + u*T`` (loop clock)."""
+        self.mode = "lease"
+        self._local = None
+        self._retry_after = self._sync_interval
+        if granted > _RESOLUTION:
+            self._segments.append([base, granted, 0.0])
+            self.leased += granted
+
+    def fall_back(self, now: float, replicas: int) -> None:
+        """
+        Redis cannot be asked: admit from a local GCRA at ``rate / replicas`` (and burst /
+        replicas, at least 1) from now on, starting empty. Leased units still due come first.
+        """
+        replicas = max(1, replicas)
+        self._replicas = replicas
+        if self._local is not None and self._local.config.rate * replicas == self.config.rate:
+            self.mode = "local"
+            return
+        limit = self.config
+        share = RateLimit(
+            limit.rate / replicas,
+            per=limit.per,
+            burst=max(1.0, limit.capacity / replicas),
+            max_wait=limit.max_wait,
+        )
+        local = share.machine()
+        local.reserve(now, share.capacity)  # empty: the shared bucket's burst is not ours
+        self._local = local
+        self.mode = "local"
+        self._retry_after = self._sync_interval
+
+    def set_replicas(self, replicas: int) -> None:
+        """The live replicas, as the last answer counted them (what a fallback splits by)."""
+        self._replicas = max(1, replicas)
