@@ -22,7 +22,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
     demo.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the fault schedule and jitter")
-    demo.add_argument("--scenario", choices=("outage", "flaky", "rate-limited"), default="outage")
+    demo.add_argument(
+        "--scenario",
+        choices=("llm", "outage", "flaky", "rate-limited"),
+        default="llm",
+        help="llm (default): streamed answers under request and token limits, with slow first"
+        " tokens, a 429 spell, mid-stream disconnects and an outage; outage: whole answers"
+        " through every fault; flaky: 5xx bursts; rate-limited: 429 spells",
+    )
     demo.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     demo.add_argument("--no-live", action="store_true", help="plain lines instead of the live view")
     demo.add_argument(

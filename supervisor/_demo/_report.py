@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
 from rich.table import Table
@@ -19,9 +21,25 @@ def _counts(counts: Mapping[Any, int]) -> str:
     return ", ".join(f"{key} {value}" for key, value in counts.items())
 
 
+def _seconds(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}s"
+
+
+#: Under the llm summary: how the "avoided" figure is derived.
+AVOIDED_NOTE: Final = (
+    "429s avoided: the requests the server's quota would have refused had each gone the"
+    " moment its client asked for it (a copy of the server's limiter, fed those moments),"
+    " less the quota 429s the server did answer. A lower bound: without the client limits,"
+    " each of those 429s would have been retried."
+)
+
+
 def summary_table(result: DemoResult) -> Table:
     """Everything the run observed; every figure is a total over the run unless it says not."""
-    table = Table(title=f"ringfence demo summary ({result.config.scenario}, {result.elapsed:.1f}s)")
+    title = f"ringfence demo summary ({result.config.scenario}, {result.elapsed:.1f}s)"
+    if result.streamed:
+        return _stream_table(Table(title=title, caption=AVOIDED_NOTE), result)
+    table = Table(title=title)
     table.add_column("measure", style="bold")
     table.add_column("value", justify="right")
     calls = len(result.outcomes)
@@ -67,6 +85,83 @@ def summary_table(result: DemoResult) -> Table:
     return table
 
 
+def _stream_table(table: Table, result: DemoResult) -> Table:
+    """The llm scenario's summary: streams, their first tokens, the limits and the 429s."""
+    table.add_column("measure", style="bold")
+    table.add_column("value", justify="right")
+    streams = len(result.outcomes)
+    ok, fallback = result.count("success"), result.count("fallback")
+    mid = result.failed_mid_stream()
+    table.add_row(
+        "streams asked for",
+        f"{streams} (issued {result.issued}): ok {ok}, fallback {fallback},"
+        f" failed {result.count('error')}",
+    )
+    fallbacks = result.causes("fallback")
+    if fallbacks:
+        table.add_row("  fallback (a cached answer)", _counts(dict(fallbacks.most_common())))
+    table.add_row(
+        "  failed mid-stream (passed on)",
+        f"{len(mid)}" + (f" ({_counts(Counter(o.cause for o in mid))})" if mid else ""),
+    )
+    before = [o for o in result.outcomes if o.kind == "error" and not o.mid_stream]
+    table.add_row("  failed before the first token", str(len(before)))
+    table.add_row(
+        "time to first token p50 / p95",
+        f"{_seconds(result.ttft(0.5))} / {_seconds(result.ttft(0.95))}",
+    )
+    table.add_row(
+        "  waiting to be sent p50 / p95",
+        f"{_seconds(result.admission_wait(0.5))} / {_seconds(result.admission_wait(0.95))}",
+    )
+    retried = result.retried_before_first_token()
+    then_ok = sum(1 for o in retried if o.kind == "success")
+    table.add_row(
+        "streams retried before their first token",
+        f"{len(retried)} ({then_ok} then streamed to the end)",
+    )
+    table.add_row("retries", str(result.retries))
+    table.add_row("limits: clients", result.client_limits)
+    table.add_row("limits: server", result.server_quota)
+    waited = sum(1 for o in result.outcomes if o.sent is not None and o.sent - o.start > 0.01)
+    table.add_row("  streams that waited for a turn", str(waited))
+    table.add_row(
+        "  turned away by the limits (RateLimited)", str(result.rejected_by.get("rate_limited", 0))
+    )
+    spell = result.server_answers.get(429, 0) - result.quota_429s
+    table.add_row(
+        "429s over the server's quota",
+        f"{result.quota_429s} answered, {result.limit_429s_avoided()} avoided",
+    )
+    table.add_row("429s in the server's 429 spell", str(spell))
+    table.add_row(
+        "pauses (a 429's Retry-After)",
+        f"{len(result.paused_spans())} ({result.time_paused():.1f}s in all)",
+    )
+    table.add_row(
+        "calls the pause kept from the server",
+        f"{result.kept_by_pause()} (turned away {result.rejected_by_pause()},"
+        f" held {result.waited_for_pause()})",
+    )
+    table.add_row("calls the open breaker kept from the server", str(result.kept_away()))
+    states = sorted(result.time_in_states().items())
+    table.add_row(
+        "time " + " / ".join(s for s, _ in states), " / ".join(f"{t:.1f}s" for _, t in states)
+    )
+    table.add_row(
+        "requests that reached the server",
+        f"{sum(result.server_requests.values())} ({_counts(result.server_requests)})",
+    )
+    table.add_row(
+        "server answers by HTTP status",
+        _counts(result.server_answers) if result.server_answers else "0",
+    )
+    table.add_row("server's streams: how they ended", _counts(result.server_streams) or "0")
+    if result.events_dropped:
+        table.add_row("events the demo missed (slow reader)", str(result.events_dropped))
+    return table
+
+
 def print_summary(result: DemoResult, console: Console) -> None:
     console.print(summary_table(result))
 
@@ -84,6 +179,8 @@ _PHASE_COLOURS = {
     "rate_limited": "#c0a0f0",
     "outage": "#e05050",
     "slow": "#70a0e0",
+    "slow_first": "#70a0e0",
+    "disconnects": "#e08080",
 }
 
 

@@ -8,7 +8,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
 import anyio
@@ -25,8 +25,8 @@ from supervisor import (
     Supervisor,
 )
 
-from ._scenario import SCENARIOS
-from ._server import FlakyLLMServer
+from ._scenario import SCENARIOS, STREAMED
+from ._server import FlakyLLMServer, Quota
 
 __all__ = ("DemoConfig", "DemoResult", "Outcome", "run_demo")
 
@@ -36,7 +36,7 @@ class DemoConfig:
     duration: float = 40.0
     clients: int = 20
     seed: int = 7
-    scenario: str = "outage"
+    scenario: str = "llm"
     backend: str = "asyncio"
     live: bool = True
     plot: str | None = None
@@ -57,6 +57,22 @@ class Outcome:
     #: the dependency was paused (a Retry-After) when the call arrived: it waited for the
     #: pause to end, or was answered at once with ringfence's RateLimited
     arrived_paused: bool = False
+    # Streams (the llm scenario) only:
+    #: when the first item reached the caller (the fallback's, for a fallback)
+    first_token: float | None = None
+    #: items that reached the caller
+    tokens: int = 0
+    #: requests the function sent (attempts that passed admission)
+    attempts: int = 0
+    #: when the first of them was sent (None: none was; rejected at admission)
+    sent: float | None = None
+    #: the server's quota would have refused this request had it gone when it was asked for
+    over_quota: bool = False
+
+    @property
+    def mid_stream(self) -> bool:
+        """Failed after items reached the caller: passed on unchanged, never retried."""
+        return self.kind == "error" and self.tokens > 0
 
 
 @attrs.define
@@ -80,6 +96,21 @@ class DemoResult:
     elapsed: float = 0.0
     #: where ``--web`` served the dashboard
     dashboard_url: str | None = None
+    #: in_flight and queued of the dependency once every client had ended (0 and 0: no slot
+    #: or queue place was leaked)
+    in_flight_at_end: int = 0
+    queued_at_end: int = 0
+    # The llm scenario (streams under request and token limits):
+    streamed: bool = False
+    #: 429s the server answered because a request was over its quota
+    quota_429s: int = 0
+    #: when the server answered each of them, seconds since the start
+    quota_429_at: list[float] = attrs.Factory(list)
+    #: how the server's streamed answers ended: done, cut, stalled
+    server_streams: dict[str, int] = attrs.Factory(dict)
+    #: "540 RPM, 36,000 TPM" and the like, for the summary
+    client_limits: str = ""
+    server_quota: str = ""
 
     def count(self, kind: str) -> int:
         return sum(1 for o in self.outcomes if o.kind == kind)
@@ -126,10 +157,54 @@ class DemoResult:
         return spent
 
     def latency(self, q: float) -> float:
-        ordered = sorted(o.end - o.start for o in self.outcomes)
-        if not ordered:
-            return math.nan
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+        return _quantile([o.end - o.start for o in self.outcomes], q)
+
+    # -- streams ----------------------------------------------------------------------------
+
+    def ttft(self, q: float) -> float:
+        """
+        Time to first token, from the moment the client asked (waiting for a turn, the pause
+        and retries included), over the streams whose tokens came from the server.
+        """
+        return _quantile(
+            [
+                o.first_token - o.start
+                for o in self.outcomes
+                if o.first_token is not None and o.kind != "fallback"
+            ],
+            q,
+        )
+
+    def admission_wait(self, q: float) -> float:
+        """From asking to the first request sent (a rate-limit turn, a pause, a queue place)."""
+        return _quantile([o.sent - o.start for o in self.outcomes if o.sent is not None], q)
+
+    def retried_before_first_token(self) -> list[Outcome]:
+        """Streams that sent more than one request: every retry comes before the first token."""
+        return [o for o in self.outcomes if o.attempts > 1]
+
+    def failed_mid_stream(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.mid_stream]
+
+    def offered_over_quota(self) -> int:
+        """Calls the server's quota would have refused (429) had each gone when asked for."""
+        return sum(1 for o in self.outcomes if o.over_quota)
+
+    def limit_429s_avoided(self) -> int:
+        """
+        429s the client limiter saved: the quota 429s its calls would have met had each
+        gone at the moment it was asked for (the server's shadow quota, fed those moments),
+        less the quota 429s the server did answer. A lower bound: without a limiter, those
+        429s would have been retried, and met more.
+        """
+        return max(0, self.offered_over_quota() - self.quota_429s)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def _quiet(_logger: object, _name: str, _event: MutableMapping[str, Any]) -> Any:
@@ -151,6 +226,46 @@ async def _collect_events(stream: EventStream, result: DemoResult, clock_started
             result.pauses.append((t, event.until - clock_started, event.retry_after))
 
 
+def _register_calls(
+    supervisor: Supervisor,
+    ask_llm: Callable[[str], Awaitable[str]],
+    fallback: Callable[[Exception, str], str],
+    window: float,
+    duration: float,
+) -> None:
+    """The whole-answer scenarios' dependency: ``await supervisor.call("llm", prompt)``."""
+    supervisor.register(
+        "llm",
+        ask_llm,
+        # retry_on and record are the defaults: transient and rate_limited errors are
+        # retried (a Retry-After is the minimum delay), transient ones alone open the
+        # breaker; a 429 is flow control, not a sick server.
+        retry=Retry(
+            attempts=3,
+            backoff=backoff.full(backoff.exponential(base=0.1, factor=2.0, cap=1.0)),
+        ),
+        breaker=Breaker(
+            failure_ratio=0.5,
+            min_throughput=10,
+            sampling=window,
+            break_duration=break_duration.adaptive(
+                start=max(0.5, duration / 40),
+                factor=2.0,
+                cap=max(2.0, duration / 10),
+                healthy_after=window,
+            ),
+        ),
+        timeout=Timeout(attempt=1.0, total=3.0),
+        bulkhead=Bulkhead(max_concurrent=8, max_queued=16),
+        fallback=fallback,
+        critical=True,
+    )
+
+
+def _describe(quota: Quota) -> str:
+    return f"{quota.rpm:,.0f} RPM, {quota.tpm:,.0f} TPM"
+
+
 def _cause(error: BaseException) -> str:
     if isinstance(error, httpx.HTTPStatusError):
         return f"HTTP {error.response.status_code}"
@@ -159,8 +274,16 @@ def _cause(error: BaseException) -> str:
 
 async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
     schedule = SCENARIOS[config.scenario]
-    result = DemoResult(config=config, phases=schedule.seconds(config.duration))
-    server = FlakyLLMServer(schedule, config.duration, config.seed)
+    streamed = config.scenario in STREAMED
+    result = DemoResult(config=config, phases=schedule.seconds(config.duration), streamed=streamed)
+    if streamed:
+        from ._llm import CLIENT_LIMITS, SERVER_QUOTA, StreamCalls, StreamWorkload, register_stream
+
+        result.client_limits = _describe(CLIENT_LIMITS)
+        result.server_quota = _describe(SERVER_QUOTA)
+    server = FlakyLLMServer(
+        schedule, config.duration, config.seed, quota=SERVER_QUOTA if streamed else None
+    )
     rng = random.Random(config.seed)
     cached = "a cached summary (the live model is unavailable)"
     window = max(2.0, config.duration / 10)
@@ -184,34 +307,19 @@ async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
             return cached
 
         supervisor = Supervisor(rng=random.Random(config.seed))
-        supervisor.register(
-            "llm",
-            ask_llm,
-            # retry_on and record are the defaults: transient and rate_limited errors are
-            # retried (a Retry-After is the minimum delay), transient ones alone open the
-            # breaker; a 429 is flow control, not a sick server.
-            retry=Retry(
-                attempts=3,
-                backoff=backoff.full(backoff.exponential(base=0.1, factor=2.0, cap=1.0)),
-            ),
-            breaker=Breaker(
-                failure_ratio=0.5,
-                min_throughput=10,
-                sampling=window,
-                break_duration=break_duration.adaptive(
-                    start=max(0.5, config.duration / 40),
-                    factor=2.0,
-                    cap=max(2.0, config.duration / 10),
-                    healthy_after=window,
-                ),
-            ),
-            timeout=Timeout(attempt=1.0, total=3.0),
-            bulkhead=Bulkhead(max_concurrent=8, max_queued=16),
-            fallback=fallback,
-            critical=True,
-        )
+        calls = StreamCalls() if streamed else None
+        if calls is not None:
+            register_stream(supervisor, http, server, calls, config.duration)
+        else:
+            _register_calls(supervisor, ask_llm, fallback, window, config.duration)
         server.start()
+
         started = time.monotonic()
+        workload = (
+            StreamWorkload(supervisor, server, result, calls, started)
+            if calls is not None
+            else None
+        )
         clock_started = anyio.current_time()  # the supervisor's clock, which events use
         structlog.configure(processors=[_quiet])
         stop_at = started + config.duration
@@ -276,18 +384,26 @@ async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
                         )
 
                     for n in range(config.clients):
-                        tg.start_soon(client, n)
+                        if workload is not None:
+                            tg.start_soon(workload.client, n, random.Random(rng.random()), stop_at)
+                        else:
+                            tg.start_soon(client, n)
                     tg.start_soon(sampler)
                     tg.start_soon(_view, config, supervisor, server, result, started, stop_at, out)
                 final = supervisor.status("llm")
                 result.retries = final.retries
                 result.rejected_by = dict(final.rejected_by)
+                result.in_flight_at_end = final.in_flight
+                result.queued_at_end = final.queued
         finally:
             structlog.reset_defaults()
             result.elapsed = time.monotonic() - started
             server.stop()
             result.server_requests = dict(server.requests)
             result.server_answers = dict(sorted(server.answers.items()))
+            result.quota_429s = server.quota_429s
+            result.quota_429_at = list(server.quota_429_at)
+            result.server_streams = dict(server.streams)
     return result
 
 
@@ -332,7 +448,13 @@ def _line(status: DependencyStatus, phase: str, result: DemoResult, elapsed: flo
         f" retries={status.retries:<5} rejected={status.rejected:<5}"
         f" (paused {status.rejected_by.get('paused', 0)})"
         f" | break={status.break_duration or 0:.1f}s"
+        + (_limits_left(status) if status.rate_limit else "")
     )
+
+
+def _limits_left(status: DependencyStatus) -> str:
+    """The rate limits' units left now (requests, then tokens, in the llm scenario)."""
+    return " | left now: " + ", ".join(f"{left:.0f}" for left in status.rate_limit)
 
 
 @contextlib.asynccontextmanager

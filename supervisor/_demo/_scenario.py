@@ -6,7 +6,7 @@ from typing import Final, final
 
 import attrs
 
-__all__ = ("PHASE_KINDS", "SCENARIOS", "Phase", "Schedule")
+__all__ = ("PHASE_KINDS", "SCENARIOS", "STREAMED", "Phase", "Schedule")
 
 #: What the server does in each kind of phase.
 PHASE_KINDS: Final = {
@@ -92,3 +92,7 @@ SCENARIOS: Final = {
         ("normal", 0.2),
     ),
 }
+
+#: The scenarios whose clients stream their answers (``supervisor.stream``) from
+#: ``POST /v1/stream`` under the provider's quota; the others await whole answers.
+STREAMED: Final = frozenset({"llm"})

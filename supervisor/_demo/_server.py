@@ -17,7 +17,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, final
 
 import attrs
@@ -57,11 +57,24 @@ class Quota:
     tpm: float
     burst_seconds: float = 2.0
 
-    def limits(self, **options: Any) -> list[RateLimit]:
-        """The two limits as :class:`policies.RateLimit` (requests, then tokens)."""
+    def limits(
+        self, *, max_wait: float = 0.0, cost: Callable[..., float] | None = None
+    ) -> list[RateLimit]:
+        """
+        The two limits as :class:`policies.RateLimit`: requests (each costs 1), then tokens
+        (each call priced by *cost*); both wait at most *max_wait* seconds for a turn.
+        """
         return [
-            RateLimit(self.rpm, per=60.0, burst=self.rpm * self.burst_seconds / 60, **options),
-            RateLimit(self.tpm, per=60.0, burst=self.tpm * self.burst_seconds / 60, **options),
+            RateLimit(
+                self.rpm, per=60.0, burst=self.rpm * self.burst_seconds / 60, max_wait=max_wait
+            ),
+            RateLimit(
+                self.tpm,
+                per=60.0,
+                burst=self.tpm * self.burst_seconds / 60,
+                max_wait=max_wait,
+                cost=cost,
+            ),
         ]
 
 
@@ -152,6 +165,8 @@ class FlakyLLMServer:
         self.shadow = QuotaLimiter(quota) if quota is not None else None
         #: 429s answered because a request was over the quota (not the schedule's spells)
         self.quota_429s = 0
+        #: when each of them was answered, seconds since the start
+        self.quota_429_at: list[float] = []
         #: how streamed answers ended: "done", "cut" (connection dropped), "stalled"
         self.streams: dict[str, int] = {}
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -229,6 +244,7 @@ class FlakyLLMServer:
             wait = self.limiter.admit(time.monotonic(), price(prompt, max_tokens))
             if wait > 0.0:
                 self.quota_429s += 1
+                self.quota_429_at.append(time.monotonic() - self._started_at)
                 headers = {}
                 if wait < math.inf:  # else the request is larger than the quota's burst
                     headers = {

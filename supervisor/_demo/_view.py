@@ -51,6 +51,15 @@ def _render(
     )
     table.add_row("pauses (total)", str(len(result.paused_spans())))
     table.add_row("errors reaching callers (total)", str(result.count("error")))
+    if result.streamed:
+        table.add_row("  of which mid-stream (total)", str(len(result.failed_mid_stream())))
+        left = " / ".join(f"{units:.0f}" for units in status.rate_limit)
+        table.add_row("requests / tokens left now", left)
+        table.add_row("429s over the quota: answered", str(server.quota_429s))
+        table.add_row(
+            "  avoided so far",
+            str(max(0, result.offered_over_quota() - server.quota_429s)),
+        )
     table.add_row("current break duration", f"{status.break_duration or 0:.2f}s")
     return table
 

@@ -33,7 +33,10 @@ def test_outage_scenario_opens_recovers_and_loses_nothing(backend: str) -> None:
     # 18 s: the recovery phase (a quarter of the run, 4.5 s) outlasts the worst case of a
     # probe sent in the slow phase (1 s attempt timeout) plus the longest break (2 s).
     result = run_demo(
-        DemoConfig(duration=18.0, clients=8, seed=3, backend=backend, live=False), out=out
+        DemoConfig(
+            duration=18.0, clients=8, seed=3, scenario="outage", backend=backend, live=False
+        ),
+        out=out,
     )
     phases = {kind: (start, end) for kind, start, end in result.phases}
     outage_start, outage_end = phases["outage"]

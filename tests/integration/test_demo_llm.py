@@ -9,6 +9,7 @@ never how fast.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from policies import ErrorKind, classify, retry_after
+from supervisor._demo import DemoConfig, DemoResult, run_demo
 from supervisor._demo._scenario import SCENARIOS, Schedule, _schedule
 from supervisor._demo._server import FlakyLLMServer, Quota, QuotaLimiter, price
 
@@ -150,3 +152,53 @@ def test_the_llm_scenario_has_every_fault_phase() -> None:
     """Normal, slow first tokens, a 429 spell, disconnects, an outage, then recovery."""
     kinds = [p.kind for p in SCENARIOS["llm"].phases]
     assert ["normal", "slow_first", "rate_limited", "disconnects", "outage", "normal"] == kinds
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def llm_run(request: pytest.FixtureRequest) -> DemoResult:
+    """One short run of the llm scenario per backend, shared by the tests below."""
+    return run_demo(
+        DemoConfig(
+            duration=8.0, clients=12, seed=3, scenario="llm", backend=request.param, live=False
+        ),
+        out=io.StringIO(),
+    )
+
+
+def test_every_stream_is_accounted_for_and_no_slot_leaks(llm_run: DemoResult) -> None:
+    """Each stream asked for ended ok, with the fallback or failed; in_flight and queued end at 0."""
+    result = llm_run
+    assert result.streamed
+    assert result.issued == len(result.outcomes)
+    assert result.issued == sum(result.count(kind) for kind in ("success", "fallback", "error"))
+    assert result.count("success") > 0
+    assert (0, 0) == (result.in_flight_at_end, result.queued_at_end)
+    assert 0 == result.events_dropped
+
+
+def test_retries_come_before_the_first_token_and_mid_stream_errors_pass_through(
+    llm_run: DemoResult,
+) -> None:
+    """One request per attempt; a stream broken off after a token fails with its own error."""
+    result = llm_run
+    # Every request the server saw was one attempt of one stream: nothing was sent again
+    # after a first token.
+    assert sum(o.attempts for o in result.outcomes) == sum(result.server_requests.values())
+    # Failures after the first token reached the caller as what they were, never as a
+    # fallback: the server's dropped connection (httpx's own error), a stalled answer
+    # (between_items), or the total deadline.
+    mid = result.failed_mid_stream()
+    assert {o.cause for o in mid} <= {"RemoteProtocolError", "AttemptTimeout", "DeadlineExceeded"}
+    broken_off = result.server_streams.get("cut", 0) + result.server_streams.get("stalled", 0)
+    assert (broken_off > 0) == (len(mid) > 0), (result.server_streams, mid)
+    # Errors before the first token all went to the fallback.
+    assert [] == [o for o in result.outcomes if o.kind == "error" and not o.mid_stream]
+
+
+def test_the_client_limits_keep_requests_under_the_server_quota(llm_run: DemoResult) -> None:
+    """No request reached the server over its quota; 'avoided' is the shadow's count."""
+    result = llm_run
+    assert 0 == result.quota_429s, result.quota_429_at
+    assert result.offered_over_quota() == result.limit_429s_avoided()
+    # The quota's 429s count as refusals of offers, each at most once.
+    assert result.offered_over_quota() <= result.issued
