@@ -29,11 +29,13 @@ from ._events import (
     RetryScheduled,
 )
 from ._status import DependencyStatus, Health, HealthStatus
+from ._stream import Stream
 from ._supervisor import Dependency, Supervisor
 
 __all__ = (
     "Supervisor",
     "Dependency",
+    "Stream",
     "DependencyStatus",
     "Health",
     "HealthStatus",

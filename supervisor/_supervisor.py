@@ -434,8 +434,9 @@ class Supervisor:
         Raises:
             TypeError: an argument has the wrong type; *fallback* cannot take
                 ``(error, *args, **kwargs)`` for *fn*'s parameters (checked where both
-                signatures can be read); or *fn* or *fallback* is (or wraps) a generator
-                function: streaming calls are not supported yet.
+                signatures can be read); or *fn* or *fallback* is (or wraps) a (sync)
+                generator function. An async generator function registers as a stream:
+                call it with :meth:`stream`.
             ValueError: *name* is empty or already registered.
             SupervisorClosed: the supervisor has shut down.
         """
