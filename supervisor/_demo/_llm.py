@@ -23,8 +23,8 @@ import itertools
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Final
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Final, cast
 
 import anyio
 import attrs
@@ -94,7 +94,9 @@ def register_stream(
             # that only close themselves when exhausted; one left early is finalised by the
             # garbage collector, which trio (rightly) warns about.
             done = False
-            async with contextlib.aclosing(response.aiter_lines()) as lines:
+            # (httpx types aiter_lines() as an AsyncIterator; it is an async generator.)
+            reader = cast("AsyncGenerator[str, None]", response.aiter_lines())
+            async with contextlib.aclosing(reader) as lines:
                 async for line in lines:
                     if done or not line.startswith("data: "):
                         continue
