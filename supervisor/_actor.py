@@ -404,17 +404,11 @@ class Actor:
         # an abandoned thread keeps its slot until it ends (guarantee 14), so an admitted call
         # always finds a thread free, and waiting for a thread is never charged to its timeout.
         self._limiter: anyio.CapacityLimiter | None = None
-        # Rejects generators (an async one only answers a stream); the result says the rest.
-        if (
-            fallback is not None
-            and _callable_kind(fallback, "fallback") == _ASYNC_GEN
-            and not self.stream_only
-        ):
-            msg = (
-                "'fallback' is an async generator function, but calls to"
-                f" {name!r} return one result: give a function returning that result"
-            )
-            raise TypeError(msg)
+        if fallback is not None:
+            # Rejects sync generators. An async generator function is a stream's fallback:
+            # register cannot tell a stream from a call when fn returns an async iterable
+            # (openai's create(stream=True)), so it is allowed here; typing catches the rest.
+            _callable_kind(fallback, "fallback")
         self._fallback = fallback
         self._fallback_on = fallback_on if fallback_on is not None else _DEFAULT_FALLBACK_ON
         self._classify: Callable[[BaseException], ErrorKind] = (
