@@ -27,10 +27,11 @@ def _seconds(value: float) -> str:
 
 #: Under the llm summary: how the "avoided" figure is derived.
 AVOIDED_NOTE: Final = (
-    "429s avoided: the requests the server's quota would have refused had each gone the"
-    " moment its client asked for it (a copy of the server's limiter, fed those moments),"
-    " less the quota 429s the server did answer. A lower bound: without the client limits,"
-    " each of those 429s would have been retried."
+    "quota 429s avoided: the requests the server's quota would have refused had each gone"
+    " the moment its client asked for it (a copy of the server's limiter, fed those"
+    " moments), less the quota 429s the server did answer. A lower bound: without the"
+    " client limits, each of those 429s would have been retried. Time to first token counts"
+    " from that moment too, over the streams the server answered."
 )
 
 
@@ -89,51 +90,46 @@ def _stream_table(table: Table, result: DemoResult) -> Table:
     """The llm scenario's summary: streams, their first tokens, the limits and the 429s."""
     table.add_column("measure", style="bold")
     table.add_column("value", justify="right")
-    streams = len(result.outcomes)
-    ok, fallback = result.count("success"), result.count("fallback")
     mid = result.failed_mid_stream()
-    table.add_row(
-        "streams asked for",
-        f"{streams} (issued {result.issued}): ok {ok}, fallback {fallback},"
-        f" failed {result.count('error')}",
-    )
+    before = [o for o in result.outcomes if o.kind == "error" and not o.mid_stream]
     fallbacks = result.causes("fallback")
-    if fallbacks:
-        table.add_row("  fallback (a cached answer)", _counts(dict(fallbacks.most_common())))
+    table.add_row("streams asked for", f"{len(result.outcomes)} (issued {result.issued})")
+    table.add_row("  streamed to the end", str(result.count("success")))
+    table.add_row(
+        "  answered by the fallback",
+        f"{result.count('fallback')}"
+        + (f" ({_counts(dict(fallbacks.most_common()))})" if fallbacks else ""),
+    )
     table.add_row(
         "  failed mid-stream (passed on)",
         f"{len(mid)}" + (f" ({_counts(Counter(o.cause for o in mid))})" if mid else ""),
     )
-    before = [o for o in result.outcomes if o.kind == "error" and not o.mid_stream]
-    table.add_row("  failed before the first token", str(len(before)))
+    table.add_row("  failed before their first token", str(len(before)))
     table.add_row(
         "time to first token p50 / p95",
         f"{_seconds(result.ttft(0.5))} / {_seconds(result.ttft(0.95))}",
     )
     table.add_row(
-        "  waiting to be sent p50 / p95",
+        "  of it, waiting to be sent",
         f"{_seconds(result.admission_wait(0.5))} / {_seconds(result.admission_wait(0.95))}",
     )
     retried = result.retried_before_first_token()
     then_ok = sum(1 for o in retried if o.kind == "success")
-    table.add_row(
-        "streams retried before their first token",
-        f"{len(retried)} ({then_ok} then streamed to the end)",
-    )
+    table.add_row("retried before their first token", f"{len(retried)} ({then_ok} then streamed)")
     table.add_row("retries", str(result.retries))
-    table.add_row("limits: clients", result.client_limits)
-    table.add_row("limits: server", result.server_quota)
-    waited = sum(1 for o in result.outcomes if o.sent is not None and o.sent - o.start > 0.01)
-    table.add_row("  streams that waited for a turn", str(waited))
+    table.add_row("client limits", result.client_limits)
+    table.add_row("server's quota", result.server_quota)
     table.add_row(
-        "  turned away by the limits (RateLimited)", str(result.rejected_by.get("rate_limited", 0))
+        "  turned away at once (RateLimited)", str(result.rejected_by.get("rate_limited", 0))
     )
-    spell = result.server_answers.get(429, 0) - result.quota_429s
     table.add_row(
-        "429s over the server's quota",
-        f"{result.quota_429s} answered, {result.limit_429s_avoided()} avoided",
+        "quota 429s: answered / avoided",
+        f"{result.quota_429s} / {result.limit_429s_avoided()}",
     )
-    table.add_row("429s in the server's 429 spell", str(spell))
+    table.add_row(
+        "429s in the server's 429 spell",
+        str(result.server_answers.get(429, 0) - result.quota_429s),
+    )
     table.add_row(
         "pauses (a 429's Retry-After)",
         f"{len(result.paused_spans())} ({result.time_paused():.1f}s in all)",
@@ -143,10 +139,11 @@ def _stream_table(table: Table, result: DemoResult) -> Table:
         f"{result.kept_by_pause()} (turned away {result.rejected_by_pause()},"
         f" held {result.waited_for_pause()})",
     )
-    table.add_row("calls the open breaker kept from the server", str(result.kept_away()))
+    table.add_row("calls the open breaker kept away", str(result.kept_away()))
     states = sorted(result.time_in_states().items())
     table.add_row(
-        "time " + " / ".join(s for s, _ in states), " / ".join(f"{t:.1f}s" for _, t in states)
+        "time " + " / ".join(state for state, _ in states),
+        " / ".join(f"{seconds:.1f}s" for _, seconds in states),
     )
     table.add_row(
         "requests that reached the server",
@@ -156,7 +153,7 @@ def _stream_table(table: Table, result: DemoResult) -> Table:
         "server answers by HTTP status",
         _counts(result.server_answers) if result.server_answers else "0",
     )
-    table.add_row("server's streams: how they ended", _counts(result.server_streams) or "0")
+    table.add_row("server's streams", _counts(result.server_streams) or "0")
     if result.events_dropped:
         table.add_row("events the demo missed (slow reader)", str(result.events_dropped))
     return table

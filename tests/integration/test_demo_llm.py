@@ -18,6 +18,8 @@ import pytest
 
 from policies import ErrorKind, classify, retry_after
 from supervisor._demo import DemoConfig, DemoResult, run_demo
+from supervisor._demo._report import summary_table
+from supervisor._demo._run import Outcome
 from supervisor._demo._scenario import SCENARIOS, Schedule, _schedule
 from supervisor._demo._server import FlakyLLMServer, Quota, QuotaLimiter, price
 
@@ -202,3 +204,69 @@ def test_the_client_limits_keep_requests_under_the_server_quota(llm_run: DemoRes
     assert result.offered_over_quota() == result.limit_429s_avoided()
     # The quota's 429s count as refusals of offers, each at most once.
     assert result.offered_over_quota() <= result.issued
+
+
+def test_stream_figures_and_the_summary_from_outcomes() -> None:
+    """TTFT counts from asking, over server answers; retried, mid-stream and avoided as defined."""
+    result = DemoResult(
+        config=DemoConfig(scenario="llm", live=False),
+        streamed=True,
+        issued=4,
+        outcomes=[
+            # asked at 1.0, sent at 1.5 (a turn), first token at 2.0, after 2 attempts
+            Outcome(1.0, 3.0, "success", "", first_token=2.0, tokens=9, attempts=2, sent=1.5),
+            # broken off after 3 tokens: failed mid-stream, over the quota when asked for
+            Outcome(
+                2.0,
+                2.6,
+                "error",
+                "RemoteProtocolError",
+                first_token=2.5,
+                tokens=3,
+                attempts=1,
+                sent=2.0,
+                over_quota=True,
+            ),
+            # turned away by the limits: the fallback's tokens are not the server's
+            Outcome(
+                3.0, 3.0, "fallback", "RateLimited", first_token=3.0, tokens=8, over_quota=True
+            ),
+            # three slow first tokens, then the fallback
+            Outcome(
+                4.0,
+                7.5,
+                "fallback",
+                "AttemptTimeout",
+                first_token=7.5,
+                tokens=8,
+                attempts=3,
+                sent=4.0,
+            ),
+        ],
+        quota_429s=1,
+        server_answers={200: 3, 429: 3},
+        client_limits="540 RPM, 36,000 TPM",
+        server_quota="600 RPM, 40,000 TPM",
+    )
+    assert 0.5 == result.ttft(0.5)  # 1.0 and 0.5: the fallbacks do not count
+    assert 1.0 == result.ttft(0.95)
+    assert 0.0 == result.admission_wait(0.5)
+    assert 0.5 == result.admission_wait(0.95)
+    assert [2, 3] == [o.attempts for o in result.retried_before_first_token()]
+    assert ["RemoteProtocolError"] == [o.cause for o in result.failed_mid_stream()]
+    assert 2 == result.offered_over_quota()
+    assert 1 == result.limit_429s_avoided()  # 2 would-be refusals, less the 1 answered
+    table = summary_table(result)
+    rows = dict(zip(table.columns[0]._cells, table.columns[1]._cells, strict=True))
+    assert "4 (issued 4)" == rows["streams asked for"]
+    assert "1" == rows["  streamed to the end"]
+    assert "2 (RateLimited 1, AttemptTimeout 1)" == rows["  answered by the fallback"]
+    assert "1 (RemoteProtocolError 1)" == rows["  failed mid-stream (passed on)"]
+    assert "0" == rows["  failed before their first token"]
+    assert "0.50s / 1.00s" == rows["time to first token p50 / p95"]
+    assert "0.00s / 0.50s" == rows["  of it, waiting to be sent"]
+    assert "2 (1 then streamed)" == rows["retried before their first token"]
+    assert "1 / 1" == rows["quota 429s: answered / avoided"]
+    assert "2" == rows["429s in the server's 429 spell"]
+    assert table.caption is not None
+    assert "a copy of the server's limiter" in str(table.caption)
