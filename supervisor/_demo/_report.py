@@ -204,7 +204,8 @@ def plot_timeline(result: DemoResult, path: Path) -> Path:
     x = [s + 0.5 for s in range(seconds)]
     ax.plot(x, series["success"], color="#1a7f37", marker="o", ms=3, label="successes / s")
     ax.plot(x, series["fallback"], color="#9a6700", marker="s", ms=3, label="fallbacks / s")
-    ax.plot(x, series["error"], color="#cf222e", marker="x", ms=4, label="errors / s")
+    errors = "errors / s (failed mid-stream)" if result.streamed else "errors / s"
+    ax.plot(x, series["error"], color="#cf222e", marker="x", ms=4, label=errors)
     ax.set_ylabel("client calls per second")
     handles, _ = ax.get_legend_handles_labels()
     handles += [
@@ -221,6 +222,11 @@ def plot_timeline(result: DemoResult, path: Path) -> Path:
         lane.text((t0 + t1) / 2, 0.65, kind.replace("_", " "), ha="center", va="center", fontsize=8)
     for t0, t1 in result.paused_spans():
         lane.axvspan(t0, t1, ymax=0.25, color=_PAUSE_COLOUR)
+    if result.quota_429_at:  # the llm scenario: 429s the server answered over its quota
+        for t in result.quota_429_at:
+            lane.axvline(t, ymax=0.25, color="black", linewidth=1)
+        handles.append(Patch(color="black", label="429 over the server's quota"))
+        ax.legend(handles=handles, loc="upper left", fontsize=8, ncol=2)
     lane.set_yticks([])
     lane.set_ylabel("server")
     lane.set_xlabel("seconds")
