@@ -235,13 +235,13 @@ class LeasedLimiter:
     # ==========================================================================================
     # The sync actor
 
-    def cut(self, now: float, elapsed: float) -> tuple[float, float, bool]:
+    def cut(self, now: float, elapsed: float) -> tuple[float, float, float]:
         """
         Before a tick is sent: keep the units callers may use until the next answer (due
         within one interval), give the rest back. Returns ``(given back, wanted, hungry)``:
         the units to return to the shared schedule (negative: units to charge), the units to
-        ask for, from the demand since the previous cut (*elapsed* seconds ago), and whether
-        calls were turned away meanwhile.
+        ask for, from the demand since the previous cut (*elapsed* seconds ago), and, when
+        calls were turned away meanwhile, the largest of them (units; 0.0: none was).
         """
         interval = self._interval
         keep_until = now + self._sync_interval
@@ -266,8 +266,9 @@ class LeasedLimiter:
             else:
                 given += keep - used  # at most a rounding error; negative if overdrawn
         self._segments = kept
+        hungry = max(self._largest, 1e-9) if self._hungry else 0.0
+        self._hungry = False
         want = self._want(elapsed)
-        hungry, self._hungry = self._hungry, False
         return given, want, hungry
 
     def _want(self, elapsed: float) -> float:

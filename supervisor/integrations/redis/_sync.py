@@ -53,12 +53,12 @@ import anyio.lowlevel
 import attrs
 import coredis
 import coredis.exceptions
-import coredis.retry
 import structlog
 
 from policies import Breaker, BreakHistory, RateLimit
 from supervisor import BreakerTransition, DependencyPaused, SupervisorError
 
+from ._client import make_client
 from ._keys import FORMAT, DependencyKeys, Keys, check_namespace
 from ._lease import LeasedLimiter
 from ._scripts import SCRIPTS, Script
@@ -165,12 +165,36 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-def _reason(exc: BaseException) -> str:
-    """The first leaf of an exception (group), as ``Type: message``."""
+def _leaf(exc: BaseException) -> BaseException:
+    """
+    The exception itself, or the first leaf of a group: coredis's connection pool runs a task
+    group, and what its ``async with`` body raises comes out wrapped in an ExceptionGroup.
+    """
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The first leaf of an exception (group), as ``Type: message``."""
+    exc = _leaf(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _expected_type(suffix: str) -> str | None:
+    """The Redis type of a key of this format, from its name after the prefix; None: not ours."""
+    parts = suffix.split(":")
+    if parts in (["meta"], ["summaries"]):
+        return "hash"
+    if parts == ["replicas"]:
+        return "zset"
+    if len(parts) == 3 and parts[0] == "dep":
+        kinds = {"health": "hash", "open": "string", "pause": "string", "control": "hash"}
+        return kinds.get(parts[2], "hash" if parts[2] == "state" else None)
+    if len(parts) == 3 and parts[0] == "limit" and parts[2].isdigit():
+        return "hash"
+    return None
 
 
 @final
@@ -224,7 +248,7 @@ class _Dependency:
         self.name = name
         self.keys = keys
         self.ring: deque[tuple[float, int, int]] = deque()  # (time, calls, failures) per tick
-        self.last: tuple[int, int] | None = None  # lifetime (calls, failures) at the last tick
+        self.last = (0, 0)  # lifetime (calls, failures) at the last tick
         self.epoch = -1  # the shared window's epoch the ring counts in; -1: not known yet
         self.window = (0, 0)
         self.aggregate: dict[str, Any] = {}
@@ -505,6 +529,84 @@ class RedisShared:
         )
         raise SharedStateError(msg) from command.error
 
+    async def check(self) -> None:
+        """
+        Connect once and make sure this Redis can hold the shared state. For a service's
+        startup, before it enters the supervisor, where a clear error beats running degraded
+        (the supervisor itself never waits for Redis: it starts degraded and says why).
+
+        Raises:
+            SharedStateError: Redis cannot be reached or did not answer in time, refused the
+                credentials or the scripts, refuses ``TIME`` to scripts under
+                ``clock="server"``, or the namespace holds another ringfence version's keys
+                or another application's.
+        """
+        try:
+            await self._check()
+        except BaseExceptionGroup as group:
+            if group.subgroup(anyio.get_cancelled_exc_class()) is not None:
+                raise
+            leaf = _leaf(group)
+            if isinstance(leaf, SharedStateError):
+                raise leaf from leaf.__cause__
+            raise SharedStateError(self._unusable(leaf)) from leaf
+        except SharedStateError:
+            raise
+        except Exception as exc:
+            raise SharedStateError(self._unusable(exc)) from exc
+
+    def _unusable(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"Redis at {_redact(self.url)} did not answer within {4 * self.timeout:g} s"
+        return f"cannot use Redis at {_redact(self.url)}: {_reason(exc)}"
+
+    async def _check(self) -> None:
+        where = _redact(self.url)
+        with anyio.fail_after(4 * self.timeout):
+            async with self._client() as client:
+                await client.ping()
+                for script in SCRIPTS.values():
+                    await client.script_load(script.text)
+                if self.clock == "server":
+                    try:
+                        await client.eval("return redis.call('TIME')", keys=[], args=[])
+                    except coredis.exceptions.ResponseError as exc:
+                        msg = (
+                            f"Redis at {where} refuses TIME to scripts ({_reason(exc)}):"
+                            ' use RedisShared(clock="auto") or clock="client"'
+                        )
+                        raise SharedStateError(msg) from exc
+                found = _text(await client.hget(self._keys.meta, "format"))
+                if found is not None and found != FORMAT:
+                    msg = (
+                        f"namespace {self.namespace!r} at {where} holds ringfence key format"
+                        f" {found}, and this version writes format {FORMAT}: use another"
+                        " namespace, or delete its keys once no replica of the other"
+                        " version runs"
+                    )
+                    raise SharedStateError(msg)
+                foreign = await self._foreign_keys(client)
+                if foreign:
+                    msg = (
+                        f"namespace {self.namespace!r} at {where} holds keys ringfence did"
+                        f" not write: {', '.join(foreign[:5])}"
+                        f"{' ...' if len(foreign) > 5 else ''}; use another namespace"
+                    )
+                    raise SharedStateError(msg)
+
+    async def _foreign_keys(self, client: coredis.Redis[bytes]) -> list[str]:
+        """Keys under the namespace's prefix that no ringfence key of this format could be."""
+        prefix = self._keys.base + ":"
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        foreign = []
+        async for raw in client.scan_iter(match=pattern, count=1000):
+            key = _text(raw) or ""
+            expected = _expected_type(key[len(prefix) :])
+            kind = _text(await client.type(key))
+            if expected is None or kind != expected:
+                foreign.append(f"{key} ({kind})")
+        return sorted(foreign)
+
     # ==========================================================================================
     # The sync actor
 
@@ -624,13 +726,8 @@ class RedisShared:
             await self._sleep(self._rng.uniform(delay / 2, delay))
 
     def _client(self) -> coredis.Redis[bytes]:
-        return coredis.Redis.from_url(
-            self.url,
-            stream_timeout=self.timeout,
-            connect_timeout=self.timeout,
-            retry_policy=coredis.retry.NoRetryPolicy(),
-            client_name=f"ringfence:{self.replica_id}",
-            max_connections=4,
+        return make_client(
+            self.url, timeout=self.timeout, client_name=f"ringfence:{self.replica_id}"
         )
 
     def _lost(self, exc: BaseException) -> None:
@@ -638,6 +735,7 @@ class RedisShared:
         was_connected = self._connected
         self._connected = False
         self._use_eval = False
+        exc = _leaf(exc)
         if isinstance(exc, TimeoutError):
             why = f"Redis at {_redact(self.url)} did not answer within {self.timeout:g} s"
         elif isinstance(exc, coredis.exceptions.ConnectionError | OSError):
@@ -770,7 +868,7 @@ class RedisShared:
             )
         elif "RINGFENCE_NOTIME" in text:
             problems["clock"] = text.split("RINGFENCE_NOTIME ", 1)[1]
-        elif "WRONGTYPE" in text:
+        elif "WRONGTYPE" in text or isinstance(_leaf(exc), coredis.exceptions.WrongTypeError):
             problems[scope] = (
                 f"{what}: a key under {self._keys.base}: holds another application's data"
                 f" ({text}); use another namespace or delete those keys"
@@ -873,11 +971,10 @@ class RedisShared:
         ratio, volume, duration, window = self._verdict_settings(actor)
         status = actor.status()
         totals = (status.calls, status.failures)
-        if dep.last is not None:
-            calls = max(0, totals[0] - dep.last[0])
-            failures = max(0, totals[1] - dep.last[1])
-            if calls or failures:
-                dep.ring.append((now, calls, failures))
+        calls = max(0, totals[0] - dep.last[0])
+        failures = max(0, totals[1] - dep.last[1])
+        if calls or failures:
+            dep.ring.append((now, calls, failures))
         dep.last = totals
         while dep.ring and dep.ring[0][0] <= now - window:
             dep.ring.popleft()
@@ -912,10 +1009,11 @@ class RedisShared:
     def _apply_dependency(self, dep: _Dependency, actor: Any, reply: Any, now: float) -> None:
         epoch = int(reply[2])
         if epoch != dep.epoch:
-            # A new shared window (a shared open or a cluster reset): count from now on.
+            if dep.epoch >= 0:
+                # A new shared window (a shared open or a cluster reset): count from now on.
+                dep.ring.clear()
+                dep.window = (0, 0)
             dep.epoch = epoch
-            dep.ring.clear()
-            dep.window = (0, 0)
         calls, failures = int(reply[3]), int(reply[4])
         dep.aggregate = {
             "calls": calls,
@@ -1011,6 +1109,7 @@ class RedisShared:
             self.replica_id,
             1 if hungry else 0,
             repr(max(elapsed, self.sync_interval / 4) * 1000),
+            repr(hungry),
         ]
 
         def done(reply: Any, received: float) -> None:

@@ -7,7 +7,9 @@
 --   beyond the lease, charged now); ARGV[7] units wanted; ARGV[8] horizon (ms): grant only units
 --   due by now + horizon; ARGV[9] the limit's settings, to notice replicas that disagree;
 --   ARGV[10] replica id; ARGV[11] 1 when this replica turned calls away for want of turns since
---   its last lease ("hungry"), else 0; ARGV[12] milliseconds since its last lease
+--   its last lease ("hungry"), else 0; ARGV[12] milliseconds since its last lease; ARGV[13] the
+--   largest call it turned away (units): a fair share never falls below one whole call, or
+--   two replicas splitting the last unit in halves would never admit it
 -- Reply: {clock, now, granted, base - now (ms), settings differ (0/1)}
 --
 -- Unit u of the batch (0 < u <= granted) is due at base + u*T: the batch continues the shared
@@ -55,6 +57,7 @@ if ARGV[11] == '1' then
   local live = redis.call('ZCOUNT', KEYS[3], '(' .. rf_str(now), '+inf')
   local free = math.max(0, burst - (tat - now) / T)
   local fair = 1.2 * tonumber(ARGV[12]) / T / (others + 1) + free / math.max(live, 1)
+  fair = math.max(fair, tonumber(ARGV[13]))
   if granted > fair then
     granted = fair
   end
