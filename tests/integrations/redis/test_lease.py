@@ -1,0 +1,157 @@
+"""
+The leased turns of a shared rate limit (``_lease.LeasedLimiter``): a pure machine driven
+with explicit ``now`` values, no Redis and no event loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from policies import RateLimit, Refusal
+from supervisor.integrations.redis._lease import LeasedLimiter
+
+LIMIT = RateLimit(100, per=1)  # T = 10 ms, burst 100
+INTERVAL = 0.25
+
+
+def leased(limit: RateLimit = LIMIT, replicas: int = 1) -> LeasedLimiter:
+    source = LeasedLimiter(limit, interval=INTERVAL, replicas=replicas, now=0.0)
+    source.cut(0.0, INTERVAL)  # the first tick: nothing to give back
+    return source
+
+
+def test_turns_come_from_the_lease_at_their_due_time() -> None:
+    """Unit u of a batch is due at base + u*T: a call waits for its unit, as GCRA says."""
+    source = leased(RateLimit(100, per=1, max_wait=1.0))
+    source.install(10.0, granted=3, base=10.0)
+    assert [0.01, 0.02, 0.03] == pytest.approx([source.reserve(10.0) for _ in range(3)])
+    refusal = source.reserve(10.0)
+    assert isinstance(refusal, Refusal)
+    assert "lease" == source.mode
+
+
+def test_a_wait_beyond_max_wait_is_refused_and_takes_nothing() -> None:
+    """max_wait=0 (the default): a unit due later is not a turn now."""
+    source = leased()
+    source.install(10.0, granted=2, base=9.99)  # unit 1 due now, unit 2 in 10 ms
+    assert 0.0 == source.reserve(10.0)
+    refusal = source.reserve(10.0)
+    assert isinstance(refusal, Refusal)
+    assert 0.01 == pytest.approx(refusal.retry_after)
+    assert 0.0 == source.reserve(10.01)
+
+
+def test_the_callers_budget_bounds_the_wait_too() -> None:
+    """reserve's max_wait (the call's deadline) applies as well as the limit's."""
+    source = leased(RateLimit(100, per=1, max_wait=10.0))
+    source.install(10.0, granted=50, base=10.0)
+    assert isinstance(source.reserve(10.0, 50, max_wait=0.1), Refusal)
+    assert 0.5 == pytest.approx(source.reserve(10.0, 50, max_wait=1.0))
+
+
+def test_a_cost_above_the_burst_is_never() -> None:
+    """Never is not a wait: the actor turns it into a ValueError at once."""
+    source = leased()
+    refusal = source.reserve(10.0, 101)
+    assert isinstance(refusal, Refusal)
+    assert refusal.never
+
+
+def test_a_cost_spanning_two_batches_goes_when_its_last_unit_is_due() -> None:
+    """Units of two leases together pay for one call."""
+    source = leased(RateLimit(100, per=1, max_wait=1.0))
+    source.install(10.0, granted=2, base=9.98)  # due at 10.0 and 10.0 - now
+    source.install(10.0, granted=2, base=10.0)  # due at 10.01, 10.02
+    assert 0.02 == pytest.approx(source.reserve(10.0, 4))
+    assert isinstance(source.reserve(10.0, 1), Refusal)
+
+
+def test_without_a_lease_it_admits_its_share_from_an_empty_local_bucket() -> None:
+    """Before the first answer (and while Redis is away): rate / replicas, starting empty."""
+    source = LeasedLimiter(LIMIT, interval=INTERVAL, replicas=1, now=0.0)
+    source.fall_back(0.0, 4)  # 25 per second, burst 25, empty at 0.0
+    assert "local" == source.mode
+    assert isinstance(source.reserve(0.0), Refusal)
+    assert 0.0 == source.reserve(0.04)  # one unit accrues in 40 ms
+    assert isinstance(source.reserve(0.04), Refusal)
+    assert 0 < source.available(10.0) <= 25
+
+
+def test_an_answer_ends_the_fallback() -> None:
+    """A lease after an outage: admissions come from Redis's turns again."""
+    source = leased()
+    source.fall_back(0.0, 2)
+    source.install(1.0, granted=1, base=0.99)
+    assert "lease" == source.mode
+    assert 0.0 == source.reserve(1.0)
+    assert isinstance(source.reserve(100.0), Refusal)  # no local bucket any more
+
+
+def test_a_cut_keeps_the_next_interval_and_gives_back_the_rest() -> None:
+    """At a tick: units due within one interval stay (the round trip never leaves the
+    replica without turns); later ones and stale ones go back."""
+    source = leased()
+    source.install(10.0, granted=60, base=9.9)  # units due 9.91 .. 10.5
+    assert 0.0 == source.reserve(10.0, 5)  # units 1-5 (due by 9.95)
+    given, _, _ = source.cut(10.0, INTERVAL)
+    # kept: units due by 10.25, i.e. up to unit 35; given back: 36-60
+    assert 25 == pytest.approx(given)
+    assert 30 == pytest.approx(source.available(10.25))
+    # a whole interval later nobody took them: stale, given back
+    given, _, _ = source.cut(10.6, INTERVAL)
+    assert 30 == pytest.approx(given)
+    assert 0.0 == source.available(10.6)
+
+
+def test_settle_and_refund_reach_the_shared_limit() -> None:
+    """A call that cost more is charged at the next tick; a refund is reused at once."""
+    source = leased()
+    source.install(10.0, granted=10, base=9.9)
+    assert 0.0 == source.reserve(10.0, 4)
+    source.refund(10.0, 4)
+    assert 10 == pytest.approx(source.available(10.0))
+    assert 0.0 == source.reserve(10.0, 4)
+    source.settle(10.0, 4, 7)  # 3 more than reserved
+    given, _, _ = source.cut(10.0, INTERVAL)
+    assert -3 == pytest.approx(given)  # charged; the 6 units due now stay for the next calls
+    assert 6 == pytest.approx(source.available(10.0))
+
+
+def test_bad_costs_are_refused_as_a_rate_limiter_refuses_them() -> None:
+    """settle/refund check their numbers (the actor keeps the estimate then)."""
+    source = leased()
+    with pytest.raises(TypeError):
+        source.settle(0.0, 1, "3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite"):
+        source.refund(0.0, math.nan)
+
+
+def test_want_follows_the_demand_and_hunger_is_reported() -> None:
+    """The next request is the demand since the last cut over the lease's span; a replica
+    that turned calls away says so (the script then shares the refill fairly)."""
+    source = leased()
+    source.install(10.0, granted=5, base=9.9)
+    for _ in range(20):
+        source.reserve(10.0)
+    _given, want, hungry = source.cut(10.25, INTERVAL)
+    assert hungry
+    assert 20 * 2 == pytest.approx(want)  # 20 units in one interval, asked for two
+    _, want, hungry = source.cut(10.5, INTERVAL)
+    assert not hungry
+    assert 1.0 == want  # a standing lease of one call
+
+
+def test_a_slow_limit_keeps_no_standing_lease_from_a_busy_replica() -> None:
+    """10 per hour over 4 replicas: an idle replica asks for less than one call."""
+    source = leased(RateLimit(10, per=3600), replicas=4)
+    source.set_replicas(4)
+    _, want, _ = source.cut(10.0, INTERVAL)
+    assert want < 0.001
+
+
+def test_zero_cost_goes_at_once() -> None:
+    """A call that costs nothing never waits, with or without a lease."""
+    source = leased()
+    assert 0.0 == source.reserve(10.0, 0)
