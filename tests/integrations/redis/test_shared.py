@@ -426,26 +426,17 @@ async def test_check_passes_on_a_fit_server(redis_server: RedisServer) -> None:
 @pytest.fixture
 def no_time_url(redis_server: RedisServer) -> str:
     """A user that may not call TIME (scripts included), on the test's server."""
-    import subprocess
+    import redis
 
-    subprocess.run(
-        [
-            redis_server.executable.replace("redis-server", "redis-cli"),
-            "-s",
-            str(redis_server.socket_path),
-            "ACL",
-            "SETUSER",
+    with redis.Redis(unix_socket_path=str(redis_server.socket_path)) as admin:
+        admin.acl_setuser(
             "app",
-            "on",
-            ">secret",
-            "~*",
-            "&*",
-            "+@all",
-            "-time",
-        ],
-        check=True,
-        capture_output=True,
-    )
+            enabled=True,
+            passwords=["+secret"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", "-time"],
+        )
     return f"unix://app:secret@{redis_server.socket_path}"
 
 
