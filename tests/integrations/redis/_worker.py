@@ -1,0 +1,56 @@
+"""
+One replica of the multi-process test, as a process of its own:
+
+    python -m tests.integrations.redis._worker URL NAMESPACE REPLICAS TICKS shared|local
+
+It waits (tick by tick) until REPLICAS replicas are live, then calls a rate-limited dependency
+as fast as it may for TICKS ticks of its sync actor, and prints ``{"admitted": n}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anyio
+
+from policies import RateLimit
+from supervisor import RateLimited, Supervisor
+from supervisor.integrations.redis import RedisShared
+
+LIMIT = RateLimit(40, per=3600)  # a burst of 40; the next unit in a minute and a half
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def main(url: str, namespace: str, replicas: int, ticks: int, mode: str) -> int:
+    # The local run also syncs (heartbeats, so the replicas can wait for each other), but its
+    # limit is the supervisor's own: what four replicas without shared limits admit.
+    shared = RedisShared(url, namespace, sync_interval=0.02)
+    local = Supervisor()
+    sup = Supervisor(shared=shared)
+    (sup if mode == "shared" else local).register("llm", ok, rate_limit=LIMIT)
+    admitted = 0
+    with anyio.fail_after(60):
+        async with sup, local:
+            target = sup if mode == "shared" else local
+            while shared.cluster_status()["live_replicas"] != replicas:
+                await shared.wait_tick()
+            for _ in range(ticks):
+                while True:
+                    try:
+                        await target.call("llm")
+                    except RateLimited:
+                        break
+                    admitted += 1
+                await shared.wait_tick()
+    return admitted
+
+
+if __name__ == "__main__":
+    url, namespace, replicas, ticks, mode = sys.argv[1:6]
+    print(
+        json.dumps({"admitted": anyio.run(main, url, namespace, int(replicas), int(ticks), mode)})
+    )
