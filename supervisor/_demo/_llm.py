@@ -179,6 +179,10 @@ class StreamWorkload:
         Client *n*: asks for an answer at exponential gaps until *stop_at*, each in a task of
         its own (an open workload), and returns once every answer it asked for has ended.
         """
+        # The first ask after a gap too: clients do not all start at the same instant.
+        await anyio.sleep(
+            min(rng.expovariate(1.0 / MEAN_GAP), max(0.0, stop_at - time.monotonic()))
+        )
         async with anyio.create_task_group() as answers:
             while time.monotonic() < stop_at:
                 prompt, max_tokens = _prompt(n, rng)
