@@ -27,7 +27,10 @@ The lease's life (``cut`` at each tick, then ``install`` of the answer):
 
 * at a tick, units due more than one interval ahead are given back: the replica keeps what its
   callers may use before the next answer arrives (so a round trip never leaves it without
-  turns), and units that stayed unused for a whole interval are given back too;
+  turns); units already due that nobody took are given back too. A unit is thus used at most
+  one interval after it was due, and what the replicas may spend beyond the limit in any
+  window is what they hold unused: a standing lease of one call each, and the leased units of
+  a replica whose callers suddenly stop;
 * the answer adds a segment ``[base, granted, used]``; a reservation takes from the segment
   whose next unit is due first;
 * while Redis cannot be reached (and before the first answer) the replica admits from a local
@@ -81,6 +84,7 @@ class LeasedLimiter:
         "_asked",
         "_burst",
         "_credit",
+        "_demand",
         "_hungry",
         "_interval",
         "_largest",
@@ -107,6 +111,7 @@ class LeasedLimiter:
         self._local: RateLimiter | None = None
         self._replicas = 1
         self._asked = 0.0  # units reserved or refused since the last cut: the demand
+        self._demand = 0.0  # units per second, remembered over a few ticks (halved at each)
         self._largest = 0.0  # the largest single cost asked since the last cut
         self._credit = 0.0  # units given back (> 0) or charged (< 0) outside any segment
         self._hungry = False  # a call was turned away since the last cut
@@ -245,15 +250,15 @@ class LeasedLimiter:
         """
         interval = self._interval
         keep_until = now + self._sync_interval
-        stale_before = now - self._sync_interval
         given = self._credit
         self._credit = 0.0
         kept: list[list[float]] = []
         for segment in self._segments:
             base, granted, used = segment
-            # Units due before stale_before that nobody took are given back; consumption is
-            # in order, so they are the next ones: skip them.
-            stale = (stale_before - base) / interval
+            # Units already due that nobody took are given back: held on, they would let this
+            # replica spend them later on top of what the shared bucket refills meanwhile.
+            # Consumption is in order, so they are the next ones: skip them.
+            stale = (now - base) / interval
             if used < stale:
                 skipped = min(stale, granted) - used
                 given += skipped
@@ -268,17 +273,24 @@ class LeasedLimiter:
         self._segments = kept
         hungry = max(self._largest, 1e-9) if self._hungry else 0.0
         self._hungry = False
-        want = self._want(elapsed)
+        held = sum(s[1] - s[2] for s in kept)
+        want = max(0.0, self._want(elapsed) - held)
         return given, want, hungry
 
     def _want(self, elapsed: float) -> float:
-        """Units to ask for: the recent demand over the lease's span, at least one call's."""
+        """
+        Units to hold: the recent demand over the lease's span, and at least a standing lease
+        of one call (the largest seen) so an idle replica's next call need not wait for a
+        tick. Not more: units held unused are what the replicas together may spend beyond
+        the limit, on top of what the shared bucket refills meanwhile. And no more than its
+        share of an interval's refill, so idle replicas do not hold a slow limit's few units
+        away from a busy one.
+        """
         rate = self.config.rate / self.config.per
-        span = 2.0 * self._sync_interval
-        demand = self._asked * span / max(elapsed, self._sync_interval / 4)
-        # A standing lease so an idle replica's next call need not wait for a tick; no more
-        # than its share of an interval's units, so idle replicas do not hold a slow limit's
-        # few units away from a busy one.
+        # Calls come in bursts: remember a burst for a few ticks rather than lease for the
+        # quiet tick that followed it.
+        self._demand = max(self._asked / max(elapsed, self._sync_interval / 4), self._demand / 2)
+        demand = self._demand * 2.0 * self._sync_interval
         share = rate * self._sync_interval / self._replicas
         standing = min(max(1.0, self._largest), share)
         self._asked = 0.0

@@ -91,17 +91,17 @@ def test_an_answer_ends_the_fallback() -> None:
 
 def test_a_cut_keeps_the_next_interval_and_gives_back_the_rest() -> None:
     """At a tick: units due within one interval stay (the round trip never leaves the
-    replica without turns); later ones and stale ones go back."""
+    replica without turns); later ones go back, and so do units already due that nobody
+    took."""
     source = leased()
     source.install(10.0, granted=60, base=9.9)  # units due 9.91 .. 10.5
     assert 0.0 == source.reserve(10.0, 5)  # units 1-5 (due by 9.95)
     given, _, _ = source.cut(10.0, INTERVAL)
-    # kept: units due by 10.25, i.e. up to unit 35; given back: 36-60
-    assert 25 == pytest.approx(given)
-    assert 30 == pytest.approx(source.available(10.25))
-    # a whole interval later nobody took them: stale, given back
+    # given back: units 6-10 (due by 10.0, not taken) and 36-60 (due after 10.25)
+    assert 5 + 25 == pytest.approx(given)
+    assert 25 == pytest.approx(source.available(10.25))
     given, _, _ = source.cut(10.6, INTERVAL)
-    assert 30 == pytest.approx(given)
+    assert 25 == pytest.approx(given)
     assert 0.0 == source.available(10.6)
 
 
@@ -115,8 +115,7 @@ def test_settle_and_refund_reach_the_shared_limit() -> None:
     assert 0.0 == source.reserve(10.0, 4)
     source.settle(10.0, 4, 7)  # 3 more than reserved
     given, _, _ = source.cut(10.0, INTERVAL)
-    assert -3 == pytest.approx(given)  # charged; the 6 units due now stay for the next calls
-    assert 6 == pytest.approx(source.available(10.0))
+    assert 6 - 3 == pytest.approx(given)  # the 6 due and untaken go back, 3 are charged
 
 
 def test_bad_costs_are_refused_as_a_rate_limiter_refuses_them() -> None:
@@ -140,7 +139,10 @@ def test_want_follows_the_demand_and_hunger_is_reported() -> None:
     assert 20 * 2 == pytest.approx(want)  # 20 units in one interval, asked for two
     _, want, hungry = source.cut(10.5, INTERVAL)
     assert not hungry
-    assert 1.0 == want  # a standing lease of one call
+    assert 20 == pytest.approx(want)  # a burst is remembered for a few ticks, halving
+    for tick in range(3, 12):
+        _, want, _ = source.cut(10.0 + tick * INTERVAL, INTERVAL)
+    assert 1 == want  # then a standing lease of one call
 
 
 def test_a_slow_limit_keeps_no_standing_lease_from_a_busy_replica() -> None:

@@ -21,7 +21,7 @@ def run_replicas(url: str, namespace: str, mode: str) -> list[int]:
     command = [sys.executable, "-m", "tests.integrations.redis._worker", url, namespace]
     processes = [
         subprocess.Popen(
-            [*command, str(REPLICAS), "100", mode],
+            [*command, str(REPLICAS), mode],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
