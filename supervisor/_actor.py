@@ -939,13 +939,34 @@ class Actor:
             now = self._clock()
             machine = self._machine  # admitted again: the breaker may have moved meanwhile
             epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
-            if self._paused_until is not None:  # a 429 came meanwhile: respect it too
-                epoch = await self._wait_out_pause(machine, epoch, deadline)
-            if self._forced_until is not None:
-                self._check_forced(self._machine, epoch)
         except BaseException:
             self._refund(costs)
             raise
+        if self._paused_until is not None:
+            # A 429 came meanwhile and the turn fell due in the pause. Going at the pause's
+            # end together with every other turn that fell due in it would be a burst the
+            # limits never allowed (a provider's quota answers it with 429s): give the turn
+            # back, wait the pause out, and take a fresh turn.
+            self._refund(costs)
+            epoch = await self._wait_out_pause(machine, epoch, deadline)
+            machine = self._machine
+            now = self._clock()
+            budget = deadline - now if deadline is not None else math.inf
+            if self._local_limits:
+                result = reserve_all(self._limiters, now, costs, budget)
+            else:
+                result = self._reserve_shared(self._limiters, now, costs, budget)
+            if isinstance(result, Refusal):
+                machine.on_cancel(epoch)
+                raise self._reject_rate_limited(result, costs)
+            if result > 0.0:
+                return await self._wait_for_turn(machine, epoch, deadline, result, costs)
+        if self._forced_until is not None:
+            try:
+                self._check_forced(self._machine, epoch)
+            except BaseException:
+                self._refund(costs)
+                raise
         return epoch
 
     def _reserve_shared(

@@ -10,11 +10,14 @@ on asyncio, only counts and order.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 
 from policies import Breaker, Bulkhead, RateLimit, Retry, Timeout, backoff
@@ -34,6 +37,12 @@ async def blocked(is_trio: bool) -> None:
     else:
         for _ in range(5):
             await anyio.lowlevel.checkpoint()
+
+
+def http_error(status: int, headers: dict[str, str]) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "https://api.example.invalid/v1/complete")
+    response = httpx.Response(status, headers=headers, request=request)
+    return httpx.HTTPStatusError(f"status {status}", request=request, response=response)
 
 
 def period(is_trio: bool) -> float:
@@ -524,3 +533,45 @@ async def test_a_shared_open_verdict_refuses_calls_until_it_ends(
             assert "ok" == await sup.call("llm")
             assert sup.status("llm").shared_open_until is None
     assert 2 == fake.count
+
+
+async def test_turns_that_fall_due_in_a_pause_are_taken_again_after_it(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """Calls whose turn fell due while the dependency was paused do not all go at the pause's
+    end (a burst the limit never allowed, which a provider answers with 429s): they give the
+    turn back and take a fresh one, so what reaches the dependency keeps to the limit."""
+    per = period(is_trio) / 5
+    starts: dict[str, float] = {}
+
+    async def fn(name: str) -> str:
+        starts[name] = anyio.current_time()
+        if name == "a":
+            await anyio.sleep(per / 2)  # the others take their turns meanwhile
+            raise http_error(429, {"retry-after-ms": str(int(per * 1000 * 10))})
+        return name
+
+    sup.register(
+        "llm",
+        fn,
+        retry=Retry(attempts=1),
+        rate_limit=RateLimit(1, per=per, burst=1, max_wait=math.inf),
+    )
+    with guard(100 * per):
+        async with sup, anyio.create_task_group() as tg:
+            t0 = anyio.current_time()
+
+            async def call(name: str) -> None:
+                with contextlib.suppress(httpx.HTTPStatusError):
+                    await sup.call("llm", name)
+
+            for name in "abcde":
+                tg.start_soon(call, name)
+                await blocked(is_trio)
+    after = sorted(t - t0 for name, t in starts.items() if name != "a")
+    assert 4 == len(after)
+    if is_trio:  # virtual time: exact
+        assert after[0] >= 10 * per  # nothing went during the pause
+        # one per `per`, as the limit says (burst 1): never two together
+        gaps = [b - a for a, b in itertools.pairwise(after)]
+        assert all(gap >= per - 1e-9 for gap in gaps), gaps
