@@ -84,12 +84,16 @@ class LeasedLimiter:
         "_asked",
         "_burst",
         "_credit",
+        "_cut_at",
         "_demand",
         "_hungry",
         "_interval",
         "_largest",
         "_local",
+        "_local_since",
+        "_local_used",
         "_max_wait",
+        "_recovering",
         "_replicas",
         "_retry_after",
         "_segments",
@@ -109,9 +113,16 @@ class LeasedLimiter:
         # [base, granted, used]: unit u (0 < u <= granted) is due at base + u*T.
         self._segments: list[list[float]] = []
         self._local: RateLimiter | None = None
+        # Units the local fallback admitted, and since when (loop clock): charged to the
+        # shared limit as of then once Redis answers again (see cut()).
+        self._local_used = 0.0
+        self._local_since: float | None = None
+        # Until when (loop clock) leases keep to the fallback's pace after a fallback ended.
+        self._recovering = -_INF
         self._replicas = 1
         self._asked = 0.0  # units reserved or refused since the last cut: the demand
         self._demand = 0.0  # units per second, remembered over a few ticks (halved at each)
+        self._cut_at = now
         self._largest = 0.0  # the largest single cost asked since the last cut
         self._credit = 0.0  # units given back (> 0) or charged (< 0) outside any segment
         self._hungry = False  # a call was turned away since the last cut
@@ -187,6 +198,7 @@ class LeasedLimiter:
             result = local.reserve(now, cost, max_wait)
             if not isinstance(result, Refusal):
                 self._hungry = False
+                self._local_used += cost
                 return result
             if not result.never:
                 return Refusal(retry_after=result.retry_after, limit=self.config)
@@ -206,6 +218,7 @@ class LeasedLimiter:
         actual = _cost("actual", actual)
         if self._local is not None and not self._segments:
             self._local.settle(now, estimated, actual)
+            self._local_used += actual - estimated
         else:
             self._credit += estimated - actual
 
@@ -225,6 +238,7 @@ class LeasedLimiter:
                 return
         if self._local is not None:
             self._local.refund(now, cost)
+            self._local_used -= cost
         else:
             self._credit += cost
 
@@ -240,13 +254,18 @@ class LeasedLimiter:
     # ==========================================================================================
     # The sync actor
 
-    def cut(self, now: float, elapsed: float) -> tuple[float, float, float]:
+    def cut(self, now: float) -> tuple[float, float, float, float, float]:
         """
         Before a tick is sent: keep the units callers may use until the next answer (due
-        within one interval), give the rest back. Returns ``(given back, wanted, hungry)``:
-        the units to return to the shared schedule (negative: units to charge), the units to
-        ask for, from the demand since the previous cut (*elapsed* seconds ago), and, when
-        calls were turned away meanwhile, the largest of them (units; 0.0: none was).
+        within one interval), give the rest back. Returns ``(given back, wanted, hungry,
+        charged, since)``: the units to return to the shared schedule (negative: units to
+        charge), the units to ask for, from the demand since the previous cut, and, when
+        calls were turned away meanwhile, the largest of them (units; 0.0: none was); then
+        the units the local fallback admitted and how many seconds ago it began. Those are
+        charged to the shared limit *as of then* (``tat = max(tat, then) + charged*T``): the
+        replicas' fallbacks together ran at about the rate, so the shared bucket comes back
+        about as empty as it would have been, neither offering a second burst on top of what
+        was admitted meanwhile nor holding the replicas back for the outage's length.
         """
         interval = self._interval
         keep_until = now + self._sync_interval
@@ -274,8 +293,17 @@ class LeasedLimiter:
         hungry = max(self._largest, 1e-9) if self._hungry else 0.0
         self._hungry = False
         held = sum(s[1] - s[2] for s in kept)
+        elapsed, self._cut_at = now - self._cut_at, now
         want = max(0.0, self._want(elapsed) - held)
-        return given, want, hungry
+        since = now - self._local_since if self._local_since is not None else 0.0
+        if self._local_since is not None or now < self._recovering:
+            # Back from a fallback: the other replicas may not be back yet (each reconnects
+            # after its own backoff, up to two intervals), their charges have not reached
+            # Redis, and the shared bucket looks fuller than it is. Keep to the fallback's
+            # pace meanwhile, rather than take a burst that everyone would then pay for.
+            share = self.config.rate / self.config.per / self._replicas
+            want = min(want, share * 2.0 * self._sync_interval)
+        return given, want, hungry, max(0.0, self._local_used), since
 
     def _want(self, elapsed: float) -> float:
         """
@@ -297,10 +325,18 @@ class LeasedLimiter:
         largest, self._largest = self._largest, 0.0
         return max(demand, standing, min(largest, self._burst))
 
-    def install(self, now: float, granted: float, base: float) -> None:
-        """The answer: *granted* units, unit ``u`` due at ``base + u*T`` (loop clock)."""
+    def install(self, now: float, granted: float, base: float, charged: float = 0.0) -> None:
+        """
+        The answer: *granted* units, unit ``u`` due at ``base + u*T`` (loop clock); the
+        *charged* units of the local fallback are accounted for.
+        """
+        if self._local is not None:
+            self._recovering = now + 3.0 * self._sync_interval
         self.mode = "lease"
         self._local = None
+        self._local_used = max(0.0, self._local_used - charged)
+        if self._local_used <= _RESOLUTION:
+            self._local_since = None
         self._retry_after = self._sync_interval
         if granted > _RESOLUTION:
             self._segments.append([base, granted, 0.0])
@@ -325,9 +361,19 @@ class LeasedLimiter:
         )
         local = share.machine()
         local.reserve(now, share.capacity)  # empty: the shared bucket's burst is not ours
+        # And behind the leased units still held: they are used first, at the shared pace.
+        held = sum(s[1] - s[2] for s in self._segments)
+        if held > 0:
+            local.settle(now, 0.0, held)
         self._local = local
+        if self._local_since is None:
+            self._local_since = now
         self.mode = "local"
         self._retry_after = self._sync_interval
+
+    def unsent(self, given: float) -> None:
+        """The tick that carried *given* (from :meth:`cut`) failed: give it back next time."""
+        self._credit += given
 
     def set_replicas(self, replicas: int) -> None:
         """The live replicas, as the last answer counted them (what a fallback splits by)."""

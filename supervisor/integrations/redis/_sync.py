@@ -75,6 +75,9 @@ _SCHEMES: Final = ("redis", "rediss", "unix")
 _NEVER: Final = sys.maxsize
 # A wall clock that moves this far from the monotonic one has jumped (NTP slews far less).
 _JUMP: Final = 1.0
+# A script's deadline is the tick's, on the script's clock, plus this much (milliseconds): the
+# offset between the clocks is measured over a round trip, so it is off by up to half of one.
+_LATE_SLACK_MS: Final = 50.0
 
 _structlog = structlog.get_logger("ringfence")
 _stdlib = logging.getLogger("ringfence")
@@ -384,10 +387,15 @@ class RedisShared:
         self._replicas = 1  # live replicas, as last counted (1 before any answer)
         self._summaries: dict[str, Any] = {}
         self._source_clock: str | None = None
+        # The scripts' clock minus this replica's (ms), measured at the last answer.
+        self._offset: float | None = None
         self._synced_wall: float | None = None
         self._warnings: dict[str, str] = {}
         self._failures = 0
         self._actions: list[tuple[str, str, str]] = []  # other replicas' commands to apply here
+        # Units the tick in flight gives back: given back again if the tick fails (the scripts
+        # of a tick that failed did nothing: see the deadline in _op).
+        self._unsent: list[tuple[LeasedLimiter, float]] = []
 
     def __repr__(self) -> str:
         return (
@@ -750,6 +758,9 @@ class RedisShared:
             f" replica{'s' if replicas != 1 else ''}"
         }
         now = self._now()
+        unsent, self._unsent = self._unsent, []
+        for source, given in unsent:
+            source.unsent(given)
         for source in self._sources.values():
             source.fall_back(now, replicas)
         for command in list(self._commands):
@@ -779,7 +790,11 @@ class RedisShared:
         done: Callable[[Any, float], None],
         failed: Callable[[BaseException], None],
     ) -> _Op:
-        head: list[str | int | float] = [self.clock, repr(self._client_ms()), FORMAT]
+        client_ms = self._client_ms()
+        deadline = 0.0  # unknown before the first answer (its clock's offset is unknown)
+        if self._offset is not None:
+            deadline = client_ms + self._offset + 1000 * self.timeout + _LATE_SLACK_MS
+        head: list[str | int | float] = [self.clock, repr(client_ms), FORMAT, repr(deadline)]
         return _Op(SCRIPTS[name], [self._keys.meta, *keys], head + list(args), done, failed)
 
     async def _tick(
@@ -803,6 +818,7 @@ class RedisShared:
         with anyio.fail_after(self.timeout):
             results = await self._execute(client, ops)
         received = self._now()
+        self._unsent = []
         self._connected = True
         self._synced_wall = time.time()
         for op, result in zip(ops, results, strict=True):
@@ -866,6 +882,11 @@ class RedisShared:
                 f"namespace {self.namespace!r} is used by another ringfence version"
                 f" ({text.split('RINGFENCE_FORMAT ', 1)[1]}); use another namespace"
             )
+        elif "RINGFENCE_LATE" in text:
+            problems["late"] = (
+                "Redis ran ringfence's scripts after their deadline (a stalled or overloaded"
+                " server); they did nothing"
+            )
         elif "RINGFENCE_NOTIME" in text:
             problems["clock"] = text.split("RINGFENCE_NOTIME ", 1)[1]
         elif "WRONGTYPE" in text or isinstance(_leaf(exc), coredis.exceptions.WrongTypeError):
@@ -885,6 +906,7 @@ class RedisShared:
 
         def done(reply: Any, received: float) -> None:
             self._source_clock = _text(reply[0])
+            self._offset = float(reply[1]) - self._client_ms()
             self._replicas = max(1, int(reply[2]))
             summaries: dict[str, Any] = {}
             for i in range(3, len(reply) - 1, 2):
@@ -1096,7 +1118,8 @@ class RedisShared:
         problems: dict[str, str],
     ) -> _Op:
         config = source.config
-        given, want, hungry = source.cut(now, elapsed)
+        given, want, hungry, charged, since = source.cut(now)
+        self._unsent.append((source, given))
         interval_ms = config.per / config.rate * 1000
         settings = f"{config.rate!r}/{config.per!r}/{config.capacity!r}"
         args: list[str | int | float] = [
@@ -1108,14 +1131,18 @@ class RedisShared:
             settings,
             self.replica_id,
             1 if hungry else 0,
-            repr(max(elapsed, self.sync_interval / 4) * 1000),
+            # after an outage, what accrued while away is the bucket's, not this replica's
+            repr(min(max(elapsed, self.sync_interval / 4), 2 * self.sync_interval) * 1000),
             repr(hungry),
+            self._replicas,
+            repr(charged),
+            repr(since * 1000),
         ]
 
         def done(reply: Any, received: float) -> None:
             granted = float(reply[2])
             base = received + float(reply[3]) / 1000
-            source.install(received, granted, base)
+            source.install(received, granted, base, charged)
             if int(reply[4]):
                 self._warnings[f"limit:{name}:{index}"] = (
                     f"replicas disagree on rate_limit[{index}] of {name!r} (this one:"

@@ -18,7 +18,7 @@ INTERVAL = 0.25
 
 def leased(limit: RateLimit = LIMIT, replicas: int = 1) -> LeasedLimiter:
     source = LeasedLimiter(limit, interval=INTERVAL, replicas=replicas, now=0.0)
-    source.cut(0.0, INTERVAL)  # the first tick: nothing to give back
+    source.cut(0.0)  # the first tick: nothing to give back
     return source
 
 
@@ -79,6 +79,21 @@ def test_without_a_lease_it_admits_its_share_from_an_empty_local_bucket() -> Non
     assert 0 < source.available(10.0) <= 25
 
 
+def test_the_fallbacks_admissions_are_reported_until_redis_took_them() -> None:
+    """Units admitted locally are charged at the next answer, as of the fallback's start."""
+    source = leased()
+    source.install(0.5, granted=0, base=0.5)  # Redis answered: no fallback
+    source.fall_back(1.0, 4)  # then it did not
+    assert 0.0 == source.reserve(1.2)
+    assert 0.0 == source.reserve(1.2)
+    *_, charged, since = source.cut(1.5)
+    assert (2, 0.5) == (charged, pytest.approx(since))
+    *_, charged, since = source.cut(1.75)  # that tick failed: still to report
+    assert (2, 0.75) == (charged, pytest.approx(since))
+    source.install(1.8, granted=0, base=1.8, charged=2)
+    assert (0, 0) == source.cut(2.0)[3:]
+
+
 def test_an_answer_ends_the_fallback() -> None:
     """A lease after an outage: admissions come from Redis's turns again."""
     source = leased()
@@ -96,11 +111,11 @@ def test_a_cut_keeps_the_next_interval_and_gives_back_the_rest() -> None:
     source = leased()
     source.install(10.0, granted=60, base=9.9)  # units due 9.91 .. 10.5
     assert 0.0 == source.reserve(10.0, 5)  # units 1-5 (due by 9.95)
-    given, _, _ = source.cut(10.0, INTERVAL)
+    given, *_ = source.cut(10.0)
     # given back: units 6-10 (due by 10.0, not taken) and 36-60 (due after 10.25)
     assert 5 + 25 == pytest.approx(given)
     assert 25 == pytest.approx(source.available(10.25))
-    given, _, _ = source.cut(10.6, INTERVAL)
+    given, *_ = source.cut(10.6)
     assert 25 == pytest.approx(given)
     assert 0.0 == source.available(10.6)
 
@@ -114,7 +129,7 @@ def test_settle_and_refund_reach_the_shared_limit() -> None:
     assert 10 == pytest.approx(source.available(10.0))
     assert 0.0 == source.reserve(10.0, 4)
     source.settle(10.0, 4, 7)  # 3 more than reserved
-    given, _, _ = source.cut(10.0, INTERVAL)
+    given, *_ = source.cut(10.0)
     assert 6 - 3 == pytest.approx(given)  # the 6 due and untaken go back, 3 are charged
 
 
@@ -131,17 +146,18 @@ def test_want_follows_the_demand_and_hunger_is_reported() -> None:
     """The next request is the demand since the last cut over the lease's span; a replica
     that turned calls away says so (the script then shares the refill fairly)."""
     source = leased()
+    source.cut(10.0)
     source.install(10.0, granted=5, base=9.9)
     for _ in range(20):
         source.reserve(10.0)
-    _given, want, hungry = source.cut(10.25, INTERVAL)
+    _, want, hungry, *_ = source.cut(10.25)
     assert hungry
     assert 20 * 2 == pytest.approx(want)  # 20 units in one interval, asked for two
-    _, want, hungry = source.cut(10.5, INTERVAL)
+    _, want, hungry, *_ = source.cut(10.5)
     assert not hungry
     assert 20 == pytest.approx(want)  # a burst is remembered for a few ticks, halving
     for tick in range(3, 12):
-        _, want, _ = source.cut(10.0 + tick * INTERVAL, INTERVAL)
+        _, want, *_ = source.cut(10.0 + tick * INTERVAL)
     assert 1 == want  # then a standing lease of one call
 
 
@@ -149,7 +165,7 @@ def test_a_slow_limit_keeps_no_standing_lease_from_a_busy_replica() -> None:
     """10 per hour over 4 replicas: an idle replica asks for less than one call."""
     source = leased(RateLimit(10, per=3600), replicas=4)
     source.set_replicas(4)
-    _, want, _ = source.cut(10.0, INTERVAL)
+    _, want, *_ = source.cut(10.0)
     assert want < 0.001
 
 

@@ -34,10 +34,11 @@ def run(
     now: float,
     mode: str = "client",
     fmt: str = FORMAT,
+    deadline: float = 0,
 ) -> list[object]:
     script = SCRIPTS[name]
     all_keys = [KEYS.meta, *keys]
-    reply = r.eval(script.text, len(all_keys), *all_keys, mode, repr(now), fmt, *args)
+    reply = r.eval(script.text, len(all_keys), *all_keys, mode, repr(now), fmt, deadline, *args)
     return reply  # type: ignore[no-any-return]
 
 
@@ -64,12 +65,18 @@ def lease(
     horizon: float = 250,
     settings: str = "100/1/100",
     need: float = 0,
+    known: int = 1,
+    charged: float = 0,
+    since: float = 0,
 ) -> tuple[float, float, int]:
     reply = run(
         r,
         "lease",
         [LIMIT, KEYS.replicas],
-        [t_ms, burst, given, want, horizon, settings, replica, int(hungry), elapsed, need],
+        [
+            *(t_ms, burst, given, want, horizon, settings, replica, int(hungry)),
+            *(elapsed, need, known, charged, since),
+        ],
         now=now,
     )
     return float(text(reply[2])), float(text(reply[3])), int(reply[4])  # type: ignore[call-overload]
@@ -117,6 +124,21 @@ def test_another_format_is_refused_before_anything_is_written(r: fakeredis.FakeR
     with pytest.raises(redis.ResponseError, match=r"RINGFENCE_FORMAT .* format 0, .* format 1"):
         heartbeat(r, "a", now=1000)
     assert 0 == r.exists(KEYS.replicas)
+
+
+def test_a_script_run_after_its_deadline_does_nothing(r: fakeredis.FakeRedis) -> None:
+    """A server stopped and resumed runs what it had read: too late, nothing is granted."""
+    with pytest.raises(redis.ResponseError, match=r"^RINGFENCE_LATE "):
+        run(
+            r,
+            "lease",
+            [LIMIT, KEYS.replicas],
+            [10, 100, 0, 50, 250, "s", "a", 0, 250, 0, 1, 0, 0],
+            now=2000,
+            deadline=1500,
+        )
+    assert 0 == r.exists(LIMIT)
+    assert 1 == run(r, "pause", [DEP.pause], ["a", 1, 5000], now=1000, deadline=1500)
 
 
 # -- heartbeat ----------------------------------------------------------------------------------
@@ -199,6 +221,30 @@ def test_a_hungry_share_is_never_less_than_one_whole_call(r: fakeredis.FakeRedis
     assert 1 == pytest.approx(b, abs=1e-3)  # not half of it
     a, _, _ = lease(r, 10_000, want=5, replica="a", hungry=True, need=1, **slow)
     assert 0 == pytest.approx(a, abs=1e-3)
+    lease(r, 10_000, want=1, given=0.5, replica="b", **slow)  # half of it back
+    a, _, _ = lease(r, 10_000, want=5, replica="a", hungry=True, need=1, **slow)
+    assert 0 == a  # half a unit is no use for a call of one: it stays for whoever can
+
+
+def test_the_first_replica_back_after_an_outage_takes_its_share_only(
+    r: fakeredis.FakeRedis,
+) -> None:
+    """Heartbeats expired during an outage: the replica counts those it last knew."""
+    heartbeat(r, "a", now=10_000)
+    granted, _, _ = lease(r, 10_000, want=1000, hungry=True, elapsed=250, known=4)
+    assert 30 + 25 == pytest.approx(granted)  # its refill, and a quarter of the bucket
+
+
+def test_what_fallbacks_admitted_is_charged_as_of_when_they_began(
+    r: fakeredis.FakeRedis,
+) -> None:
+    """The bucket was empty when Redis went away; the replicas admitted 200 units locally in
+    the 2 s it was away (the whole rate): it comes back as empty as if they had gone through
+    Redis. No second burst, and nobody held back for the outage's length."""
+    lease(r, 10_000, want=100)  # the whole burst, due at once
+    granted, base, _ = lease(r, 12_000, want=1000, charged=200, since=2000)
+    assert 25 == granted  # one horizon of refill: no burst
+    assert 0 == base  # due from now on: the replicas are not held back for the outage
 
 
 def test_replicas_that_disagree_on_the_limit_are_told(r: fakeredis.FakeRedis) -> None:

@@ -6,6 +6,11 @@
 --            server lets scripts call it, else ARGV[2])
 --   ARGV[2]  the caller's own time, milliseconds since the epoch
 --   ARGV[3]  the key format the caller speaks
+--   ARGV[4]  the caller's deadline on the script's clock (ms; 0: none). A script that runs
+--            after it does nothing: the caller gave up waiting and dropped the connection,
+--            but a server that was stopped (SIGSTOP, a long fork) still runs what it had
+--            read; a lease granted then would go to nobody and take turns from everyone.
+-- A script's own arguments start at ARGV[5].
 -- Times are milliseconds since the epoch, as floats. Numbers that may be fractional leave as
 -- strings ("%.17g"): Redis converts a Lua number in a reply to an integer, dropping the rest.
 -- Errors start with a RINGFENCE_ code the client recognises.
@@ -35,6 +40,16 @@ local function rf_now()
     end
   end
   return tonumber(ARGV[2]), 'client'
+end
+
+-- The caller's deadline has passed: its answer would go to nobody.
+local function rf_late(now)
+  local deadline = tonumber(ARGV[4])
+  return deadline > 0 and now > deadline
+end
+
+local function rf_late_reply()
+  return redis.error_reply('RINGFENCE_LATE the caller stopped waiting; nothing was done')
 end
 
 local function rf_notime()

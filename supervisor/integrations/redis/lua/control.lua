@@ -1,7 +1,7 @@
 -- An operator's cluster-wide isolate or reset of one dependency.
 --   KEYS[2] control (hash: seq, op, reason, origin, at), KEYS[3] open, KEYS[4] state (epoch),
 --   KEYS[5] health
---   ARGV[4] replica id, ARGV[5] op ("isolate" or "reset"), ARGV[6] reason
+--   ARGV[5] replica id, ARGV[6] op ("isolate" or "reset"), ARGV[7] reason
 -- Reply: the command's sequence number. Replicas apply each new number once; one that starts
 -- while an isolation stands applies it too. A reset also lifts the shared open verdict and
 -- starts a fresh window (new epoch), so old failures do not open the breakers again.
@@ -9,10 +9,13 @@ local now, clock = rf_now()
 if not now then
   return rf_notime()
 end
+if rf_late(now) then
+  return rf_late_reply()
+end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
-redis.call('HSET', KEYS[2], 'op', ARGV[5], 'reason', ARGV[6], 'origin', ARGV[4], 'at', rf_str(now))
+redis.call('HSET', KEYS[2], 'op', ARGV[6], 'reason', ARGV[7], 'origin', ARGV[5], 'at', rf_str(now))
 redis.call('PEXPIRE', KEYS[2], 7 * 86400000)
-if ARGV[5] == 'reset' then
+if ARGV[6] == 'reset' then
   redis.call('DEL', KEYS[3], KEYS[5])
   redis.call('HINCRBY', KEYS[4], 'epoch', 1)
   redis.call('PEXPIRE', KEYS[4], 86400000)

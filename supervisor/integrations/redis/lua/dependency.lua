@@ -3,11 +3,11 @@
 --   KEYS[2] replicas (sorted set), KEYS[3] health (hash: replica id -> "calls failures epoch"),
 --   KEYS[4] open (string, with TTL), KEYS[5] pause (string, with TTL), KEYS[6] control (hash),
 --   KEYS[7] state (hash: epoch)
---   ARGV[4] replica id, ARGV[5] calls and ARGV[6] failures in this replica's window, ARGV[7] the
---   epoch they were counted in (-1: none yet), ARGV[8] failure ratio at or above which the
---   replicas open (0: no shared verdict for this dependency), ARGV[9] minimum calls across the
---   live replicas, ARGV[10] minimum replicas that saw failures (when that many are live),
---   ARGV[11] open for (ms), ARGV[12] window (ms)
+--   ARGV[5] replica id, ARGV[6] calls and ARGV[7] failures in this replica's window, ARGV[8] the
+--   epoch they were counted in (-1: none yet), ARGV[9] failure ratio at or above which the
+--   replicas open (0: no shared verdict for this dependency), ARGV[10] minimum calls across the
+--   live replicas, ARGV[11] minimum replicas that saw failures (when that many are live),
+--   ARGV[12] open for (ms), ARGV[13] window (ms)
 -- Reply: {clock, now, epoch, calls, failures, reporting, failing, open|false, open ttl,
 --         pause|false, pause ttl, control seq|false, op|false, reason|false, origin|false}
 --
@@ -18,11 +18,14 @@ local now, clock = rf_now()
 if not now then
   return rf_notime()
 end
-local id = ARGV[4]
+if rf_late(now) then
+  return rf_late_reply()
+end
+local id = ARGV[5]
 local epoch = tonumber(redis.call('HGET', KEYS[7], 'epoch') or '0')
-local window = tonumber(ARGV[12])
-if tonumber(ARGV[7]) == epoch then
-  redis.call('HSET', KEYS[3], id, ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. epoch)
+local window = tonumber(ARGV[13])
+if tonumber(ARGV[8]) == epoch then
+  redis.call('HSET', KEYS[3], id, ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. epoch)
 else
   redis.call('HDEL', KEYS[3], id)
 end
@@ -48,14 +51,14 @@ local open_ttl = -2
 if open then
   open_ttl = redis.call('PTTL', KEYS[4])
 else
-  local ratio = tonumber(ARGV[8])
+  local ratio = tonumber(ARGV[9])
   local live = redis.call('ZCOUNT', KEYS[2], '(' .. rf_str(now), '+inf')
-  local need = math.min(tonumber(ARGV[10]), math.max(live, 1))
-  if ratio > 0 and calls >= tonumber(ARGV[9]) and calls > 0 and failures >= ratio * calls
+  local need = math.min(tonumber(ARGV[11]), math.max(live, 1))
+  if ratio > 0 and calls >= tonumber(ARGV[10]) and calls > 0 and failures >= ratio * calls
       and failing >= need then
     epoch = redis.call('HINCRBY', KEYS[7], 'epoch', 1)
     open = epoch .. ' ' .. rf_str(now) .. ' ' .. id .. ' ' .. calls .. ' ' .. failures
-    open_ttl = math.max(1, math.ceil(tonumber(ARGV[11])))
+    open_ttl = math.max(1, math.ceil(tonumber(ARGV[12])))
     redis.call('SET', KEYS[4], open, 'PX', open_ttl)
     redis.call('DEL', KEYS[3])
   end

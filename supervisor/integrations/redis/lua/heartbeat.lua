@@ -2,19 +2,22 @@
 -- live replicas' summaries (expired ones are dropped on the way).
 --   KEYS[2] replicas (sorted set: replica id -> expiry, ms)
 --   KEYS[3] summaries (hash: replica id -> JSON)
---   ARGV[4] replica id, ARGV[5] ttl (ms), ARGV[6] summary (JSON)
+--   ARGV[5] replica id, ARGV[6] ttl (ms), ARGV[7] summary (JSON)
 -- Reply: {clock, now, live count, id1, summary1, id2, summary2, ...}
 local now, clock = rf_now()
 if not now then
   return rf_notime()
 end
-local ttl = tonumber(ARGV[5])
+if rf_late(now) then
+  return rf_late_reply()
+end
+local ttl = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 'format', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], 86400000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[4])
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
 redis.call('PEXPIRE', KEYS[2], math.ceil(ttl))
-redis.call('HSET', KEYS[3], ARGV[4], ARGV[6])
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[7])
 redis.call('PEXPIRE', KEYS[3], math.ceil(ttl))
 local reply = {clock, rf_str(now), redis.call('ZCARD', KEYS[2])}
 local fields = redis.call('HGETALL', KEYS[3])

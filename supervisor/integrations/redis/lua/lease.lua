@@ -3,13 +3,18 @@
 -- explains the algorithm; here it runs once per replica and tick, for a batch of units).
 --   KEYS[2] the limit (hash: tat (ms), cfg, and "h:<replica id>" -> until when it is hungry),
 --   KEYS[3] replicas (sorted set: replica id -> expiry, ms)
---   ARGV[4] T, milliseconds per unit; ARGV[5] burst (units); ARGV[6] units given back (< 0: used
---   beyond the lease, charged now); ARGV[7] units wanted; ARGV[8] horizon (ms): grant only units
---   due by now + horizon; ARGV[9] the limit's settings, to notice replicas that disagree;
---   ARGV[10] replica id; ARGV[11] 1 when this replica turned calls away for want of turns since
---   its last lease ("hungry"), else 0; ARGV[12] milliseconds since its last lease; ARGV[13] the
+--   ARGV[5] T, milliseconds per unit; ARGV[6] burst (units); ARGV[7] units given back (< 0: used
+--   beyond the lease, charged now); ARGV[8] units wanted; ARGV[9] horizon (ms): grant only units
+--   due by now + horizon; ARGV[10] the limit's settings, to notice replicas that disagree;
+--   ARGV[11] replica id; ARGV[12] 1 when this replica turned calls away for want of turns since
+--   its last lease ("hungry"), else 0; ARGV[13] milliseconds since its last lease; ARGV[14] the
 --   largest call it turned away (units): a fair share never falls below one whole call, or
---   two replicas splitting the last unit in halves would never admit it
+--   two replicas splitting the last unit in halves would never admit it; ARGV[15] the replicas
+--   it last knew to be live (after an outage the heartbeats have expired: the first replica
+--   back must not count itself alone and take the whole bucket); ARGV[16] units its local
+--   fallback admitted while Redis could not be asked, ARGV[17] how long ago (ms) that began:
+--   they are charged as of then, so the bucket neither offers a second burst on top of them
+--   nor holds everyone back for the length of the outage
 -- Reply: {clock, now, granted, base - now (ms), settings differ (0/1)}
 --
 -- Unit u of the batch (0 < u <= granted) is due at base + u*T: the batch continues the shared
@@ -24,24 +29,35 @@ local now, clock = rf_now()
 if not now then
   return rf_notime()
 end
-local T = tonumber(ARGV[4])
-local burst = tonumber(ARGV[5])
-local id = ARGV[10]
+if rf_late(now) then
+  return rf_late_reply()
+end
+local T = tonumber(ARGV[5])
+local burst = tonumber(ARGV[6])
+local id = ARGV[11]
 local hungry_field = 'h:' .. id
 local stored = redis.call('HMGET', KEYS[2], 'tat', 'cfg')
 local tat = tonumber(stored[1] or '0')
+local charged = tonumber(ARGV[16])
+if charged > 0 then
+  local since = now - tonumber(ARGV[17])
+  if tat < since then
+    tat = since
+  end
+  tat = tat + charged * T
+end
 if tat < now then
   tat = now
 end
 -- Given back: the schedule moves back by those units, never below now (a bucket is never
 -- fuller than its burst). Charged (negative): it moves forward.
-tat = tat - tonumber(ARGV[6]) * T
+tat = tat - tonumber(ARGV[7]) * T
 if tat < now then
   tat = now
 end
-local room = (now + tonumber(ARGV[8]) - tat) / T + burst
-local granted = tonumber(ARGV[7])
-if ARGV[11] == '1' then
+local room = (now + tonumber(ARGV[9]) - tat) / T + burst
+local granted = tonumber(ARGV[8])
+if ARGV[12] == '1' then
   local others = 0
   local fields = redis.call('HGETALL', KEYS[2])
   for i = 1, #fields, 2 do
@@ -55,30 +71,34 @@ if ARGV[11] == '1' then
     end
   end
   local live = redis.call('ZCOUNT', KEYS[3], '(' .. rf_str(now), '+inf')
+  live = math.max(live, tonumber(ARGV[15]))
   local free = math.max(0, burst - (tat - now) / T)
-  local fair = 1.2 * tonumber(ARGV[12]) / T / (others + 1) + free / math.max(live, 1)
-  fair = math.max(fair, tonumber(ARGV[13]))
+  local fair = 1.2 * tonumber(ARGV[13]) / T / (others + 1) + free / math.max(live, 1)
+  fair = math.max(fair, tonumber(ARGV[14]))
   if granted > fair then
     granted = fair
   end
-  redis.call('HSET', KEYS[2], hungry_field, rf_str(now + 2 * tonumber(ARGV[8])))
+  redis.call('HSET', KEYS[2], hungry_field, rf_str(now + 2 * tonumber(ARGV[9])))
 else
   redis.call('HDEL', KEYS[2], hungry_field)
 end
 if granted > room then
   granted = room
 end
-if granted < 0 then
+-- Less than the call this replica turned away is no use to it, and held until the next tick
+-- it would keep another replica from having the whole of it: two replicas would pass the last
+-- unit of a slow limit back and forth in halves forever.
+if granted < 0 or granted < tonumber(ARGV[14]) then
   granted = 0
 end
 local base = tat - burst * T
 tat = tat + granted * T
-redis.call('HSET', KEYS[2], 'tat', rf_str(tat), 'cfg', ARGV[9])
+redis.call('HSET', KEYS[2], 'tat', rf_str(tat), 'cfg', ARGV[10])
 -- Once tat has passed the bucket is full again, and the key says nothing a missing key does not
 -- (the hungry marks last at most two horizons).
-redis.call('PEXPIRE', KEYS[2], math.ceil(math.max(tat - now, 4 * tonumber(ARGV[8]))) + 1000)
+redis.call('PEXPIRE', KEYS[2], math.ceil(math.max(tat - now, 4 * tonumber(ARGV[9]))) + 1000)
 local differ = 0
-if stored[2] and stored[2] ~= ARGV[9] then
+if stored[2] and stored[2] ~= ARGV[10] then
   differ = 1
 end
 return {clock, rf_str(now), rf_str(granted), rf_str(base - now), differ}

@@ -1,11 +1,15 @@
 -- A replica was told to come back later (a 429's Retry-After): pause the dependency on every
 -- replica, unless a longer pause is already set.
 --   KEYS[2] pause (string "origin seq", with TTL)
---   ARGV[4] replica id, ARGV[5] its pause number, ARGV[6] the pause (ms, >= 1)
+--   ARGV[5] replica id, ARGV[6] its pause number, ARGV[7] the pause (ms, >= 1)
 -- Reply: 1 when set, 0 when a longer pause stood.
-local ms = math.ceil(tonumber(ARGV[6]))
+local now = rf_now()
+if now and rf_late(now) then
+  return rf_late_reply()
+end
+local ms = math.ceil(tonumber(ARGV[7]))
 if redis.call('PTTL', KEYS[2]) >= ms then
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[4] .. ' ' .. ARGV[5], 'PX', ms)
+redis.call('SET', KEYS[2], ARGV[5] .. ' ' .. ARGV[6], 'PX', ms)
 return 1
