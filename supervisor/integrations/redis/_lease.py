@@ -90,13 +90,12 @@ class LeasedLimiter:
         "_interval",
         "_largest",
         "_local",
-        "_local_since",
-        "_local_used",
         "_max_wait",
         "_recovering",
         "_replicas",
         "_retry_after",
         "_segments",
+        "_split",
         "_sync_interval",
         "config",
         "leased",
@@ -113,12 +112,9 @@ class LeasedLimiter:
         # [base, granted, used]: unit u (0 < u <= granted) is due at base + u*T.
         self._segments: list[list[float]] = []
         self._local: RateLimiter | None = None
-        # Units the local fallback admitted, and since when (loop clock): charged to the
-        # shared limit as of then once Redis answers again (see cut()).
-        self._local_used = 0.0
-        self._local_since: float | None = None
         # Until when (loop clock) leases keep to the fallback's pace after a fallback ended.
         self._recovering = -_INF
+        self._split = 1  # the replicas the latest fallback split the rate by
         self._replicas = 1
         self._asked = 0.0  # units reserved or refused since the last cut: the demand
         self._demand = 0.0  # units per second, remembered over a few ticks (halved at each)
@@ -198,7 +194,6 @@ class LeasedLimiter:
             result = local.reserve(now, cost, max_wait)
             if not isinstance(result, Refusal):
                 self._hungry = False
-                self._local_used += cost
                 return result
             if not result.never:
                 return Refusal(retry_after=result.retry_after, limit=self.config)
@@ -218,7 +213,6 @@ class LeasedLimiter:
         actual = _cost("actual", actual)
         if self._local is not None and not self._segments:
             self._local.settle(now, estimated, actual)
-            self._local_used += actual - estimated
         else:
             self._credit += estimated - actual
 
@@ -238,7 +232,6 @@ class LeasedLimiter:
                 return
         if self._local is not None:
             self._local.refund(now, cost)
-            self._local_used -= cost
         else:
             self._credit += cost
 
@@ -254,18 +247,16 @@ class LeasedLimiter:
     # ==========================================================================================
     # The sync actor
 
-    def cut(self, now: float) -> tuple[float, float, float, float, float]:
+    def cut(self, now: float) -> tuple[float, float, float, bool]:
         """
         Before a tick is sent: keep the units callers may use until the next answer (due
         within one interval), give the rest back. Returns ``(given back, wanted, hungry,
-        charged, since)``: the units to return to the shared schedule (negative: units to
-        charge), the units to ask for, from the demand since the previous cut, and, when
-        calls were turned away meanwhile, the largest of them (units; 0.0: none was); then
-        the units the local fallback admitted and how many seconds ago it began. Those are
-        charged to the shared limit *as of then* (``tat = max(tat, then) + charged*T``): the
-        replicas' fallbacks together ran at about the rate, so the shared bucket comes back
-        about as empty as it would have been, neither offering a second burst on top of what
-        was admitted meanwhile nor holding the replicas back for the outage's length.
+        recovering)``: the units to return to the shared schedule (negative: units to
+        charge), the units to ask for, from the demand since the previous cut, when calls
+        were turned away meanwhile the largest of them (units; 0.0: none was), and whether
+        this replica is back from a fallback since less than three intervals: it then asks
+        for its fallback's pace only, and the script grants units at the limit's pace from an
+        empty bucket (``lua/lease.lua`` says why).
         """
         interval = self._interval
         keep_until = now + self._sync_interval
@@ -295,15 +286,17 @@ class LeasedLimiter:
         held = sum(s[1] - s[2] for s in kept)
         elapsed, self._cut_at = now - self._cut_at, now
         want = max(0.0, self._want(elapsed) - held)
-        since = now - self._local_since if self._local_since is not None else 0.0
-        if self._local_since is not None or now < self._recovering:
+        recovering = self.mode == "local" or now < self._recovering
+        if recovering:
             # Back from a fallback: the other replicas may not be back yet (each reconnects
             # after its own backoff, up to two intervals), their charges have not reached
             # Redis, and the shared bucket looks fuller than it is. Keep to the fallback's
             # pace meanwhile, rather than take a burst that everyone would then pay for.
-            share = self.config.rate / self.config.per / self._replicas
-            want = min(want, share * 2.0 * self._sync_interval)
-        return given, want, hungry, max(0.0, self._local_used), since
+            # (Split as the fallback was: the heartbeats of replicas not back yet have expired.)
+            split = max(self._replicas, self._split)
+            share = self.config.rate / self.config.per / split
+            want = min(want, share * self._sync_interval)
+        return given, want, hungry, recovering
 
     def _want(self, elapsed: float) -> float:
         """
@@ -325,18 +318,12 @@ class LeasedLimiter:
         largest, self._largest = self._largest, 0.0
         return max(demand, standing, min(largest, self._burst))
 
-    def install(self, now: float, granted: float, base: float, charged: float = 0.0) -> None:
-        """
-        The answer: *granted* units, unit ``u`` due at ``base + u*T`` (loop clock); the
-        *charged* units of the local fallback are accounted for.
-        """
-        if self._local is not None:
+    def install(self, now: float, granted: float, base: float) -> None:
+        """The answer: *granted* units, unit ``u`` due at ``base + u*T`` (loop clock)."""
+        if self.mode == "local":  # back from a fallback (not from the start: "connecting")
             self._recovering = now + 3.0 * self._sync_interval
         self.mode = "lease"
         self._local = None
-        self._local_used = max(0.0, self._local_used - charged)
-        if self._local_used <= _RESOLUTION:
-            self._local_since = None
         self._retry_after = self._sync_interval
         if granted > _RESOLUTION:
             self._segments.append([base, granted, 0.0])
@@ -348,7 +335,7 @@ class LeasedLimiter:
         replicas, at least 1) from now on, starting empty. Leased units still due come first.
         """
         replicas = max(1, replicas)
-        self._replicas = replicas
+        self._replicas = self._split = replicas
         if self._local is not None and self._local.config.rate * replicas == self.config.rate:
             self.mode = "local"
             return
@@ -366,8 +353,6 @@ class LeasedLimiter:
         if held > 0:
             local.settle(now, 0.0, held)
         self._local = local
-        if self._local_since is None:
-            self._local_since = now
         self.mode = "local"
         self._retry_after = self._sync_interval
 

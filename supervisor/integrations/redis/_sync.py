@@ -1118,7 +1118,7 @@ class RedisShared:
         problems: dict[str, str],
     ) -> _Op:
         config = source.config
-        given, want, hungry, charged, since = source.cut(now)
+        given, want, hungry, recovering = source.cut(now)
         self._unsent.append((source, given))
         interval_ms = config.per / config.rate * 1000
         settings = f"{config.rate!r}/{config.per!r}/{config.capacity!r}"
@@ -1135,14 +1135,13 @@ class RedisShared:
             repr(min(max(elapsed, self.sync_interval / 4), 2 * self.sync_interval) * 1000),
             repr(hungry),
             self._replicas,
-            repr(charged),
-            repr(since * 1000),
+            1 if recovering else 0,
         ]
 
         def done(reply: Any, received: float) -> None:
             granted = float(reply[2])
             base = received + float(reply[3]) / 1000
-            source.install(received, granted, base, charged)
+            source.install(received, granted, base)
             if int(reply[4]):
                 self._warnings[f"limit:{name}:{index}"] = (
                     f"replicas disagree on rate_limit[{index}] of {name!r} (this one:"

@@ -79,19 +79,30 @@ def test_without_a_lease_it_admits_its_share_from_an_empty_local_bucket() -> Non
     assert 0 < source.available(10.0) <= 25
 
 
-def test_the_fallbacks_admissions_are_reported_until_redis_took_them() -> None:
-    """Units admitted locally are charged at the next answer, as of the fallback's start."""
+def test_back_from_a_fallback_it_keeps_to_its_pace_for_three_intervals() -> None:
+    """The first leases after an outage ask for the fallback's pace, and say they recover."""
     source = leased()
-    source.install(0.5, granted=0, base=0.5)  # Redis answered: no fallback
-    source.fall_back(1.0, 4)  # then it did not
-    assert 0.0 == source.reserve(1.2)
-    assert 0.0 == source.reserve(1.2)
-    *_, charged, since = source.cut(1.5)
-    assert (2, 0.5) == (charged, pytest.approx(since))
-    *_, charged, since = source.cut(1.75)  # that tick failed: still to report
-    assert (2, 0.75) == (charged, pytest.approx(since))
-    source.install(1.8, granted=0, base=1.8, charged=2)
-    assert (0, 0) == source.cut(2.0)[3:]
+    source.install(0.5, granted=0, base=0.5)
+    source.fall_back(1.0, 4)  # 25 per second here
+    for _ in range(50):
+        source.reserve(1.1)  # demand far above the share
+    *_, recovering = source.cut(1.25)
+    assert recovering
+    source.install(1.3, granted=6.25, base=1.3)
+    _, want, _, recovering = source.cut(1.5)
+    assert recovering
+    assert 25 * INTERVAL == pytest.approx(want)  # its fallback's share of an interval
+    *_, recovering = source.cut(1.3 + 3 * INTERVAL + 0.01)
+    assert not recovering
+
+
+def test_the_first_answer_is_not_a_recovery() -> None:
+    """At startup ("connecting") there was no fallback to recover from."""
+    source = LeasedLimiter(LIMIT, interval=INTERVAL, replicas=1, now=0.0)
+    assert "connecting" == source.mode
+    source.install(0.1, granted=5, base=0.1)
+    *_, recovering = source.cut(0.2)
+    assert not recovering
 
 
 def test_an_answer_ends_the_fallback() -> None:

@@ -11,12 +11,15 @@
 --   largest call it turned away (units): a fair share never falls below one whole call, or
 --   two replicas splitting the last unit in halves would never admit it; ARGV[15] the replicas
 --   it last knew to be live (after an outage the heartbeats have expired: the first replica
---   back must not count itself alone and take the whole bucket); ARGV[16] units its local
---   fallback admitted while Redis could not be asked, ARGV[17] how long ago (ms) that began:
---   they are charged as of then, so the bucket neither offers a second burst on top of them
---   nor holds everyone back for the length of the outage
--- Reply: {clock, now, granted, base - now (ms), settings differ (0/1)}
+--   back must not count itself alone and take the whole bucket); ARGV[16] 1 while the replica
+--   is recovering from a fallback (its first intervals back), else 0.
 --
+-- Recovering: while Redis could not be asked, every replica admitted its share of the rate
+-- locally, so the bucket is as empty as it was when they lost it (a saturated bucket), and
+-- the replicas come back one by one, after their own backoff. A recovering replica finds the
+-- bucket empty (tat at least now + burst*T) and is granted units at the limit's pace: no
+-- second burst on top of what the fallbacks admitted, and no replica held back for it.
+
 -- Unit u of the batch (0 < u <= granted) is due at base + u*T: the batch continues the shared
 -- schedule where the previous lease of any replica ended, and the bucket's burst lets the first
 -- units be due at once.
@@ -38,14 +41,6 @@ local id = ARGV[11]
 local hungry_field = 'h:' .. id
 local stored = redis.call('HMGET', KEYS[2], 'tat', 'cfg')
 local tat = tonumber(stored[1] or '0')
-local charged = tonumber(ARGV[16])
-if charged > 0 then
-  local since = now - tonumber(ARGV[17])
-  if tat < since then
-    tat = since
-  end
-  tat = tat + charged * T
-end
 if tat < now then
   tat = now
 end
@@ -54,6 +49,9 @@ end
 tat = tat - tonumber(ARGV[7]) * T
 if tat < now then
   tat = now
+end
+if ARGV[16] == '1' and tat < now + burst * T then
+  tat = now + burst * T
 end
 local room = (now + tonumber(ARGV[9]) - tat) / T + burst
 local granted = tonumber(ARGV[8])
