@@ -139,6 +139,24 @@ class LeasedLimiter:
         but only within the turns leased so far (or the local fallback's).
         """
         self._asked += cost
+        segments = self._segments
+        if len(segments) == 1 and cost > 0:  # the success path of a busy replica: one lease
+            segment = segments[0]
+            used = segment[2] + cost
+            if used <= segment[1] + _RESOLUTION:
+                wait = segment[0] + used * self._interval - now
+                if wait <= _RESOLUTION:
+                    segment[2] = used
+                    return 0.0
+                if wait <= max_wait and wait <= self._max_wait:
+                    segment[2] = used
+                    return wait
+                self._hungry = True
+                return Refusal(retry_after=wait, limit=self.config)
+        return self._reserve_segments(now, cost, max_wait)
+
+    def _reserve_segments(self, now: float, cost: float, max_wait: float) -> float | Refusal:
+        """reserve() with no lease, or several: the segment whose unit is due first."""
         if cost <= 0:
             return 0.0
         best: list[float] | None = None
@@ -301,11 +319,12 @@ class LeasedLimiter:
     def _want(self, elapsed: float) -> float:
         """
         Units to hold: the recent demand over the lease's span, and at least a standing lease
-        of one call (the largest seen) so an idle replica's next call need not wait for a
-        tick. Not more: units held unused are what the replicas together may spend beyond
-        the limit, on top of what the shared bucket refills meanwhile. And no more than its
-        share of an interval's refill, so idle replicas do not hold a slow limit's few units
-        away from a busy one.
+        so an idle replica's next calls need not wait for a tick: one call (the largest seen),
+        or a quarter of its share of an interval's refill when that is more (a fast limit).
+        Not more: units held unused are what the replicas together may spend beyond the
+        limit, on top of what the shared bucket refills meanwhile (so at most a quarter of an
+        interval's refill in all). And never more than its share of an interval's refill,
+        so idle replicas do not hold a slow limit's few units away from a busy one.
         """
         rate = self.config.rate / self.config.per
         # Calls come in bursts: remember a burst for a few ticks rather than lease for the
@@ -313,7 +332,7 @@ class LeasedLimiter:
         self._demand = max(self._asked / max(elapsed, self._sync_interval / 4), self._demand / 2)
         demand = self._demand * 2.0 * self._sync_interval
         share = rate * self._sync_interval / self._replicas
-        standing = min(max(1.0, self._largest), share)
+        standing = min(max(1.0, self._largest, share / 4), share)
         self._asked = 0.0
         largest, self._largest = self._largest, 0.0
         return max(demand, standing, min(largest, self._burst))

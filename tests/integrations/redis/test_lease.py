@@ -169,7 +169,9 @@ def test_want_follows_the_demand_and_hunger_is_reported() -> None:
     assert 20 == pytest.approx(want)  # a burst is remembered for a few ticks, halving
     for tick in range(3, 12):
         _, want, *_ = source.cut(10.0 + tick * INTERVAL)
-    assert 1 == want  # then a standing lease of one call
+    # then a standing lease: a quarter of its share of an interval's refill (or one call,
+    # when that is more: a slow limit)
+    assert 100 * INTERVAL / 4 == want
 
 
 def test_a_slow_limit_keeps_no_standing_lease_from_a_busy_replica() -> None:
