@@ -645,6 +645,7 @@ class RedisShared:
         finally:
             self._running = False
             self._connected = False
+            self._signal_tick()  # nobody waits for a tick that will not come
             for command in self._commands:
                 command.error = SharedStateError("the supervisor shut down")
                 command.done.set()

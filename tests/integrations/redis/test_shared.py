@@ -241,6 +241,23 @@ async def test_isolate_and_reset_with_scope_cluster(redis_server: RedisServer) -
                 assert "ok" == await c.call("llm")
 
 
+async def test_a_cluster_isolate_redis_cannot_hear_says_so(redis_server: RedisServer) -> None:
+    """Redis away: the isolation stands here, and the operator is told the others may not
+    follow."""
+    from supervisor.integrations.redis import SharedStateError
+
+    sup, shared = replica(redis_server.url)
+    sup.register("llm", ok)
+    with guard():
+        async with sup:
+            await shared.wait_tick()
+            redis_server.kill()
+            await until(shared, lambda: shared.degraded() is not None)
+            with pytest.raises(SharedStateError, match=r"^isolate of 'llm' on this replica stands"):
+                await sup.isolate("llm", reason="maintenance", scope="cluster")
+            assert State.ISOLATED == sup.status("llm").state
+
+
 # -- Redis down, slow, restarted ----------------------------------------------------------------
 
 
