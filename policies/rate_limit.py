@@ -317,6 +317,7 @@ def reserve_all(
     now: float,
     costs: Sequence[float],
     max_wait: float = _INF,
+    charged: list[float] | None = None,
 ) -> float | Refusal:
     """
     Take a turn in every limiter for one call, or in none (rule 2 of the module docstring).
@@ -332,6 +333,9 @@ def reserve_all(
         costs: one cost per limiter.
         max_wait: the caller's bound on the common wait (its remaining deadline, say). Each
             limiter's own ``max_wait`` bounds that limiter's wait.
+        charged: a list to receive, on admission, what each limiter was charged: its cost,
+            plus the wait a slower limiter imposed on a limiter that had room (rule 2). A
+            call that never goes gives back exactly that (``refund(now, charged[i])``).
 
     Returns:
         The seconds to wait (0.0: at once); every turn is taken. Or the :class:`Refusal` of
@@ -350,7 +354,10 @@ def reserve_all(
         )
         raise ValueError(msg)
     if count == 1:
-        return limiters[0].reserve(now, costs[0], max_wait)  # the same rules, one limiter
+        result = limiters[0].reserve(now, costs[0], max_wait)  # the same rules, one limiter
+        if charged is not None and not isinstance(result, Refusal):
+            charged.append(costs[0])
+        return result
     # Read every limiter first, change none: a refusal or a bad cost leaves all as they were.
     # (Written out rather than calling peek(): this runs once per call of a rate-limited
     # dependency, and the inlined loop is several times cheaper.)
@@ -390,6 +397,9 @@ def reserve_all(
         # Charged as of the common start now + wait: tat = max(tat, now + wait) + cost*T,
         # which in units above `now` is max(level, wait/T) + cost.
         reached = wait * limiter._drain
-        limiter._level = (level if level > reached else reached) + cost
+        start = level if level > reached else reached
+        limiter._level = start + cost
         limiter._t0 = now
+        if charged is not None:
+            charged.append(start - level + cost)
     return wait

@@ -618,8 +618,8 @@ class Actor:
             try:
                 result = await self._attempt(args, kwargs, deadline)
             except Exception as exc:
-                if isinstance(exc, DeadlineExceeded) and exc.__cause__ is None and last is not None:
-                    exc.__cause__ = last
+                if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
+                    exc.__cause__ = last  # a retry refused at admission: say what it retried
                 kind = self._kind_of_last(exc)
                 final = (
                     retry is None
@@ -802,42 +802,73 @@ class Actor:
         if not self._accepting:  # a call coroutine created before close(): see there
             machine.on_cancel(epoch)
             raise SupervisorClosed(self._closed_reason)
-        if self._paused_until is not None:
-            epoch = await self._wait_out_pause(machine, epoch, deadline)
+        while True:
+            if self._paused_until is not None:
+                epoch = await self._wait_out_pause(machine, epoch, deadline)
+                machine = self._machine
+            if self._forced_until is not None:
+                self._check_forced(machine, epoch)
+            limiters = self._limiters
+            if not limiters:
+                if self._in_flight < self._max_concurrent:
+                    self._in_flight += 1
+                    return epoch
+                epoch = await self._take_slot(machine, epoch, deadline)
+                if not self._paused_now():
+                    return epoch
+                # A 429 paused the dependency while this call queued: the slot is not a
+                # licence to call a paused dependency. Pass it on and wait the pause out.
+                self._release_slot()
+                machine = self._machine
+                continue
+            # The rate limits: a turn in each, all or none (written out: this is the success
+            # path of every rate-limited call; a wait is the exception).
+            try:
+                costs = self._costs(args, kwargs) if not self._simple_costs else self._unit_costs
+            except BaseException:
+                machine.on_cancel(epoch)
+                raise
+            now = self._clock()
+            budget = deadline - now if deadline is not None else math.inf
+            # What each limit is charged, to give back exactly that if the call never goes:
+            # several limits charge the common start too (policies.rate_limit, rule 2).
+            charged = costs
+            if not self._local_limits:
+                result = self._reserve_shared(limiters, now, costs, budget)
+            elif len(limiters) == 1:
+                result = limiters[0].reserve(now, costs[0], budget)
+            else:
+                charged = []
+                result = reserve_all(limiters, now, costs, budget, charged)
+            if isinstance(result, Refusal):
+                machine.on_cancel(epoch)
+                raise self._reject_rate_limited(result, costs)
+            if result > 0.0:
+                epoch, retake = await self._wait_for_turn(
+                    machine, epoch, deadline, result, charged, limiters
+                )
+                machine = self._machine
+                if retake:  # the turn fell due in a pause: given back, take a fresh one
+                    continue
+            if self._in_flight < self._max_concurrent:
+                self._in_flight += 1
+                return epoch
+            try:
+                epoch = await self._take_slot(machine, epoch, deadline)
+            except BaseException:
+                # Refused by the bulkhead, cancelled or timed out in its queue: the call never
+                # went, so its turn goes back to the limits.
+                self._refund(charged, limiters)
+                raise
+            if not self._paused_now():
+                return epoch
+            self._release_slot()  # paused while it queued: see above; a fresh turn after
+            self._refund(charged, limiters)
             machine = self._machine
-        if self._forced_until is not None:
-            self._check_forced(machine, epoch)
-        limiters = self._limiters
-        if not limiters:
-            return await self._take_slot(machine, epoch, deadline)
-        # The rate limits: a turn in each, all or none (written out: this is the success path
-        # of every rate-limited call; a wait is the exception).
-        try:
-            costs = self._costs(args, kwargs) if not self._simple_costs else self._unit_costs
-        except BaseException:
-            machine.on_cancel(epoch)
-            raise
-        now = self._clock()
-        budget = deadline - now if deadline is not None else math.inf
-        if self._local_limits:
-            result = reserve_all(limiters, now, costs, budget)
-        else:
-            result = self._reserve_shared(limiters, now, costs, budget)
-        if isinstance(result, Refusal):
-            machine.on_cancel(epoch)
-            raise self._reject_rate_limited(result, costs)
-        if result > 0.0:
-            epoch = await self._wait_for_turn(machine, epoch, deadline, result, costs)
-        if self._in_flight < self._max_concurrent:
-            self._in_flight += 1
-            return epoch
-        try:
-            return await self._take_slot(self._machine, epoch, deadline)
-        except BaseException:
-            # Refused by the bulkhead, cancelled or timed out in its queue: the call never
-            # went, so its turn goes back to the limits.
-            self._refund(costs)
-            raise
+
+    def _paused_now(self) -> bool:
+        until = self._paused_until
+        return until is not None and self._clock() < until
 
     async def _take_slot(self, machine: CircuitBreaker, epoch: int, deadline: float | None) -> int:
         """Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull."""
@@ -922,13 +953,18 @@ class Actor:
         epoch: int,
         deadline: float | None,
         wait: float,
-        costs: list[float],
-    ) -> int:
+        charged: list[float],
+        limiters: list[Any],
+    ) -> tuple[int, bool]:
         """
         The turn is taken and due in *wait* seconds (within the limits' ``max_wait`` and the
         call's deadline): wait for it holding no slot and no probe permit. FIFO: a turn is a
         commitment (policies.rate_limit, rule 1), so a large call is never starved by small
-        ones. Returns the epoch to run in (admitted by the breaker again).
+        ones. Returns the epoch to run in (admitted by the breaker again), and whether the
+        turn fell due in a pause: then it was given back, and the caller takes a fresh one
+        once the pause is over (going at the pause's end together with every other turn
+        that fell due in it would be a burst the limits never allowed, which a provider's
+        quota answers with 429s).
         """
         machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
         try:
@@ -939,35 +975,15 @@ class Actor:
             now = self._clock()
             machine = self._machine  # admitted again: the breaker may have moved meanwhile
             epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
+            if self._paused_now():
+                self._refund(charged, limiters)
+                return epoch, True
+            if self._forced_until is not None:
+                self._check_forced(machine, epoch)
         except BaseException:
-            self._refund(costs)
+            self._refund(charged, limiters)
             raise
-        if self._paused_until is not None:
-            # A 429 came meanwhile and the turn fell due in the pause. Going at the pause's
-            # end together with every other turn that fell due in it would be a burst the
-            # limits never allowed (a provider's quota answers it with 429s): give the turn
-            # back, wait the pause out, and take a fresh turn.
-            self._refund(costs)
-            epoch = await self._wait_out_pause(machine, epoch, deadline)
-            machine = self._machine
-            now = self._clock()
-            budget = deadline - now if deadline is not None else math.inf
-            if self._local_limits:
-                result = reserve_all(self._limiters, now, costs, budget)
-            else:
-                result = self._reserve_shared(self._limiters, now, costs, budget)
-            if isinstance(result, Refusal):
-                machine.on_cancel(epoch)
-                raise self._reject_rate_limited(result, costs)
-            if result > 0.0:
-                return await self._wait_for_turn(machine, epoch, deadline, result, costs)
-        if self._forced_until is not None:
-            try:
-                self._check_forced(self._machine, epoch)
-            except BaseException:
-                self._refund(costs)
-                raise
-        return epoch
+        return epoch, False
 
     def _reserve_shared(
         self, limiters: list[Any], now: float, costs: list[float], budget: float
@@ -996,9 +1012,11 @@ class Actor:
         self._count_rejection("rate_limited")
         return RateLimited(self.name, refusal.retry_after)
 
-    def _refund(self, costs: list[float]) -> None:
+    def _refund(self, charged: list[float], limiters: list[Any]) -> None:
+        """Give back what a call that never went was charged, to the limiters that charged it
+        (a reconfigure may have replaced them meanwhile: the new ones never saw the call)."""
         now = self._clock()
-        for limiter, cost in zip(self._limiters, costs, strict=False):
+        for limiter, cost in zip(limiters, charged, strict=True):
             limiter.refund(now, cost)
 
     def _settle(self, args: tuple[object, ...], kwargs: dict[str, Any], result: object) -> None:
@@ -1039,7 +1057,9 @@ class Actor:
             self._forced_until = None
         else:
             self._forced_until = self._clock() + seconds
-            self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
+            failed = self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
+            if failed:
+                self._count_rejection("shared_open", failed)
         self._open_gate()
 
     def _check_forced(self, machine: CircuitBreaker, epoch: int) -> None:
@@ -1488,6 +1508,7 @@ class Actor:
             self._leave_queue(waiter, machine, epoch)
             raise
         if waiter.error is not None:
+            self._released(epoch)  # a shared verdict moves no epoch: give the permit back
             raise waiter.error
         if not waiter.granted:  # the total deadline passed in the queue
             self._leave_queue(waiter, machine, epoch)
@@ -1773,6 +1794,9 @@ class Actor:
             else None,
         )
 
+
+#: Raised at a retry's admission or by its deadline: chained to the error being retried.
+_CHAINED: Final = (DeadlineExceeded, RateLimited, BreakerOpen, BulkheadFull)
 
 _DEFAULT_FALLBACK_ON: Final = _ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")
 # A pause is capped like a Retry-After hint (policies.retry_after's default cap).

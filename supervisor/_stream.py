@@ -61,7 +61,7 @@ import anyio.lowlevel
 
 from policies import retry_after
 
-from ._actor import _NEVER_RETRIED
+from ._actor import _CHAINED, _NEVER_RETRIED
 from ._errors import AttemptTimeout, DeadlineExceeded, DependencyCrashed, SupervisorClosed
 from ._events import RetryBudgetExhausted, RetryScheduled
 
@@ -283,8 +283,8 @@ class Stream(Generic[R_co]):
                 await self._attempt(deadline)
                 return
             except Exception as exc:
-                if isinstance(exc, DeadlineExceeded) and exc.__cause__ is None and last is not None:
-                    exc.__cause__ = last
+                if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
+                    exc.__cause__ = last  # a retry refused at admission: say what it retried
                 kind = actor._kind_of_last(exc)
                 final = (
                     retry is None

@@ -400,6 +400,34 @@ def test_reserve_all_waits_for_the_slowest_and_charges_each_at_the_common_start(
     assert 0.0 == tpm.available(30.0)
 
 
+def test_reserve_all_reports_what_each_limiter_was_charged_and_a_refund_restores_it() -> None:
+    """`charged` receives each limiter's charge: its cost, plus the wait a slower limiter
+    imposed on one that had room. Refunding exactly that leaves every limiter as it was."""
+    rpm = RateLimit(60, per=60, burst=10, max_wait=math.inf).machine()
+    tpm = RateLimit(1000, per=60, burst=1000, max_wait=math.inf).machine()
+    tpm.reserve(0.0, 1000)  # empty: 500 tokens take 30 s, so the call starts at 30 s
+    before = (rpm.available(0.0), tpm.available(0.0))
+    charged: list[float] = []
+
+    assert 30.0 == reserve_all([rpm, tpm], 0.0, [1, 500], charged=charged)
+
+    assert [31.0, 500.0] == pytest.approx(charged)  # rpm: 30 s of refill it had, and 1
+    for limiter, cost in zip([rpm, tpm], charged, strict=True):
+        limiter.refund(0.0, cost)
+    assert before == (rpm.available(0.0), tpm.available(0.0))
+    assert 0.0 == rpm.peek(0.0)
+
+
+def test_reserve_all_charged_is_left_alone_on_refusal_and_is_the_cost_for_one_limiter() -> None:
+    one = RateLimit(10, burst=10).machine()
+    charged: list[float] = []
+    assert 0.0 == reserve_all([one], 0.0, [4], charged=charged)
+    assert [4] == charged
+    refused: list[float] = []
+    assert isinstance(reserve_all([one], 0.0, [7], charged=refused), Refusal)
+    assert [] == refused
+
+
 def test_reserve_all_refusal_takes_nothing_from_any_limiter() -> None:
     """The token limit refuses, so the request limit keeps its turn."""
     rpm = RateLimit(10, burst=10).machine()

@@ -575,3 +575,196 @@ async def test_turns_that_fall_due_in_a_pause_are_taken_again_after_it(
         # one per `per`, as the limit says (burst 1): never two together
         gaps = [b - a for a, b in itertools.pairwise(after)]
         assert all(gap >= per - 1e-9 for gap in gaps), gaps
+
+
+# -- found by review: queued probes, pauses over the queue, reconfigure, two-limit refunds ------
+
+
+async def test_a_shared_open_that_fails_a_queued_probe_gives_its_permit_back(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """Half-open, one probe permit, taken by a call waiting in the bulkhead queue: a shared
+    open verdict fails the queue without a transition, and the permit must come back (else
+    the breaker stays half-open with every permit taken, refusing everyone)."""
+    gate = Gate()
+    fake = Fake(gate)
+    sup.register(
+        "llm",
+        fake,
+        breaker=Breaker(failure_threshold=1, break_duration=0.0, half_open_probes=1),
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=1),
+    )
+    errors: list[BreakerOpen] = []
+    with guard():
+        async with sup:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sup.call, "llm")  # a late call holding the only slot
+                await fake.entered.wait()
+                await sup.force_half_open("llm")
+
+                async def probe() -> None:
+                    try:
+                        await sup.call("llm")
+                    except BreakerOpen as error:
+                        errors.append(error)
+
+                tg.start_soon(probe)  # takes the permit, queues for the slot
+                await blocked(is_trio)
+                actor = sup._actors["llm"]
+                actor.shared_open(5.0)  # fails the queue
+                await blocked(is_trio)
+                actor.shared_open(None)
+                gate.open()
+            assert 1 == len(errors)
+            assert {"shared_open": 1} == sup.status("llm").rejected_by
+            assert "ok" == await sup.call("llm")  # the permit came back: a probe goes
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no-limit", "rate-limited"])
+async def test_a_call_queued_for_a_slot_does_not_go_during_a_pause(
+    sup: Supervisor, is_trio: bool, limited: bool
+) -> None:
+    """A 429 pauses the dependency while a call waits in the bulkhead queue: when the slot
+    frees, the queued call waits the pause out instead of calling a paused dependency."""
+    pause = 10.0 if is_trio else 0.2
+    starts: dict[str, float] = {}
+    gate = anyio.Event()
+
+    async def fn(name: str) -> str:
+        starts[name] = anyio.current_time()
+        if name == "a":
+            await gate.wait()
+            raise http_error(429, {"retry-after-ms": str(int(pause * 1000))})
+        return name
+
+    sup.register(
+        "llm",
+        fn,
+        retry=Retry(attempts=1),
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=1),
+        rate_limit=RateLimit(100, per=1.0) if limited else None,
+    )
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            t0 = anyio.current_time()
+
+            async def call(name: str) -> None:
+                with contextlib.suppress(httpx.HTTPStatusError):
+                    await sup.call("llm", name)
+
+            tg.start_soon(call, "a")
+            await blocked(is_trio)
+            tg.start_soon(call, "b")
+            await blocked(is_trio)
+            assert 1 == sup.status("llm").queued
+            left = sup.status("llm").rate_limit
+            gate.set()
+            await blocked(is_trio)
+            waiting = sup.status("llm")
+            assert "b" not in starts  # the pause holds it
+            assert (0, 0) == (waiting.in_flight, waiting.queued)  # and it holds no slot
+            if limited:  # nor its turn: it takes a fresh one after the pause
+                assert waiting.rate_limit[0] == pytest.approx(left[0] + 1, abs=0.5)
+    if is_trio:
+        assert pause == pytest.approx(starts["b"] - t0, abs=1e-6)
+    assert {"a", "b"} == set(starts)
+
+
+async def test_a_refund_after_reconfigure_goes_to_the_limiter_that_charged_it(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """A caller waiting for a turn of the old limits, cancelled after a reconfigure: its turn
+    goes back to the old limiter, not into the new bucket (which would exceed its burst)."""
+    per = period(is_trio) * 100
+    fake = Fake()
+    sup.register("llm", fake, rate_limit=RateLimit(1, per=per, max_wait=math.inf))
+    with guard():
+        async with sup:
+            await sup.call("llm")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sup.call, "llm")  # waits for its old turn
+                await blocked(is_trio)
+                await sup.reconfigure("llm", rate_limit=RateLimit(1, per=per, burst=1))
+                await sup.call("llm")  # the new bucket's one unit
+                tg.cancel_scope.cancel()
+            with pytest.raises(RateLimited):
+                await sup.call("llm")
+    assert 2 == fake.count
+
+
+async def test_a_turn_falling_due_in_a_pause_after_a_reconfigure_is_priced_afresh(
+    sup: Supervisor, is_trio: bool
+) -> None:
+    """The limits change while a call waits for its turn, and the turn falls due in a pause:
+    the call gives the old turn back and takes one under the new limits (priced by them)."""
+    per = period(is_trio)
+    fake = Fake()
+    sup.register("llm", fake, rate_limit=RateLimit(1, per=per, max_wait=math.inf))
+    results: list[object] = []
+    with guard():
+        async with sup:
+            await sup.call("llm")
+            async with anyio.create_task_group() as tg:
+
+                async def waiter() -> None:
+                    try:
+                        results.append(await sup.call("llm"))
+                    except Exception as error:  # the test shows it
+                        results.append(error)
+
+                tg.start_soon(waiter)
+                await blocked(is_trio)
+                await sup.reconfigure(
+                    "llm",
+                    rate_limit=[
+                        RateLimit(10, per=per, max_wait=math.inf),
+                        RateLimit(1000, per=per, max_wait=math.inf),
+                    ],
+                )
+                sup._actors["llm"].shared_pause(per * 2)
+            assert (1.0 * 10 - 1, 1000 - 1) == pytest.approx(sup.status("llm").rate_limit, abs=1)
+    assert ["ok"] == results
+
+
+async def test_two_limits_a_cancelled_waiter_gives_back_everything_it_was_charged(
+    sup: Supervisor,
+) -> None:
+    """With two limits a call is charged as of its common start in both (rule 2): the limit
+    that had room is charged the wait too. A call cancelled while it waits gives all of it
+    back, so the request limit is where it was."""
+    per = 3600.0
+    sup.register(
+        "llm",
+        Fake(),
+        rate_limit=[
+            RateLimit(10, per=per),
+            RateLimit(100, per=per, max_wait=math.inf, cost=lambda n: n),
+        ],
+    )
+    with guard():
+        async with sup:
+            await sup.call("llm", 100)
+            before = sup.status("llm").rate_limit
+            with anyio.move_on_after(0):
+                await sup.call("llm", 50)  # waits for tokens; cancelled at once
+            after = sup.status("llm").rate_limit
+    assert before == pytest.approx(after, abs=0.01)
+
+
+async def test_a_retry_refused_at_admission_says_what_it_retried(sup: Supervisor) -> None:
+    """The retry of a failed call is refused by the rate limit: RateLimited is final (never
+    retried) and carries the dependency's error it would have retried as its cause."""
+    fake = Fake(ConnectionError("blip"))
+    sup.register(
+        "llm",
+        fake,
+        retry=Retry(attempts=3, backoff=backoff.constant(0.0)),
+        rate_limit=RateLimit(1, per=3600.0),
+    )
+    with guard():
+        async with sup:
+            with pytest.raises(RateLimited) as caught:
+                await sup.call("llm")
+            assert 1 == sup.status("llm").retries
+    assert isinstance(caught.value.__cause__, ConnectionError)
+    assert 1 == fake.count
