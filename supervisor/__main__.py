@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         " (needs --backend asyncio and ringfence[web])",
     )
     demo.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N replica processes sharing one rate limit through a private redis-server"
+        " (needs redis-server and ringfence[redis]) and print what each admits every second",
+    )
+    demo.add_argument(
         "--web-port",
         type=int,
         default=None,
@@ -77,6 +85,34 @@ def _check_config(file: str) -> int:
     return 0
 
 
+def _replicas_demo(args: argparse.Namespace) -> int:
+    """``ringfence demo --replicas N``: N replica processes pacing one shared rate limit."""
+    if not 2 <= args.replicas <= 16 or args.web:
+        _parser().error("--replicas takes 2 to 16 replicas, and no --web")
+    try:
+        import supervisor.integrations.redis  # noqa: F401 - says which extra is missing
+    except ImportError as error:
+        _parser().error(f"--replicas: {error}")
+    from ._demo._replicas import ReplicasConfig, run_replicas, summary
+    from .integrations.redis._server import INSTALL_HINT, find_redis_server
+
+    if find_redis_server() is None:
+        sys.stderr.write(
+            f"ringfence demo: error: --replicas starts a redis-server of its own, and {INSTALL_HINT}\n"
+        )
+        return 2
+    config = ReplicasConfig(
+        replicas=args.replicas,
+        duration=args.duration,
+        clients=args.clients,
+        backend=args.backend,
+        seed=args.seed,
+    )
+    result = run_replicas(config)
+    sys.stdout.write(summary(result))
+    return 0 if result.lost == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ringfence`` console script."""
     args = _parser().parse_args(argv)
@@ -84,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file)
     if args.duration <= 0 or args.clients < 1:
         _parser().error("--duration must be > 0 and --clients >= 1")
+    if args.replicas:
+        return _replicas_demo(args)
     if args.web and args.backend != "asyncio":
         # uvicorn runs on asyncio only, and the dashboard must run on the supervisor's loop.
         _parser().error(

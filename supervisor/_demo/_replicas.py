@@ -137,7 +137,7 @@ async def _replica(settings: dict[str, Any]) -> None:
 
 def run_replicas(
     config: ReplicasConfig,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     *,
     server_factory: Callable[[], Any] | None = None,
 ) -> ReplicasResult:
@@ -153,7 +153,7 @@ def run_replicas(
     server = (server_factory or RedisServer)()
     server.start()
     try:
-        return _run(config, server.url, out)
+        return _run(config, server.url, out if out is not None else sys.stdout)
     finally:
         server.stop()
 
