@@ -56,7 +56,7 @@ import coredis.exceptions
 import structlog
 
 from policies import Breaker, BreakHistory, RateLimit
-from supervisor import BreakerTransition, DependencyPaused, SupervisorError
+from supervisor import BreakerTransition, DependencyPaused, DependencyStatus, SupervisorError
 
 from ._client import make_client
 from ._keys import FORMAT, DependencyKeys, Keys, check_namespace
@@ -803,10 +803,11 @@ class RedisShared:
     ) -> None:
         now = self._now()
         problems: dict[str, str] = {}
-        ops = [self._heartbeat_op(supervisor, problems)]
-        actors = supervisor._actors
-        for name, actor in list(actors.items()):
-            ops.append(self._dependency_op(name, actor, now, problems))
+        actors = dict(supervisor._actors)
+        statuses = {name: actor.status() for name, actor in actors.items()}
+        ops = [self._heartbeat_op(statuses, problems)]
+        for name, actor in actors.items():
+            ops.append(self._dependency_op(name, actor, statuses[name], now, problems))
         for (name, index), source in self._sources.items():
             if name in actors:
                 ops.append(self._lease_op(name, index, source, now, elapsed, problems))
@@ -900,8 +901,10 @@ class RedisShared:
 
     # -- heartbeat ------------------------------------------------------------------------------
 
-    def _heartbeat_op(self, supervisor: Supervisor, problems: dict[str, str]) -> _Op:
-        summary = json.dumps(self._summary(supervisor), separators=(",", ":"))
+    def _heartbeat_op(
+        self, statuses: Mapping[str, DependencyStatus], problems: dict[str, str]
+    ) -> _Op:
+        summary = json.dumps(self._summary(statuses), separators=(",", ":"))
         keys = [self._keys.replicas, self._keys.summaries]
         ttl_ms = round(self.heartbeat_ttl * 1000)
 
@@ -924,11 +927,10 @@ class RedisShared:
 
         return self._op("heartbeat", keys, [self.replica_id, ttl_ms, summary], done, failed)
 
-    def _summary(self, supervisor: Supervisor) -> dict[str, Any]:
+    def _summary(self, statuses: Mapping[str, DependencyStatus]) -> dict[str, Any]:
         dependencies: dict[str, Any] = {}
         now = self._now()
-        for name, actor in supervisor._actors.items():
-            status = actor.status()
+        for name, status in statuses.items():
             dep = self._dependencies.get(name)
             limits = [
                 {"index": index, "mode": source.mode, "leased": round(source.leased, 3)}
@@ -987,12 +989,18 @@ class RedisShared:
                 duration = 30.0
         return ratio, volume, max(duration, 0.001), window
 
-    def _dependency_op(self, name: str, actor: Any, now: float, problems: dict[str, str]) -> _Op:
+    def _dependency_op(
+        self,
+        name: str,
+        actor: Any,
+        status: DependencyStatus,
+        now: float,
+        problems: dict[str, str],
+    ) -> _Op:
         dep = self._dependencies.get(name)
         if dep is None:
             dep = self._dependencies[name] = _Dependency(name, self._keys.dependency(name))
         ratio, volume, duration, window = self._verdict_settings(actor)
-        status = actor.status()
         totals = (status.calls, status.failures)
         calls = max(0, totals[0] - dep.last[0])
         failures = max(0, totals[1] - dep.last[1])
