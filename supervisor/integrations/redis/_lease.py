@@ -7,21 +7,23 @@ The limit's GCRA state (its theoretical arrival time, ``tat``) lives in Redis an
 ``lua/lease.lua``. At each tick the sync actor asks it, for each limit, for a *batch* of units:
 "give back these, grant me up to that many". The grant continues the shared schedule: unit
 ``u`` of a batch is due at ``base + u*T`` (``T = per / rate``), so the first units are due at
-once when the bucket has room and the rest follow at the limit's pace, up to a horizon (two
-sync intervals). What this replica's callers reserve comes out of its batches, here, without
-I/O: :meth:`LeasedLimiter.reserve` is :meth:`policies.RateLimiter.reserve` over the leased
-units.
+once when the bucket has room and the rest follow at the limit's pace, up to a horizon (one
+sync interval ahead). What this replica's callers reserve comes out of its batches, here,
+without I/O: :meth:`LeasedLimiter.reserve` is :meth:`policies.RateLimiter.reserve` over the
+leased units.
 
-Why the aggregate stays within the limit: every unit admitted anywhere was granted by the one
-GCRA in Redis, and a unit is only used once it is due there (the grant's times are placed on
-this replica's clock when the answer *arrives*, so never early). Units given back move the
-shared schedule back by exactly what was not used. So over any run the replicas together start
-at most ``burst + rate * duration / per`` units, the bound of a single local limit.
+Why the aggregate stays within the limit: while Redis answers, every unit admitted anywhere was
+granted by the one GCRA in Redis, and a unit is only used once it is due there (the grant's
+times are placed on this replica's clock when the answer *arrives*, so never early). Units
+given back move the shared schedule back by exactly what was not used. So the replicas together
+start at most ``burst + rate * duration / per`` units over a run, the bound of a single limit,
+give or take what they hold unused (below).
 
-Why it admits nearly all of it: a replica asks for what its callers asked for over the last
-tick (admitted or refused), scaled to the lease's span, so a saturated replica takes whatever
-is due by the horizon; the replicas tick at jittered, unrelated moments, so each takes what
-accrued since the one before it. Leased units nobody used are given back at the next tick.
+Why it admits nearly all of it: a replica asks for what its callers asked for lately (admitted
+or refused), scaled to the lease's span; one that turned calls away ("hungry") gets its share,
+among the hungry replicas, of what accrued since its last lease, plus 20 %, so together they
+always ask for more than accrues and nothing is left unused. Leased units nobody used are given
+back at the next tick.
 
 The lease's life (``cut`` at each tick, then ``install`` of the answer):
 
@@ -29,18 +31,23 @@ The lease's life (``cut`` at each tick, then ``install`` of the answer):
   callers may use before the next answer arrives (so a round trip never leaves it without
   turns); units already due that nobody took are given back too. A unit is thus used at most
   one interval after it was due, and what the replicas may spend beyond the limit in any
-  window is what they hold unused: a standing lease of one call each, and the leased units of
-  a replica whose callers suddenly stop;
+  window is what they hold unused: a standing lease each (one call, or a quarter of its share
+  of an interval's refill on a fast limit), and the units of a replica whose callers suddenly
+  stop;
 * the answer adds a segment ``[base, granted, used]``; a reservation takes from the segment
-  whose next unit is due first;
+  whose next unit is due first (there is one, or two around a tick);
 * while Redis cannot be reached (and before the first answer) the replica admits from a local
   GCRA at ``rate / replicas`` (the last known number of live replicas; 1 before the first
-  answer), starting *empty*: what the shared bucket still held belongs to every replica.
-  Leased units still due are used first. The next answer ends the fallback.
+  answer), starting *empty*, and behind the leased units it still holds (they are used first):
+  what the shared bucket still held belongs to every replica. The next answer ends the
+  fallback;
+* back from a fallback, for three intervals, the replica asks for its fallback's pace only and
+  Redis grants it units at the limit's pace from an empty bucket (``lua/lease.lua``): all the
+  replicas admitted their share meanwhile, and they come back one by one.
 
 Ownership: only the event-loop thread touches a limiter, one method at a time: the dependency's
 actor (``reserve``, ``settle``, ``refund``, ``available``) and the sync actor (``cut``,
-``install``, ``fall_back``). Nothing here awaits.
+``install``, ``fall_back``, ``unsent``, ``set_replicas``). Nothing here awaits.
 """
 
 from __future__ import annotations
@@ -93,7 +100,6 @@ class LeasedLimiter:
         "_max_wait",
         "_recovering",
         "_replicas",
-        "_retry_after",
         "_segments",
         "_split",
         "_sync_interval",
@@ -108,7 +114,6 @@ class LeasedLimiter:
         self._burst = float(limit.capacity)
         self._max_wait = limit.max_wait
         self._sync_interval = interval
-        self._retry_after = interval
         # [base, granted, used]: unit u (0 < u <= granted) is due at base + u*T.
         self._segments: list[list[float]] = []
         self._local: RateLimiter | None = None
@@ -217,7 +222,9 @@ class LeasedLimiter:
                 return Refusal(retry_after=result.retry_after, limit=self.config)
             # Above the local share's burst but within the shared one: not "never".
         self._largest = max(self._largest, cost)
-        return Refusal(retry_after=max(self._retry_after, cost * self._interval), limit=self.config)
+        return Refusal(
+            retry_after=max(self._sync_interval, cost * self._interval), limit=self.config
+        )
 
     def settle(self, now: float, estimated: float, actual: float) -> None:
         """
@@ -343,7 +350,6 @@ class LeasedLimiter:
             self._recovering = now + 3.0 * self._sync_interval
         self.mode = "lease"
         self._local = None
-        self._retry_after = self._sync_interval
         if granted > _RESOLUTION:
             self._segments.append([base, granted, 0.0])
             self.leased += granted
@@ -373,7 +379,6 @@ class LeasedLimiter:
             local.settle(now, 0.0, held)
         self._local = local
         self.mode = "local"
-        self._retry_after = self._sync_interval
 
     def unsent(self, given: float) -> None:
         """The tick that carried *given* (from :meth:`cut`) failed: give it back next time."""
