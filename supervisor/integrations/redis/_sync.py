@@ -24,9 +24,18 @@ Every Redis operation runs under a deadline (``timeout``). A tick that fails (co
 deadline passed, a server that stops answering) discards the whole coredis client, so a
 cancelled request can never leave a connection's replies out of step with its requests; the
 next attempt builds a fresh one, after a backoff with full jitter capped at two intervals (so
-the replicas re-converge within about three intervals of Redis coming back). Meanwhile every
-replica keeps its local protection: its breakers and bulkheads never depended on Redis, its
-rate limits admit at ``rate / replicas`` (the last count seen), and ``degraded()`` says why.
+the replicas re-converge within about three intervals of Redis coming back). The scripts carry
+the tick's deadline too, on their own clock, and do nothing past it: a server stopped and
+resumed (SIGSTOP, a long fork) still runs what it had read from a connection its client gave
+up on, and a lease granted then would go to nobody. Meanwhile every replica keeps its local
+protection: its breakers and bulkheads never depended on Redis, its rate limits admit at
+``rate / replicas`` (the last count seen), and ``degraded()`` says why.
+
+Clocks: the scripts run on Redis's ``TIME`` (one clock for every replica), so a replica's own
+clock may jump without effect. Where scripts may not call ``TIME`` the replicas pass their own
+time (``clock="auto"`` or ``"client"``), taken from the monotonic clock anchored to the wall
+clock at start, so a later jump moves nothing; it is reported (degraded under
+``clock="client"``, where the replicas must agree on the time).
 
 Calls never wait for any of this: the actor only changes, between two awaits, state the
 dependency actors read synchronously (lease segments, a pause, a forced-open gate).
@@ -308,6 +317,10 @@ class RedisShared:
     verdict. A shared open is not a transition of the local breakers: it refuses calls (as
     ``BreakerOpen``, counted as ``rejected_by["shared_open"]``) until it expires, while each
     local breaker keeps its own state and probes.
+
+    ``await shared.check()`` connects once and raises :class:`SharedStateError` saying what is
+    wrong with this Redis (for a service's startup; the supervisor itself never waits for
+    Redis). ``await shared.wait_tick()`` waits for the next round trip (tests, tools).
 
     Raises:
         TypeError, ValueError: an argument has the wrong type or value (the message names it).
