@@ -833,13 +833,13 @@ class Actor:
             # What each limit is charged, to give back exactly that if the call never goes:
             # several limits charge the common start too (policies.rate_limit, rule 2).
             charged = costs
-            if not self._local_limits:
-                result = self._reserve_shared(limiters, now, costs, budget)
-            elif len(limiters) == 1:
+            if len(limiters) == 1:  # a local RateLimiter or a shared source: one step
                 result = limiters[0].reserve(now, costs[0], budget)
-            else:
+            elif self._local_limits:
                 charged = []
                 result = reserve_all(limiters, now, costs, budget, charged)
+            else:
+                result = self._reserve_shared(limiters, now, costs, budget)
             if isinstance(result, Refusal):
                 machine.on_cancel(epoch)
                 raise self._reject_rate_limited(result, costs)
