@@ -13,7 +13,8 @@
 -- A script's own arguments start at ARGV[5].
 -- Times are milliseconds since the epoch, as floats. Numbers that may be fractional leave as
 -- strings ("%.17g"): Redis converts a Lua number in a reply to an integer, dropping the rest.
--- Errors start with a RINGFENCE_ code the client recognises.
+-- Errors start with a RINGFENCE_ code the client recognises. The prelude ends by setting `now`
+-- and `clock` for the script, or by answering RINGFENCE_NOTIME or RINGFENCE_LATE.
 
 -- Redis < 7 replicates a script verbatim unless told otherwise, and then refuses writes after
 -- a non-deterministic command such as TIME. Redis 7 always replicates effects (a no-op here).
@@ -65,5 +66,14 @@ end
 local function rf_alive(replicas, id, now)
   local expiry = redis.call('ZSCORE', replicas, id)
   return expiry and tonumber(expiry) > now
+end
+
+-- Every script runs at `now`, on `clock`; none runs without a time, or past its deadline.
+local now, clock = rf_now()
+if not now then
+  return rf_notime()
+end
+if rf_late(now) then
+  return rf_late_reply()
 end
 

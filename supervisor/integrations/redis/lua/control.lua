@@ -5,13 +5,6 @@
 -- Reply: the command's sequence number. Replicas apply each new number once; one that starts
 -- while an isolation stands applies it too. A reset also lifts the shared open verdict and
 -- starts a fresh window (new epoch), so old failures do not open the breakers again.
-local now, clock = rf_now()
-if not now then
-  return rf_notime()
-end
-if rf_late(now) then
-  return rf_late_reply()
-end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('HSET', KEYS[2], 'op', ARGV[6], 'reason', ARGV[7], 'origin', ARGV[5], 'at', rf_str(now))
 redis.call('PEXPIRE', KEYS[2], 7 * 86400000)

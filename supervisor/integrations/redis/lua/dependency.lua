@@ -14,13 +14,6 @@
 -- The epoch starts a fresh window: each shared open (and each cluster-wide reset) bumps it,
 -- and counts from an older epoch are not summed, so the failures that opened the breakers do
 -- not open them again the moment the verdict expires: the replicas need new evidence.
-local now, clock = rf_now()
-if not now then
-  return rf_notime()
-end
-if rf_late(now) then
-  return rf_late_reply()
-end
 local id = ARGV[5]
 local epoch = tonumber(redis.call('HGET', KEYS[7], 'epoch') or '0')
 local window = tonumber(ARGV[13])

@@ -4,13 +4,6 @@
 --   KEYS[3] summaries (hash: replica id -> JSON)
 --   ARGV[5] replica id, ARGV[6] ttl (ms), ARGV[7] summary (JSON)
 -- Reply: {clock, now, live count, id1, summary1, id2, summary2, ...}
-local now, clock = rf_now()
-if not now then
-  return rf_notime()
-end
-if rf_late(now) then
-  return rf_late_reply()
-end
 local ttl = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 'format', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], 86400000)

@@ -28,13 +28,6 @@
 -- since its last lease, plus 20 % (so together they always ask for more than accrues, and
 -- nothing is left unused), and its share (among the live replicas) of what the bucket holds. Without this cap the replica that happens to tick first after another takes
 -- everything up to the horizon, and shares follow the phase of the replicas' ticks.
-local now, clock = rf_now()
-if not now then
-  return rf_notime()
-end
-if rf_late(now) then
-  return rf_late_reply()
-end
 local T = tonumber(ARGV[5])
 local burst = tonumber(ARGV[6])
 local id = ARGV[11]

@@ -3,10 +3,6 @@
 --   KEYS[2] pause (string "origin seq", with TTL)
 --   ARGV[5] replica id, ARGV[6] its pause number, ARGV[7] the pause (ms, >= 1)
 -- Reply: 1 when set, 0 when a longer pause stood.
-local now = rf_now()
-if now and rf_late(now) then
-  return rf_late_reply()
-end
 local ms = math.ceil(tonumber(ARGV[7]))
 if redis.call('PTTL', KEYS[2]) >= ms then
   return 0
