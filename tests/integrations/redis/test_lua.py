@@ -350,3 +350,26 @@ def test_a_cluster_reset_lifts_the_verdict_and_starts_a_fresh_window(
     assert 2 == reply[2]  # a new epoch
     assert reply[7] is None
     assert [b"2", b"reset", b"manual", b"b"] == reply[11:15]
+
+
+def test_another_limits_schedule_is_capped_at_a_full_bucket_ahead(
+    r: fakeredis.FakeRedis,
+) -> None:
+    """The limit stored at an index had other settings (a reconfigure): its schedule, an hour
+    ahead, is capped at one horizon and a full bucket of this limit's, so this limit starts
+    empty and refills at its pace, instead of waiting for the hour."""
+    hourly = {"t_ms": 3_600_000, "burst": 1, "settings": "1/3600/1"}
+    assert 1 == lease(r, 10_000, want=1, **hourly)[0]  # tat: an hour ahead
+    granted, _, differ = lease(r, 10_000, want=25)  # 100/s, burst 100, at the same index
+    assert (0, 1) == (granted, differ)  # empty: the cap is now + 250 + 100 * 10 ms
+    granted, base, differ = lease(r, 10_250, want=25)
+    assert (25, 0) == (granted, differ)  # a horizon's refill, due at its pace
+    assert 0 == base  # unit u due at now + 10u ms: the capped schedule, at this limit's pace
+
+
+def test_a_schedule_within_the_cap_is_left_alone(r: fakeredis.FakeRedis) -> None:
+    """Settings that differ but a schedule already within this limit's reach: no change."""
+    lease(r, 10_000, want=10)  # 100/s: tat 10_100
+    granted, base, differ = lease(r, 10_000, want=10, settings="100/1/200")
+    assert (10, 1) == (granted, differ)
+    assert 100 == base + 1000  # continues at tat 10_100 (base = tat - burst*T)

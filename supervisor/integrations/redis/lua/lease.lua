@@ -37,6 +37,18 @@ local tat = tonumber(stored[1] or '0')
 if tat < now then
   tat = now
 end
+-- Another limit's schedule: limits are stored by their position in the dependency's list, so
+-- after a reconfigure this one may find the state of the limit that was there before (an
+-- hourly limit's tat an hour ahead would block a new 100/s one for that hour). Under its own
+-- settings a schedule never runs more than a horizon and a full bucket ahead: cap it there (the
+-- bucket starts empty, as it does after an outage, never fuller than it was). Replicas whose
+-- settings agree never reach the cap.
+if stored[2] and stored[2] ~= ARGV[10] then
+  local cap = now + tonumber(ARGV[9]) + burst * T
+  if tat > cap then
+    tat = cap
+  end
+end
 -- Given back: the schedule moves back by those units, never below now (a bucket is never
 -- fuller than its burst). Charged (negative): it moves forward.
 tat = tat - tonumber(ARGV[7]) * T
