@@ -43,11 +43,14 @@ The lease's life (``cut`` at each tick, then ``install`` of the answer):
   fallback;
 * back from a fallback, for three intervals, the replica asks for its fallback's pace only and
   Redis grants it units at the limit's pace from an empty bucket (``lua/lease.lua``): all the
-  replicas admitted their share meanwhile, and they come back one by one.
+  replicas admitted their share meanwhile, and they come back one by one;
+* a limit replaced or removed (``reconfigure``) is *retired*: its last cut gives back every
+  unit it holds that no caller reserved, and its credit, and asks for nothing. The sync actor
+  then forgets it; units reserved from it stay charged (the calls holding them still go).
 
 Ownership: only the event-loop thread touches a limiter, one method at a time: the dependency's
 actor (``reserve``, ``settle``, ``refund``, ``available``) and the sync actor (``cut``,
-``install``, ``fall_back``, ``unsent``, ``set_replicas``). Nothing here awaits.
+``install``, ``fall_back``, ``unsent``, ``set_replicas``, ``retire``). Nothing here awaits.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class LeasedLimiter:
         "_max_wait",
         "_recovering",
         "_replicas",
+        "_retired",
         "_segments",
         "_split",
         "_sync_interval",
@@ -127,6 +131,7 @@ class LeasedLimiter:
         self._largest = 0.0  # the largest single cost asked since the last cut
         self._credit = 0.0  # units given back (> 0) or charged (< 0) outside any segment
         self._hungry = False  # a call was turned away since the last cut
+        self._retired = False  # replaced or removed: the next cut gives everything back
         #: ``lease`` (Redis answers), ``local`` (falling back), ``connecting`` (no answer yet)
         self.mode = "connecting"
         #: units leased from Redis so far (for cluster_status and benchmarks)
@@ -283,6 +288,8 @@ class LeasedLimiter:
         for its fallback's pace only, and the script grants units at the limit's pace from an
         empty bucket (``lua/lease.lua`` says why).
         """
+        if self._retired:
+            return self._last_cut(now), 0.0, 0.0, False
         interval = self._interval
         keep_until = now + self._sync_interval
         given = self._credit
@@ -322,6 +329,32 @@ class LeasedLimiter:
             share = self.config.rate / self.config.per / split
             want = min(want, share * self._sync_interval)
         return given, want, hungry, recovering
+
+    def retire(self) -> None:
+        """
+        This limit was replaced or removed (``reconfigure``): from now on :meth:`cut` gives
+        back everything it holds and asks for nothing (the sync actor sends that cut once, and
+        again if its tick fails, then forgets the limiter). Units already reserved stay
+        charged: the calls holding them still go.
+        """
+        self._retired = True
+
+    @property
+    def retired(self) -> bool:
+        """Whether :meth:`retire` was called."""
+        return self._retired
+
+    def _last_cut(self, now: float) -> float:
+        """A retired limiter's cut: every unit no caller reserved, and the credit, go back."""
+        given = self._credit
+        self._credit = 0.0
+        for _base, granted, used in self._segments:
+            given += granted - used
+        self._segments = []
+        self._asked = self._largest = 0.0
+        self._hungry = False
+        self._cut_at = now
+        return given
 
     def _want(self, elapsed: float) -> float:
         """

@@ -186,3 +186,22 @@ def test_zero_cost_goes_at_once() -> None:
     """A call that costs nothing never waits, with or without a lease."""
     source = leased()
     assert 0.0 == source.reserve(10.0, 0)
+
+
+def test_a_retired_limiter_gives_back_all_it_holds_and_asks_for_nothing() -> None:
+    """retire(): the next cut returns every unreserved unit (due or not) and the credit;
+    units already reserved stay charged; it asks for nothing, hungry or not."""
+    source = leased(RateLimit(100, per=1, max_wait=1.0))
+    source.install(10.0, granted=50, base=10.0)  # units due from 10.01 to 10.5
+    assert 0.01 == pytest.approx(source.reserve(10.0))
+    assert 0.02 == pytest.approx(source.reserve(10.0))
+    source.settle(10.0, estimated=1.0, actual=0.5)  # half a unit more to give back
+    source.reserve(10.0, cost=1000)  # refused: hungry
+    source.retire()
+    assert source.retired
+    given, want, hungry, recovering = source.cut(10.0)
+    assert (48.5, 0.0, 0.0, False) == (pytest.approx(given), want, hungry, recovering)
+    assert 0.0 == source.available(10.5)
+    assert (0.0, 0.0, 0.0, False) == source.cut(10.1)  # nothing more to give
+    source.unsent(48.5)  # its tick failed: given back again at the next one
+    assert 48.5 == pytest.approx(source.cut(10.2)[0])
