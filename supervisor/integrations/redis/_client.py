@@ -10,12 +10,20 @@ Two things differ from ``coredis.Redis.from_url(url)``:
   connection attempt that fails (Redis down, the usual case here) leaves them to the garbage
   collector, which warns (``ResourceWarning: Unclosed <MemoryObjectSendStream>``) and, under
   ``-W error``, raises in whatever code runs then. The subclasses below close them however
-  ``run()`` ends.
+  ``run()`` ends;
+* quiet connection attempts: coredis logs every connection attempt that fails during the
+  handshake at ERROR, with a traceback (``Connection attempt failed unexpectedly!``), and a
+  server that hangs (SIGSTOP, overload) makes one at every reconnect. The sync actor already
+  says so once (``ringfence.shared_degraded``, with the reason) and ``health()`` says it while
+  it lasts, so a filter on the ``coredis`` logger drops that line for these connections only
+  (a context variable marks them); other coredis clients in the process log as before.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+import logging
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -44,6 +52,18 @@ def _close_streams(connection: BaseConnection) -> None:
 
 _CLOSING: dict[type[BaseConnection], type[BaseConnection]] = {}
 
+#: True inside the run() of a connection of ours (its task, and the tasks it starts).
+_OURS: contextvars.ContextVar[bool] = contextvars.ContextVar("ringfence_redis", default=False)
+_ATTEMPT_FAILED: Final = "Connection attempt failed unexpectedly!"
+
+
+def _keep(record: logging.LogRecord) -> bool:
+    """The coredis logger's filter: drop our own connections' failed-attempt errors."""
+    return not (record.msg == _ATTEMPT_FAILED and _OURS.get())
+
+
+logging.getLogger("coredis").addFilter(_keep)
+
 
 def _closing(cls: type[BaseConnection]) -> type[BaseConnection]:
     """*cls*, closing its memory object streams whenever its ``run()`` ends."""
@@ -55,9 +75,11 @@ def _closing(cls: type[BaseConnection]) -> type[BaseConnection]:
         async def run(
             self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
         ) -> None:
+            token = _OURS.set(True)
             try:
                 await super().run(task_status=task_status)
             finally:
+                _OURS.reset(token)
                 _close_streams(self)
 
     Closing.__name__ = Closing.__qualname__ = f"Closing{cls.__name__}"
