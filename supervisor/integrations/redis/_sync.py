@@ -87,6 +87,8 @@ _JUMP: Final = 1.0
 # A script's deadline is the tick's, on the script's clock, plus this much (milliseconds): the
 # offset between the clocks is measured over a round trip, so it is off by up to half of one.
 _LATE_SLACK_MS: Final = 50.0
+# Why a replica is degraded before Redis first answers (its limits are in "connecting" mode).
+_CONNECTING: Final = "no answer from Redis yet; local protection only"
 
 _structlog = structlog.get_logger("ringfence")
 _stdlib = logging.getLogger("ringfence")
@@ -375,6 +377,9 @@ class RedisShared:
         self.replica_id = replica_id or (
             f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
         )
+        # Who told a pause: this replica id *and* this process (a nonce), so a replica restarted
+        # under a fixed replica_id still keeps to the pause its previous life was told.
+        self._pauser = f"{self.replica_id} {random.getrandbits(32):08x}"
         self._keys = Keys(self.namespace)
         self._rng = random.Random()
         # The replicas' own time (clock="client"), from the monotonic clock anchored to the
@@ -386,6 +391,8 @@ class RedisShared:
         self._now: Callable[[], float] = time.monotonic  # the loop clock, once running
         self._running = False
         self._sources: dict[tuple[str, int], LeasedLimiter] = {}
+        # Limits replaced or removed by a reconfigure: one last lease gives back what they hold.
+        self._retiring: list[tuple[str, int, LeasedLimiter]] = []
         self._dependencies: dict[str, _Dependency] = {}
         self._commands: deque[_Command] = deque()
         self._pending_pauses: dict[str, float] = {}  # dependency -> until (loop clock)
@@ -396,7 +403,7 @@ class RedisShared:
         self._use_eval = False
         # What the last tick learned
         self._connected = False
-        self._problems: dict[str, str] = {}  # scope -> why (degraded() joins them)
+        self._problems: dict[str, str] = {"connecting": _CONNECTING}  # scope -> why
         self._replicas = 1  # live replicas, as last counted (1 before any answer)
         self._summaries: dict[str, Any] = {}
         self._source_clock: str | None = None
@@ -409,6 +416,9 @@ class RedisShared:
         # Units the tick in flight gives back: given back again if the tick fails (the scripts
         # of a tick that failed did nothing: see the deadline in _op).
         self._unsent: list[tuple[LeasedLimiter, float]] = []
+        # Pauses the tick in flight tells Redis: told again if the tick fails, or a 429 seen
+        # while Redis was stopped would never reach the other replicas.
+        self._pauses_in_flight: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return (
@@ -429,9 +439,18 @@ class RedisShared:
             now = anyio.current_time()  # the actor asks from the loop, as it starts
         except RuntimeError:  # pragma: no cover - no event loop: a blank start
             now = 0.0
+        if source is not None:  # replaced (reconfigure): what the old one holds goes back
+            self._retire(dependency, index, source)
         source = LeasedLimiter(limit, interval=self.sync_interval, replicas=self._replicas, now=now)
         self._sources[key] = source
         return source
+
+    def _retire(self, dependency: str, index: int, source: LeasedLimiter) -> None:
+        """*source* serves no actor any more: its next lease is its last (see ``_tick``)."""
+        if self._sources.get((dependency, index)) is source:
+            del self._sources[(dependency, index)]
+        source.retire()
+        self._retiring.append((dependency, index, source))
 
     def degraded(self) -> str | None:
         """Why the shared state cannot be relied on now (``health()`` says degraded), or None."""
@@ -648,6 +667,8 @@ class RedisShared:
         self._supervisor = supervisor
         self._now = anyio.current_time
         self._running = True
+        if not self._connected:
+            self._problems = {"connecting": _CONNECTING}
         task_status.started()
         try:
             async with anyio.create_task_group() as tasks:
@@ -775,6 +796,9 @@ class RedisShared:
         unsent, self._unsent = self._unsent, []
         for source, given in unsent:
             source.unsent(given)
+        in_flight, self._pauses_in_flight = self._pauses_in_flight, {}
+        for name, until in in_flight.items():
+            self._pending_pauses[name] = max(self._pending_pauses.get(name, -math.inf), until)
         for source in self._sources.values():
             source.fall_back(now, replicas)
         for command in list(self._commands):
@@ -821,6 +845,14 @@ class RedisShared:
         ops = [self._heartbeat_op(statuses, problems)]
         for name, actor in actors.items():
             ops.append(self._dependency_op(name, actor, statuses[name], now, problems))
+        for (name, index), source in list(self._sources.items()):
+            owner = actors.get(name)
+            if owner is not None and not any(s is source for s in owner._limiters):
+                self._retire(name, index, source)  # its actor's limits no longer include it
+        # The retired limits' last leases first: a new limit at the same index then leases
+        # after what the old one gave back, and its settings are the ones stored.
+        for name, index, source in self._retiring:
+            ops.append(self._retiring_op(name, index, source, now, problems))
         for (name, index), source in self._sources.items():
             if name in actors:
                 ops.append(self._lease_op(name, index, source, now, elapsed, problems))
@@ -834,6 +866,7 @@ class RedisShared:
             results = await self._execute(client, ops)
         received = self._now()
         self._unsent = []
+        self._pauses_in_flight = {}
         self._connected = True
         self._synced_wall = time.time()
         for op, result in zip(ops, results, strict=True):
@@ -1089,12 +1122,15 @@ class RedisShared:
         pause, pause_ttl = _text(reply[9]), int(reply[10])
         if pause is not None and pause_ttl > 0:
             origin = pause.rsplit(" ", 1)[0]
-            if origin != self.replica_id and pause != dep.pause:
+            if origin != self._pauser and pause != dep.pause:
                 actor.shared_pause(pause_ttl / 1000)
                 dep.pause = pause
             dep.pause_until = now + pause_ttl / 1000
         # The latest cluster-wide command.
         command = tuple(_text(value) for value in reply[11:15])
+        if command[0] is None and dep.control is None:
+            # Read, and no command yet: the first one sent is news (not a first reading).
+            dep.control = ()
         if command[0] is not None:
             dep.aggregate["control"] = {
                 "seq": int(command[0]),
@@ -1106,7 +1142,10 @@ class RedisShared:
             if command != dep.control:
                 dep.control = command
                 op, sender = command[1], command[3]
-                if sender != self.replica_id and (not first or op == "isolate"):
+                # A first reading (this replica just started) applies a standing isolation,
+                # whoever sent it (this replica's previous life too, under a fixed replica_id),
+                # and no older reset; later, every new command but this replica's own.
+                if (op == "isolate") if first else (sender != self.replica_id):
                     self._actions.append((dep.name, op or "", command[2] or ""))
 
     async def _after_tick(self, supervisor: Supervisor) -> None:
@@ -1163,8 +1202,12 @@ class RedisShared:
         def done(reply: Any, received: float) -> None:
             granted = float(reply[2])
             base = received + float(reply[3]) / 1000
+            # Another limit's settings stored, at this limiter's first answer (or its first
+            # since a fallback), are those of a limit reconfigured away (its schedule was
+            # capped: lua/lease.lua); replicas that disagree differ at every tick.
+            disagree = int(reply[4]) and source.mode == "lease"
             source.install(received, granted, base)
-            if int(reply[4]):
+            if disagree:
                 self._warnings[f"limit:{name}:{index}"] = (
                     f"replicas disagree on rate_limit[{index}] of {name!r} (this one:"
                     f" {config.rate:g} per {config.per:g} s, burst {config.capacity:g})"
@@ -1181,6 +1224,33 @@ class RedisShared:
         keys = [self._keys.limit(name, index), self._keys.replicas]
         return self._op("lease", keys, args, done, failed)
 
+    def _retiring_op(
+        self, name: str, index: int, source: LeasedLimiter, now: float, problems: dict[str, str]
+    ) -> _Op:
+        """
+        A retired limit's last lease: it gives back what it holds and asks for nothing. Sent
+        again while its tick fails (``_lost`` gives its units back to it); then forgotten.
+        """
+        op = self._lease_op(name, index, source, now, 0.0, problems)
+
+        def done(reply: Any, received: float) -> None:
+            self._forget(source)
+            self._warnings.pop(f"limit:{name}:{index}", None)
+
+        def failed(exc: BaseException) -> None:
+            # Refused (another application's key, another format): said for this tick; the
+            # units stay charged, which never lets the replicas admit more than the limit.
+            self._forget(source)
+            self._problem(
+                problems, f"limit:{name}:{index}", f"rate_limit[{index}] of {name!r}", exc
+            )
+
+        op.done, op.failed = done, failed
+        return op
+
+    def _forget(self, source: LeasedLimiter) -> None:
+        self._retiring = [entry for entry in self._retiring if entry[2] is not source]
+
     def _pause_ops(self, now: float) -> list[_Op]:
         ops = []
         pending, self._pending_pauses = self._pending_pauses, {}
@@ -1189,17 +1259,19 @@ class RedisShared:
             if ms < 1:
                 continue
             self._pause_seq += 1
+            self._pauses_in_flight[name] = until
             keys = self._keys.dependency(name)
 
             def failed(exc: BaseException, name: str = name, until: float = until) -> None:
-                # Try again next tick (unless a later pause replaced it meanwhile).
-                self._pending_pauses.setdefault(name, until)
+                # Try again next tick (with a later pause told meanwhile, the longer one).
+                later = self._pending_pauses.get(name, -math.inf)
+                self._pending_pauses[name] = max(later, until)
 
             ops.append(
                 self._op(
                     "pause",
                     [keys.pause],
-                    [self.replica_id, self._pause_seq, ms],
+                    [self._pauser, self._pause_seq, ms],
                     lambda reply, received: None,
                     failed,
                 )
