@@ -14,6 +14,7 @@ import pytest
 
 from policies import Breaker, RateLimit, State
 from supervisor import HealthStatus, RateLimited
+from supervisor.integrations.redis import RedisShared
 from supervisor.integrations.redis._keys import Keys
 from supervisor.integrations.redis._server import RedisServer
 
@@ -27,8 +28,9 @@ pytestmark = pytest.mark.anyio
 NOW_MS = "local t = redis.call('TIME') return t[1] * 1000 + math.ceil(t[2] / 1000)"
 
 
-def limit_modes(shared: object, name: str) -> list[str]:
-    status = shared.cluster_status()  # type: ignore[attr-defined]
+def limit_modes(shared: RedisShared, name: str) -> list[str]:
+    """Each of *name*'s shared limits' mode here (lease, local, connecting)."""
+    status = shared.cluster_status()
     return [entry["mode"] for entry in status["limits"].get(name, [])]
 
 
