@@ -618,38 +618,13 @@ class Actor:
             try:
                 result = await self._attempt(args, kwargs, deadline)
             except Exception as exc:
-                if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
-                    exc.__cause__ = last  # a retry refused at admission: say what it retried
-                kind = self._kind_of_last(exc)
-                final = (
-                    retry is None
-                    or attempt >= retry.attempts
-                    or isinstance(exc, _NEVER_RETRIED)
-                    or not retry.should_retry(exc, kind)
-                )
-                if not final and budget is not None and not budget.try_retry(self._clock()):
-                    final = True  # a retry over budget is not made: no retry storm
-                    self._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
-                if final:
-                    if attempt > 1 or hasattr(exc, "__notes__"):
-                        self._note_attempts(exc, attempt)
-                    if self._fallback is not None and self._may_fall_back(exc, kind):
-                        return await self._call_fallback(exc, args, kwargs)
-                    raise
-                assert retry is not None
-                hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
-                delay = retry.delay(attempt, self._rng, exc, retry_after=hint)
-                if deadline is not None and self._clock() + delay >= deadline:
-                    assert total is not None
-                    expired = DeadlineExceeded(self.name, total)
-                    expired.__cause__ = exc
-                    if self._fallback is not None:
-                        return await self._call_fallback(expired, args, kwargs)
-                    raise expired from exc
-                self._retries += 1
-                self._publish(
-                    RetryScheduled, attempt=attempt, delay=delay, error=type(exc).__name__
-                )
+                error, fall_back, delay = self._after_failure(exc, attempt, deadline, last)
+                if error is not None:
+                    if fall_back:
+                        return await self._call_fallback(error, args, kwargs)
+                    if error is exc:
+                        raise
+                    raise error from exc
                 last = exc
                 await self._sleep_before_retry(delay)
                 continue
@@ -668,6 +643,53 @@ class Actor:
                 await self._sleep_before_retry(delay)
                 continue
             return result
+
+    def _after_failure(
+        self,
+        exc: Exception,
+        attempt: int,
+        deadline: float | None,
+        last: Exception | None,
+        never_retried: bool = False,
+    ) -> tuple[Exception | None, bool, float]:
+        """
+        The retry loop's decision after a failed attempt, for calls and streams alike:
+        ``(None, False, delay)`` to retry after *delay* (counted and published), else
+        ``(error, fall_back, 0.0)``: end with *error* (*exc* itself, or ``DeadlineExceeded``
+        when the backoff would end past the deadline), answered by the fallback when
+        *fall_back*. *last* is the previous attempt's error; *never_retried* marks an error
+        the caller knows is final.
+        """
+        if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
+            exc.__cause__ = last  # a retry refused at admission: say what it retried
+        retry = self._retry
+        budget = self._budget
+        kind = self._kind_of_last(exc)
+        final = (
+            retry is None
+            or never_retried
+            or attempt >= retry.attempts
+            or isinstance(exc, _NEVER_RETRIED)
+            or not retry.should_retry(exc, kind)
+        )
+        if not final and budget is not None and not budget.try_retry(self._clock()):
+            final = True  # a retry over budget is not made: no retry storm
+            self._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
+        if final:
+            if attempt > 1 or hasattr(exc, "__notes__"):
+                self._note_attempts(exc, attempt)
+            return exc, self._fallback is not None and self._may_fall_back(exc, kind), 0.0
+        assert retry is not None
+        hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
+        delay = retry.delay(attempt, self._rng, exc, retry_after=hint)
+        if deadline is not None and self._clock() + delay >= deadline:
+            assert self._total is not None
+            expired = DeadlineExceeded(self.name, self._total)
+            expired.__cause__ = exc
+            return expired, self._fallback is not None, 0.0
+        self._retries += 1
+        self._publish(RetryScheduled, attempt=attempt, delay=delay, error=type(exc).__name__)
+        return None, False, delay
 
     def _may_fall_back(self, exc: Exception, kind: ErrorKind | None) -> bool:
         """The fallback answers *exc*: never ringfence's own closing errors, else fallback_on."""

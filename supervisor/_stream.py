@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
@@ -59,11 +58,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 import anyio
 import anyio.lowlevel
 
-from policies import retry_after
-
-from ._actor import _CHAINED, _NEVER_RETRIED
 from ._errors import AttemptTimeout, DeadlineExceeded, DependencyCrashed, SupervisorClosed
-from ._events import RetryBudgetExhausted, RetryScheduled
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -267,7 +262,6 @@ class Stream(Generic[R_co]):
         actor = self._actor
         timeout = actor._timeout_policy
         self._between = timeout.between_items if timeout is not None else None
-        retry = actor._retry
         total = actor._total
         now = actor._clock()  # before the supervisor starts, this raises SupervisorClosed
         deadline = now + total if total is not None else None
@@ -283,41 +277,16 @@ class Stream(Generic[R_co]):
                 await self._attempt(deadline)
                 return
             except Exception as exc:
-                if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
-                    exc.__cause__ = last  # a retry refused at admission: say what it retried
-                kind = actor._kind_of_last(exc)
-                final = (
-                    retry is None
-                    or attempt >= retry.attempts
-                    or isinstance(exc, _NEVER_RETRIED)
-                    or exc is self._refused
-                    or not retry.should_retry(exc, kind)
+                error, fall_back, delay = actor._after_failure(
+                    exc, attempt, deadline, last, never_retried=exc is self._refused
                 )
-                if not final and budget is not None and not budget.try_retry(actor._clock()):
-                    final = True  # a retry over budget is not made: no retry storm
-                    actor._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
-                if final:
-                    if attempt > 1 or hasattr(exc, "__notes__"):
-                        actor._note_attempts(exc, attempt)
-                    if actor._fallback is not None and actor._may_fall_back(exc, kind):
-                        await self._fall_back(exc)
+                if error is not None:
+                    if fall_back:
+                        await self._fall_back(error)
                         return
-                    raise
-                assert retry is not None
-                hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
-                delay = retry.delay(attempt, actor._rng, exc, retry_after=hint)
-                if deadline is not None and actor._clock() + delay >= deadline:
-                    assert total is not None
-                    expired = DeadlineExceeded(actor.name, total)
-                    expired.__cause__ = exc
-                    if actor._fallback is not None:
-                        await self._fall_back(expired)
-                        return
-                    raise expired from exc
-                actor._retries += 1
-                actor._publish(
-                    RetryScheduled, attempt=attempt, delay=delay, error=type(exc).__name__
-                )
+                    if error is exc:
+                        raise
+                    raise error from exc
                 last = exc
                 await actor._sleep_before_retry(delay)  # holds no slot
 
