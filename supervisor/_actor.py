@@ -31,6 +31,7 @@ import functools
 import inspect
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -139,6 +140,11 @@ _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 _IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
 _IN_RATE_LIMIT: Final = "supervisor shut down while the call waited for its rate-limit turn"
 _log: Final = logging.getLogger("ringfence")
+#: The asyncio fast path (``Actor._attempt_asyncio``'s inlined success path) for attempts that
+#: need no timer and no thread. ``RINGFENCE_INLINE=0`` sends every asyncio attempt through the
+#: general path instead: CI runs the runtime tests once that way, and the differential test
+#: compares the two (read when an actor derives its paths, so tests may patch it).
+FAST_PATH = os.environ.get("RINGFENCE_INLINE", "1") != "0"
 _FLOAT_MAX: Final = sys.float_info.max
 
 
@@ -435,7 +441,9 @@ class Actor:
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = retry is None and self._total is None and fallback is None
         # Attempts that need no timer and no thread take the asyncio fast path.
-        self._plain = self._is_async and self._attempt_timeout is None and not self._settles
+        self._plain = (
+            FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
+        )
         # What the actor decides (transitions, retries, rejections, crashes) goes out as
         # events; ringfence's log lines are one listener of them (_events.py).
         self._hub = supervisor._hub
@@ -1365,7 +1373,7 @@ class Actor:
         if not self._is_async:
             self._fn = _awaiting(self._fn)
             self._is_async = True
-            self._plain = self._attempt_timeout is None and not self._settles
+            self._plain = FAST_PATH and self._attempt_timeout is None and not self._settles
             if self._bulkhead is None and self._accepting:  # no thread left to wait for
                 self._max_concurrent, self._max_queued = sys.maxsize, 0
                 self._open_gate()
@@ -1697,7 +1705,9 @@ class Actor:
             self._rate_limits = changes["rate_limit"]
             self._set_limiters()
             self._open_gate()
-        self._plain = self._is_async and self._attempt_timeout is None and not self._settles
+        self._plain = (
+            FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
+        )
         if "fallback" in changes:
             self._fallback = changes["fallback"]
         if "fallback_on" in changes:
