@@ -31,23 +31,38 @@ Theory of operation: the first rule that gives an answer wins, in this order.
    is the streaming case: anthropic reports an overload that happens mid-stream as an
    ``APIStatusError`` with ``status_code == 200`` (the status line went out before the
    overload) and the type only in the body; openai raises a bare ``APIError`` with no status.
-3. **Class names in the MRO**, most derived first, so a subclass's entry beats its base's
+3. **An exception group** (``ExceptionGroup``, ``BaseExceptionGroup``: a task group inside
+   the dependency failed) takes the kind of its *leaves*, looked at through nested groups: their
+   common kind when they all agree, else ``unknown``. Two dropped connections are transient; a
+   dropped connection beside a ``ValueError`` is nobody's verdict, so ``unknown``.
+4. **Class names in the MRO**, most derived first, so a subclass's entry beats its base's
    (httpx's ``UnsupportedProtocol`` is a ``TransportError`` but no retry will fix it; openai's
    ``APITimeoutError`` subclasses ``APIConnectionError``; aiohttp's ``ClientConnectorError`` is
    also an ``OSError``). Matching names rather than types keeps this module free of imports;
    the builtins (``TimeoutError``, ``ConnectionError``, ``ValueError``, ``TypeError``,
-   ``KeyError``) and ringfence's own errors are in the same table.
-4. **An** ``OSError`` **with a network errno** (``ECONNREFUSED``, ``ENETUNREACH``, ...), for
+   ``KeyError``) and ringfence's own errors are in the same table. An answer that cannot be
+   parsed is the dependency's failure, not the caller's input: ``json.JSONDecodeError`` and
+   ``UnicodeDecodeError`` are ``ValueError`` subclasses, but ``unknown``. Encoding the caller's
+   own text (``UnicodeEncodeError``, an IDNA ``UnicodeError`` for a bad host name) stays
+   ``invalid_input``, with every other ``ValueError``.
+5. **An** ``OSError`` **with a network errno** (``ECONNREFUSED``, ``ENETUNREACH``, ...), for
    the plain ``OSError`` a socket call raises when it is not one of the ``ConnectionError``
    subclasses.
-5. Anything else is :attr:`ErrorKind.UNKNOWN`.
+6. Anything else is :attr:`ErrorKind.UNKNOWN`. The defaults fail safe on it: ``Retry``
+   retries it and ``Breaker`` counts it (see :mod:`policies._matchers`), because an error
+   nobody classified (a DB driver's own ``OperationalError``, a ``RuntimeError``, an
+   ``OSError(EIO)``) is far more often a sick dependency than a wrong request.
 
 Nothing that inspects the exception may raise: a property that raises (httpx's
 ``RequestError.request`` on an error built without a request), a ``Mock`` that answers every attribute, a
 ``bool`` where a status should be, a body that is not a mapping: each is treated as absent.
+Nor may a pathological group: members are walked with a loop, not recursion, and at most
+``_GROUP_LIMIT`` exceptions of one group are looked at (a group nested 100,000 deep, one with
+100,000 leaves, or a subclass whose ``exceptions`` contains itself is ``unknown``).
 
 :func:`retry_after` reads "come back in N seconds" from the same exceptions, with ``now``
-(wall-clock seconds) passed in, as every decision in :mod:`policies` is.
+(wall-clock seconds) passed in, as every decision in :mod:`policies` is; a group's is the
+largest any of its members carries.
 """
 
 from __future__ import annotations
@@ -60,8 +75,8 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, final, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Final, Protocol, final, runtime_checkable
 
 import attrs
 
@@ -86,7 +101,7 @@ class ErrorKind(enum.StrEnum):
     """
 
     #: Worth another attempt, and a sign the dependency is sick: timeouts, dropped
-    #: connections, 5xx, overloads. The only kind the breaker counts by default.
+    #: connections, 5xx, overloads. Retried and counted by the breaker by default.
     TRANSIENT = "transient"
     #: The server asked to slow down (429); usually carries a Retry-After.
     RATE_LIMITED = "rate_limited"
@@ -97,7 +112,9 @@ class ErrorKind(enum.StrEnum):
     AUTH = "auth"
     #: The caller's request is wrong (400, 404, 422, ``ValueError``...): it must surface.
     INVALID_INPUT = "invalid_input"
-    #: Nothing above applies.
+    #: Nothing above applies: an exception type nobody classified, an answer that cannot be
+    #: parsed, a group whose leaves disagree. Retried and counted by the breaker by default
+    #: (fail safe); ``Classifier(rules=...)`` says what your client's own errors are.
     UNKNOWN = "unknown"
 
 
@@ -106,6 +123,7 @@ _R = ErrorKind.RATE_LIMITED
 _P = ErrorKind.PERMANENT
 _A = ErrorKind.AUTH
 _I = ErrorKind.INVALID_INPUT
+_U = ErrorKind.UNKNOWN
 
 # ------------------------------------------------------------------------------ the tables
 
@@ -154,6 +172,12 @@ _NAME_KINDS: Mapping[str, ErrorKind] = {
     "ConnectionError": _T,  # ConnectionRefusedError, ConnectionResetError, BrokenPipeError, ...
     "gaierror": _T,  # socket.gaierror: a DNS lookup failed; httpx reports it as ConnectError
     "SSLCertVerificationError": _P,  # also a ValueError, but not the caller's input
+    # An answer that cannot be parsed (a 200 carrying a proxy's HTML, a truncated or mis-encoded
+    # body) is the dependency's failure. Both are ValueErrors, hence the explicit entries;
+    # simplejson's, ujson's and orjson's errors are named JSONDecodeError too. Encoding the
+    # caller's own text (UnicodeEncodeError, UnicodeError from the idna codec) is the caller's.
+    "JSONDecodeError": _U,
+    "UnicodeDecodeError": _U,
     "ValueError": _I,
     "TypeError": _I,
     "KeyError": _I,
@@ -261,31 +285,90 @@ def _body_type(exc: BaseException) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def classify(exc: BaseException) -> ErrorKind:
+# ------------------------------------------------------------------------------ groups
+
+#: The most exceptions (subgroups and leaves) looked at inside one exception group. A real
+#: task group holds a handful; the bound keeps a pathological one (nested 100,000 deep, 100,000
+#: wide, or a subclass whose ``exceptions`` contains itself) from costing more than a
+#: millisecond or two per failure, and the walk is a loop, so depth never means recursion.
+_GROUP_LIMIT: Final = 1000
+
+
+def _members(group: BaseException, room: int) -> tuple[BaseException, ...] | None:
+    """A group's direct members; ``None`` if they cannot be read or number more than *room*."""
+    members = _attr(group, "exceptions")  # a subclass may make it a property that raises
+    if (
+        not isinstance(members, tuple)
+        or len(members) > room
+        or not all(isinstance(member, BaseException) for member in members)
+    ):
+        return None
+    return members
+
+
+def _common_kind(
+    group: BaseException, decide: Callable[[BaseException], ErrorKind | None]
+) -> ErrorKind:
     """
-    The kind of failure *exc* is, from its status, body, class and errno.
+    The kind *group*'s leaves agree on, else ``unknown``.
 
-    The rules and their order are in the module docstring; in short, the first that applies
-    wins: an HTTP error status (429 rate_limited; 408, 425, 5xx transient; 401, 403, 407 auth;
-    400, 404, 405, 409, 410, 413, 422 invalid_input; other 4xx permanent), then a retryable error
-    type in the body (``overloaded_error``, ``api_error``, ``timeout_error``, ``server_error``
-    transient; ``rate_limit_error`` rate_limited), then well-known class names in the MRO, then
-    an ``OSError`` with a network errno (transient).
-
-    Args:
-        exc: any exception; it is only read.
-
-    Returns:
-        Its :class:`ErrorKind`; :attr:`ErrorKind.UNKNOWN` when nothing applies.
-
-    Never raises, whatever the exception's attributes do.
+    *decide* answers for one member: its kind, or ``None`` for a subgroup whose own members
+    decide. Members are visited depth first, in order, and the walk stops at the first
+    ``unknown`` or disagreement (a later member's rule is then not run); a group too big to
+    read (see ``_GROUP_LIMIT``) is ``unknown``.
     """
+    room = _GROUP_LIMIT
+    members = _members(group, room)
+    if members is None:
+        return _U
+    room -= len(members)
+    pending = list(reversed(members))
+    found: ErrorKind | None = None
+    while pending:
+        exc = pending.pop()
+        kind = decide(exc)
+        if kind is None:
+            members = _members(exc, room)
+            if members is None:
+                return _U
+            room -= len(members)
+            pending.extend(reversed(members))
+        elif kind is _U or (found is not None and kind is not found):
+            return _U
+        else:
+            found = kind
+    return _U if found is None else found  # None: only empty subgroups, which a subclass can fake
+
+
+def _walk(group: BaseException) -> Iterator[BaseException]:
+    """Every exception inside *group*, subgroups included, depth first; at most the limit."""
+    room = _GROUP_LIMIT
+    pending = [group]
+    while pending:
+        exc = pending.pop()
+        if not isinstance(exc, BaseExceptionGroup):
+            continue
+        members = _members(exc, room)
+        if members is None:
+            return  # unreadable, or past the limit: what was read so far stands
+        room -= len(members)
+        yield from members
+        pending.extend(reversed(members))
+
+
+# ------------------------------------------------------------------------------ classify
+
+
+def _own_kind(exc: BaseException) -> ErrorKind | None:
+    """*exc*'s kind by everything but its members; ``None`` for a group that has none."""
     status = _http_status(exc)
     if status is not None and status >= 400:
         return _STATUS_KINDS.get(status, _T if status >= 500 else _P)
     body_type = _body_type(exc)
     if body_type is not None and body_type in _BODY_KINDS:
         return _BODY_KINDS[body_type]
+    if isinstance(exc, BaseExceptionGroup):
+        return None
     for cls in type(exc).__mro__:
         kind = _NAME_KINDS.get(cls.__name__)
         if kind is not None:
@@ -294,7 +377,32 @@ def classify(exc: BaseException) -> ErrorKind:
         code = _attr(exc, "errno")
         if _is_int(code) and code in _NETWORK_ERRNOS:
             return _T
-    return ErrorKind.UNKNOWN
+    return _U
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """
+    The kind of failure *exc* is, from its status, body, class and errno.
+
+    The rules and their order are in the module docstring; in short, the first that applies
+    wins: an HTTP error status (429 rate_limited; 408, 425, 5xx transient; 401, 403, 407 auth;
+    400, 404, 405, 409, 410, 413, 422 invalid_input; other 4xx permanent), then a retryable error
+    type in the body (``overloaded_error``, ``api_error``, ``timeout_error``, ``server_error``
+    transient; ``rate_limit_error`` rate_limited), then, for an exception group, its leaves'
+    common kind (``unknown`` when they disagree), then well-known class names in the MRO
+    (``json.JSONDecodeError`` and ``UnicodeDecodeError`` unknown before ``ValueError``
+    invalid_input), then an ``OSError`` with a network errno (transient).
+
+    Args:
+        exc: any exception; it is only read.
+
+    Returns:
+        Its :class:`ErrorKind`; :attr:`ErrorKind.UNKNOWN` when nothing applies.
+
+    Never raises, whatever the exception's attributes do, however deep a group is nested.
+    """
+    kind = _own_kind(exc)
+    return _common_kind(exc, _own_kind) if kind is None else kind
 
 
 # ------------------------------------------------------------------------------ Classifier
@@ -416,6 +524,12 @@ class Classifier:
             (``"transient"``), as a configuration file would spell it. When no rule matches,
             :func:`classify` decides.
 
+    An exception group is tried against the rules as a whole first (a rule for
+    ``ExceptionGroup``, or a broad one for ``Exception``, wins there); when none matches, each
+    member is classified the same way (the rules, then for a subgroup its own members, then
+    :func:`classify`'s rules for a leaf), and the group takes its leaves' common kind, else
+    ``unknown``. So a rule for your client's error applies inside a task group too.
+
     Calling it, ``classifier(exc)``, returns the :class:`ErrorKind`. A predicate that raises
     propagates its exception unchanged: the classifier cannot know what a broken rule meant.
     The runtime chains that error to the call's own error (which is what reaches the caller)
@@ -431,12 +545,19 @@ class Classifier:
 
     def __call__(self, exc: BaseException, /) -> ErrorKind:
         """
-        The kind of *exc*: the first matching rule's, else :func:`classify`'s.
+        The kind of *exc*: the first matching rule's, else :func:`classify`'s (for a group,
+        its members' by these rules, as the class docstring says).
 
         Raises:
             TypeError: a predicate returned an awaitable (a lambda around an async function).
-            Exception: whatever a predicate raises, unchanged.
+            Exception: whatever a predicate raises (on the exception or on a member of its
+                group), unchanged.
         """
+        kind = self._decide(exc)
+        return _common_kind(exc, self._decide) if kind is None else kind
+
+    def _decide(self, exc: BaseException) -> ErrorKind | None:
+        """The first matching rule's kind, else ``_own_kind`` (``None``: a group's members)."""
         for index, (matcher, kind) in enumerate(self.rules):
             if isinstance(matcher, type | tuple):
                 if isinstance(exc, matcher):
@@ -453,7 +574,7 @@ class Classifier:
                 raise TypeError(msg)
             if verdict:
                 return kind
-        return classify(exc)
+        return _own_kind(exc)
 
 
 # ------------------------------------------------------------------------------ Retry-After
@@ -539,7 +660,9 @@ def retry_after(exc: BaseException, *, now: float, cap: float = 300.0) -> float 
        date already past.
 
     A negative, NaN, infinite or unparsable value is ignored, as if it were absent; a value
-    above *cap* gives *cap*.
+    above *cap* gives *cap*. For an exception group (a task group's failures) it is the
+    largest hint the group or any exception inside it carries, through nested groups: every
+    one of them asked for that long.
 
     Args:
         exc: any exception; it is only read.
@@ -558,11 +681,22 @@ def retry_after(exc: BaseException, *, now: float, cap: float = 300.0) -> float 
     """
     check_number("now", now)
     check_number("cap", cap, ge=0.0)
+    longest = _own_retry_after(exc, now, float(cap))
+    if isinstance(exc, BaseExceptionGroup):
+        for member in _walk(exc):
+            delay = _own_retry_after(member, now, float(cap))
+            if delay is not None and (longest is None or delay > longest):
+                longest = delay
+    return longest
+
+
+def _own_retry_after(exc: BaseException, now: float, cap: float) -> float | None:
+    """The hint *exc* itself carries (not its members), at most *cap*; else ``None``."""
     seconds = _hint_seconds(_attr(exc, "retry_after"))
     if seconds is not None:
-        return min(seconds, float(cap))
+        return min(seconds, cap)
     for headers in (_attr(exc, "headers"), _attr(_attr(exc, "response"), "headers")):
         delay = _headers_delay(headers, now)
         if delay is not None:
-            return min(delay, float(cap))
+            return min(delay, cap)
     return None

@@ -8,6 +8,7 @@ import functools
 import http.client
 import importlib
 import io
+import json
 import socket
 import ssl
 import urllib.error
@@ -464,7 +465,13 @@ BUILTINS = [
     pytest.param(FileNotFoundError(), U, id="FileNotFoundError"),
     pytest.param(ssl.SSLCertVerificationError(1, "bad cert"), P, id="SSLCertVerificationError"),
     pytest.param(ValueError(), I, id="ValueError"),
-    pytest.param(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), I, id="UnicodeDecodeError"),
+    # An answer that cannot be parsed is the dependency's failure, not the caller's input;
+    # encoding the caller's own text (a header, an IDNA host name) is the caller's.
+    pytest.param(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), U, id="UnicodeDecodeError"),
+    pytest.param(json.JSONDecodeError("Expecting value", "<html>", 0), U, id="JSONDecodeError"),
+    pytest.param(UnicodeEncodeError("latin-1", "\u20ac", 0, 1, "bad"), I, id="UnicodeEncodeError"),
+    pytest.param(UnicodeTranslateError("\u20ac", 0, 1, "bad"), I, id="UnicodeTranslateError"),
+    pytest.param(UnicodeError("label too long"), I, id="UnicodeError"),
     pytest.param(TypeError(), I, id="TypeError"),
     pytest.param(KeyError("k"), I, id="KeyError"),
     pytest.param(IndexError(), U, id="IndexError"),
@@ -837,3 +844,140 @@ def test_classifier_accepts_wrapped_sync_predicates_and_a_wrapped_cycle() -> Non
         rules=[(_decorated(functools.partial(looped)), P), (looped, A)],
     )
     assert [P, I] == [classifier(QuotaError()), classifier(ValueError())]
+
+
+# ------------------------------------------------------------------------------ parse errors
+
+
+def test_an_answer_that_cannot_be_parsed_is_unknown() -> None:
+    """Real parse failures of an answer: httpx's Response.json() and json.loads of bad bytes."""
+    httpx = require("httpx")
+    with pytest.raises(ValueError) as html:
+        httpx.Response(200, text="<html>502 Bad Gateway</html>").json()
+    with pytest.raises(ValueError) as latin:
+        json.loads(b'{"name": "\xe9"}')
+    assert (json.JSONDecodeError, UnicodeDecodeError, U, U) == (
+        type(html.value),
+        type(latin.value),
+        classify(html.value),
+        classify(latin.value),
+    )
+
+
+# ------------------------------------------------------------------------------ groups
+
+
+def _group(*excs: BaseException) -> BaseExceptionGroup[BaseException]:
+    return BaseExceptionGroup("task group", list(excs))
+
+
+def _nested(exc: BaseException, depth: int) -> BaseException:
+    for _ in range(depth):
+        exc = BaseExceptionGroup("level", [exc])
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        pytest.param(_group(ConnectionError(), ConnectionResetError()), T, id="agree-transient"),
+        pytest.param(_group(_StatusCode(429), _StatusCode(429)), R, id="agree-429"),
+        pytest.param(_group(_StatusCode(401)), A, id="one-leaf"),
+        pytest.param(_group(ValueError(), KeyError("k")), I, id="agree-invalid-input"),
+        pytest.param(_group(ConnectionError(), ValueError()), U, id="disagree"),
+        pytest.param(_group(_StatusCode(429), _StatusCode(503)), U, id="disagree-429-503"),
+        pytest.param(_group(ConnectionError(), RuntimeError()), U, id="an-unknown-leaf"),
+        pytest.param(
+            _group(_group(TimeoutError(), _group(ConnectionError())), _StatusCode(503)),
+            T,
+            id="nested-agree",
+        ),
+        pytest.param(_group(_group(TimeoutError()), _group(ValueError())), U, id="nested-disagree"),
+        pytest.param(_group(KeyboardInterrupt()), U, id="base-exception-leaf"),
+        pytest.param(_nested(ConnectionError(), 3), T, id="three-deep"),
+    ],
+)
+def test_a_group_takes_its_leaves_common_kind(exc: BaseException, kind: ErrorKind) -> None:
+    """A task group's error is its leaves' kind when they all agree, else unknown."""
+    assert isinstance(exc, BaseExceptionGroup)
+    assert kind == classify(exc)
+
+
+class _GroupWithStatus(ExceptionGroup[Exception]):
+    status_code = 503
+
+
+class _SelfContaining(ExceptionGroup[Exception]):
+    """A group whose ``exceptions`` holds itself: a cycle, as a buggy subclass could make."""
+
+    @property
+    def exceptions(self) -> tuple[Exception, ...]:
+        return (self, ConnectionError())
+
+
+class _BrokenExceptions(ExceptionGroup[Exception]):
+    @property
+    def exceptions(self) -> tuple[Exception, ...]:
+        raise RuntimeError("broken property")
+
+
+def test_a_groups_own_status_beats_its_leaves() -> None:
+    """A status on the group itself is the server's verdict, as for any exception."""
+    assert T == classify(_GroupWithStatus("g", [ValueError()]))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: _nested(ConnectionError(), 100_000), id="100000-deep"),
+        pytest.param(lambda: _group(*[ConnectionError()] * 100_000), id="100000-wide"),
+        pytest.param(lambda: _SelfContaining("cycle", [ConnectionError()]), id="cycle"),
+        pytest.param(lambda: _BrokenExceptions("broken", [ConnectionError()]), id="broken"),
+    ],
+)
+def test_a_pathological_group_is_unknown_without_raising(build: Build) -> None:
+    """Too deep, too wide, a cycle or a raising property: unknown, never RecursionError."""
+    assert U == classify(build())
+    assert U == Classifier(rules=[(QuotaError, T)])(build())
+
+
+def test_a_classifier_rule_matching_the_group_itself_wins() -> None:
+    """Rules are tried on the group first, as on any exception: first match wins."""
+    classifier = Classifier(rules=[(ExceptionGroup, P), (ConnectionError, A)])
+    assert P == classifier(_group(ConnectionError(), ConnectionError()))
+
+
+def test_a_classifier_classifies_the_leaves_with_its_own_rules() -> None:
+    """No rule matches the group: each subgroup and leaf gets the rules, then classify()."""
+    seen: list[BaseException] = []
+
+    def pool(exc: BaseException) -> bool:
+        seen.append(exc)
+        return isinstance(exc, ExceptionGroup) and exc.message == "pool"
+
+    classifier = Classifier(rules=[(QuotaError, T), (pool, A)])
+    assert [T, U] == [
+        classifier(_group(QuotaError(), ConnectionError())),  # the rule makes them agree
+        classifier(_group(QuotaError(), ValueError())),
+    ]
+    hidden = ValueError("never looked at: the rule decided for its subgroup")
+    subgroup = ExceptionGroup("pool", [hidden])
+    outer = _group(subgroup, _StatusCode(401))
+    seen.clear()
+    assert A == classifier(outer)
+    assert [outer, subgroup] == seen[:2]
+    assert hidden not in seen
+
+
+def test_a_classifier_rule_error_in_a_leaf_propagates_unchanged() -> None:
+    """A rule that raises on a leaf propagates its own exception, as on a lone exception."""
+    boom = LookupError("rule bug")
+
+    def broken(exc: BaseException) -> bool:
+        if isinstance(exc, BaseExceptionGroup):
+            return False
+        raise boom
+
+    with pytest.raises(LookupError) as caught:
+        Classifier(rules=[(broken, T)])(_group(ValueError()))
+    assert boom is caught.value

@@ -159,6 +159,60 @@ def test_breaker_open_carries_its_retry_after() -> None:
     ]
 
 
+# ------------------------------------------------------------------------------ groups
+
+
+def test_a_group_waits_for_its_slowest_leaf() -> None:
+    """A task group's hint is the largest of its leaves', through nested groups."""
+    group = ExceptionGroup(
+        "tg",
+        [
+            httpx_status_error(429, {"Retry-After": "5"}),
+            ConnectionError("no hint"),
+            ExceptionGroup(
+                "nested",
+                [_Headers(retry_after=7), _Headers({"Retry-After": _http_date(30)})],
+            ),
+        ],
+    )
+    assert 30.0 == retry_after(group, now=NOW)
+
+
+def test_a_groups_hints_are_capped_and_unusable_ones_ignored() -> None:
+    """Each leaf's hint is read as for a lone exception: capped, bad values ignored."""
+    assert [300.0, 60.0, 2.0, None] == [
+        retry_after(ExceptionGroup("g", [_Headers({"Retry-After": "3600"})]), now=NOW),
+        retry_after(ExceptionGroup("g", [_Headers(retry_after=3600)]), now=NOW, cap=60.0),
+        retry_after(
+            ExceptionGroup("g", [_Headers(retry_after=-1), _Headers({"retry-after-ms": "2000"})]),
+            now=NOW,
+        ),
+        retry_after(
+            ExceptionGroup("g", [ConnectionError(), _Headers({"Retry-After": "x"})]), now=NOW
+        ),
+    ]
+
+
+class _GroupWithHint(ExceptionGroup[Exception]):
+    retry_after = 40
+
+
+def test_a_groups_own_hint_counts_too() -> None:
+    """A hint on the group itself is one more candidate for the largest."""
+    assert [40.0, 50.0] == [
+        retry_after(_GroupWithHint("g", [_Headers(retry_after=4)]), now=NOW),
+        retry_after(_GroupWithHint("g", [_Headers(retry_after=50)]), now=NOW),
+    ]
+
+
+def test_a_pathologically_deep_group_gives_no_hint_without_raising() -> None:
+    """100,000 nested groups: no RecursionError; the leaf is beyond what is read."""
+    exc: Exception = _Headers(retry_after=5)
+    for _ in range(100_000):
+        exc = ExceptionGroup("level", [exc])
+    assert retry_after(exc, now=NOW) is None
+
+
 # ------------------------------------------------------------------------------ where headers are
 
 
