@@ -226,16 +226,25 @@ ErrorSpec: TypeAlias = (
 
 _T = ErrorKind.TRANSIENT
 _R = ErrorKind.RATE_LIMITED
+_U = ErrorKind.UNKNOWN
+
+# The defaults fail safe (DESIGN.md Part 2, "Defaults"): an error ringfence cannot classify
+# (a DB driver's OperationalError, a RuntimeError, an OSError(EIO), an answer that cannot be
+# parsed) counts against the dependency, as in every peer library. Leaving ``unknown`` out
+# made the breaker and the retry blind to every client nobody wrote a rule for. Only what
+# classify() positively knows is the caller's (invalid_input), the operator's (auth), the
+# limiter's (rate_limited) or final (permanent) is exempt.
 
 #: ``Retry.retry_on`` by default: transient failures (timeouts, dropped connections, 5xx,
-#: overloads, ringfence's ``AttemptTimeout``) and rate limiting (429). A 400 or a 401 fails
-#: the same way every time, so retrying it only multiplies the load.
-DEFAULT_RETRY_ON: Final = ErrorFilter(kinds=frozenset({_T, _R}))
+#: overloads, ringfence's ``AttemptTimeout``), rate limiting (429) and ``unknown`` errors (the
+#: retry budget bounds what retrying them costs in an outage). A 400 or a 401 fails the same
+#: way every time, so retrying it only multiplies the load; a ``permanent`` error too.
+DEFAULT_RETRY_ON: Final = ErrorFilter(kinds=frozenset({_T, _R, _U}))
 
-#: ``Breaker.record`` by default: transient failures only. A 400 or 401 is the caller's
-#: problem and a 429 is the rate limiter's; neither says the dependency is sick, so neither
-#: may open the breaker for every other caller.
-DEFAULT_RECORD: Final = ErrorFilter(kinds=frozenset({_T}))
+#: ``Breaker.record`` by default: transient and ``unknown`` failures. A 400 or 401 is the
+#: caller's problem, a 429 is the rate limiter's and a ``permanent`` error says nothing about
+#: the dependency's health; none of them may open the breaker for every other caller.
+DEFAULT_RECORD: Final = ErrorFilter(kinds=frozenset({_T, _U}))
 
 #: ``fallback_on`` by default: every kind but ``invalid_input`` and ``auth``. A caller's bad
 #: request or an operator's wrong key must surface, not be masked by a cached answer.

@@ -176,10 +176,13 @@ class Breaker:
             :class:`~policies.ErrorKind` (or its value), a plain predicate ``(exc) -> bool``,
             or a tuple, list or set mixing those (see :meth:`~policies.ErrorFilter.of`).
             Other errors count as successes: the dependency answered. Default: the
-            ``transient`` kind only (timeouts, ringfence's ``AttemptTimeout`` included,
-            connection errors, 5xx, overloads). A 400 or a 401 is the caller's problem and a
-            429 the rate limiter's; neither says the dependency is sick, so neither may open
-            the breaker for every other caller. ``record=Exception`` counts everything.
+            ``transient`` and ``unknown`` kinds (timeouts, ringfence's ``AttemptTimeout``
+            included, connection errors, 5xx, overloads, and, failing safe, whatever
+            :func:`~policies.classify` cannot classify: a driver's own exception, a
+            ``RuntimeError``, an unparsable answer). A 400 or a 401 is the caller's problem,
+            a 429 the rate limiter's and a ``permanent`` error no sign of sickness, so none
+            of them opens the breaker for every other caller. ``record=Exception`` counts
+            everything; ``record="transient"`` leaves ``unknown`` out.
         ignore: errors that never count, either way; the same forms, checked first.
             Default: none.
         break_duration: seconds open before a probe is allowed; a number, a ``timedelta``

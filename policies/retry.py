@@ -7,11 +7,14 @@ runtime adds the rules that need its knowledge: ringfence's own rejections (``Br
 ``BulkheadFull``, ...) are never retried, cancellation is never seen here, and a retry whose
 backoff would end past the total deadline is not started.
 
-By default only ``transient`` and ``rate_limited`` errors are retried (see
+By default ``transient``, ``rate_limited`` and ``unknown`` errors are retried (see
 :func:`policies.classify`): a timeout, a dropped connection, a 5xx or a 429 may well succeed a
-moment later; a 400, a 401 or a ``ValueError`` fails the same way every time, and retrying it
-only multiplies the load on a dependency that is fine. Until issue 9 the default was every
-``Exception``.
+moment later, and so may an error nobody classified (a DB driver's own exception, a
+``RuntimeError``): failing safe, it is treated as the dependency's, and the retry budget bounds
+what that costs in an outage. A 400, a 401, a ``ValueError`` or a ``permanent`` error fails the
+same way every time, and retrying it only multiplies the load on a dependency that is fine.
+Until issue 9 the default was every ``Exception``; from issue 9 to issue 16 it left ``unknown``
+out, which made retries blind to every client without a rule.
 """
 
 from __future__ import annotations
@@ -105,12 +108,15 @@ class Retry:
             :class:`~policies.ErrorKind` (or its value, ``"transient"``), a plain predicate
             ``(exc) -> bool``, or a tuple, list or set mixing those (see
             :meth:`~policies.ErrorFilter.of`); stored as one :class:`~policies.ErrorFilter`.
-            Default: kinds ``transient`` and ``rate_limited``, that is timeouts (ringfence's
-            ``AttemptTimeout`` included: it is a ``TimeoutError``), connection errors, 5xx,
-            overloads and 429. Not ``invalid_input`` or ``auth`` (a 400 or a 401 fails the
-            same way every time), ``permanent`` or ``unknown`` (a plain ``RuntimeError``):
-            pass ``retry_on=Exception`` for the old "retry everything". ringfence's own
-            rejections are never retried, whatever this says.
+            Default: kinds ``transient``, ``rate_limited`` and ``unknown``, that is timeouts
+            (ringfence's ``AttemptTimeout`` included: it is a ``TimeoutError``), connection
+            errors, 5xx, overloads, 429, and whatever :func:`~policies.classify` cannot
+            classify (a ``RuntimeError``, a driver's own exception, an unparsable answer):
+            fail safe. Not ``invalid_input`` or ``auth`` (a 400 or a 401 fails the same way
+            every time) or ``permanent``. Pass ``retry_on=Exception`` for "retry everything",
+            or ``retry_on=("transient", "rate_limited")`` to leave ``unknown`` out (or teach
+            a ``Classifier`` your client's errors). ringfence's own rejections are never
+            retried, whatever this says.
         retry_on_result: predicate ``(result) -> bool``; ``True`` retries a returned value.
             The last such result is returned when attempts run out.
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import functools
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -385,6 +387,10 @@ UNAUTHORIZED = Status(401)
 RATE_LIMITED = Status(429)
 
 
+class DriverError(Exception):
+    """A client's own exception type that classify() knows nothing about (unknown)."""
+
+
 @pytest.mark.parametrize(
     ("exc", "retried", "recorded", "fallback"),
     [
@@ -394,9 +400,27 @@ RATE_LIMITED = Status(429)
         (RATE_LIMITED, True, False, True),
         (BAD_REQUEST, False, False, False),
         (BadRequest(), False, False, False),
+        (KeyError("k"), False, False, False),
+        (TypeError("bad argument"), False, False, False),
         (UNAUTHORIZED, False, False, False),
+        (Status(403), False, False, False),
         (Status(418), False, False, True),  # permanent
-        (RuntimeError("no idea"), False, False, True),  # unknown
+        # unknown: fail safe, it counts against the dependency
+        (RuntimeError("no idea"), True, True, True),
+        (DriverError("server closed the connection unexpectedly"), True, True, True),
+        (OSError(errno.EIO, "I/O error"), True, True, True),
+        (json.JSONDecodeError("Expecting value", "<html>", 0), True, True, True),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), True, True, True),
+        # groups: their leaves' common kind
+        (ExceptionGroup("tg", [ConnectionError(), TimeoutError()]), True, True, True),
+        (ExceptionGroup("tg", [UNAUTHORIZED, Status(403)]), False, False, False),
+        (
+            ExceptionGroup("tg", [RATE_LIMITED, ExceptionGroup("n", [RATE_LIMITED])]),
+            True,
+            False,
+            True,
+        ),
+        (ExceptionGroup("tg", [BAD_REQUEST, ConnectionError()]), True, True, True),  # unknown
     ],
     ids=[
         "connection",
@@ -405,13 +429,27 @@ RATE_LIMITED = Status(429)
         "429",
         "ValueError",
         "400",
+        "KeyError",
+        "TypeError",
         "401",
+        "403",
         "418",
         "RuntimeError",
+        "custom",
+        "OSError-EIO",
+        "JSONDecodeError",
+        "UnicodeDecodeError",
+        "group-transient",
+        "group-auth",
+        "group-429-nested",
+        "group-disagreeing",
     ],
 )
 def test_defaults(exc: Exception, retried: bool, recorded: bool, fallback: bool) -> None:
-    """Retry transient and 429; record transient only; fall back on all but input and auth."""
+    """
+    Retry transient, 429 and unknown; record transient and unknown; fall back on all but
+    input and auth. What nobody classified counts against the dependency (fail safe).
+    """
     assert (retried, recorded, fallback) == (
         Retry().should_retry(exc),
         Breaker().is_failure(exc),
@@ -421,11 +459,15 @@ def test_defaults(exc: Exception, retried: bool, recorded: bool, fallback: bool)
 
 def test_default_filters_are_the_documented_kinds() -> None:
     """The three defaults, spelled out as kinds, and the ones Retry and Breaker use."""
-    transient, rate_limited = ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED
+    transient, rate_limited, unknown = (
+        ErrorKind.TRANSIENT,
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.UNKNOWN,
+    )
     assert (
-        frozenset({transient, rate_limited}),
-        frozenset({transient}),
-        frozenset({transient, rate_limited, ErrorKind.PERMANENT, ErrorKind.UNKNOWN}),
+        frozenset({transient, rate_limited, unknown}),
+        frozenset({transient, unknown}),
+        frozenset({transient, rate_limited, ErrorKind.PERMANENT, unknown}),
         (DEFAULT_RETRY_ON, DEFAULT_RECORD, ErrorFilter()),
     ) == (
         DEFAULT_RETRY_ON.kinds,
@@ -443,6 +485,18 @@ def test_defaults_on_real_httpx_errors(status: int, retried: bool, recorded: boo
     """A real httpx.HTTPStatusError: 429 retried, not recorded; 400 and 401 neither."""
     exc = httpx_status_error(status)
     assert (retried, recorded) == (Retry().should_retry(exc), Breaker().is_failure(exc))
+
+
+def test_the_old_narrow_defaults_are_one_argument_away() -> None:
+    """Passing the kinds brings back "unknown is neither retried nor recorded"."""
+    retry = Retry(retry_on=(ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED))
+    breaker = Breaker(record=ErrorKind.TRANSIENT)
+    assert (False, False, True, True) == (
+        retry.should_retry(RuntimeError()),
+        breaker.is_failure(RuntimeError()),
+        retry.should_retry(RATE_LIMITED),
+        breaker.is_failure(ConnectionError()),
+    )
 
 
 def test_the_old_defaults_are_one_argument_away() -> None:
