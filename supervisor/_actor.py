@@ -84,7 +84,7 @@ from ._events import (
     RetryScheduled,
 )
 from ._status import DependencyStatus
-from ._timers import CLOSED, DEADLINE, DeadlineHeap, Running, cancel_pending
+from ._timers import CLOSED, DEADLINE, Deadline, DeadlineHeap, Running, cancel_pending
 
 if TYPE_CHECKING:
     from typing import NoReturn
@@ -322,7 +322,7 @@ class _ThreadJob:
     be stopped: the slot stays taken until the thread really ends (guarantee 14).
     """
 
-    __slots__ = ("abandoned", "actor", "finished", "pending", "running")
+    __slots__ = ("abandoned", "actor", "finished", "pending", "running", "unclaimed")
 
     def __init__(self, actor: Actor, running: Running) -> None:
         self.actor = actor
@@ -330,10 +330,26 @@ class _ThreadJob:
         self.finished = False
         self.abandoned = False
         self.pending: object = None  # a coroutine the thread returned, until it is awaited
+        # Who comes first, the worker thread starting the function or the loop cancelling a
+        # call whose thread has not started (waiting for a thread token, or queued for a
+        # worker): each side pops, and list.pop is atomic, so exactly one of them wins.
+        self.unclaimed = [True]
+
+    def claim(self) -> bool:
+        """The loop's side: True when the thread has not started, and now never will."""
+        try:
+            self.unclaimed.pop()
+        except IndexError:
+            return False
+        return True
 
     def run(
         self, fn: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, Any]
     ) -> object:
+        try:
+            self.unclaimed.pop()
+        except IndexError:  # its call was cancelled first: the slot is back, nothing runs
+            return None
         result: object = None
         try:
             result = fn(*args, **kwargs)
@@ -395,6 +411,8 @@ class Actor:
         self._attempt_timeout = timeout.attempt if timeout is not None else None
         self._total = timeout.total if timeout is not None else None
         self._timeout_policy = timeout  # first_item / between_items: read by _stream.py
+        # A call through the policy loop carries a Deadline (the policy it started with).
+        self._timed = timeout is not None and (timeout.attempt, timeout.total) != (None, None)
         self._bulkhead = bulkhead
         if bulkhead is not None:
             self._max_concurrent, self._max_queued = bulkhead.max_concurrent, bulkhead.max_queued
@@ -609,13 +627,14 @@ class Actor:
         return await self._call_with_policies(args, kwargs)
 
     async def _call_with_policies(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], _deadline: float | None = None
+        self, args: tuple[object, ...], kwargs: dict[str, Any], _deadline: Deadline | None = None
     ) -> object:
         """The retry loop, deadline and fallback around :meth:`_attempt`."""
         retry = self._retry
-        total = self._total
         now = self._clock()
-        deadline = now + total if total is not None else None
+        # The call keeps the limits it starts with (a reconfigure applies to later calls).
+        timeout = self._timeout_policy
+        deadline = Deadline.of(now, timeout) if timeout is not None and self._timed else None
         budget = self._budget
         if budget is not None:
             budget.on_call(now)
@@ -656,7 +675,7 @@ class Actor:
         self,
         exc: Exception,
         attempt: int,
-        deadline: float | None,
+        deadline: Deadline | None,
         last: Exception | None,
         never_retried: bool = False,
     ) -> tuple[Exception | None, bool, float]:
@@ -691,8 +710,7 @@ class Actor:
         hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
         delay = retry.delay(attempt, self._rng, exc, retry_after=hint)
         if deadline is not None and self._clock() + delay >= deadline:
-            assert self._total is not None
-            expired = DeadlineExceeded(self.name, self._total)
+            expired = DeadlineExceeded(self.name, deadline.total)
             expired.__cause__ = exc
             return expired, self._fallback is not None, 0.0
         self._retries += 1
@@ -758,7 +776,7 @@ class Actor:
     # -- one attempt ----------------------------------------------------------------------------
 
     async def _not_awaitable(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
     ) -> object:
         msg = (
             f"{self.name!r} is an async generator function: its calls are streams; use"
@@ -768,7 +786,7 @@ class Actor:
         raise TypeError(msg)
 
     async def _attempt_closed(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
     ) -> object:
         raise SupervisorClosed(self._closed_reason)
 
@@ -819,7 +837,7 @@ class Actor:
         self,
         machine: CircuitBreaker,
         epoch: int,
-        deadline: float | None,
+        deadline: Deadline | None,
         args: tuple[object, ...],
         kwargs: dict[str, Any],
     ) -> int:
@@ -900,7 +918,9 @@ class Actor:
         until = self._paused_until
         return until is not None and self._clock() < until
 
-    async def _take_slot(self, machine: CircuitBreaker, epoch: int, deadline: float | None) -> int:
+    async def _take_slot(
+        self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
+    ) -> int:
         """Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull."""
         if self._in_flight < self._max_concurrent:
             self._in_flight += 1
@@ -910,7 +930,7 @@ class Actor:
         return await self._wait_for_slot(machine, epoch, deadline)
 
     async def acquire(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
     ) -> int:
         """
         Full admission for a call that does not go through an attempt path (a stream):
@@ -981,7 +1001,7 @@ class Actor:
         self,
         machine: CircuitBreaker,
         epoch: int,
-        deadline: float | None,
+        deadline: Deadline | None,
         wait: float,
         charged: list[float],
         limiters: list[Any],
@@ -1105,7 +1125,7 @@ class Actor:
         self._open_gate()
 
     async def _wait_out_pause(
-        self, machine: CircuitBreaker, epoch: int, deadline: float | None
+        self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
     ) -> int:
         """
         The dependency is paused (a rate-limited answer said when to come back): wait for the
@@ -1165,20 +1185,27 @@ class Actor:
         self._pause_rejection_published = False
         self._open_gate()
 
-    def _limit(self, now: float, deadline: float | None, running: Running) -> float:
-        attempt_timeout = self._attempt_timeout
+    def _limit(self, now: float, deadline: Deadline | None, running: Running) -> float:
+        """The attempt's limit (its timeout, or the call's deadline when that comes first), by
+        the ``Timeout`` the call started with; *running* keeps what it means."""
+        attempt_timeout = (
+            deadline.timeout.attempt if deadline is not None else self._attempt_timeout
+        )
         if attempt_timeout is None:
             assert deadline is not None
             running.reason = DEADLINE
+            running.seconds = deadline.total
             return deadline
         limit = now + attempt_timeout
         if deadline is not None and deadline <= limit:
             running.reason = DEADLINE
+            running.seconds = deadline.total
             return deadline
+        running.seconds = attempt_timeout
         return limit
 
     async def _attempt_asyncio(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
     ) -> object:
         # The hot path. Handlers are inlined where a method call would cost more than the
         # work it does (~50-150 ns, the price of the protected call itself); each inlined
@@ -1199,6 +1226,9 @@ class Actor:
             self._in_flight += 1
         else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
             epoch = await self._admit_slow(machine, epoch, deadline, args, kwargs)
+            # Admitted again after a wait: by the breaker in force now (a reconfigure or a
+            # crash restart may have replaced it), whose outcome this call must report.
+            machine = self._machine
             now = clock()
         task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
         tasks = self._tasks
@@ -1214,7 +1244,7 @@ class Actor:
             why = self._cut_tasks.pop(task, 0) if self._cut_tasks else 0
             try:
                 if why and task.uncancel() <= base and isinstance(exc, asyncio.CancelledError):
-                    raise self._cut_off(why, epoch, now, end) from None
+                    raise self._cut_off(why, epoch, now, end, 0.0) from None
                 self._ended_with(exc, epoch, now, end)
                 raise
             finally:
@@ -1240,13 +1270,14 @@ class Actor:
                 self._release_slot()
             else:
                 self._in_flight -= 1
+                self._bulkhead_full_logged = False
         return result
 
     async def _attempt_general(
         self,
         args: tuple[object, ...],
         kwargs: dict[str, Any],
-        deadline: float | None,
+        deadline: Deadline | None,
         now: float,
         epoch: int,
         task: asyncio.Task[Any] | None,
@@ -1273,7 +1304,7 @@ class Actor:
                     and task.uncancel() <= running.base
                     and isinstance(exc, asyncio.CancelledError)
                 ):
-                    raise self._cut_off(running.fired, epoch, now, end) from None
+                    raise self._cut_off(running.fired, epoch, now, end, running.seconds) from None
                 self._ended_with(exc, epoch, now, end)
                 raise
             finally:
@@ -1292,7 +1323,7 @@ class Actor:
         return result
 
     async def _attempt_trio(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: float | None
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
     ) -> object:
         now = self._clock()
         machine = self._machine
@@ -1330,7 +1361,7 @@ class Actor:
             if scope.cancelled_caught:
                 if not running.fired:
                     running.fired = running.reason
-                raise self._cut_off(running.fired, epoch, now, end)
+                raise self._cut_off(running.fired, epoch, now, end, running.seconds)
             self._succeeded(epoch, now, end)
             if self._settles:
                 self._settle(args, kwargs, result)
@@ -1348,7 +1379,9 @@ class Actor:
                 job.run, self._fn, args, kwargs, abandon_on_cancel=True, limiter=self._limiter
             )
         except BaseException:
-            if not job.finished:  # the thread runs on: it releases the slot when it ends
+            if job.claim():  # cancelled before the thread started: no thread holds the slot
+                pass
+            elif not job.finished:  # the thread runs on: it releases the slot when it ends
                 job.abandoned = True
                 running.keep_slot = True
             else:  # it ended, but its result will never reach us
@@ -1466,8 +1499,13 @@ class Actor:
         except Exception as crash:  # user code (break_duration) or our bug
             raise self._crashed(crash) from crash
 
-    def _cut_off(self, why: int, epoch: int, start: float, end: float) -> SupervisorError:
-        """The error an attempt cut off by us raises; counts it where it counts."""
+    def _cut_off(
+        self, why: int, epoch: int, start: float, end: float, seconds: float
+    ) -> SupervisorError:
+        """
+        The error an attempt cut off by us raises; counts it where it counts. *seconds* is
+        the limit that cut it (``Running.seconds``: the policy the call started with).
+        """
         if why == CLOSED:
             self._released(epoch)
             return SupervisorClosed(_CUT_OFF)
@@ -1475,10 +1513,8 @@ class Actor:
             # Like a caller's cancellation, running out of the caller's own budget says
             # nothing about the dependency (Polly's outer timeout is not counted either).
             self._released(epoch)
-            assert self._total is not None
-            return DeadlineExceeded(self.name, self._total)
-        assert self._attempt_timeout is not None
-        error = AttemptTimeout(self.name, self._attempt_timeout)
+            return DeadlineExceeded(self.name, seconds)
+        error = AttemptTimeout(self.name, seconds)
         self._failed(epoch, error, start, end)
         return error
 
@@ -1522,7 +1558,7 @@ class Actor:
         task.cancel()
 
     async def _wait_for_slot(
-        self, machine: CircuitBreaker, epoch: int, deadline: float | None
+        self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
     ) -> int:
         """Queue for a slot (FIFO); on return the slot is ours. Returns the epoch to run in."""
         queue = self._queue
@@ -1542,8 +1578,14 @@ class Actor:
             raise waiter.error
         if not waiter.granted:  # the total deadline passed in the queue
             self._leave_queue(waiter, machine, epoch)
-            assert self._total is not None
-            raise DeadlineExceeded(self.name, self._total)
+            assert deadline is not None
+            raise DeadlineExceeded(self.name, deadline.total)
+        if not self._accepting:
+            # Handed the slot in the loop step the supervisor left in: a call must not run
+            # the dependency after exit. Give the slot (and any probe permit) back.
+            self._released(epoch)
+            self._release_slot()
+            raise SupervisorClosed(_DEQUEUED)
         current = self._machine
         if current.epoch != epoch:
             # The breaker moved while the slot was on its way to us (say, a probe closed it,
@@ -1700,6 +1742,7 @@ class Actor:
             self._timeout_policy = timeout
             self._attempt_timeout = timeout.attempt if timeout is not None else None
             self._total = timeout.total if timeout is not None else None
+            self._timed = timeout is not None and (timeout.attempt, timeout.total) != (None, None)
         if "rate_limit" in changes:
             # New limits start with full buckets; calls waiting for a turn keep theirs.
             self._rate_limits = changes["rate_limit"]
@@ -1843,7 +1886,9 @@ _REJECTED_BY_STATE: Final = {
 }
 
 
-_Entry = Callable[[tuple[object, ...], dict[str, Any], float | None], Coroutine[Any, Any, object]]
+_Entry = Callable[
+    [tuple[object, ...], dict[str, Any], Deadline | None], Coroutine[Any, Any, object]
+]
 
 
 def _current_task_getter() -> Callable[[Any], asyncio.Task[Any] | None]:

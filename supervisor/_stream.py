@@ -59,8 +59,11 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import AttemptTimeout, DeadlineExceeded, DependencyCrashed, SupervisorClosed
+from ._timers import Deadline
 
 if TYPE_CHECKING:
+    from policies import Timeout
+
     from ._actor import Actor
 
 __all__ = ("Stream",)
@@ -183,6 +186,7 @@ class Stream(Generic[R_co]):
         "_refused",
         "_scope",
         "_start",
+        "_timeout",
         "_to_first",
     )
 
@@ -201,7 +205,8 @@ class Stream(Generic[R_co]):
         self._epoch = 0  # the breaker epoch the attempt was admitted in
         self._start = 0.0  # when the current attempt was admitted (loop clock)
         self._to_first: float | None = None  # seconds to the first item, once it came
-        self._deadline: float | None = None  # Timeout.total, as a loop-clock time
+        self._timeout: Timeout | None = None  # the policy the stream started with, kept
+        self._deadline: Deadline | None = None  # Timeout.total, as a loop-clock time
         self._between: float | None = None  # Timeout.between_items
         self._refused: TypeError | None = None  # ours: "not an async iterable" (never retried)
 
@@ -260,11 +265,13 @@ class Stream(Generic[R_co]):
     async def _open(self) -> None:
         """The retry loop (``Actor._call_with_policies``, for the way to the first item)."""
         actor = self._actor
-        timeout = actor._timeout_policy
+        # The stream keeps the limits it starts with: a reconfigure applies to later calls.
+        timeout = self._timeout = actor._timeout_policy
         self._between = timeout.between_items if timeout is not None else None
-        total = actor._total
         now = actor._clock()  # before the supervisor starts, this raises SupervisorClosed
-        deadline = now + total if total is not None else None
+        deadline = None
+        if timeout is not None and timeout.total is not None:
+            deadline = Deadline.of(now, timeout)
         self._deadline = deadline
         budget = actor._budget
         if budget is not None:
@@ -290,7 +297,7 @@ class Stream(Generic[R_co]):
                 last = exc
                 await actor._sleep_before_retry(delay)  # holds no slot
 
-    async def _attempt(self, deadline: float | None) -> None:
+    async def _attempt(self, deadline: Deadline | None) -> None:
         """
         One attempt: admission, the call, the first item. On return the first item is kept
         (and the slot held), or the stream ended empty (success, slot given back).
@@ -309,11 +316,11 @@ class Stream(Generic[R_co]):
         actor._streams[self] = None
         clock = actor._clock
         start = self._start = clock()
-        timeout = actor._timeout_policy
+        timeout = self._timeout
         limit = timeout.first_item if timeout is not None else None
         setting = "first_item"
         if limit is None:
-            limit, setting = actor._attempt_timeout, "attempt"
+            limit, setting = (timeout.attempt if timeout is not None else None), "attempt"
         scope_deadline, why = self._limit(start, limit, deadline)
         scope = self._scope = anyio.CancelScope(deadline=scope_deadline)
         first: Any = _NO_ITEM
@@ -470,9 +477,9 @@ class Stream(Generic[R_co]):
         if why == _DEADLINE:
             # The caller's own budget ran out: like a cancellation, it says nothing about
             # the dependency (as for calls).
-            assert actor._total is not None
+            assert self._deadline is not None
             await self._finish(_NOTHING, None, end)
-            raise DeadlineExceeded(actor.name, actor._total)
+            raise DeadlineExceeded(actor.name, self._deadline.total)
         assert limit is not None
         error = AttemptTimeout(actor.name, limit)
         waiting = "the next item" if setting == "between_items" else "the first item"

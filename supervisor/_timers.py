@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 from collections.abc import Callable
-from typing import Final, final
+from typing import TYPE_CHECKING, Final, final
 
-__all__ = ("Running", "DeadlineHeap", "CLOSED", "TIMEOUT", "DEADLINE", "cancel_pending")
+if TYPE_CHECKING:
+    from policies import Timeout
+
+__all__ = ("Running", "Deadline", "DeadlineHeap", "CLOSED", "TIMEOUT", "DEADLINE", "cancel_pending")
 
 #: Why a running attempt was cut off.
 CLOSED: Final = 1  # the supervisor left `async with`
@@ -32,10 +36,49 @@ DEADLINE: Final = 3  # Timeout.total
 
 
 @final
+class Deadline(float):
+    """
+    A call's total deadline on the loop clock (``inf`` without ``Timeout.total``), carrying the
+    ``Timeout`` it was made under. Being a float, it is compared and subtracted as the deadline
+    always was; the policy rides along so that a running call and each of its attempts keep
+    the limits they started with, and the errors name them, whatever ``reconfigure`` installs
+    meanwhile (issue 16, defect 2: the old timer asserted on the new policy). Made once per
+    call that has a timeout, by :meth:`of`.
+    """
+
+    __slots__ = ("timeout",)
+    timeout: Timeout
+
+    @classmethod
+    def of(cls, now: float, timeout: Timeout) -> Deadline:
+        total = timeout.total
+        deadline = cls(now + total if total is not None else math.inf)
+        deadline.timeout = timeout
+        return deadline
+
+    @property
+    def total(self) -> float:
+        """``Timeout.total`` of the call (a finite deadline has one)."""
+        total = self.timeout.total
+        assert total is not None
+        return total
+
+
+@final
 class Running:
     """One running attempt. Created and touched only by its dependency's actor code."""
 
-    __slots__ = ("base", "delivered", "done", "epoch", "fired", "keep_slot", "reason", "task")
+    __slots__ = (
+        "base",
+        "delivered",
+        "done",
+        "epoch",
+        "fired",
+        "keep_slot",
+        "reason",
+        "seconds",
+        "task",
+    )
 
     def __init__(self, task: object, base: int, epoch: int) -> None:
         self.task = task  # asyncio.Task, or trio.CancelScope on trio
@@ -44,6 +87,7 @@ class Running:
         self.fired = 0  # 0, or CLOSED / TIMEOUT / DEADLINE once cut off
         self.delivered = False  # our task.cancel() was made (asyncio): ours to uncancel()
         self.reason = TIMEOUT  # what the deadline, if it fires, means
+        self.seconds = 0.0  # its limit: Timeout.attempt, or .total when the deadline is first
         self.done = False
         self.keep_slot = False  # a sync callable's abandoned thread still holds the slot
 

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
+import supervisor._actor
 from supervisor import Supervisor
 
 #: Hang guard (seconds; virtual on trio, real on asyncio). Tests with longer virtual waits
@@ -112,3 +113,18 @@ def sup() -> Iterator[Supervisor]:
 def is_trio(anyio_backend: object) -> bool:
     """True when the test runs on trio (virtual time)."""
     return isinstance(anyio_backend, tuple)
+
+
+@pytest.fixture(params=["fast", "general"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """On asyncio, the inlined fast path and the general path (trio has one path: run once)."""
+    if request.param == "general":
+        monkeypatch.setattr(supervisor._actor, "FAST_PATH", False)
+    return str(request.param)
+
+
+@pytest.fixture
+def each_path(anyio_backend: object, path: str) -> str:
+    if "trio" in str(anyio_backend) and path == "general":
+        pytest.skip("trio has a single attempt path")
+    return path

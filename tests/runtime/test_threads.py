@@ -16,7 +16,7 @@ import pytest
 from anyio.lowlevel import checkpoint
 
 from policies import Breaker, Bulkhead, Timeout
-from supervisor import AttemptTimeout, Supervisor
+from supervisor import AttemptTimeout, BulkheadFull, Supervisor
 from supervisor._actor import SYNC_THREADS
 
 from .conftest import guard
@@ -179,3 +179,82 @@ async def test_a_stuck_sync_dependency_leaves_the_others_their_threads(sup: Supe
     healthy = sup.status("healthy")
     assert ("closed", 3, 0) == (healthy.state, healthy.calls, healthy.failures)
     assert ["late"] * stuck_calls == results
+
+
+# -- A call cancelled before its thread starts (issue 16, defect 1) ---------------------------
+
+
+async def test_a_sync_call_cancelled_before_its_thread_starts_frees_its_slot(
+    sup: Supervisor, each_path: str
+) -> None:
+    """
+    Cancelled at ``to_thread.run_sync``'s first checkpoint, a sync call never reaches a thread:
+    its slot must come back at once (it waited for a thread end that never came), and the
+    function must not run late.
+    """
+    ran = []
+
+    def blocking(x: int) -> int:
+        ran.append(x)
+        return x
+
+    sup.register("dep", blocking, bulkhead=Bulkhead(max_concurrent=4, max_queued=0))
+    with guard():
+        async with sup:
+            for i in range(10):
+                with anyio.move_on_after(0):
+                    await sup.call("dep", i)
+            assert sup.status("dep").in_flight == 0
+            assert await sup.call("dep", 99) == 99
+    assert ran == [99]
+
+
+async def test_a_threadless_sync_call_cancelled_early_leaves_no_waiter(
+    sup: Supervisor, each_path: str
+) -> None:
+    """Without a bulkhead (SYNC_THREADS slots), 60 early cancellations lose no slot."""
+    sup.register("dep", lambda: "ok")
+    sup.register("other", lambda: "fine")
+    with guard():
+        async with sup:
+            for _ in range(60):
+                with anyio.move_on_after(0):
+                    await sup.call("dep")
+            assert (sup.status("dep").in_flight, sup.status("dep").queued) == (0, 0)
+            assert await sup.call("dep") == "ok"
+
+
+async def test_a_thread_that_started_keeps_its_slot_until_it_ends(
+    sup: Supervisor, each_path: str
+) -> None:
+    """The other side of the race: a thread already running keeps the slot (guarantee 14)."""
+    started = threading.Event()
+    release = threading.Event()
+
+    def blocking() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    sup.register("dep", blocking, bulkhead=Bulkhead(max_concurrent=1, max_queued=0))
+    with guard():
+        async with sup:
+            async with anyio.create_task_group() as tg:
+
+                async def cancelled_call() -> None:
+                    with anyio.CancelScope() as scope:
+                        tg.start_soon(_cancel_when, started, scope)
+                        await sup.call("dep")
+
+                tg.start_soon(cancelled_call)
+            assert sup.status("dep").in_flight == 1  # the thread runs on
+            with pytest.raises(BulkheadFull):
+                await sup.call("dep")
+            release.set()
+            await _until_no_call_in_flight(sup, "dep")
+    assert sup.status("dep").in_flight == 0
+
+
+async def _cancel_when(started: threading.Event, scope: anyio.CancelScope) -> None:
+    await anyio.to_thread.run_sync(started.wait, 10)
+    scope.cancel()
