@@ -411,8 +411,6 @@ class Actor:
         self._attempt_timeout = timeout.attempt if timeout is not None else None
         self._total = timeout.total if timeout is not None else None
         self._timeout_policy = timeout  # first_item / between_items: read by _stream.py
-        # A call through the policy loop carries a Deadline (the policy it started with).
-        self._timed = timeout is not None and (timeout.attempt, timeout.total) != (None, None)
         self._bulkhead = bulkhead
         if bulkhead is not None:
             self._max_concurrent, self._max_queued = bulkhead.max_concurrent, bulkhead.max_queued
@@ -633,8 +631,8 @@ class Actor:
         retry = self._retry
         now = self._clock()
         # The call keeps the limits it starts with (a reconfigure applies to later calls).
-        timeout = self._timeout_policy
-        deadline = Deadline.of(now, timeout) if timeout is not None and self._timed else None
+        total = self._total
+        deadline = Deadline.of(now, total) if total is not None else None
         budget = self._budget
         if budget is not None:
             budget.on_call(now)
@@ -1186,11 +1184,11 @@ class Actor:
         self._open_gate()
 
     def _limit(self, now: float, deadline: Deadline | None, running: Running) -> float:
-        """The attempt's limit (its timeout, or the call's deadline when that comes first), by
-        the ``Timeout`` the call started with; *running* keeps what it means."""
-        attempt_timeout = (
-            deadline.timeout.attempt if deadline is not None else self._attempt_timeout
-        )
+        """
+        The attempt's limit: its timeout, or the call's deadline when that comes first.
+        *running* keeps which, and its seconds: a reconfigure while it runs changes neither.
+        """
+        attempt_timeout = self._attempt_timeout
         if attempt_timeout is None:
             assert deadline is not None
             running.reason = DEADLINE
@@ -1742,7 +1740,6 @@ class Actor:
             self._timeout_policy = timeout
             self._attempt_timeout = timeout.attempt if timeout is not None else None
             self._total = timeout.total if timeout is not None else None
-            self._timed = timeout is not None and (timeout.attempt, timeout.total) != (None, None)
         if "rate_limit" in changes:
             # New limits start with full buckets; calls waiting for a turn keep theirs.
             self._rate_limits = changes["rate_limit"]

@@ -269,10 +269,8 @@ class Stream(Generic[R_co]):
         timeout = self._timeout = actor._timeout_policy
         self._between = timeout.between_items if timeout is not None else None
         now = actor._clock()  # before the supervisor starts, this raises SupervisorClosed
-        deadline = None
-        if timeout is not None and timeout.total is not None:
-            deadline = Deadline.of(now, timeout)
-        self._deadline = deadline
+        total = timeout.total if timeout is not None else None
+        deadline = self._deadline = Deadline.of(now, total) if total is not None else None
         budget = actor._budget
         if budget is not None:
             budget.on_call(now)

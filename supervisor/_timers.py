@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, final
-
-if TYPE_CHECKING:
-    from policies import Timeout
+from typing import Final, final
 
 __all__ = ("Running", "Deadline", "DeadlineHeap", "CLOSED", "TIMEOUT", "DEADLINE", "cancel_pending")
 
@@ -38,30 +34,21 @@ DEADLINE: Final = 3  # Timeout.total
 @final
 class Deadline(float):
     """
-    A call's total deadline on the loop clock (``inf`` without ``Timeout.total``), carrying the
-    ``Timeout`` it was made under. Being a float, it is compared and subtracted as the deadline
-    always was; the policy rides along so that a running call and each of its attempts keep
-    the limits they started with, and the errors name them, whatever ``reconfigure`` installs
-    meanwhile (issue 16, defect 2: the old timer asserted on the new policy). Made once per
-    call that has a timeout, by :meth:`of`.
+    A call's total deadline on the loop clock, carrying the ``Timeout.total`` it was made from.
+    Being a float, it is compared and subtracted as the deadline always was; the total rides
+    along so that the errors of a call cut off by it name the limit the call started with,
+    whatever ``reconfigure`` installs meanwhile (issue 16, defect 2: the old timer asserted on
+    the new policy). Made once per call that has a total, by :meth:`of`.
     """
 
-    __slots__ = ("timeout",)
-    timeout: Timeout
+    __slots__ = ("total",)
+    total: float
 
     @classmethod
-    def of(cls, now: float, timeout: Timeout) -> Deadline:
-        total = timeout.total
-        deadline = cls(now + total if total is not None else math.inf)
-        deadline.timeout = timeout
+    def of(cls, now: float, total: float) -> Deadline:
+        deadline = cls(now + total)
+        deadline.total = total
         return deadline
-
-    @property
-    def total(self) -> float:
-        """``Timeout.total`` of the call (a finite deadline has one)."""
-        total = self.timeout.total
-        assert total is not None
-        return total
 
 
 @final
