@@ -694,7 +694,7 @@ class Actor:
             retry is None
             or never_retried
             or attempt >= retry.attempts
-            or isinstance(exc, _NEVER_RETRIED)
+            or _all_of(exc, _NEVER_RETRIED)
             or not retry.should_retry(exc, kind)
         )
         if not final and budget is not None and not budget.try_retry(self._clock()):
@@ -1445,7 +1445,7 @@ class Actor:
         self._errors[name] = self._errors.get(name, 0) + 1
         self._latency.record(end - start)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
-        rejected = isinstance(exc, _REJECTIONS)
+        rejected = _all_of(exc, _REJECTIONS)
         kind = ErrorKind.UNKNOWN if rejected else self._kind_of(exc)
         self._last_failure = (exc, kind)
         if kind is ErrorKind.RATE_LIMITED:
@@ -1894,6 +1894,13 @@ def _current_task_getter() -> Callable[[Any], asyncio.Task[Any] | None]:
     if sys.version_info >= (3, 12) or not isinstance(current_tasks, dict):
         return asyncio.current_task  # C-accelerated from 3.12 on
     return current_tasks.get
+
+
+def _all_of(exc: Exception, types: tuple[type[Exception], ...]) -> bool:
+    """*exc* is one of *types*, or a group (a task group in the dependency) of nothing else."""
+    if isinstance(exc, types):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.split(types)[1] is None
 
 
 def _identity(awaitable: Any) -> Any:

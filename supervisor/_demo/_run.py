@@ -237,9 +237,9 @@ def _register_calls(
     supervisor.register(
         "llm",
         ask_llm,
-        # retry_on and record are the defaults: transient and rate_limited errors are
-        # retried (a Retry-After is the minimum delay), transient ones alone open the
-        # breaker; a 429 is flow control, not a sick server.
+        # retry_on and record are the defaults: transient, rate_limited and unknown errors
+        # are retried (a Retry-After is the minimum delay), transient and unknown ones open
+        # the breaker; a 429 is flow control, not a sick server.
         retry=Retry(
             attempts=3,
             backoff=backoff.full(backoff.exponential(base=0.1, factor=2.0, cap=1.0)),

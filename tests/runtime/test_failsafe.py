@@ -271,3 +271,39 @@ async def test_a_waiter_handed_a_slot_as_the_supervisor_leaves_does_not_run(
         assert ran == [("holder", True)]
     else:
         assert outcomes in ([SupervisorClosed], ["queued"])
+
+
+# -- the new defaults and nested calls --------------------------------------------------------
+
+
+async def test_a_group_of_nested_rejections_is_neither_retried_nor_counted(
+    sup: Supervisor, each_path: str
+) -> None:
+    """
+    A dependency that calls another through the supervisor in a task group gets an
+    ExceptionGroup of that one's BreakerOpen errors: like a bare BreakerOpen, it is a
+    rejection counted where it happened, so the outer dependency neither retries it nor
+    counts it (now that the defaults retry and record what they cannot classify).
+    """
+    sup.register("inner", Fake(), breaker=Breaker(failure_threshold=1))
+    attempts: list[int] = []
+
+    async def outer() -> None:
+        attempts.append(1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sup.call, "inner")
+            tg.start_soon(sup.call, "inner")
+
+    sup.register(
+        "outer",
+        outer,
+        retry=Retry(attempts=3, backoff=backoff.constant(0.0)),
+        breaker=Breaker(failure_threshold=1),
+    )
+    with guard():
+        async with sup:
+            await sup.isolate("inner")
+            with pytest.raises(ExceptionGroup):
+                await sup.call("outer")
+    status = sup.status("outer")
+    assert (len(attempts), status.failures, status.retries, status.state) == (1, 0, 0, "closed")
