@@ -14,21 +14,26 @@ must hold for a retry to be made. The second term is a floor, so a quiet depende
 calls a minute) can still retry its occasional failure; under load the first term dominates
 and retries add at most ``ratio`` (20 %) to the traffic.
 
-:class:`RetryBudget` counts in a :class:`~policies.window.SlidingWindow` of 10 time slices, so
-memory is O(slices) and each operation O(1) amortised. Like the breaker's window it is
-granular: an event leaves the count up to one slice (``window / 10``) after ``window`` seconds.
+:class:`RetryBudget` counts in 10 time slices, as the breaker's
+:class:`~policies.window.SlidingWindow` does, so memory is O(slices) and each operation
+O(slices). Like the breaker's window it is granular: an event leaves the count up to one slice
+(``window / 10``) after ``window`` seconds. Unlike it, reading never drops a slice: only
+counting an event does. :meth:`RetryBudget.snapshot` is a pure read, because ``status()`` may
+run in another thread (a Prometheus exporter's) at a ``now`` of its own, ahead of the owner's
+next event or behind its last one: a read that expired slices in place lost the owner's
+updates, and the counts drifted for good (issue 16, item 3, defect 5).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections import deque
 from typing import Final, final
 
 import attrs
 
 from ._validators import number, seconds
-from .window import SlidingWindow
 
 __all__ = ("Budget", "BudgetStatus", "RetryBudget")
 
@@ -109,26 +114,52 @@ class RetryBudget:
     :meth:`try_retry` before each retry it would make.
     """
 
-    __slots__ = ("_allowance", "_ratio", "_window", "config", "refused")
+    __slots__ = ("_allowance", "_ratio", "_sampling", "_slice", "_slices", "config", "refused")
 
     def __init__(self, config: Budget) -> None:
         self.config = config
         self._ratio = config.ratio
         self._allowance = config.min_per_second * config.window + _SLACK
-        # The window's "failures" are our retries, its "calls" our calls plus retries: one
-        # SlidingWindow keeps both counts in the same slices.
-        self._window = SlidingWindow(config.window, _BUCKETS)
+        self._sampling = config.window
+        self._slice = config.window / _BUCKETS
+        # Each slice: [slice_start, calls, retries], oldest first. Only _count() changes them.
+        self._slices: deque[list[float]] = deque()
         #: retries refused since creation.
         self.refused = 0
 
     def on_call(self, now: float) -> None:
         """Count one call (its first attempt; retries are counted by :meth:`try_retry`)."""
-        self._window.record(now, failed=False)
+        self._count(now, 1)
+
+    def _count(self, now: float, column: int) -> None:
+        """Add one event at *now* to *column* (1: calls, 2: retries) of its slice."""
+        slices = self._slices
+        if slices and now < slices[-1][0] + self._slice:
+            current = slices[-1]
+        else:
+            horizon = now - self._sampling
+            while slices and slices[0][0] + self._slice <= horizon:
+                slices.popleft()
+            current = [now - (now % self._slice), 0, 0]
+            slices.append(current)
+        current[column] += 1
 
     def _remaining(self, now: float) -> tuple[int, int, float]:
-        events, retries = self._window.counts(now)
-        calls = events - retries
-        return calls, retries, self._ratio * calls + self._allowance - retries
+        """``(calls, retries, retries allowed minus made)`` over the window ending at *now*.
+
+        Pure: it changes nothing, whatever *now* is, so :meth:`snapshot` may run in another
+        thread than the owner's, at a time of its own (``status()`` from an exporter).
+        """
+        horizon = now - self._sampling
+        width = self._slice
+        calls = retries = 0.0
+        # tuple() copies the deque in one step, so the owner appending or dropping a slice
+        # meanwhile cannot break the iteration; slices are never reused once dropped.
+        for start, slice_calls, slice_retries in tuple(self._slices):
+            if start + width > horizon:
+                calls += slice_calls
+                retries += slice_retries
+        return int(calls), int(retries), self._ratio * calls + self._allowance - retries
 
     def try_retry(self, now: float) -> bool:
         """
@@ -139,13 +170,16 @@ class RetryBudget:
             window ending at *now*; ``False`` (and the refusal counted) otherwise.
         """
         if self._remaining(now)[2] >= 1.0:
-            self._window.record(now, failed=True)
+            self._count(now, 2)
             return True
         self.refused += 1
         return False
 
     def snapshot(self, now: float) -> BudgetStatus:
-        """The counts over the window ending at *now*, as a frozen record."""
+        """
+        The counts over the window ending at *now*, as a frozen record. A pure read: any
+        *now* (ahead of the latest event or behind it), from any thread, changes nothing.
+        """
         calls, retries, left = self._remaining(now)
         return BudgetStatus(
             calls=calls, retries=retries, remaining=max(0, math.floor(left)), refused=self.refused

@@ -119,7 +119,7 @@ def test_memory_stays_bounded_by_the_slices() -> None:
         budget.on_call(now)
         budget.try_retry(now)
 
-    assert len(budget._window._buckets) <= 11
+    assert len(budget._slices) <= 11
 
 
 # -- property: the machine against a naive model ---------------------------------------------
@@ -189,3 +189,40 @@ def test_budget_matches_the_naive_model(
             assert BudgetStatus(
                 calls=calls, retries=retries, remaining=remaining, refused=model.refused
             ) == budget.snapshot(now)
+
+
+# -- property: reading is pure (issue 16, item 3, defect 5) ----------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    window=st.sampled_from([2.5, 10.0]),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["call", "call", "retry"]),
+            st.integers(0, 12),  # quarter seconds since the previous step
+            st.lists(st.integers(-120, 120), max_size=3),  # reads, quarter seconds from now
+        ),
+        max_size=120,
+    ),
+)
+def test_snapshots_at_any_time_never_change_a_decision(
+    window: float, ops: list[tuple[str, int, list[int]]]
+) -> None:
+    """status() reads the budget at its own now, which may be ahead of the owner's next write
+    or behind its last one (another thread's clock read, a scrape): two budgets fed the same
+    calls and retries, one of them also read at such times, decide alike and end alike."""
+    read = Budget(ratio=0.5, min_per_second=0.2, window=window).machine()
+    untouched = Budget(ratio=0.5, min_per_second=0.2, window=window).machine()
+    now = 0.0
+    for op, step, offsets in ops:
+        now += step / 4
+        for offset in offsets:
+            read.snapshot(now + offset / 4)
+        if op == "call":
+            read.on_call(now)
+            untouched.on_call(now)
+        else:
+            assert untouched.try_retry(now) == read.try_retry(now)
+    for later in (now, now + window / 2, now + 2 * window):
+        assert untouched.snapshot(later) == read.snapshot(later)
