@@ -47,7 +47,7 @@ from policies import (
     Transition,
 )
 
-from ._actor import Actor
+from ._actor import Actor, _callable_kind
 from ._config import Config, load_config
 from ._errors import SupervisorClosed, UnknownDependency
 from ._events import Event, EventHub, EventStream
@@ -83,7 +83,11 @@ def _backend_clock(backend: str) -> Callable[[], float]:
     if backend == "trio":
         import trio
 
-        return trio.current_time
+        # The run's clock object itself, not trio.current_time: that one works only in the
+        # run's own thread, and status() may be read from another (a Prometheus exporter's
+        # thread) or after the run has ended. SystemClock.current_time is perf_counter plus
+        # an offset, and MockClock's reads its state: both are safe from any thread.
+        return trio.lowlevel.current_clock().current_time
     import asyncio
     import time
 
@@ -235,16 +239,31 @@ _POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSIT
 _VARIADIC: Final = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def _check_fallback(fn: Callable[..., Any], fallback: Callable[..., Any]) -> None:
+def _check_fallback(fn: Callable[..., Any], fallback: object) -> None:
     """
-    The fallback is called as ``fallback(error, *args, **kwargs)`` with the call's own
-    arguments. Where both signatures can be read, check that it takes the error and both the
-    fewest and the most arguments *fn* takes (positional ones by position, keyword-only ones
-    by name): a wrong fallback fails here, not at the moment it is needed.
+    The one check of a fallback, for ``register()`` and ``reconfigure()`` alike: *fallback*
+    for the dependency whose registered function is *fn* (``None``: no fallback, accepted).
+
+    It must be callable, and not (wrap) a sync generator function: its items would be
+    produced outside every policy, and the generator returned un-run. An async generator
+    function is allowed, as a stream's fallback: register cannot tell a stream from a call
+    when *fn* returns an async iterable (openai's ``create(stream=True)``).
+
+    It is called as ``fallback(error, *args, **kwargs)`` with the call's own arguments.
+    Where both signatures can be read, check that it takes the error and both the fewest and
+    the most arguments *fn* takes (positional ones by position, keyword-only ones by name):
+    a wrong fallback fails here, not at the moment it is needed, as a TypeError in place of
+    every answer.
 
     Raises:
-        TypeError: naming both callables and what does not fit.
+        TypeError: naming the fallback (and *fn*) and the rule broken.
     """
+    if fallback is None:
+        return
+    if not callable(fallback):
+        msg = f"'fallback' must be callable or None, got {fallback!r}"
+        raise TypeError(msg)
+    _callable_kind(fallback, "fallback")
     try:
         fn_signature = inspect.signature(fn)
         fallback_signature = inspect.signature(fallback)
@@ -323,6 +342,9 @@ class Supervisor:
         self._max_restarts = max_restarts
         self._restart_window = float(restart_window)
         self._actors: dict[str, Actor] = {}
+        # The callables as registered (an actor may keep a wrapper): reconfigure() checks a
+        # new fallback against their parameters, as register() did.
+        self._registered: dict[str, Callable[..., Any]] = {}
         self._phase = _NEW
         self._task_group: TaskGroup | None = None
         self._closing = _LazyEvent()
@@ -467,9 +489,6 @@ class Supervisor:
         _check_type("breaker", breaker, Breaker, "policies.Breaker")
         _check_type("timeout", timeout, Timeout, "policies.Timeout")
         _check_type("bulkhead", bulkhead, Bulkhead, "policies.Bulkhead")
-        if fallback is not None and not callable(fallback):
-            msg = f"'fallback' must be callable or None, got {fallback!r}"
-            raise TypeError(msg)
         if not isinstance(critical, bool):
             msg = f"'critical' must be a bool, got {critical!r}"
             raise TypeError(msg)
@@ -488,10 +507,10 @@ class Supervisor:
             fallback_on=fallback_filter,
             classifier=classifier,
             rate_limit=limits,
-        )  # rejects generator functions first: a clearer error than their arity
-        if fallback is not None:
-            _check_fallback(fn, fallback)
+        )  # rejects a generator fn first: a clearer error than the fallback's arity
+        _check_fallback(fn, fallback)
         self._actors[name] = actor
+        self._registered[name] = fn
         if self._phase == _RUNNING:
             self._start_actor(actor)
         return Dependency(self, actor)
@@ -773,8 +792,14 @@ class Supervisor:
         isolated); a larger bulkhead lets queued calls in at once; new rate limits start
         with full buckets.
 
+        Every argument is checked as :meth:`register` checks it, with the same errors; a
+        refused change changes nothing.
+
         Raises:
-            UnknownDependency, SupervisorClosed, TypeError (a policy of the wrong type).
+            UnknownDependency, SupervisorClosed, TypeError (a policy of the wrong type; a
+            fallback that is not callable, is a generator function, or cannot take
+            ``(error, *args, **kwargs)`` for the registered function's parameters),
+            ValueError (a bad ``fallback_on`` or ``rate_limit``, as for :meth:`register`).
         """
         actor = self._actor(name)
         changes: dict[str, Any] = {}
@@ -788,9 +813,7 @@ class Supervisor:
                 _check_type(key, value, kind, label)
                 changes[key] = value
         if not isinstance(fallback, _Unset):
-            if fallback is not None and not callable(fallback):
-                msg = f"'fallback' must be callable or None, got {fallback!r}"
-                raise TypeError(msg)
+            _check_fallback(self._registered[name], fallback)
             changes["fallback"] = fallback
         if not isinstance(fallback_on, _Unset):
             changes["fallback_on"] = ErrorFilter.of(fallback_on, name="fallback_on")
@@ -854,15 +877,18 @@ class Supervisor:
         """
         if name is not None:
             return self._actor(name).status()
-        return {n: actor.status() for n, actor in self._actors.items()}
+        # tuple() copies the registry in one step: a dependency registered meanwhile (by the
+        # loop, while another thread reads this) cannot break the iteration.
+        return {n: actor.status() for n, actor in tuple(self._actors.items())}
 
     def health(self) -> Health:
         """``healthy`` when every dependency is closed; ``unhealthy`` when every one, or a
         critical one, is down (open or isolated); ``degraded`` otherwise, and while shared
         state (``shared=``) cannot be reached (``reason`` says why)."""
-        states = {n: actor.status().state for n, actor in self._actors.items()}
+        actors = dict(self._actors)  # one step: see status()
+        states = {n: actor.status().state for n, actor in actors.items()}
         down = tuple(n for n, s in states.items() if s in (State.OPEN, State.ISOLATED))
-        critical_down = tuple(n for n in down if self._actors[n].critical)
+        critical_down = tuple(n for n in down if actors[n].critical)
         if all(s is State.CLOSED for s in states.values()):
             verdict = HealthStatus.HEALTHY
         elif critical_down or len(down) == len(states):
