@@ -37,6 +37,13 @@ Theory of operation
 Nothing is half-built: :func:`load_config` returns a complete :class:`Config` or raises one
 :class:`ConfigError` listing every problem it found, each with its key path.
 
+*Depth.* Steps 3 and 4 recurse into tables, and so do :mod:`tomllib` (into arrays and inline
+tables) and a mapping's copy; TOML's dotted keys and the environment's ``__`` nest without
+limit. A key path holds at most ``_MAX_DEPTH`` keys (a real one holds under ten): a longer
+one is a problem at its path, cut there, and nothing is structured; what tomllib cannot read
+for depth is a problem of the file (with its line) or of the variable. No ``RecursionError``
+leaves :func:`load_config` (issue 16, item 3, defect 8).
+
 Why not cattrs (DESIGN.md suggests it): the problems worth reporting are the policies' own
 validator messages, and an attrs class raises only the first one from ``__init__``, whoever
 calls it; cattrs would still need this module's per-field probing, plus hooks for schedules,
@@ -104,6 +111,12 @@ _DURATION: Final = re.compile(r"(?P<n>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)"
 _UNITS: Final[Mapping[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 _ENV_PREFIX: Final = "RINGFENCE_"
+#: Keys in a key path at most (``dependencies.llm.retry.backoff.full.exponential.base`` is 7):
+#: deep enough for any schedule worth writing, shallow enough for every recursive step here.
+_MAX_DEPTH: Final = 32
+_TOO_DEEP: Final = f"nested too deeply: a key path holds at most {_MAX_DEPTH} keys"
+#: What tomllib cannot read for depth (its parser recurses into arrays and inline tables).
+_TOO_DEEP_TO_READ: Final = "arrays or inline tables nested too deeply to read"
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 # A policy's message about one of its arguments: "'failure_ratio' must be ...".
 _ABOUT_FIELD: Final = re.compile(r"'(?P<name>\w+)' (?P<rule>must\b.*)", re.DOTALL)
@@ -262,7 +275,9 @@ def load_config(
     config: Config | None = None
     if tree is not None:
         overrides = loader.apply_env(tree, os.environ if env is None else env)
-        config = loader.structure(tree, label, overrides)
+        loader.check_depth(tree)
+        if not loader.too_deep:  # structuring recurses: only into a tree of bounded depth
+            config = loader.structure(tree, label, overrides)
     if loader.problems or config is None:
         raise ConfigError(loader.ordered(), source=label)
     for message, category in loader.warned:
@@ -330,13 +345,37 @@ def _env_name(name: str) -> str:
 
 
 def _env_value(text: str) -> object:
-    """An environment value read as a TOML value, else the bare string."""
+    """An environment value read as a TOML value, else the bare string; ``_UNREADABLE``
+    when it nests too deeply for tomllib."""
     try:
         document = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        return _UNREADABLE
     # "1\nx = 2" parses as two keys: that is a string that happens to contain TOML.
     return document["v"] if list(document) == ["v"] else text
+
+
+def _deep_line(text: str) -> int:
+    """
+    The line at which *text* nests too deeply for tomllib (1-based): the fewest leading lines
+    that still raise ``RecursionError``. A binary search over prefixes: tomllib reads in order,
+    so a longer prefix reaches at least as deep.
+    """
+    lines = text.splitlines(keepends=True)
+    fine, deep = 0, len(lines)  # a prefix of `fine` lines is read, one of `deep` lines is not
+    while deep - fine > 1:
+        middle = (fine + deep) // 2
+        try:
+            tomllib.loads("".join(lines[:middle]))
+        except RecursionError:
+            deep = middle
+        except tomllib.TOMLDecodeError:
+            fine = middle
+        else:
+            fine = middle
+    return deep
 
 
 def _init_fields(cls: type) -> dict[str, attrs.Attribute[object]]:
@@ -420,6 +459,7 @@ class _Many:
 _FACTORY: Final[type] = type(attrs.Factory(list))
 _ABSENT: Final = object()  # a key the table does not hold
 _INVALID: Final = object()  # a value that already produced a problem
+_UNREADABLE: Final = object()  # an environment value too deep for tomllib
 
 
 @final
@@ -434,6 +474,8 @@ class _Loader:
         self._built_defaults: dict[str, object] = {}
         self._ranks: list[int] = []
         self._seen: dict[_KeyPath, int] = {}
+        #: a key path longer than _MAX_DEPTH was found (and cut): nothing is structured.
+        self.too_deep = False
 
     def add(self, path: _KeyPath, message: str) -> None:
         for length in range(len(path), 0, -1):
@@ -459,6 +501,33 @@ class _Loader:
         """The problems in the file's order (stable for problems of one path)."""
         order = sorted(range(len(self.problems)), key=self._ranks.__getitem__)
         return [self.problems[i] for i in order]
+
+    def cut(self, path: _KeyPath) -> None:
+        """*path* has more than ``_MAX_DEPTH`` keys: a problem there, and no structuring."""
+        self.too_deep = True
+        self.add(path, _TOO_DEEP)
+
+    def check_depth(self, tree: dict[str, object]) -> None:
+        """Report every key path longer than ``_MAX_DEPTH``, once, cut at its first key too
+        many. Iterative (an explicit stack), so any depth, even a cycle, is walked safely."""
+        stack: list[tuple[_KeyPath, object]] = [((), tree)]
+        while stack:
+            path, node = stack.pop()
+            children: Iterable[tuple[_Key, object]]
+            if isinstance(node, dict):
+                children = node.items()
+            elif isinstance(node, list):
+                children = enumerate(node)
+            else:
+                continue
+            found: list[tuple[_KeyPath, object]] = []
+            for key, child in children:
+                where = (*path, key)
+                if len(where) > _MAX_DEPTH:
+                    self.cut(where)
+                else:
+                    found.append((where, child))
+            stack.extend(reversed(found))  # depth first, in the file's order
 
     def add_exception(self, path: _KeyPath, exc: Exception, names: Iterable[str]) -> set[str]:
         """Report a policy's or factory's own message; returns the argument it names, if any."""
@@ -489,12 +558,16 @@ class _Loader:
         except UnicodeDecodeError as exc:
             self.note((label, f"is not UTF-8: byte {data[exc.start]:#04x} at offset {exc.start}"))
             return None
+        # Editors on Windows may start the file with a BOM; TOML itself forbids nothing
+        # else about the encoding but UTF-8.
+        text = text.removeprefix("\ufeff")
         try:
-            # Editors on Windows may start the file with a BOM; TOML itself forbids nothing
-            # else about the encoding but UTF-8.
-            return tomllib.loads(text.removeprefix("\ufeff"))
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             self.note((label, f"invalid TOML: {exc}"))
+            return None
+        except RecursionError:
+            self.note((label, f"invalid TOML: {_TOO_DEEP_TO_READ} (line {_deep_line(text)})"))
             return None
 
     def thaw(self, mapping: Mapping[object, object], path: _KeyPath) -> dict[str, object]:
@@ -504,11 +577,14 @@ class _Loader:
             if not isinstance(key, str):
                 self.add(path, f"keys must be strings, got {_type_name(key)}")
                 continue
-            if isinstance(value, Mapping):
-                tree[key] = self.thaw(value, (*path, key))
+            where = (*path, key)
+            if len(where) > _MAX_DEPTH:  # before recursing: a mapping may even hold itself
+                self.cut(where)
+            elif isinstance(value, Mapping):
+                tree[key] = self.thaw(value, where)
             elif isinstance(value, list):
                 tree[key] = [
-                    self.thaw(item, (*path, key, i)) if isinstance(item, Mapping) else item
+                    self.thaw(item, (*where, i)) if isinstance(item, Mapping) else item
                     for i, item in enumerate(value)
                 ]
             else:
@@ -551,8 +627,13 @@ class _Loader:
                 continue
             parts = rest[len(key) + 2 :].lower().split("__") if rest != key else []
             path = self._env_path(variable, targets[key][0], parts)
-            if path is not None:
-                settings.append((len(parts), variable, path, _env_value(env[variable])))
+            if path is None:
+                continue
+            value = _env_value(env[variable])
+            if value is _UNREADABLE:
+                self.note((variable, f"its value has {_TOO_DEEP_TO_READ}"))
+                continue
+            settings.append((len(parts), variable, path, value))
         # Whole tables first, so RINGFENCE_LLM__RETRY__ATTEMPTS lands on RINGFENCE_LLM__RETRY.
         applied = []
         for _depth, variable, path, value in sorted(settings, key=lambda s: (s[0], s[1])):
@@ -583,7 +664,11 @@ class _Loader:
         if any(not part for part in parts):
             self.note((variable, f"has an empty key; use {usage}"))
             return None
-        return (*target, *parts)
+        path = (*target, *parts)
+        if len(path) > _MAX_DEPTH:
+            self.note((variable, f"{_TOO_DEEP}, this variable names {len(path)}"))
+            return None
+        return path
 
     def _set(self, tree: dict[str, object], path: _KeyPath, value: object, variable: str) -> bool:
         node = tree

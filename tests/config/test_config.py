@@ -794,3 +794,127 @@ def test_every_bad_value_of_one_table_is_reported() -> None:
         ("dependencies.x.breaker.half_open_probes", "must be an int >= 1, got 0"),
         ("dependencies.x.breaker.slow_call", "must be a number > 0, got -1"),
     ) == problems(dep(breaker={"failure_ratio": 2, "half_open_probes": 0, "slow_call": -1}))
+
+
+# ============================================================================ deep nesting
+# Issue 16, item 3, defect 8: a value nested thousands of levels deep (in the file, an
+# environment variable's name or value, or a mapping) raised RecursionError, and the CLI
+# exited 1 with a traceback.
+
+DEEP = 2000  # levels: past Python's recursion limit, and tomllib's
+TOO_DEEP = "nested too deeply: a key path holds at most 32 keys"
+
+
+def test_a_deep_key_path_in_the_file_is_a_problem_at_that_path(tmp_path: Path) -> None:
+    """Dotted keys nest without limit in TOML: the path is cut at its 33rd key."""
+    keys = ".".join(["full"] * DEEP)
+    path = write(tmp_path, f"[dependencies.llm.retry]\nbackoff.{keys}.exponential.base = 1\n")
+
+    deep = "dependencies.llm.retry.backoff." + ".".join(["full"] * 29)
+    assert ((deep, TOO_DEEP),) == problems(path)
+
+
+def test_a_deep_toml_value_is_a_problem_of_the_file_with_its_line(tmp_path: Path) -> None:
+    """Inline tables too deep for tomllib: the file's problem, naming the line."""
+    value = "{ full = " * DEEP + "{ exponential = {} }" + " }" * DEEP
+    path = write(
+        tmp_path,
+        f"[dependencies.llm]\ncritical = true\n[dependencies.llm.retry]\nbackoff = {value}\n",
+    )
+
+    assert (
+        (str(path), "invalid TOML: arrays or inline tables nested too deeply to read (line 4)"),
+    ) == problems(path)
+
+
+def test_deep_environment_names_and_values_are_problems_of_the_variable() -> None:
+    """A variable naming a path too long, or whose value nests too deep: each one problem,
+    named by the variable; a value deep but readable is cut at its 33rd key."""
+    name = "RINGFENCE_X__RETRY__BACKOFF__" + "FULL__" * DEEP + "EXPONENTIAL__BASE"
+    unreadable = "RINGFENCE_X__RETRY__RETRY_ON"
+    readable = "RINGFENCE_X__BREAKER__BREAK_DURATION"
+
+    assert (
+        (name, f"{TOO_DEEP}, this variable names {DEEP + 6}"),
+        (unreadable, "its value has arrays or inline tables nested too deeply to read"),
+        ("dependencies.x.breaker.break_duration" + "[0]" * 29, f"{TOO_DEEP} (from {readable})"),
+    ) == problems(
+        dep(),
+        {
+            name: "1",
+            unreadable: "[" * DEEP + "]" * DEEP,
+            readable: "[" * 40 + "]" * 40,
+        },
+    )
+
+
+def test_a_deep_or_cyclic_mapping_is_a_problem_at_its_path() -> None:
+    """A mapping built in code, too deep or holding itself, is cut at its 33rd key."""
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(DEEP):
+        node["full"] = node = {}
+    cyclic: dict[str, object] = {}
+    cyclic["full"] = cyclic
+
+    for backoff_value in (deep, cyclic):
+        deep_path = "dependencies.x.retry.backoff." + ".".join(["full"] * 29)
+        assert ((deep_path, TOO_DEEP),) == problems(dep(retry={"backoff": backoff_value}))
+
+
+def test_nesting_below_the_limit_still_loads() -> None:
+    """20 jitter wrappers around a schedule: 25 keys deep, a valid configuration."""
+    value: dict[str, object] = {"exponential": {"base": 0.5}}
+    expected = backoff.exponential(base=0.5)
+    for _ in range(20):
+        value = {"full": value}
+        expected = backoff.full(expected)
+
+    config = load_config(dep(retry={"backoff": value}), env={})
+
+    assert Retry(backoff=expected) == config.policies_for("x")["retry"]
+
+
+@pytest.mark.usefixtures("no_ringfence_env")
+def test_cli_reports_deep_nesting_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ringfence config FILE` on a file nested too deeply: the problem, exit 2, no traceback."""
+    keys = ".".join(["full"] * DEEP)
+    path = write(tmp_path, f"[dependencies.llm.retry]\nbackoff.{keys}.exponential.base = 1\n")
+
+    assert 2 == main(["config", str(path)])
+
+    out, err = capsys.readouterr()
+    deep = "dependencies.llm.retry.backoff." + ".".join(["full"] * 29)
+    assert (
+        "",
+        f"ringfence config: error: {path}: 1 configuration problem\n  {deep}: {TOO_DEEP}\n",
+    ) == (out, err)
+
+
+def test_cli_process_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    """The same through `python -m supervisor config`, for both kinds of deep file."""
+    import os
+    import subprocess
+    import sys
+
+    value = "[" * DEEP + "]" * DEEP
+    keys = ".".join(["full"] * DEEP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_")}
+    for text in (
+        f"[defaults.retry]\nretry_on = {value}\n",
+        f"[defaults.retry]\nbackoff.{keys} = 1\n",
+    ):
+        path = write(tmp_path, text)
+        done = subprocess.run(
+            [sys.executable, "-m", "supervisor", "config", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert 2 == done.returncode, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith(f"ringfence config: error: {path}: 1 configuration problem\n")
