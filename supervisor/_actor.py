@@ -412,14 +412,7 @@ class Actor:
         self._total = timeout.total if timeout is not None else None
         self._timeout_policy = timeout  # first_item / between_items: read by _stream.py
         self._bulkhead = bulkhead
-        if bulkhead is not None:
-            self._max_concurrent, self._max_queued = bulkhead.max_concurrent, bulkhead.max_queued
-        elif not self._is_async:
-            # A sync callable without a bulkhead: at most SYNC_THREADS calls in threads, the
-            # rest wait in the queue (FIFO, shown in status().queued, not timed as an attempt).
-            self._max_concurrent, self._max_queued = SYNC_THREADS, sys.maxsize
-        else:
-            self._max_concurrent, self._max_queued = sys.maxsize, 0
+        self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
         # The sync callable's own worker threads (made in start()). anyio's default limiter is
         # shared by the whole process: 40 calls stuck in one slow sync dependency made every
         # other one wait for a thread and time out (issue #8, defect 2). Sized to the slots:
@@ -454,12 +447,7 @@ class Actor:
         self._forced_until: float | None = None
         # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
         self._streams: dict[Any, None] = {}
-        # The common case takes one method call: no retry loop, no deadline, no fallback.
-        self._simple = retry is None and self._total is None and fallback is None
-        # Attempts that need no timer and no thread take the asyncio fast path.
-        self._plain = (
-            FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
-        )
+        self._simple = self._plain = False  # (derived: see _derive)
         # What the actor decides (transitions, retries, rejections, crashes) goes out as
         # events; ringfence's log lines are one listener of them (_events.py).
         self._hub = supervisor._hub
@@ -551,14 +539,11 @@ class Actor:
             self._wait_on = _identity
             self._task_of = _current_task_getter()
             self._attempt = self._attempt_asyncio
-        self.entry = self._attempt if self._simple else self._call_with_policies
-        if self.stream_only:
-            self.entry = self._not_awaitable
         if not self._is_async:
-            self._limiter = anyio.CapacityLimiter(self._max_concurrent)
+            self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
         self._set_limiters()
         self._accepting = True
-        self._open_gate()
+        self._derive()
         self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
 
     async def serve(self) -> None:
@@ -596,12 +581,12 @@ class Actor:
         self._closed_at = self._clock()
         self._accepting = False
         self._closed_reason = _SHUT_DOWN
-        self._attempt = self.entry = self._attempt_closed
         # A call coroutine created while running but first awaited now (`pending = llm(x)`
         # inside `async with`, `await pending` after it) was bound to the attempt path before
-        # the swap above. The gate sends it to _admit_slow, which says SupervisorClosed: zero
-        # cost on the hot path, which compares _slots anyway (issue #8, defect 6).
-        self._slots = -1
+        # _derive swaps it for the closed one. The gate (closed too) sends it to _admit_slow,
+        # which says SupervisorClosed: zero cost on the hot path, which compares _slots
+        # anyway (issue #8, defect 6).
+        self._derive()
         self._fail_queued(lambda: SupervisorClosed(_DEQUEUED))
         for running in list(self._running):
             if not running.fired:
@@ -957,8 +942,37 @@ class Actor:
         self._simple_costs = all(limit.cost is None for limit in limits)
         self._unit_costs = [1.0] * len(limits)
 
-    def _open_gate(self) -> None:
-        """Set the hot path's gate: open (the slot count) only while nothing else applies."""
+    def _derive(self) -> None:
+        """
+        The one place that sets what the policies, the phase and the gates decide together:
+        the bulkhead's size, the entry point, the fast path's flags and the hot path's gate.
+        Called whenever one of them changes (start, close, reconfigure, a pause, a shared
+        verdict, a sync callable found to be async); nothing else assigns these.
+        """
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            self._max_concurrent, self._max_queued = bulkhead.max_concurrent, bulkhead.max_queued
+        elif not self._is_async:
+            # A sync callable without a bulkhead: at most SYNC_THREADS calls in threads, the
+            # rest wait in the queue (FIFO, shown in status().queued, not timed as an attempt).
+            self._max_concurrent, self._max_queued = SYNC_THREADS, sys.maxsize
+        else:
+            self._max_concurrent, self._max_queued = sys.maxsize, 0
+        if self._limiter is not None and not self._is_async:
+            self._limiter.total_tokens = self._max_concurrent
+        # The common case takes one method call: no retry loop, no deadline, no fallback.
+        self._simple = self._retry is None and self._total is None and self._fallback is None
+        # Attempts that need no timer and no thread take the asyncio fast path.
+        self._plain = (
+            FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
+        )
+        if not self._accepting:
+            self._attempt = self.entry = self._attempt_closed
+        elif self.stream_only:
+            self.entry = self._not_awaitable
+        else:
+            self.entry = self._attempt if self._simple else self._call_with_policies
+        # The hot path's gate: open (the slot count) only while nothing else applies.
         if (
             self._accepting
             and self._paused_until is None
@@ -1108,7 +1122,7 @@ class Actor:
             failed = self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
             if failed:
                 self._count_rejection("shared_open", failed)
-        self._open_gate()
+        self._derive()
 
     def _check_forced(self, machine: CircuitBreaker, epoch: int) -> None:
         until = self._forced_until
@@ -1120,7 +1134,7 @@ class Actor:
             self._count_rejection("shared_open")
             raise BreakerOpen(self.name, until - now, "open")
         self._forced_until = None
-        self._open_gate()
+        self._derive()
 
     async def _wait_out_pause(
         self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
@@ -1168,7 +1182,7 @@ class Actor:
         if self._paused_until is not None and until <= self._paused_until:
             return
         self._paused_until = until
-        self._slots = -1  # every call goes to _admit_slow until the pause ends
+        self._derive()  # every call goes to _admit_slow until the pause ends
         self._publish(
             DependencyPaused,
             at=now,
@@ -1181,7 +1195,7 @@ class Actor:
     def _end_pause(self) -> None:
         self._paused_until = None
         self._pause_rejection_published = False
-        self._open_gate()
+        self._derive()
 
     def _limit(self, now: float, deadline: Deadline | None, running: Running) -> float:
         """
@@ -1404,10 +1418,7 @@ class Actor:
         if not self._is_async:
             self._fn = _awaiting(self._fn)
             self._is_async = True
-            self._plain = FAST_PATH and self._attempt_timeout is None and not self._settles
-            if self._bulkhead is None and self._accepting:  # no thread left to wait for
-                self._max_concurrent, self._max_queued = sys.maxsize, 0
-                self._open_gate()
+            self._derive()  # no thread left to wait for: unbounded without a bulkhead
 
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.
@@ -1744,10 +1755,6 @@ class Actor:
             # New limits start with full buckets; calls waiting for a turn keep theirs.
             self._rate_limits = changes["rate_limit"]
             self._set_limiters()
-            self._open_gate()
-        self._plain = (
-            FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
-        )
         if "fallback" in changes:
             self._fallback = changes["fallback"]
         if "fallback_on" in changes:
@@ -1755,22 +1762,6 @@ class Actor:
         if "bulkhead" in changes:
             bulkhead: Bulkhead | None = changes["bulkhead"]
             self._bulkhead = bulkhead
-            if bulkhead is not None:
-                self._max_concurrent, self._max_queued = (
-                    bulkhead.max_concurrent,
-                    bulkhead.max_queued,
-                )
-            elif not self._is_async:
-                self._max_concurrent, self._max_queued = SYNC_THREADS, sys.maxsize
-            else:
-                self._max_concurrent, self._max_queued = sys.maxsize, 0
-            if self._limiter is not None:
-                self._limiter.total_tokens = self._max_concurrent
-            self._open_gate()
-            # More room now: hand it to the queue, oldest first.
-            while self._queue and self._in_flight < self._max_concurrent:
-                self._in_flight += 1
-                self._release_slot()
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
             self._breaker_config = breaker if breaker is not None else _NO_BREAKER
@@ -1783,10 +1774,11 @@ class Actor:
             self._machine = machine
             if old.state is _ISOLATED_STATE:
                 machine.isolate(now, "reconfigured while isolated")
-        self._simple = self._retry is None and self._total is None and self._fallback is None
-        self.entry = self._attempt if self._simple else self._call_with_policies
-        if self.stream_only:
-            self.entry = self._not_awaitable
+        self._derive()
+        # More room now (a larger bulkhead): hand it to the queue, oldest first.
+        while self._queue and self._in_flight < self._max_concurrent:
+            self._in_flight += 1
+            self._release_slot()
 
     def _handle_control(self, op: str, reason: str) -> _Transition:
         machine = self._machine
