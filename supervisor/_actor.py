@@ -419,11 +419,6 @@ class Actor:
         # an abandoned thread keeps its slot until it ends (guarantee 14), so an admitted call
         # always finds a thread free, and waiting for a thread is never charged to its timeout.
         self._limiter: anyio.CapacityLimiter | None = None
-        if fallback is not None:
-            # Rejects sync generators. An async generator function is a stream's fallback:
-            # register cannot tell a stream from a call when fn returns an async iterable
-            # (openai's create(stream=True)), so it is allowed here; typing catches the rest.
-            _callable_kind(fallback, "fallback")
         self._fallback = fallback
         self._fallback_on = fallback_on if fallback_on is not None else _DEFAULT_FALLBACK_ON
         self._classify: Callable[[BaseException], ErrorKind] = (
@@ -1818,6 +1813,9 @@ class Actor:
         open_remaining = None
         if machine.state is _OPEN_STATE and self._started:  # (open_until is on the loop clock)
             open_remaining = max(0.0, machine.open_until - now)
+        # Each field read once: status() may run in another thread (a metrics exporter's)
+        # while the loop changes these.
+        budget, forced = self._budget, self._forced_until
         paused_until = self._paused_until
         if paused_until is not None and now >= paused_until:
             paused_until = None
@@ -1849,13 +1847,9 @@ class Actor:
             wall=wall,
             since_wall=wall - (now - since) if self._started else 0.0,
             transitions_total=dict(self._transitions_to),
-            budget=self._budget.snapshot(now)
-            if self._budget is not None and self._started
-            else None,
+            budget=budget.snapshot(now) if budget is not None and self._started else None,
             rate_limit=tuple(limiter.available(now) for limiter in self._limiters),
-            shared_open_until=self._forced_until
-            if self._forced_until is not None and now < self._forced_until
-            else None,
+            shared_open_until=forced if forced is not None and now < forced else None,
         )
 
 

@@ -38,8 +38,9 @@ name                                            type     value
 
 Where to serve it: from the supervisor's own event loop is best, e.g. prometheus-client's
 ``make_asgi_app()`` mounted in the service's ASGI app. ``start_http_server`` scrapes from a
-thread of its own; that works on asyncio (a snapshot is built from plain reads), but not on
-trio, where ``status()`` reads trio's clock, which only the loop's own thread may do.
+thread of its own; that works on both backends: a snapshot is built from reads that write
+nothing, and the loop clock it reads (trio's clock object, asyncio's ``loop.time``) may be
+read from any thread.
 
 The latency quantiles are gauges with a ``quantile`` label rather than a Prometheus summary,
 because a summary also needs a ``_sum`` and ``_count`` over the same observations and the
