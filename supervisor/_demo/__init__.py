@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from ._run import DemoConfig, DemoResult, run_demo
+from ._result import DemoConfig, DemoResult
+from ._run import run_demo
 
 __all__ = ("DemoConfig", "DemoResult", "run_demo")

@@ -33,7 +33,7 @@ import httpx
 from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
 from supervisor import Supervisor
 
-from ._run import DemoResult, Outcome, _cause
+from ._result import DemoResult, Outcome, _cause
 from ._server import FlakyLLMServer, Quota, price
 
 __all__ = (

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from ._run import DemoResult
+    from ._result import DemoResult
 
 __all__ = ("plot_timeline", "summary_table")
 

@@ -14,7 +14,7 @@ from supervisor import Supervisor
 from ._scenario import PHASE_KINDS
 
 if TYPE_CHECKING:
-    from ._run import DemoResult
+    from ._result import DemoResult
     from ._server import FlakyLLMServer
 
 __all__ = ("live_view",)
