@@ -83,6 +83,7 @@ from ._events import (
     RetryBudgetExhausted,
     RetryScheduled,
 )
+from ._runtime import LazyEvent, Runtime
 from ._status import DependencyStatus
 from ._timers import CLOSED, DEADLINE, Deadline, DeadlineHeap, Running, cancel_pending
 
@@ -91,7 +92,7 @@ if TYPE_CHECKING:
 
     import trio
 
-    from ._supervisor import Supervisor
+    from ._events import EventHub
 
 __all__ = ("Actor", "SYNC_THREADS")
 
@@ -384,7 +385,6 @@ class Actor:
 
     def __init__(
         self,
-        supervisor: Supervisor,
         name: str,
         fn: Callable[..., object],
         *,
@@ -400,7 +400,6 @@ class Actor:
     ) -> None:
         self.name = name
         self.critical = critical
-        self._supervisor = supervisor
         kind = _callable_kind(fn, "fn")
         self._fn = _awaiting(fn) if kind == _WRAPS_ASYNC else fn
         self._is_async = kind != _SYNC
@@ -443,9 +442,12 @@ class Actor:
         # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
         self._streams: dict[Any, None] = {}
         self._simple = self._plain = False  # (derived: see _derive)
+        # What the supervisor gives the actor at start (clock, closing event, hub, shared
+        # state, restart policy): the actor never reaches into the supervisor.
+        self._runtime: Runtime | None = None
         # What the actor decides (transitions, retries, rejections, crashes) goes out as
         # events; ringfence's log lines are one listener of them (_events.py).
-        self._hub = supervisor._hub
+        self._hub: EventHub | None = None
 
         # -- state, owned by the actor ---------------------------------------------------------
         self._accepting = False
@@ -514,13 +516,15 @@ class Actor:
     # ==========================================================================================
     # Lifecycle (called by the supervisor)
 
-    def start(self, clock: Callable[[], float], rng: random.Random, backend: str) -> None:
+    def start(self, runtime: Runtime) -> None:
         """Attach to a running supervisor: a fresh closed breaker, accepting calls."""
-        self._clock = clock
-        self._rng = rng
+        self._runtime = runtime
+        self._hub = runtime.hub
+        clock = self._clock = runtime.clock
+        self._rng = runtime.rng
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
         self._started = True
-        if backend == "trio":
+        if runtime.backend == "trio":
             import trio  # the running backend, so already imported
 
             self._cancel_scope = trio.CancelScope
@@ -747,7 +751,7 @@ class Actor:
     async def _sleep_before_retry(self, delay: float) -> None:
         """Backoff: holds no slot; the supervisor leaving `async with` ends it at once."""
         with anyio.move_on_after(delay):
-            await self._supervisor._closing.wait()
+            await self._closing_event().wait()
         if not self._accepting:
             raise SupervisorClosed(_IN_BACKOFF)
 
@@ -892,6 +896,10 @@ class Actor:
             self._refund(charged, limiters)
             machine = self._machine
 
+    def _closing_event(self) -> LazyEvent:
+        assert self._runtime is not None
+        return self._runtime.closing
+
     def _paused_now(self) -> bool:
         until = self._paused_until
         return until is not None and self._clock() < until
@@ -927,7 +935,8 @@ class Actor:
     def _set_limiters(self) -> None:
         """The limits' machines: local GCRA, or the shared state's sources (``shared=``)."""
         limits = self._rate_limits
-        shared = self._supervisor._shared
+        assert self._runtime is not None
+        shared = self._runtime.shared
         self._limiters = [
             limit.machine() if shared is None else shared.limiter(self.name, i, limit)
             for i, limit in enumerate(limits)
@@ -1026,7 +1035,7 @@ class Actor:
         machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
         try:
             with anyio.move_on_after(wait):
-                await self._supervisor._closing.wait()
+                await self._closing_event().wait()
             if not self._accepting:
                 raise SupervisorClosed(_IN_RATE_LIMIT)
             now = self._clock()
@@ -1098,7 +1107,17 @@ class Actor:
                     type(exc).__name__,
                 )
 
-    # -- shared state (supervisor.integrations.redis) -------------------------------------------
+    # -- shared state (supervisor.integrations.redis): the replica hooks -----------------------
+
+    @property
+    def breaker(self) -> Breaker | None:
+        """The configured breaker (``None``: registered without one). A replica hook."""
+        config = self._breaker_config
+        return None if config is _NO_BREAKER else config
+
+    def limit_sources(self) -> tuple[object, ...]:
+        """The turn sources of the rate limits now, in order. A replica hook."""
+        return tuple(self._limiters)
 
     def shared_pause(self, seconds: float) -> None:
         """Another replica was told to come back in *seconds*: pause here too."""
@@ -1151,7 +1170,7 @@ class Actor:
                 machine.on_cancel(epoch)  # hold no probe permit while waiting
                 waited = True
             with anyio.move_on_after(until - now):
-                await self._supervisor._closing.wait()
+                await self._closing_event().wait()
             if not self._accepting:
                 raise SupervisorClosed(_IN_PAUSE)
             now = self._clock()
@@ -1675,6 +1694,7 @@ class Actor:
         if at is None:
             at = now
         event = event_type(dependency=self.name, at=at, wall=time.time() - (now - at), **fields)
+        assert self._hub is not None  # (nothing is decided before start)
         self._hub.publish(event)
 
     # ==========================================================================================
@@ -1684,7 +1704,8 @@ class Actor:
         """The actor's state can no longer be trusted: restart it, or give up (guarantee 15)."""
         now = self._clock()
         old = self._machine
-        down = not self._supervisor._may_restart(self._crash_times, now)
+        assert self._runtime is not None
+        down = not self._runtime.may_restart(self._crash_times, now)
         self._crash = _describe(crash)  # the crash's __str__ is user code: it may raise
         self._publish(
             ActorCrashed, at=now, error=type(crash).__name__, restarts=self._restarts, down=down

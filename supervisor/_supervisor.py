@@ -12,7 +12,6 @@ import enum
 import inspect
 import os
 import random
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
@@ -23,7 +22,6 @@ from typing import (
     Final,
     Generic,
     ParamSpec,
-    Protocol,
     TypeVar,
     cast,
     final,
@@ -51,6 +49,14 @@ from ._actor import Actor, _callable_kind
 from ._config import Config, load_config
 from ._errors import SupervisorClosed, UnknownDependency
 from ._events import Event, EventHub, EventStream
+from ._runtime import (
+    LazyEvent,
+    ReplicaDependency,
+    Runtime,
+    SharedState,
+    backend_clock,
+    current_backend,
+)
 from ._status import DependencyStatus, Health, HealthStatus
 
 if TYPE_CHECKING:
@@ -62,39 +68,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NEW, _RUNNING, _CLOSED = 0, 1, 2
-
-
-def _current_backend() -> str:
-    """``"trio"`` or ``"asyncio"``: the hot path uses each one's native cancellation."""
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass
-        else:
-            return "trio"
-    return "asyncio"
-
-
-def _backend_clock(backend: str) -> Callable[[], float]:
-    # The event loop's own clock: the one anyio's deadlines use, and under trio the one
-    # MockClock drives. loop.time is ~35 ns; anyio.current_time() ~1 µs.
-    if backend == "trio":
-        import trio
-
-        # The run's clock object itself, not trio.current_time: that one works only in the
-        # run's own thread, and status() may be read from another (a Prometheus exporter's
-        # thread) or after the run has ended. SystemClock.current_time is perf_counter plus
-        # an offset, and MockClock's reads its state: both are safe from any thread.
-        return trio.lowlevel.current_clock().current_time
-    import asyncio
-    import time
-
-    loop = asyncio.get_running_loop()
-    if type(loop).time is asyncio.BaseEventLoop.time:
-        return time.monotonic  # what BaseEventLoop.time returns, without its Python frame
-    return loop.time
 
 
 @final
@@ -201,32 +174,6 @@ def _rate_limits(value: object) -> tuple[RateLimit, ...]:
             )
             raise TypeError(msg)
     return limits
-
-
-class SharedState(Protocol):
-    """
-    What ``Supervisor(shared=...)`` takes: state shared with other replicas
-    (``supervisor.integrations.redis.RedisShared``). The supervisor starts :meth:`run` in its
-    task group when it enters and cancels it when it leaves; no call ever awaits it.
-    """
-
-    async def run(self, supervisor: Supervisor, *, task_status: Any = ...) -> None:
-        """Sync with the other replicas until cancelled; ``task_status.started()`` at once."""
-
-    def limiter(self, dependency: str, index: int, limit: RateLimit) -> Any:
-        """The turn source for *dependency*'s rate limit number *index* (RateLimiter's API)."""
-
-    def degraded(self) -> str | None:
-        """Why the shared state cannot be relied on now (health says degraded), or None."""
-
-    def cluster_status(self) -> Mapping[str, Any]:
-        """Every live replica's summary and the shared verdicts."""
-
-    async def isolate(self, name: str, reason: str) -> None:
-        """Isolate *name* on every replica."""
-
-    async def reset(self, name: str) -> None:
-        """Lift a cluster-wide isolation or open verdict of *name*."""
 
 
 def _check_type(name: str, value: object, kind: type, label: str) -> None:
@@ -347,8 +294,9 @@ class Supervisor:
         self._registered: dict[str, Callable[..., Any]] = {}
         self._phase = _NEW
         self._task_group: TaskGroup | None = None
-        self._closing = _LazyEvent()
+        self._closing = LazyEvent()
         self._clock: Callable[[], float] | None = None
+        self._runtime: Runtime | None = None
         self._backend = "asyncio"
         self._hub = EventHub()
         self._config: Config | None = None
@@ -495,7 +443,6 @@ class Supervisor:
         if self._phase == _CLOSED:
             raise SupervisorClosed("supervisor has shut down: cannot register")
         actor = Actor(
-            self,
             name,
             fn,
             retry=retry,
@@ -603,9 +550,18 @@ class Supervisor:
         if self._phase != _NEW:
             msg = "a Supervisor can be entered only once; create a new one"
             raise RuntimeError(msg)
-        self._backend = _current_backend()
-        self._clock = _backend_clock(self._backend)
-        self._closing = _LazyEvent(anyio.Event())
+        self._backend = current_backend()
+        self._clock = backend_clock(self._backend)
+        self._closing = LazyEvent(anyio.Event())
+        self._runtime = Runtime(
+            clock=self._clock,
+            rng=self._rng,
+            backend=self._backend,
+            closing=self._closing,
+            hub=self._hub,
+            shared=self._shared,
+            may_restart=self._may_restart,
+        )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -647,9 +603,9 @@ class Supervisor:
         return None
 
     def _start_actor(self, actor: Actor) -> None:
-        assert self._clock is not None
+        assert self._runtime is not None
         assert self._task_group is not None
-        actor.start(self._clock, self._rng, self._backend)
+        actor.start(self._runtime)
         self._task_group.start_soon(actor.serve, name=f"ringfence actor {actor.name!r}")
 
     def _may_restart(self, crash_times: deque[float], now: float) -> bool:
@@ -902,6 +858,17 @@ class Supervisor:
             status=verdict, down=down, critical_down=critical_down, states=states, reason=reason
         )
 
+    # ==========================================================================================
+    # Replica hooks: what shared state (supervisor.integrations.redis) may use
+
+    def replica_dependencies(self) -> Mapping[str, ReplicaDependency]:
+        """The registered dependencies' actors by name, a snapshot (see ``_runtime.Replica``)."""
+        return dict(self._actors)
+
+    async def wait_closing(self) -> None:
+        """Return when the supervisor starts leaving ``async with`` (at once if it has)."""
+        await self._closing.wait()
+
     @property
     def dependencies(self) -> tuple[str, ...]:
         """Names of the registered dependencies, in registration order."""
@@ -915,21 +882,3 @@ class Supervisor:
 async def _raise(error: Exception) -> Any:
     """Raise *error* when awaited, so ``call()`` raises at ``await`` like an ``async def``."""
     raise error
-
-
-@final
-class _LazyEvent:
-    """An ``anyio.Event`` made only once a backend is running (anyio needs one to build it)."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self, event: anyio.Event | None = None) -> None:
-        self._event = event
-
-    def set(self) -> None:
-        if self._event is not None:
-            self._event.set()
-
-    async def wait(self) -> None:
-        assert self._event is not None
-        await self._event.wait()

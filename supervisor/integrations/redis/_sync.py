@@ -73,7 +73,7 @@ from ._lease import LeasedLimiter
 from ._scripts import SCRIPTS, Script
 
 if TYPE_CHECKING:
-    from supervisor import Supervisor
+    from supervisor._runtime import Replica, ReplicaDependency
 
 __all__ = ("RedisShared", "SharedStateError")
 
@@ -387,7 +387,7 @@ class RedisShared:
         self._wall0 = time.time()
         self._mono0 = time.monotonic()
 
-        self._supervisor: Supervisor | None = None
+        self._supervisor: Replica | None = None
         self._now: Callable[[], float] = time.monotonic  # the loop clock, once running
         self._running = False
         self._sources: dict[tuple[str, int], LeasedLimiter] = {}
@@ -652,7 +652,7 @@ class RedisShared:
 
     async def run(
         self,
-        supervisor: Supervisor,
+        supervisor: Replica,
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -723,7 +723,7 @@ class RedisShared:
         else:
             await anyio.lowlevel.checkpoint()
 
-    async def _watch(self, supervisor: Supervisor) -> None:
+    async def _watch(self, supervisor: Replica) -> None:
         """
         Learn of this replica's own pauses and openings as they happen; return when the
         supervisor leaves (its events end).
@@ -740,9 +740,9 @@ class RedisShared:
                         self._nudge()  # its failures count sooner in the aggregate
         except Exception as exc:  # pragma: no cover - our bug: ticks still carry the state
             _log("error", "ringfence.shared_watch_failed", error=_reason(exc))
-            await supervisor._closing.wait()
+            await supervisor.wait_closing()
 
-    async def _sync_forever(self, supervisor: Supervisor) -> None:
+    async def _sync_forever(self, supervisor: Replica) -> None:
         last = self._now()
         while True:
             try:
@@ -836,18 +836,18 @@ class RedisShared:
         return _Op(SCRIPTS[name], [self._keys.meta, *keys], head + list(args), done, failed)
 
     async def _tick(
-        self, client: coredis.Redis[bytes], supervisor: Supervisor, elapsed: float
+        self, client: coredis.Redis[bytes], supervisor: Replica, elapsed: float
     ) -> None:
         now = self._now()
         problems: dict[str, str] = {}
-        actors = dict(supervisor._actors)
+        actors = supervisor.replica_dependencies()
         statuses = {name: actor.status() for name, actor in actors.items()}
         ops = [self._heartbeat_op(statuses, problems)]
         for name, actor in actors.items():
             ops.append(self._dependency_op(name, actor, statuses[name], now, problems))
         for (name, index), source in list(self._sources.items()):
             owner = actors.get(name)
-            if owner is not None and not any(s is source for s in owner._limiters):
+            if owner is not None and not any(s is source for s in owner.limit_sources()):
                 self._retire(name, index, source)  # its actor's limits no longer include it
         # The retired limits' last leases first: a new limit at the same index then leases
         # after what the old one gave back, and its settings are the ones stored.
@@ -1007,9 +1007,9 @@ class RedisShared:
 
     # -- one dependency -------------------------------------------------------------------------
 
-    def _verdict_settings(self, actor: Any) -> tuple[float, int, float, float]:
+    def _verdict_settings(self, actor: ReplicaDependency) -> tuple[float, int, float, float]:
         """(ratio (0: no shared verdict), min volume, open for (s), window (s))."""
-        breaker: Breaker | None = getattr(actor, "_breaker_config", None)
+        breaker: Breaker | None = actor.breaker
         window = self._window
         if breaker is None or (
             breaker.failure_ratio is None and (breaker.failure_threshold or 0) >= _NEVER
@@ -1148,7 +1148,7 @@ class RedisShared:
                 if (op == "isolate") if first else (sender != self.replica_id):
                     self._actions.append((dep.name, op or "", command[2] or ""))
 
-    async def _after_tick(self, supervisor: Supervisor) -> None:
+    async def _after_tick(self, supervisor: Replica) -> None:
         """Apply other replicas' commands here (acknowledged by the actors; no Redis)."""
         actions, self._actions = self._actions, []
         for name, op, reason in actions:
@@ -1156,7 +1156,7 @@ class RedisShared:
                 if op == "isolate":
                     await supervisor.isolate(name, reason=f"cluster: {reason}")
                 elif op == "reset":
-                    supervisor._actors[name].shared_open(None)
+                    supervisor.replica_dependencies()[name].shared_open(None)
                     await supervisor.reset(name, reason="cluster")
             except Exception as exc:  # already isolated, or shutting down: nothing to undo
                 _log(
@@ -1289,8 +1289,13 @@ class RedisShared:
                 if command.op == "reset":
                     if dep.open is not None:
                         supervisor = self._supervisor
-                        if supervisor is not None and command.name in supervisor._actors:
-                            supervisor._actors[command.name].shared_open(None)
+                        dependency = (
+                            supervisor.replica_dependencies().get(command.name)
+                            if supervisor is not None
+                            else None
+                        )
+                        if dependency is not None:
+                            dependency.shared_open(None)
                     dep.open = None
             self._finish(command, None)
 

@@ -1,0 +1,177 @@
+"""
+What an actor is given when its supervisor starts it, and what shared state may use of a
+supervisor.
+
+The actor does not import the supervisor (that was a circle): it receives a :class:`Runtime`
+at ``start`` — the loop's clock, the random source, the backend's name, the event that is set
+when the supervisor leaves, the event hub, the shared state and the restart policy. The
+supervisor builds it from its settings.
+
+Shared state (``Supervisor(shared=...)``, such as ``supervisor.integrations.redis``) uses a
+supervisor only through the **replica hooks** below (:class:`Replica`,
+:class:`ReplicaDependency`), never through private attributes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+import anyio
+import attrs
+
+if TYPE_CHECKING:
+    import random
+
+    from policies import Breaker, RateLimit, Transition
+
+    from ._events import Event, EventHub, EventStream
+    from ._status import DependencyStatus
+
+__all__ = (
+    "LazyEvent",
+    "Replica",
+    "ReplicaDependency",
+    "Runtime",
+    "SharedState",
+    "backend_clock",
+    "current_backend",
+)
+
+
+def current_backend() -> str:
+    """``"trio"`` or ``"asyncio"``: the hot path uses each one's native cancellation."""
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+        else:
+            return "trio"
+    return "asyncio"
+
+
+def backend_clock(backend: str) -> Callable[[], float]:
+    """
+    The event loop's own clock: the one anyio's deadlines use, and under trio the one
+    MockClock drives. loop.time is ~35 ns; anyio.current_time() ~1 µs. It may be read from
+    any thread (``status()`` from a metrics exporter's): trio's ``current_time()`` may not, so
+    trio's clock object is read directly (it also works after the run has ended).
+    """
+    if backend == "trio":
+        import trio
+
+        return trio.lowlevel.current_clock().current_time
+    import asyncio
+    import time
+
+    loop = asyncio.get_running_loop()
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic  # what BaseEventLoop.time returns, without its Python frame
+    return loop.time
+
+
+@final
+class LazyEvent:
+    """An ``anyio.Event`` made only once a backend is running (anyio needs one to build it)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: anyio.Event | None = None) -> None:
+        self._event = event
+
+    def set(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event is not None and self._event.is_set()
+
+    async def wait(self) -> None:
+        assert self._event is not None
+        await self._event.wait()
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Runtime:
+    """The context a supervisor gives each of its actors at start."""
+
+    clock: Callable[[], float]
+    rng: random.Random
+    backend: str
+    #: set when the supervisor leaves ``async with``: every wait above the actor ends on it
+    closing: LazyEvent
+    hub: EventHub
+    shared: SharedState | None
+    #: the restart policy: records a crash at *now* and says whether one more restart is allowed
+    may_restart: Callable[[deque[float], float], bool]
+
+
+class ReplicaDependency(Protocol):
+    """What shared state may use of one dependency (an actor)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def breaker(self) -> Breaker | None:
+        """The dependency's configured breaker (``None``: registered without one)."""
+
+    def limit_sources(self) -> Sequence[object]:
+        """The turn sources of its rate limits now (local machines or shared sources)."""
+
+    def status(self) -> DependencyStatus: ...
+
+    def shared_open(self, seconds: float | None) -> None:
+        """The replicas' verdict: refuse calls for *seconds*; ``None`` lifts it."""
+
+    def shared_pause(self, seconds: float) -> None:
+        """Another replica was told to come back in *seconds*: pause here too."""
+
+
+class Replica(Protocol):
+    """What shared state may use of a supervisor: the replica hooks."""
+
+    def replica_dependencies(self) -> Mapping[str, ReplicaDependency]:
+        """The registered dependencies, by name (a snapshot of the registry)."""
+
+    async def wait_closing(self) -> None:
+        """Return when the supervisor starts leaving ``async with``."""
+
+    def events(
+        self, kinds: Iterable[str | type[Event]] | None = None, buffer: int = 1000
+    ) -> EventStream: ...
+
+    async def isolate(self, name: str, *, reason: str = ..., scope: str = ...) -> Transition: ...
+
+    async def reset(self, name: str, *, reason: str = ..., scope: str = ...) -> Transition: ...
+
+
+class SharedState(Protocol):
+    """
+    What ``Supervisor(shared=...)`` takes: state shared with other replicas
+    (``supervisor.integrations.redis.RedisShared``). The supervisor starts :meth:`run` in its
+    task group when it enters and cancels it when it leaves; no call ever awaits it.
+    """
+
+    async def run(self, supervisor: Replica, *, task_status: Any = ...) -> None:
+        """Sync with the other replicas until cancelled; ``task_status.started()`` at once."""
+
+    def limiter(self, dependency: str, index: int, limit: RateLimit) -> Any:
+        """The turn source for *dependency*'s rate limit number *index* (RateLimiter's API)."""
+
+    def degraded(self) -> str | None:
+        """Why the shared state cannot be relied on now (health says degraded), or None."""
+
+    def cluster_status(self) -> Mapping[str, Any]:
+        """Every live replica's summary and the shared verdicts."""
+
+    async def isolate(self, name: str, reason: str) -> None:
+        """Isolate *name* on every replica."""
+
+    async def reset(self, name: str) -> None:
+        """Lift a cluster-wide isolation or open verdict of *name*."""
