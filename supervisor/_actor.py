@@ -27,7 +27,6 @@ Outcomes are counted where they are decided: ``_succeeded`` / ``_failed`` / ``_r
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import math
@@ -84,6 +83,14 @@ from ._events import (
     RetryScheduled,
 )
 from ._runtime import LazyEvent, Runtime
+from ._spec import (
+    KIND_ASYNC_GEN,
+    KIND_SYNC,
+    KIND_WRAPS_ASYNC,
+    SYNC_THREADS,
+    awaiting,
+    callable_kind,
+)
 from ._status import DependencyStatus
 from ._timers import CLOSED, DEADLINE, Deadline, DeadlineHeap, Running, cancel_pending
 
@@ -94,11 +101,9 @@ if TYPE_CHECKING:
 
     from ._events import EventHub
 
+# SYNC_THREADS is re-exported here for the two tests that import it from this module.
 __all__ = ("Actor", "SYNC_THREADS")
 
-#: Calls a sync callable registered without a bulkhead runs at once, each in a worker thread
-#: of its own limiter (anyio's default size); further calls wait in its queue.
-SYNC_THREADS: Final = 40
 
 _CLOSED_STATE: Final = State.CLOSED
 _OPEN_STATE: Final = State.OPEN
@@ -147,86 +152,6 @@ _log: Final = logging.getLogger("ringfence")
 #: compares the two (read when an actor derives its paths, so tests may patch it).
 FAST_PATH = os.environ.get("RINGFENCE_INLINE", "1") != "0"
 _FLOAT_MAX: Final = sys.float_info.max
-
-
-# What calling a registered callable gives (see _callable_kind).
-_SYNC: Final = 0  # a value: run it in a worker thread
-_ASYNC: Final = 1  # a coroutine: await it on the loop
-_WRAPS_ASYNC: Final = 2  # a plain def over an async function: call it on the loop, await
-_ASYNC_GEN: Final = 3  # an async generator function: only supervisor.stream() can run it
-
-#: Links followed before giving up on a chain (a Mock grows a new __wrapped__ per access).
-_MAX_UNWRAP: Final = 100
-
-
-def _callable_kind(fn: object, argument: str) -> int:
-    """
-    How to run *fn*, decided once at ``register``: follow partials (nested), bound methods,
-    ``__wrapped__`` chains (``functools.wraps``) and an object's ``__call__`` down to the
-    function that runs (issue #9 item 2; ``inspect.iscoroutinefunction`` alone misses a
-    partial of a bound method, an async ``__call__`` and every ``wraps`` decorator).
-
-    An ``async def`` reached without crossing ``__wrapped__`` is :data:`_ASYNC`. One reached
-    only through ``__wrapped__`` is :data:`_WRAPS_ASYNC`: the outer layer is a plain
-    ``def`` (the openai and anthropic SDKs' methods are), which almost always returns the
-    coroutine, but may be a sync facade; its result is awaited when it is awaitable.
-
-    An async generator function (also behind the same layers) is :data:`_ASYNC_GEN`: its
-    calls go through ``supervisor.stream()``, which holds a slot for the stream's life.
-
-    Raises:
-        TypeError: *fn* is, or wraps, a (sync) generator function: its calls would return an
-            iterator that runs outside every policy.
-    """
-    current = fn
-    crossed_wrapped = False
-    for _ in range(_MAX_UNWRAP):
-        if inspect.isasyncgenfunction(current):
-            return _ASYNC_GEN
-        if inspect.isgeneratorfunction(current):
-            name = getattr(fn, "__qualname__", type(fn).__qualname__)
-            msg = (
-                f"{argument!r} ({name}) is or wraps a generator function: its items would be"
-                " produced outside every policy; register an async generator function (and"
-                " call it with supervisor.stream()) or a function returning the whole result"
-            )
-            raise TypeError(msg)
-        if inspect.iscoroutinefunction(current):
-            return _WRAPS_ASYNC if crossed_wrapped else _ASYNC
-        if isinstance(current, functools.partial):
-            current = current.func
-        elif inspect.ismethod(current):
-            current = current.__func__
-        elif inspect.isclass(current):
-            return _SYNC  # calling a class builds an instance
-        else:
-            try:
-                wrapped = getattr(current, "__wrapped__", None)
-            except Exception:  # a proxy whose __getattr__ raises: nothing to follow
-                wrapped = None
-            if wrapped is not None and callable(wrapped):
-                current = wrapped
-                crossed_wrapped = True
-            elif inspect.isfunction(current) or inspect.isbuiltin(current):
-                return _SYNC
-            else:  # an object: what runs is its __call__
-                call = getattr(type(current), "__call__", None)  # noqa: B004
-                if call is None or call is current or inspect.ismethoddescriptor(call):
-                    return _SYNC  # a C-level __call__ (builtins, slot wrappers)
-                current = call
-    return _SYNC  # pragma: no cover  # a chain longer than _MAX_UNWRAP: run it in a thread
-
-
-def _awaiting(fn: Callable[..., object]) -> Callable[..., Coroutine[Any, Any, object]]:
-    """*fn* as an ``async def`` that awaits its result when the result is awaitable."""
-
-    async def call(*args: object, **kwargs: object) -> object:
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            return await result
-        return result
-
-    return call
 
 
 #: What a worker thread returns when the sync callable returned an awaitable.
@@ -400,11 +325,11 @@ class Actor:
     ) -> None:
         self.name = name
         self.critical = critical
-        kind = _callable_kind(fn, "fn")
-        self._fn = _awaiting(fn) if kind == _WRAPS_ASYNC else fn
-        self._is_async = kind != _SYNC
+        kind = callable_kind(fn, "fn")
+        self._fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
+        self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
-        self.stream_only = kind == _ASYNC_GEN
+        self.stream_only = kind == KIND_ASYNC_GEN
         self._retry = retry
         self._breaker_config = breaker if breaker is not None else _NO_BREAKER
         self._attempt_timeout = timeout.attempt if timeout is not None else None
@@ -1430,7 +1355,7 @@ class Actor:
         client that looks up its event loop when called) in the wrong thread.
         """
         if not self._is_async:
-            self._fn = _awaiting(self._fn)
+            self._fn = awaiting(self._fn)
             self._is_async = True
             self._derive()  # no thread left to wait for: unbounded without a bulkhead
 

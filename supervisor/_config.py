@@ -70,9 +70,11 @@ from typing import Final, TypeAlias, final
 
 import attrs
 
-from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
+from policies import backoff, break_duration
 from policies.classify import ErrorKind
 from policies.rate_limit import RateLimit
+
+from ._spec import POLICY_TYPES
 
 __all__ = ("Config", "ConfigError", "load_config")
 
@@ -80,13 +82,7 @@ _Key: TypeAlias = str | int
 _KeyPath: TypeAlias = tuple[_Key, ...]
 
 #: register()'s policy arguments and the class each one is built from.
-_POLICIES: Final[Mapping[str, type]] = {
-    "retry": Retry,
-    "breaker": Breaker,
-    "timeout": Timeout,
-    "bulkhead": Bulkhead,
-    "rate_limit": RateLimit,
-}
+_POLICIES: Final[Mapping[str, type]] = {key: kind for key, (kind, _) in POLICY_TYPES.items()}
 #: Every key a [defaults] or [dependencies.<name>] table may hold, in register()'s order.
 _KEYS: Final = (*_POLICIES, "critical")
 _ROOT_KEYS: Final = ("defaults", "dependencies")

@@ -8,8 +8,6 @@ queued calls and cuts off running ones with ``SupervisorClosed``.
 
 from __future__ import annotations
 
-import enum
-import inspect
 import os
 import random
 from collections import deque
@@ -19,11 +17,9 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Concatenate,
-    Final,
     Generic,
     ParamSpec,
     TypeVar,
-    cast,
     final,
     overload,
 )
@@ -38,14 +34,13 @@ from policies import (
     ErrorFilter,
     ErrorKind,
     ErrorSpec,
-    RateLimit,
     Retry,
     State,
     Timeout,
     Transition,
 )
 
-from ._actor import Actor, _callable_kind
+from ._actor import Actor
 from ._config import Config, load_config
 from ._errors import SupervisorClosed, UnknownDependency
 from ._events import Event, EventHub, EventStream
@@ -56,6 +51,14 @@ from ._runtime import (
     SharedState,
     backend_clock,
     current_backend,
+)
+from ._spec import (
+    UNSET,
+    RateLimits,
+    Unset,
+    check_fallback,
+    check_policy,
+    given_or_configured,
 )
 from ._status import DependencyStatus, Health, HealthStatus
 
@@ -103,26 +106,6 @@ class Dependency(Generic[P, R]):
         return f"<Dependency {self.name!r}>"
 
 
-class _Unset(enum.Enum):
-    """``register()``'s "argument not given": the configuration decides (None would not)."""
-
-    UNSET = enum.auto()
-
-
-_UNSET: Final = _Unset.UNSET
-_T = TypeVar("_T")
-
-
-def _given_or_configured(
-    value: _T | _Unset, configured: Mapping[str, object], key: str, default: _T
-) -> _T:
-    """An argument given to ``register()`` wins; else the configuration's, else *default*."""
-    if not isinstance(value, _Unset):
-        return value
-    # load_config built these from the policy classes themselves; register() still checks.
-    return cast("_T", configured.get(key, default))
-
-
 @final
 class _Protect:
     """What ``@supervisor.protect(...)`` returns: registers the function it decorates."""
@@ -148,102 +131,6 @@ class _Protect:
                 msg = f'cannot name {fn!r}: pass one, @supervisor.protect("name")'
                 raise TypeError(msg)
         return self._supervisor.register(name, fn, **self._policies)
-
-
-RateLimits = RateLimit | Iterable[RateLimit] | None
-
-
-def _rate_limits(value: object) -> tuple[RateLimit, ...]:
-    """``rate_limit=``: one :class:`RateLimit`, a sequence of them (RPM and TPM), or None."""
-    if value is None:
-        return ()
-    if isinstance(value, RateLimit):
-        return (value,)
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        msg = (
-            "'rate_limit' must be a policies.RateLimit, a sequence of them, or None,"
-            f" got {value!r} of type {type(value).__name__}"
-        )
-        raise TypeError(msg)
-    limits = tuple(value)
-    for i, limit in enumerate(limits):
-        if not isinstance(limit, RateLimit):
-            msg = (
-                f"'rate_limit[{i}]' must be a policies.RateLimit, got {limit!r} of type"
-                f" {type(limit).__name__}"
-            )
-            raise TypeError(msg)
-    return limits
-
-
-def _check_type(name: str, value: object, kind: type, label: str) -> None:
-    if value is not None and not isinstance(value, kind):
-        msg = f"{name!r} must be a {label} or None, got {value!r} of type {type(value).__name__}"
-        raise TypeError(msg)
-
-
-_POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-_VARIADIC: Final = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-
-
-def _check_fallback(fn: Callable[..., Any], fallback: object) -> None:
-    """
-    The one check of a fallback, for ``register()`` and ``reconfigure()`` alike: *fallback*
-    for the dependency whose registered function is *fn* (``None``: no fallback, accepted).
-
-    It must be callable, and not (wrap) a sync generator function: its items would be
-    produced outside every policy, and the generator returned un-run. An async generator
-    function is allowed, as a stream's fallback: register cannot tell a stream from a call
-    when *fn* returns an async iterable (openai's ``create(stream=True)``).
-
-    It is called as ``fallback(error, *args, **kwargs)`` with the call's own arguments.
-    Where both signatures can be read, check that it takes the error and both the fewest and
-    the most arguments *fn* takes (positional ones by position, keyword-only ones by name):
-    a wrong fallback fails here, not at the moment it is needed, as a TypeError in place of
-    every answer.
-
-    Raises:
-        TypeError: naming the fallback (and *fn*) and the rule broken.
-    """
-    if fallback is None:
-        return
-    if not callable(fallback):
-        msg = f"'fallback' must be callable or None, got {fallback!r}"
-        raise TypeError(msg)
-    _callable_kind(fallback, "fallback")
-    try:
-        fn_signature = inspect.signature(fn)
-        fallback_signature = inspect.signature(fallback)
-    except (TypeError, ValueError):  # a builtin or a C callable: nothing to read
-        return
-    parameters = fn_signature.parameters.values()
-    if any(p.kind in _VARIADIC for p in parameters):
-        return  # fn(*args, **kwargs) says nothing of the calls made (often a wrapper's)
-    fewest: tuple[list[None], dict[str, None]] = ([], {})
-    most: tuple[list[None], dict[str, None]] = ([], {})
-    for parameter in parameters:
-        required = parameter.default is inspect.Parameter.empty
-        if parameter.kind in _POSITIONAL:
-            most[0].append(None)
-            if required:
-                fewest[0].append(None)
-        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY:
-            most[1][parameter.name] = None
-            if required:
-                fewest[1][parameter.name] = None
-    for args, kwargs in (fewest, most):
-        try:
-            fallback_signature.bind(None, *args, **kwargs)
-        except TypeError as exc:
-            msg = (
-                f"'fallback' {_name(fallback)}{fallback_signature} cannot be called as"
-                f" fallback(error, *args, **kwargs) for 'fn' {_name(fn)}{fn_signature}: {exc}"
-            )
-            raise TypeError(msg) from None
-
-
-def _name(fn: object) -> str:
-    return str(getattr(fn, "__qualname__", type(fn).__qualname__))
 
 
 @final
@@ -353,15 +240,15 @@ class Supervisor:
         name: str,
         fn: Callable[..., Any],
         *,
-        retry: Retry | _Unset | None = _UNSET,
-        breaker: Breaker | _Unset | None = _UNSET,
-        timeout: Timeout | _Unset | None = _UNSET,
-        bulkhead: Bulkhead | _Unset | None = _UNSET,
+        retry: Retry | Unset | None = UNSET,
+        breaker: Breaker | Unset | None = UNSET,
+        timeout: Timeout | Unset | None = UNSET,
+        bulkhead: Bulkhead | Unset | None = UNSET,
         fallback: Callable[..., Any] | None = None,
-        critical: bool | _Unset = _UNSET,
+        critical: bool | Unset = UNSET,
         fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
-        rate_limit: RateLimits | _Unset = _UNSET,
+        rate_limit: RateLimits | Unset = UNSET,
     ) -> Dependency[Any, Any]:
         """
         Protect *fn* under *name*. Every policy is optional; with none, calls pass straight
@@ -423,20 +310,25 @@ class Supervisor:
             msg = f"'fn' must be callable, got {fn!r} of type {type(fn).__name__}"
             raise TypeError(msg)
         configured = {} if self._config is None else self._config.policies_for(name)
-        retry = _given_or_configured(retry, configured, "retry", None)
-        breaker = _given_or_configured(breaker, configured, "breaker", None)
-        timeout = _given_or_configured(timeout, configured, "timeout", None)
-        bulkhead = _given_or_configured(bulkhead, configured, "bulkhead", None)
-        critical = _given_or_configured(critical, configured, "critical", False)
-        limits = _rate_limits(_given_or_configured(rate_limit, configured, "rate_limit", None))
+        retry = given_or_configured(retry, configured, "retry", None)
+        breaker = given_or_configured(breaker, configured, "breaker", None)
+        timeout = given_or_configured(timeout, configured, "timeout", None)
+        bulkhead = given_or_configured(bulkhead, configured, "bulkhead", None)
+        critical = given_or_configured(critical, configured, "critical", False)
+        limits = check_policy(
+            "rate_limit", given_or_configured(rate_limit, configured, "rate_limit", None)
+        )
         fallback_filter = ErrorFilter.of(fallback_on, name="fallback_on")
         if classifier is not None and not callable(classifier):
             msg = f"'classifier' must be callable or None, got {classifier!r}"
             raise TypeError(msg)
-        _check_type("retry", retry, Retry, "policies.Retry")
-        _check_type("breaker", breaker, Breaker, "policies.Breaker")
-        _check_type("timeout", timeout, Timeout, "policies.Timeout")
-        _check_type("bulkhead", bulkhead, Bulkhead, "policies.Bulkhead")
+        for key, value in (
+            ("retry", retry),
+            ("breaker", breaker),
+            ("timeout", timeout),
+            ("bulkhead", bulkhead),
+        ):
+            check_policy(key, value)
         if not isinstance(critical, bool):
             msg = f"'critical' must be a bool, got {critical!r}"
             raise TypeError(msg)
@@ -455,7 +347,7 @@ class Supervisor:
             classifier=classifier,
             rate_limit=limits,
         )  # rejects a generator fn first: a clearer error than the fallback's arity
-        _check_fallback(fn, fallback)
+        check_fallback(fn, fallback)
         self._actors[name] = actor
         self._registered[name] = fn
         if self._phase == _RUNNING:
@@ -466,15 +358,15 @@ class Supervisor:
         self,
         name: str | None = None,
         *,
-        retry: Retry | _Unset | None = _UNSET,
-        breaker: Breaker | _Unset | None = _UNSET,
-        timeout: Timeout | _Unset | None = _UNSET,
-        bulkhead: Bulkhead | _Unset | None = _UNSET,
+        retry: Retry | Unset | None = UNSET,
+        breaker: Breaker | Unset | None = UNSET,
+        timeout: Timeout | Unset | None = UNSET,
+        bulkhead: Bulkhead | Unset | None = UNSET,
         fallback: Callable[..., Any] | None = None,
-        critical: bool | _Unset = _UNSET,
+        critical: bool | Unset = UNSET,
         fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
-        rate_limit: RateLimits | _Unset = _UNSET,
+        rate_limit: RateLimits | Unset = UNSET,
     ) -> _Protect:
         """
         Register the decorated function, as :meth:`register` would, and return its typed
@@ -732,13 +624,13 @@ class Supervisor:
         self,
         name: str,
         *,
-        retry: Retry | _Unset | None = _UNSET,
-        breaker: Breaker | _Unset | None = _UNSET,
-        timeout: Timeout | _Unset | None = _UNSET,  # noqa: ASYNC109  # the policy, not a deadline
-        bulkhead: Bulkhead | _Unset | None = _UNSET,
-        fallback: Callable[..., Any] | _Unset | None = _UNSET,
-        fallback_on: ErrorSpec | _Unset = _UNSET,
-        rate_limit: RateLimits | _Unset = _UNSET,
+        retry: Retry | Unset | None = UNSET,
+        breaker: Breaker | Unset | None = UNSET,
+        timeout: Timeout | Unset | None = UNSET,  # noqa: ASYNC109  # the policy, not a deadline
+        bulkhead: Bulkhead | Unset | None = UNSET,
+        fallback: Callable[..., Any] | Unset | None = UNSET,
+        fallback_on: ErrorSpec | Unset = UNSET,
+        rate_limit: RateLimits | Unset = UNSET,
     ) -> None:
         """
         Swap *name*'s policies while it runs; what is not given stays. The actor handles it
@@ -759,22 +651,21 @@ class Supervisor:
         """
         actor = self._actor(name)
         changes: dict[str, Any] = {}
-        for key, value, kind, label in (
-            ("retry", retry, Retry, "policies.Retry"),
-            ("breaker", breaker, Breaker, "policies.Breaker"),
-            ("timeout", timeout, Timeout, "policies.Timeout"),
-            ("bulkhead", bulkhead, Bulkhead, "policies.Bulkhead"),
+        for key, value in (
+            ("retry", retry),
+            ("breaker", breaker),
+            ("timeout", timeout),
+            ("bulkhead", bulkhead),
         ):
-            if not isinstance(value, _Unset):
-                _check_type(key, value, kind, label)
-                changes[key] = value
-        if not isinstance(fallback, _Unset):
-            _check_fallback(self._registered[name], fallback)
+            if not isinstance(value, Unset):
+                changes[key] = check_policy(key, value)
+        if not isinstance(fallback, Unset):
+            check_fallback(self._registered[name], fallback)
             changes["fallback"] = fallback
-        if not isinstance(fallback_on, _Unset):
+        if not isinstance(fallback_on, Unset):
             changes["fallback_on"] = ErrorFilter.of(fallback_on, name="fallback_on")
-        if not isinstance(rate_limit, _Unset):
-            changes["rate_limit"] = _rate_limits(rate_limit)
+        if not isinstance(rate_limit, Unset):
+            changes["rate_limit"] = check_policy("rate_limit", rate_limit)
         await actor.reconfigure(changes)
 
     def _actor(self, name: str) -> Actor:

@@ -79,7 +79,8 @@ def test_kinds_become_error_kinds() -> None:
     config = load_config(EXAMPLE, env={})
 
     llm = config.policies_for("llm")
-    assert Retry(retry_on=(ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED)).retry_on == (
+    kinds = (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED, ErrorKind.UNKNOWN)
+    assert Retry(retry_on=kinds).retry_on == (
         llm["retry"].retry_on  # type: ignore[attr-defined]
     )
     assert Breaker(record=(ErrorKind.TRANSIENT,)).record == llm["breaker"].record  # type: ignore[attr-defined]

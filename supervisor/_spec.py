@@ -1,0 +1,253 @@
+"""
+What registering a dependency means, decided once: how to run its function, and the checks
+every policy argument passes, the same for ``register``, ``protect``, ``reconfigure`` and the
+configuration file (:data:`POLICY_TYPES` is the one table of the policy classes).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Final, TypeVar, cast
+
+from policies import Breaker, Bulkhead, RateLimit, Retry, Timeout
+
+__all__ = (
+    "POLICY_TYPES",
+    "SYNC_THREADS",
+    "RateLimits",
+    "Unset",
+    "UNSET",
+    "awaiting",
+    "callable_kind",
+    "check_fallback",
+    "check_policy",
+    "check_type",
+    "given_or_configured",
+    "rate_limits",
+)
+
+#: Calls a sync callable registered without a bulkhead runs at once, each in a worker thread
+#: of its own limiter (anyio's default size); further calls wait in its queue.
+SYNC_THREADS: Final = 40
+
+#: The policy arguments that take one policy object (or ``None``), with the class and the
+#: name an error gives it: ``register``, ``reconfigure`` and the configuration file read it.
+POLICY_TYPES: Final[Mapping[str, tuple[type, str]]] = {
+    "retry": (Retry, "policies.Retry"),
+    "breaker": (Breaker, "policies.Breaker"),
+    "timeout": (Timeout, "policies.Timeout"),
+    "bulkhead": (Bulkhead, "policies.Bulkhead"),
+    "rate_limit": (RateLimit, "policies.RateLimit"),
+}
+
+
+# What calling a registered callable gives (see callable_kind).
+KIND_SYNC: Final = 0  # a value: run it in a worker thread
+KIND_ASYNC: Final = 1  # a coroutine: await it on the loop
+KIND_WRAPS_ASYNC: Final = 2  # a plain def over an async function: call it on the loop, await
+KIND_ASYNC_GEN: Final = 3  # an async generator function: only supervisor.stream() can run it
+
+#: Links followed before giving up on a chain (a Mock grows a new __wrapped__ per access).
+_MAX_UNWRAP: Final = 100
+
+
+def callable_kind(fn: object, argument: str) -> int:
+    """
+    How to run *fn*, decided once at ``register``: follow partials (nested), bound methods,
+    ``__wrapped__`` chains (``functools.wraps``) and an object's ``__call__`` down to the
+    function that runs (issue #9 item 2; ``inspect.iscoroutinefunction`` alone misses a
+    partial of a bound method, an async ``__call__`` and every ``wraps`` decorator).
+
+    An ``async def`` reached without crossing ``__wrapped__`` is :data:`KIND_ASYNC`. One reached
+    only through ``__wrapped__`` is :data:`KIND_WRAPS_ASYNC`: the outer layer is a plain
+    ``def`` (the openai and anthropic SDKs' methods are), which almost always returns the
+    coroutine, but may be a sync facade; its result is awaited when it is awaitable.
+
+    An async generator function (also behind the same layers) is :data:`KIND_ASYNC_GEN`: its
+    calls go through ``supervisor.stream()``, which holds a slot for the stream's life.
+
+    Raises:
+        TypeError: *fn* is, or wraps, a (sync) generator function: its calls would return an
+            iterator that runs outside every policy.
+    """
+    current = fn
+    crossed_wrapped = False
+    for _ in range(_MAX_UNWRAP):
+        if inspect.isasyncgenfunction(current):
+            return KIND_ASYNC_GEN
+        if inspect.isgeneratorfunction(current):
+            name = getattr(fn, "__qualname__", type(fn).__qualname__)
+            msg = (
+                f"{argument!r} ({name}) is or wraps a generator function: its items would be"
+                " produced outside every policy; register an async generator function (and"
+                " call it with supervisor.stream()) or a function returning the whole result"
+            )
+            raise TypeError(msg)
+        if inspect.iscoroutinefunction(current):
+            return KIND_WRAPS_ASYNC if crossed_wrapped else KIND_ASYNC
+        if isinstance(current, functools.partial):
+            current = current.func
+        elif inspect.ismethod(current):
+            current = current.__func__
+        elif inspect.isclass(current):
+            return KIND_SYNC  # calling a class builds an instance
+        else:
+            try:
+                wrapped = getattr(current, "__wrapped__", None)
+            except Exception:  # a proxy whose __getattr__ raises: nothing to follow
+                wrapped = None
+            if wrapped is not None and callable(wrapped):
+                current = wrapped
+                crossed_wrapped = True
+            elif inspect.isfunction(current) or inspect.isbuiltin(current):
+                return KIND_SYNC
+            else:  # an object: what runs is its __call__
+                call = getattr(type(current), "__call__", None)  # noqa: B004
+                if call is None or call is current or inspect.ismethoddescriptor(call):
+                    return KIND_SYNC  # a C-level __call__ (builtins, slot wrappers)
+                current = call
+    return KIND_SYNC  # pragma: no cover  # a chain longer than _MAX_UNWRAP: run it in a thread
+
+
+def awaiting(fn: Callable[..., object]) -> Callable[..., Coroutine[Any, Any, object]]:
+    """*fn* as an ``async def`` that awaits its result when the result is awaitable."""
+
+    async def call(*args: object, **kwargs: object) -> object:
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return call
+
+
+class Unset(enum.Enum):
+    """``register()``'s "argument not given": the configuration decides (None would not)."""
+
+    UNSET = enum.auto()
+
+
+UNSET: Final = Unset.UNSET
+_T = TypeVar("_T")
+
+
+def given_or_configured(
+    value: _T | Unset, configured: Mapping[str, object], key: str, default: _T
+) -> _T:
+    """An argument given to ``register()`` wins; else the configuration's, else *default*."""
+    if not isinstance(value, Unset):
+        return value
+    # load_config built these from the policy classes themselves; register() still checks.
+    return cast("_T", configured.get(key, default))
+
+
+RateLimits = RateLimit | Iterable[RateLimit] | None
+
+
+def rate_limits(value: object) -> tuple[RateLimit, ...]:
+    """``rate_limit=``: one :class:`RateLimit`, a sequence of them (RPM and TPM), or None."""
+    if value is None:
+        return ()
+    if isinstance(value, RateLimit):
+        return (value,)
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        msg = (
+            "'rate_limit' must be a policies.RateLimit, a sequence of them, or None,"
+            f" got {value!r} of type {type(value).__name__}"
+        )
+        raise TypeError(msg)
+    limits = tuple(value)
+    for i, limit in enumerate(limits):
+        if not isinstance(limit, RateLimit):
+            msg = (
+                f"'rate_limit[{i}]' must be a policies.RateLimit, got {limit!r} of type"
+                f" {type(limit).__name__}"
+            )
+            raise TypeError(msg)
+    return limits
+
+
+def check_policy(key: str, value: object) -> Any:
+    """
+    *value* for the policy argument *key* (a :data:`POLICY_TYPES` key), checked, the same for
+    ``register`` and ``reconfigure``: ``None`` or an instance of its class; ``rate_limit``
+    also takes a sequence and comes back as a tuple.
+    """
+    if key == "rate_limit":
+        return rate_limits(value)
+    kind, label = POLICY_TYPES[key]
+    check_type(key, value, kind, label)
+    return value
+
+
+def check_type(name: str, value: object, kind: type, label: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        msg = f"{name!r} must be a {label} or None, got {value!r} of type {type(value).__name__}"
+        raise TypeError(msg)
+
+
+_POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_VARIADIC: Final = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def check_fallback(fn: Callable[..., Any], fallback: object) -> None:
+    """
+    The one check of a fallback, for ``register()`` and ``reconfigure()`` alike: *fallback*
+    for the dependency whose registered function is *fn* (``None``: no fallback, accepted).
+
+    It must be callable, and not (wrap) a sync generator function: its items would be
+    produced outside every policy, and the generator returned un-run. An async generator
+    function is allowed, as a stream's fallback: register cannot tell a stream from a call
+    when *fn* returns an async iterable (openai's ``create(stream=True)``).
+
+    It is called as ``fallback(error, *args, **kwargs)`` with the call's own arguments.
+    Where both signatures can be read, check that it takes the error and both the fewest and
+    the most arguments *fn* takes (positional ones by position, keyword-only ones by name):
+    a wrong fallback fails here, not at the moment it is needed, as a TypeError in place of
+    every answer.
+
+    Raises:
+        TypeError: naming the fallback (and *fn*) and the rule broken.
+    """
+    if fallback is None:
+        return
+    if not callable(fallback):
+        msg = f"'fallback' must be callable or None, got {fallback!r}"
+        raise TypeError(msg)
+    callable_kind(fallback, "fallback")
+    try:
+        fn_signature = inspect.signature(fn)
+        fallback_signature = inspect.signature(fallback)
+    except (TypeError, ValueError):  # a builtin or a C callable: nothing to read
+        return
+    parameters = fn_signature.parameters.values()
+    if any(p.kind in _VARIADIC for p in parameters):
+        return  # fn(*args, **kwargs) says nothing of the calls made (often a wrapper's)
+    fewest: tuple[list[None], dict[str, None]] = ([], {})
+    most: tuple[list[None], dict[str, None]] = ([], {})
+    for parameter in parameters:
+        required = parameter.default is inspect.Parameter.empty
+        if parameter.kind in _POSITIONAL:
+            most[0].append(None)
+            if required:
+                fewest[0].append(None)
+        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            most[1][parameter.name] = None
+            if required:
+                fewest[1][parameter.name] = None
+    for args, kwargs in (fewest, most):
+        try:
+            fallback_signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            msg = (
+                f"'fallback' {_name(fallback)}{fallback_signature} cannot be called as"
+                f" fallback(error, *args, **kwargs) for 'fn' {_name(fn)}{fn_signature}: {exc}"
+            )
+            raise TypeError(msg) from None
+
+
+def _name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", type(fn).__qualname__))
