@@ -17,6 +17,19 @@ dependency nobody watches pays nothing on its hot path.
   has a bounded buffer; a subscriber that does not keep up loses its *oldest* events and the
   next one it reads carries ``dropped=n``. Publishing never waits for a reader.
 
+Publishing costs each subscriber that wants the event's kind an append to its buffer (a
+``deque`` with ``maxlen``, which loses the oldest by itself), one more to its lost count when
+the buffer was full, and a wake when it waits: no event is built or copied, however many
+subscribers there are or however far behind they are. A subscriber's lost count goes onto the
+event it reads next (``attrs.evolve``, in the reader's task). That figure is exact: events are
+only ever lost from the front of a buffer, so the ones lost since the last read are exactly
+those between it and the buffer's front. Subscribers of other kinds are not visited at all:
+the hub keeps, per kind, the tuple of subscribers to visit, rebuilt when one comes or goes
+(rare), so a publish iterates a tuple nothing can change under it.
+
+The hub holds each subscriber's :class:`_Inbox`, not its :class:`EventStream`: a stream nobody
+holds any more is freed, and hands its inbox back to the hub as it goes.
+
 Times: ``at`` is the supervisor's loop clock (what deadlines and ``status()`` use; a mock clock
 in tests), ``wall`` is ``time.time()`` for display.
 """
@@ -25,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -235,6 +247,31 @@ def _kinds(kinds: Iterable[str | type[Event]] | None) -> frozenset[str] | None:
 
 
 @final
+class _Inbox:
+    """
+    What the hub holds for one subscriber: its buffer, the events lost since its last read,
+    the reader's wakeup while it waits, whether it has ended.
+    """
+
+    __slots__ = ("buffer", "closed", "dropped", "kinds", "size", "subscribed", "wakeup")
+
+    def __init__(self, kinds: frozenset[str] | None, size: int) -> None:
+        self.kinds = kinds
+        self.size = size
+        self.buffer: deque[Event] = deque(maxlen=size)
+        self.dropped = 0
+        self.wakeup: anyio.Event | None = None
+        self.closed = False
+        self.subscribed = False
+
+    def end(self) -> None:
+        self.closed = True
+        wakeup, self.wakeup = self.wakeup, None
+        if wakeup is not None:
+            wakeup.set()
+
+
+@final
 class EventStream:
     """
     One subscriber's events: ``async for event in stream``. Also an async context manager
@@ -245,67 +282,45 @@ class EventStream:
     events have been read.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_buffer",
-        "_buffer_size",
-        "_closed",
-        "_hub",
-        "_kinds",
-        "_wakeup",
-    )
+    __slots__ = ("__weakref__", "_hub", "_inbox")
 
-    def __init__(self, hub: EventHub, kinds: frozenset[str] | None, buffer: int) -> None:
+    def __init__(self, hub: EventHub, inbox: _Inbox) -> None:
         self._hub: EventHub | None = hub
-        self._kinds = kinds
-        self._buffer: deque[Event] = deque()
-        self._buffer_size = buffer
-        self._closed = False
-        self._wakeup: anyio.Event | None = None
+        self._inbox = inbox
 
-    def _push(self, event: Event) -> None:
-        """Called by the hub, in the publisher's task: never waits."""
-        if self._kinds is not None and event.kind not in self._kinds:
-            return
-        buffer = self._buffer
-        if len(buffer) >= self._buffer_size:
-            # Lose the oldest; the lost count rides on the next event to be read.
-            lost = buffer.popleft()
-            dropped = 1 + lost.dropped
-            if buffer:
-                buffer[0] = attrs.evolve(buffer[0], dropped=buffer[0].dropped + dropped)
-            else:
-                event = attrs.evolve(event, dropped=event.dropped + dropped)
-        buffer.append(event)
-        self._wake()
-
-    def _end(self) -> None:
-        self._closed = True
-        self._hub = None
-        self._wake()
-
-    def _wake(self) -> None:
-        wakeup, self._wakeup = self._wakeup, None
-        if wakeup is not None:
-            wakeup.set()
+    def __del__(self) -> None:
+        # Freed without aclose(): give the hub's place back (the hub never holds the stream).
+        # This can run in any thread (the cyclic GC runs wherever it is triggered, a worker
+        # thread included), so it only appends, atomically; the hub unsubscribes the inbox on
+        # its own thread, at its next publish, subscribe or count.
+        hub = getattr(self, "_hub", None)
+        if hub is not None:
+            hub._orphans.append(self._inbox)
 
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Event:
-        while not self._buffer:
-            if self._closed:
+        inbox = self._inbox
+        buffer = inbox.buffer
+        while not buffer:
+            if inbox.closed:
                 raise StopAsyncIteration
-            wakeup = self._wakeup = anyio.Event()
+            wakeup = inbox.wakeup = anyio.Event()
             await wakeup.wait()
-        return self._buffer.popleft()
+        event = buffer.popleft()
+        if inbox.dropped:
+            # The events lost since the last read were the ones just before this one.
+            event = attrs.evolve(event, dropped=event.dropped + inbox.dropped)
+            inbox.dropped = 0
+        return event
 
     async def aclose(self) -> None:
         """Unsubscribe; the stream ends after what it has buffered."""
-        hub = self._hub
+        hub, self._hub = self._hub, None
         if hub is not None:
-            hub._unsubscribe(self)
-        self._end()
+            hub._unsubscribe(self._inbox)
+        self._inbox.end()
         await anyio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> EventStream:
@@ -322,7 +337,15 @@ class EventStream:
     @property
     def pending(self) -> int:
         """Events buffered and not read yet."""
-        return len(self._buffer)
+        return len(self._inbox.buffer)
+
+
+def _without(inboxes: tuple[_Inbox, ...], inbox: _Inbox) -> tuple[_Inbox, ...]:
+    try:
+        index = inboxes.index(inbox)
+    except ValueError:
+        return inboxes
+    return inboxes[:index] + inboxes[index + 1 :]
 
 
 @final
@@ -332,19 +355,35 @@ class EventHub:
     everything runs in the event-loop thread.
     """
 
-    __slots__ = ("_closed", "_listeners", "_streams")
+    __slots__ = ("_closed", "_inboxes", "_listeners", "_orphans", "_targets", "_unfiltered")
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[Event], None]] = [LogListener()]
-        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        #: every subscriber, in the order they came
+        self._inboxes: tuple[_Inbox, ...] = ()
+        #: kind -> the subscribers that want it (those with no filter included)
+        self._targets: dict[str, tuple[_Inbox, ...]] = dict.fromkeys(EVENT_TYPES, ())
+        #: the subscribers with no filter: they get events of any other kind too
+        self._unfiltered: tuple[_Inbox, ...] = ()
+        #: inboxes whose streams were freed, to unsubscribe on this thread
+        self._orphans: list[_Inbox] = []
         self._closed = False
 
     def publish(self, event: Event) -> None:
         for listener in self._listeners:
             listener(event)
-        if self._streams:
-            for stream in tuple(self._streams):
-                stream._push(event)
+        if self._orphans:
+            self._adopt()
+        # An append, a count when full, a wake when waiting: nothing here builds an event.
+        for inbox in self._targets.get(event.kind, self._unfiltered):
+            buffer = inbox.buffer
+            if len(buffer) == inbox.size:
+                inbox.dropped += 1  # the append below loses the oldest (maxlen)
+            buffer.append(event)
+            wakeup = inbox.wakeup
+            if wakeup is not None:
+                inbox.wakeup = None
+                wakeup.set()
 
     def subscribe(
         self, kinds: Iterable[str | type[Event]] | None = None, buffer: int = 1000
@@ -355,18 +394,40 @@ class EventHub:
         if buffer < 1:
             msg = f"'buffer' must be an int >= 1, got {buffer!r}"
             raise ValueError(msg)
-        stream = EventStream(self, _kinds(kinds), buffer)
+        inbox = _Inbox(_kinds(kinds), buffer)
+        if self._orphans:
+            self._adopt()
         if self._closed:
-            stream._end()
+            inbox.end()
         else:
-            self._streams.add(stream)
-        return stream
+            inbox.subscribed = True
+            self._inboxes += (inbox,)
+            targets = self._targets
+            for kind in targets if inbox.kinds is None else inbox.kinds:
+                targets[kind] += (inbox,)
+            if inbox.kinds is None:
+                self._unfiltered += (inbox,)
+        return EventStream(self, inbox)
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         self._listeners.append(listener)
 
-    def _unsubscribe(self, stream: EventStream) -> None:
-        self._streams.discard(stream)
+    def _adopt(self) -> None:
+        """Unsubscribe the inboxes of the streams freed since the last time."""
+        orphans = self._orphans
+        while orphans:
+            self._unsubscribe(orphans.pop())
+
+    def _unsubscribe(self, inbox: _Inbox) -> None:
+        if not inbox.subscribed:
+            return
+        inbox.subscribed = False
+        self._inboxes = _without(self._inboxes, inbox)
+        targets = self._targets
+        for kind in targets if inbox.kinds is None else inbox.kinds:
+            targets[kind] = _without(targets[kind], inbox)
+        if inbox.kinds is None:
+            self._unfiltered = _without(self._unfiltered, inbox)
 
     @property
     def subscribers(self) -> int:
@@ -375,14 +436,20 @@ class EventHub:
         stream is closed (``aclose()``, or leaving its ``async with``), freed, or the hub
         closes. Listeners (:meth:`add_listener`) are not counted.
         """
-        return len(self._streams)
+        if self._orphans:
+            self._adopt()
+        return len(self._inboxes)
 
     def close(self) -> None:
         """The supervisor left: every stream ends after its buffered events."""
         self._closed = True
-        for stream in tuple(self._streams):
-            stream._end()
-        self._streams.clear()
+        inboxes = self._inboxes
+        self._inboxes = self._unfiltered = ()
+        self._orphans.clear()
+        self._targets = dict.fromkeys(EVENT_TYPES, ())
+        for inbox in inboxes:
+            inbox.subscribed = False
+            inbox.end()
 
 
 @final

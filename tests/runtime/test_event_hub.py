@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
+import threading
+from typing import Any
 
 import anyio
+import attrs
 import pytest
 import structlog
 
 from supervisor._events import (
     BreakerTransition,
     CallRejected,
+    Event,
     EventHub,
+    EventStream,
     RetryScheduled,
 )
 
@@ -49,6 +55,87 @@ async def test_a_full_buffer_drops_the_oldest_and_the_next_event_says_how_many()
     with guard():
         got = [(event.attempt, event.dropped) async for event in stream]  # type: ignore[attr-defined]
     assert [(7, 7), (8, 0), (9, 0)] == got
+
+
+async def test_publishing_into_full_buffers_builds_no_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    A publish into full buffers appends and counts: no buffered event is rebuilt to carry
+    `dropped` (once per subscriber and event, it made idle subscribers cost every call). Each
+    reader builds one event, the one it reads after its gap.
+    """
+    hub = EventHub()
+    streams = [hub.subscribe(buffer=2) for _ in range(50)]
+    events = [retry(n) for n in range(10)]
+    built: list[RetryScheduled] = []
+    init = RetryScheduled.__init__
+
+    def counted(self: RetryScheduled, **fields: Any) -> None:
+        built.append(self)
+        init(self, **fields)
+
+    monkeypatch.setattr(RetryScheduled, "__init__", counted)
+    for event in events:
+        hub.publish(event)
+    built_by_publishing = len(built)
+    hub.close()
+    with guard():
+        got = [[event async for event in stream] for stream in streams]
+    assert 0 == built_by_publishing
+    assert 50 == len(built)
+    monkeypatch.undo()
+    for read in got:
+        assert [attrs.evolve(events[8], dropped=8), events[9]] == read
+        assert read[1] is events[9]  # delivered as published
+
+
+async def test_dropped_is_exact_under_any_mix_of_publishing_and_reading() -> None:
+    """
+    Whatever the interleaving, each event read says exactly how many of this subscriber's
+    events were lost between it and the one read before it (its kinds only): read + dropped
+    adds up to what was published to it.
+    """
+    rng = random.Random(20240611)
+    hub = EventHub()
+    streams: dict[EventStream, str | None] = {
+        hub.subscribe(buffer=1): None,
+        hub.subscribe(buffer=3): None,
+        hub.subscribe(buffer=7): None,
+        hub.subscribe(kinds=[CallRejected], buffer=2): "call_rejected",
+    }
+    sent: dict[EventStream, list[int]] = {stream: [] for stream in streams}
+    seen: dict[EventStream, list[tuple[int, int]]] = {stream: [] for stream in streams}
+
+    async def read(stream: EventStream, most: int) -> None:
+        for _ in range(min(most, stream.pending)):
+            event = await stream.__anext__()
+            seen[stream].append((int(event.at), event.dropped))
+
+    with guard():
+        for n in range(3000):
+            event: Event = retry(n)
+            if rng.random() < 0.4:
+                event = CallRejected(dependency="dep", at=float(n), wall=1e9, reason="paused")
+            hub.publish(event)
+            for stream, kind in streams.items():
+                if kind is None or kind == event.kind:
+                    sent[stream].append(n)
+                if rng.random() < 0.2:
+                    await read(stream, rng.randint(1, 4))
+        hub.close()
+        for stream in streams:
+            await read(stream, stream.pending)
+            assert 0 == stream.pending
+    for stream in streams:
+        position = {n: index for index, n in enumerate(sent[stream])}
+        previous = -1
+        for n, dropped in seen[stream]:
+            assert position[n] - previous - 1 == dropped
+            previous = position[n]
+        assert len(sent[stream]) == len(seen[stream]) + sum(d for _, d in seen[stream])
+        assert sent[stream][-1] == seen[stream][-1][0]  # the newest is never lost
+    assert all(any(d for _, d in seen[stream]) for stream in streams)  # drops did happen
 
 
 async def test_kinds_filter_by_class_or_name_and_unknown_kinds_are_refused() -> None:
@@ -107,6 +194,38 @@ async def test_a_stream_nobody_holds_is_unsubscribed() -> None:
         hub.subscribe()
     gc.collect()
     assert 0 == hub.subscribers
+
+
+async def test_a_stream_freed_in_a_worker_thread_is_unsubscribed_on_the_hubs_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    The cyclic GC frees a stream in whatever thread triggers it (a sync dependency's worker
+    thread too): the hub's subscriber tuples are only rebuilt on its own thread.
+    """
+    hub = EventHub()
+    kept = hub.subscribe()
+    threads: list[int] = []
+    unsubscribe = EventHub._unsubscribe
+
+    def recorded(self: EventHub, inbox: Any) -> None:
+        threads.append(threading.get_ident())
+        unsubscribe(self, inbox)
+
+    monkeypatch.setattr(EventHub, "_unsubscribe", recorded)
+    gc.disable()
+    try:
+        cycle: list[object] = [hub.subscribe(kinds=[RetryScheduled]) for _ in range(3)]
+        cycle.append(cycle)
+        del cycle
+        with guard():
+            await anyio.to_thread.run_sync(gc.collect)
+    finally:
+        gc.enable()
+    hub.publish(retry(1))
+    assert 1 == hub.subscribers
+    assert [threading.get_ident()] * 3 == threads
+    assert 1 == kept.pending
 
 
 async def test_subscribers_counts_the_open_streams_and_is_read_only() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import pytest
@@ -113,6 +114,36 @@ async def test_a_subscriber_that_never_reads_stays_bounded(sup: Supervisor) -> N
     assert 50 == fake.count
     assert [20, 0, 0, 0, 0] == [e.dropped for e in got]
     assert all(25 == r.pending for r in readers)
+
+
+async def test_idle_subscribers_add_no_event_to_a_retried_call(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A hundred subscribers whose buffers are full: each retried call builds its one event,
+    as with none (each full buffer used to rebuild its head event to carry `dropped`).
+    """
+    fake = Fake(*[ConnectionError("x")] * 20)
+    sup.register("dep", fake, retry=Retry(attempts=2, backoff=backoff.constant(0.0), budget=None))
+    idle = [sup.events(buffer=1) for _ in range(100)]
+    built: list[RetryScheduled] = []
+    init = RetryScheduled.__init__
+
+    def counted(self: RetryScheduled, **fields: Any) -> None:
+        built.append(self)
+        init(self, **fields)
+
+    monkeypatch.setattr(RetryScheduled, "__init__", counted)
+    with guard():
+        async with sup:
+            for _ in range(10):
+                with pytest.raises(ConnectionError):
+                    await sup.call("dep")
+            assert 10 == len(built)  # one retry each
+        monkeypatch.undo()
+        got = [[(e.attempt, e.dropped) async for e in stream] for stream in idle]  # type: ignore[attr-defined]
+    assert 20 == fake.count
+    assert all([(1, 9)] == events for events in got)
 
 
 async def test_leaving_the_loop_unsubscribes_and_the_supervisor_exit_ends_the_stream(
