@@ -21,12 +21,27 @@ route                        answer
 ``GET /events``              server-sent events: first a ``snapshot`` (``/status``'s JSON), then
                              one message per event, its ``kind`` as the SSE event name and its
                              ``to_dict()`` as data. ``?kinds=breaker_transition,call_rejected``
-                             filters (400 for an unknown kind)
+                             filters (400 for an unknown kind). At most ``max_event_clients``
+                             at once: past them, 503 with ``Retry-After`` and a short JSON body
 ===========================  ==================================================================
 
-Everything is read when a request comes: nothing runs on a dependency's call path. A client of
-``/events`` that goes away is unsubscribed at once (sse-starlette cancels the generator, whose
-``async with`` around the subscription ends it).
+Everything is read when a request comes: nothing runs on a dependency's call path. ``/events``
+is bounded on every side, so that watching cannot cost the calls watched:
+
+* each client has a subscription with a bounded buffer (``buffer``): one that falls behind
+  loses its oldest events (the next one it gets says ``dropped``), and publishing an event
+  costs each client an append and a wake, never a copy (see ``supervisor._events``);
+* at most ``max_event_clients`` clients at once (each event is written to every one of them,
+  on the loop the calls run on): the next is answered 503 at once, with ``Retry-After``;
+* each send to a client may take ``send_timeout`` seconds: a client that stopped reading
+  (its connection's buffers are full, so a send waits) is dropped after that, and the server
+  closes its connection (uvicorn logs "ASGI callable returned without completing response");
+* a client's subscription and its place among the ``max_event_clients`` are given back however
+  its response ends: the client went (``http.disconnect``), a send timed out, the request was
+  cancelled (the server stopping) or the supervisor left ``async with``.
+
+The frames sent for an event are encoded once, whatever the number of clients, and the events a
+client has buffered go out in one send.
 
 JSON has no infinity or NaN (``BreakerOpen.retry_after`` is ``inf`` for an isolated
 dependency): such numbers are sent as ``null``.
@@ -36,17 +51,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, final
+
+import structlog
 
 try:
     from sse_starlette import EventSourceResponse
+    from sse_starlette.sse import SendTimeoutError
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, Response
     from starlette.routing import Route
+    from starlette.types import Receive, Scope, Send
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     msg = (
         "supervisor.integrations.asgi needs starlette and sse-starlette: "
@@ -54,7 +74,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     )
     raise ImportError(msg) from error
 
-from supervisor import EventStream, HealthStatus, UnknownDependency
+from supervisor import Event, EventStream, HealthStatus, UnknownDependency
 
 if TYPE_CHECKING:
     from supervisor import Supervisor
@@ -63,6 +83,14 @@ __all__ = ("lifespan", "app")
 
 #: Seconds between SSE keep-alive comments (proxies close idle connections).
 PING = 15.0
+#: ``/events`` clients served at once, by default.
+MAX_EVENT_CLIENTS = 100
+#: Seconds one send to an ``/events`` client may take, by default, before it is dropped.
+SEND_TIMEOUT = 10.0
+#: ``Retry-After`` (seconds) of the 503 answered past ``max_event_clients``.
+RETRY_AFTER = 5
+
+_log = logging.getLogger("ringfence")
 
 
 def lifespan(
@@ -91,7 +119,14 @@ def lifespan(
     return run
 
 
-def app(supervisor: Supervisor, *, ping: float = PING, buffer: int = 1000) -> Starlette:
+def app(
+    supervisor: Supervisor,
+    *,
+    ping: float = PING,
+    buffer: int = 1000,
+    max_event_clients: int = MAX_EVENT_CLIENTS,
+    send_timeout: float = SEND_TIMEOUT,
+) -> Starlette:
     """
     The routes in this module's docstring, as a Starlette app to mount.
 
@@ -100,12 +135,24 @@ def app(supervisor: Supervisor, *, ping: float = PING, buffer: int = 1000) -> St
 
     Args:
         supervisor: the supervisor to show.
-        ping: seconds between keep-alive comments on ``/events``.
+        ping: seconds between keep-alive comments on ``/events`` (0: none).
         buffer: each ``/events`` client's event buffer (``supervisor.events(buffer=...)``).
+        max_event_clients: ``/events`` clients served at once; past them, 503 with
+            ``Retry-After``.
+        send_timeout: seconds one send to an ``/events`` client may take; a client that
+            stopped reading is dropped after that.
 
     Returns:
         A Starlette application.
+
+    Raises:
+        TypeError: an argument of the wrong type.
+        ValueError: an argument out of its range.
     """
+    _check_int("buffer", buffer)
+    _check_int("max_event_clients", max_event_clients)
+    _check_seconds("ping", ping, "seconds >= 0 (0: no keep-alive)", zero=True)
+    _check_seconds("send_timeout", send_timeout, "seconds > 0", zero=False)
     page = resources.files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
 
     async def dashboard(request: Request) -> Response:
@@ -133,40 +180,164 @@ def app(supervisor: Supervisor, *, ping: float = PING, buffer: int = 1000) -> St
             return _json(body, 404)
         return _json(supervisor.status(name).to_dict())
 
-    async def events(request: Request) -> Response:
-        raw = request.query_params.get("kinds")
-        kinds = [kind.strip() for kind in raw.split(",") if kind.strip()] if raw else None
-        try:
-            stream = supervisor.events(kinds=kinds, buffer=buffer)
-        except ValueError as error:
-            return _json({"error": str(error)}, 400)
-        return EventSourceResponse(_messages(supervisor, stream), ping=ping)
-
+    events = _Events(supervisor, ping, buffer, max_event_clients, float(send_timeout))
     return Starlette(
         routes=[
             Route("/", dashboard),
             Route("/health", health),
             Route("/status", status),
             Route("/status/{name:str}", one),
-            Route("/events", events),
+            Route("/events", events, methods=["GET"]),
         ]
     )
 
 
-async def _messages(supervisor: Supervisor, stream: EventStream) -> AsyncIterator[dict[str, str]]:
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"'{name}' must be an int >= 1, got {value!r}"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"'{name}' must be an int >= 1, got {value!r}"
+        raise ValueError(msg)
+
+
+def _check_seconds(name: str, value: object, rule: str, *, zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"'{name}' must be {rule}, got {value!r}"
+        raise TypeError(msg)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        msg = f"'{name}' must be {rule}, got {value!r}"
+        raise ValueError(msg)
+
+
+@final
+class _Events:
+    """
+    ``GET /events``, as a plain ASGI app (so that taking a client's place and giving it back
+    happen in one ``try``, around the whole response).
+    """
+
+    __slots__ = ("_buffer", "_clients", "_frames", "_limit", "_ping", "_send_timeout", "_sup")
+
+    def __init__(
+        self, supervisor: Supervisor, ping: float, buffer: int, limit: int, send_timeout: float
+    ) -> None:
+        self._sup = supervisor
+        self._ping = ping
+        self._buffer = buffer
+        self._limit = limit
+        self._send_timeout = send_timeout
+        self._clients = 0
+        self._frames = _Frames()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = Request(scope).query_params.get("kinds")
+        kinds = [kind.strip() for kind in raw.split(",") if kind.strip()] if raw else None
+        try:
+            stream = self._sup.events(kinds=kinds, buffer=self._buffer)
+        except ValueError as error:
+            await _json({"error": str(error)}, 400)(scope, receive, send)
+            return
+        async with stream:  # unsubscribed however this ends
+            if self._clients >= self._limit:
+                await self._busy(scope, receive, send)
+                return
+            self._clients += 1
+            try:
+                response = EventSourceResponse(
+                    _messages(self._sup, stream, self._frames),
+                    ping=self._ping,
+                    send_timeout=self._send_timeout,
+                )
+                await response(scope, receive, send)
+            except SendTimeoutError:
+                # The client stopped reading: drop it (the server closes the connection).
+                _dropped(self._send_timeout)
+            finally:
+                self._clients -= 1
+
+    async def _busy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {
+            "error": (
+                f"/events is serving its {self._limit} clients (max_event_clients); "
+                f"try again in {RETRY_AFTER} s"
+            ),
+            "max_event_clients": self._limit,
+        }
+        headers = {"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"}
+        await _json(body, 503, headers)(scope, receive, send)
+
+
+@final
+class _Frames:
+    """
+    The SSE frame of each recent event, encoded once for every client. Keyed by the event's
+    identity, each entry holding its event (so an id cannot be reused while it is kept); an
+    event that carries ``dropped`` is one client's own and is not kept.
+    """
+
+    __slots__ = ("_kept",)
+
+    #: events kept: more than one client is likely to lag behind
+    SIZE: Final = 64
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[Event, bytes]] = {}
+
+    def __call__(self, event: Event) -> bytes:
+        kept = self._kept.get(id(event))
+        if kept is not None and kept[0] is event:
+            return kept[1]
+        frame = _frame(event.kind, _dumps(event.to_dict()))
+        if not event.dropped:
+            if len(self._kept) >= self.SIZE:
+                del self._kept[next(iter(self._kept))]
+            self._kept[id(event)] = (event, frame)
+        return frame
+
+
+def _dropped(send_timeout: float) -> None:
+    """Say that an /events client was dropped, as ringfence's other lines are said."""
+    if structlog.is_configured():
+        structlog.get_logger("ringfence").warning(
+            "ringfence.events_client_dropped", send_timeout=send_timeout
+        )
+    else:
+        _log.warning("ringfence.events_client_dropped send_timeout=%r", send_timeout)
+
+
+def _frame(name: str, data: str) -> bytes:
+    """One SSE message (``data`` is JSON: one line)."""
+    return f"event: {name}\r\ndata: {data}\r\n\r\n".encode()
+
+
+async def _messages(
+    supervisor: Supervisor, stream: EventStream, frames: _Frames
+) -> AsyncIterator[bytes]:
     """The SSE messages of one client: the snapshot, then each event until either side ends."""
     async with stream:
-        yield {"event": "snapshot", "data": _dumps(_statuses(supervisor))}
+        yield _frame("snapshot", _dumps(_statuses(supervisor)))
         async for event in stream:
-            yield {"event": event.kind, "data": _dumps(event.to_dict())}
+            if not stream.pending:
+                yield frames(event)
+                continue
+            # Behind: what it has buffered goes out in one send.
+            batch = [frames(event)]
+            while stream.pending:
+                batch.append(frames(await anext(stream)))
+            yield b"".join(batch)
 
 
 def _statuses(supervisor: Supervisor) -> dict[str, object]:
     return {name: status.to_dict() for name, status in supervisor.status().items()}
 
 
-def _json(body: object, status_code: int = 200) -> Response:
-    return Response(_dumps(body), status_code=status_code, media_type="application/json")
+def _json(
+    body: object, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        _dumps(body), status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def _dumps(value: object) -> str:
