@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,6 +26,9 @@ INSTALL = (
 )
 #: Seconds the page gets to show a change (it polls every second and listens to /events).
 SHOWS_WITHIN = 5.0
+#: Seconds the page gets to open /events again once a slot is free (it tries again 2-4 s after
+#: a first refusal).
+RETRIES_WITHIN = 15.0
 
 
 def unavailable(why: str) -> NoReturn:
@@ -38,6 +42,12 @@ def unavailable(why: str) -> NoReturn:
 @pytest.fixture
 def browser(live: LiveServer, tmp_path: Path) -> Iterator[Any]:
     """Headless chromium with a fresh profile; quit before the server stops."""
+    with _browser(tmp_path) as driver:
+        yield driver
+
+
+@contextmanager
+def _browser(tmp_path: Path) -> Iterator[Any]:
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -80,10 +90,10 @@ def card_state(driver: Any, name: str) -> tuple[str | None, str]:
     return cards[0].get_attribute("data-state"), cards[0].find_element(By.CLASS_NAME, "state").text
 
 
-def wait_for(driver: Any, what: str, predicate: Any) -> None:
+def wait_for(driver: Any, what: str, predicate: Any, within: float = SHOWS_WITHIN) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, SHOWS_WITHIN, poll_frequency=0.05).until(
+    WebDriverWait(driver, within, poll_frequency=0.05).until(
         lambda d: predicate(d), message=f"the dashboard did not show {what}"
     )
 
@@ -131,3 +141,66 @@ def test_dashboard_shows_a_forced_open_breaker(
             By.CSS_SELECTOR, 'article[data-dependency="search"] .countdown'
         ).text
         assert re.fullmatch(r"probe in \d+\.\d s · open for \d+\.\d s", countdown), countdown
+
+
+def test_dashboard_retries_events_after_a_503(tmp_path: Path) -> None:
+    """
+    With /events full the page's stream is refused (503, which EventSource never retries on
+    its own): the page says so, tries again later, and is live once a slot frees.
+    """
+    from selenium.webdriver.common.by import By
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Mount, Route
+
+    from supervisor import Supervisor
+    from supervisor.integrations.asgi import app as ringfence_app
+    from supervisor.integrations.asgi import lifespan
+
+    supervisor = Supervisor()
+    supervisor.register("db", lambda key: key)
+
+    async def isolate(request: Request) -> Response:
+        await supervisor.isolate(request.path_params["name"])
+        return JSONResponse({"state": "isolated"})
+
+    web = Starlette(
+        lifespan=lifespan(supervisor),
+        routes=[
+            Route("/admin/isolate/{name}", isolate, methods=["POST"]),
+            Mount("/ringfence", ringfence_app(supervisor, max_event_clients=1)),
+        ],
+    )
+    web.state.supervisor = supervisor
+    server = LiveServer(web)
+    server.start()
+    try:
+        with (
+            httpx.Client(base_url=server.base, timeout=10.0) as client,
+            _browser(tmp_path) as browser,
+        ):
+            with client.stream("GET", "/ringfence/events") as holder:  # the only slot
+                assert 200 == holder.status_code
+                browser.get(server.base + "/ringfence/")
+                wait_for(browser, "db's card", lambda d: card_state(d, "db")[0] == "closed")
+                wait_for(
+                    browser,
+                    "the refused events stream",
+                    lambda d: "retrying" in d.find_element(By.ID, "conn").text,
+                )
+            # the slot frees once the server has seen the holder go; the page tries again
+            wait_for(
+                browser,
+                "the events stream live again",
+                lambda d: d.find_element(By.ID, "conn").text == "live",
+                within=RETRIES_WITHIN,
+            )
+            assert 200 == client.post("/admin/isolate/db").status_code
+            wait_for(
+                browser,
+                "the transition in the events log",
+                lambda d: "closed → isolated" in d.find_element(By.ID, "log").text,
+            )
+    finally:
+        server.stop()
