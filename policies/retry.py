@@ -19,6 +19,7 @@ out, which made retries blind to every client without a rule.
 
 from __future__ import annotations
 
+import enum
 import random
 from typing import Protocol, TypeVar, final, runtime_checkable
 
@@ -27,10 +28,22 @@ import attrs
 from . import backoff as _backoff
 from ._matchers import DEFAULT_RETRY_ON, ErrorFilter, ErrorSpec
 from ._validators import integer, number, seconds
-from .budget import Budget
+from .budget import Budget, RetryBudget
 from .classify import ErrorKind
 
-__all__ = ("Retry", "RetryPredicate", "ResultPredicate")
+__all__ = ("Retry", "RetryPredicate", "ResultPredicate", "Stop")
+
+
+@final
+class Stop(enum.Enum):
+    """Why :meth:`Retry.after_failure` or :meth:`Retry.after_result` says: no retry."""
+
+    #: not worth another attempt (``retry_on``, ``retry_on_result``), or none is left
+    FINAL = "final"
+    #: worth one, but the retry budget refused it (an outage must not multiply the load)
+    BUDGET = "budget"
+    #: worth one, but its backoff would end past the total deadline
+    DEADLINE = "deadline"
 
 
 @runtime_checkable
@@ -187,3 +200,72 @@ class Retry:
         elif exc is not None:
             wait = max(wait, _retry_after(exc, self.max_retry_after))
         return wait
+
+    def after_failure(
+        self,
+        exc: Exception,
+        kind: ErrorKind | None,
+        attempt: int,
+        rng: random.Random,
+        *,
+        now: float,
+        deadline: float | None = None,
+        budget: RetryBudget | None = None,
+        retry_after: float | None = None,
+    ) -> float | Stop:
+        """
+        The decision after attempt number *attempt* (1-based) failed with *exc*: the seconds
+        to wait before the next attempt, or why there is none. In order: an attempt must be
+        left and *exc* worth one (:data:`Stop.FINAL`); the *budget* must allow it (and then
+        counts it: :data:`Stop.BUDGET`); the backoff (:meth:`delay`, *retry_after* being the
+        hint the runtime read) must end before the *deadline* (:data:`Stop.DEADLINE`).
+
+        The runtime adds what needs its knowledge: ringfence's own rejections and errors it
+        knows are final are never retried; cancellation is never seen here.
+
+        Raises:
+            Exception: whatever a ``retry_on`` predicate raises, unchanged.
+        """
+        if attempt >= self.attempts or not self.retry_on(exc, kind):
+            return Stop.FINAL
+        return self._next(attempt, rng, exc, now, deadline, budget, retry_after)
+
+    def after_result(
+        self,
+        result: object,
+        attempt: int,
+        rng: random.Random,
+        *,
+        now: float,
+        deadline: float | None = None,
+        budget: RetryBudget | None = None,
+    ) -> float | Stop:
+        """
+        The decision after attempt *attempt* returned *result*: a delay when
+        ``retry_on_result`` wants it tried again (and the budget and the deadline allow), else
+        why not, as :meth:`after_failure` decides.
+
+        Raises:
+            Exception: whatever ``retry_on_result`` raises, unchanged.
+        """
+        predicate = self.retry_on_result
+        if predicate is None or attempt >= self.attempts or not predicate(result):
+            return Stop.FINAL
+        return self._next(attempt, rng, None, now, deadline, budget, None)
+
+    def _next(
+        self,
+        attempt: int,
+        rng: random.Random,
+        exc: BaseException | None,
+        now: float,
+        deadline: float | None,
+        budget: RetryBudget | None,
+        retry_after: float | None,
+    ) -> float | Stop:
+        if budget is not None and not budget.try_retry(now):
+            return Stop.BUDGET
+        delay = self.delay(attempt, rng, exc, retry_after=retry_after)
+        if deadline is not None and now + delay >= deadline:
+            return Stop.DEADLINE
+        return delay

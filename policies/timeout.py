@@ -16,6 +16,7 @@ first request to its end, retries and the caller's own time included.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import final
 
@@ -23,7 +24,7 @@ import attrs
 
 from ._validators import optional_number, optional_seconds
 
-__all__ = ("Timeout",)
+__all__ = ("Timeout", "limit_of")
 
 
 @final
@@ -89,3 +90,18 @@ class Timeout:
                     UserWarning,
                     stacklevel=3,
                 )
+
+
+def limit_of(now: float, limit: float | None, deadline: float | None) -> tuple[float, bool]:
+    """
+    When a wait that starts at *now* must end: after *limit* seconds (an attempt's timeout,
+    a stream's ``first_item`` or ``between_items``), or at the call's *deadline* when that
+    comes first or there is no *limit* (``inf`` with neither). Also whether it is the deadline
+    that ends it: that is the caller's budget, not the dependency's fault, and counts nothing.
+    """
+    if limit is None:
+        return (deadline if deadline is not None else math.inf), True
+    at = now + limit
+    if deadline is not None and deadline <= at:
+        return deadline, True
+    return at, False
