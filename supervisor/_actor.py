@@ -34,6 +34,7 @@ import os
 import random
 import sys
 import time
+import types
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, final
@@ -60,6 +61,7 @@ from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all
 from policies.rate_limit import _valid_cost as _valid_cost
+from policies.retry import Stop
 
 from ._errors import (
     AttemptTimeout,
@@ -82,7 +84,7 @@ from ._events import (
     RetryBudgetExhausted,
     RetryScheduled,
 )
-from ._runtime import LazyEvent, Runtime
+from ._runtime import LazyEvent, Paths, Runtime
 from ._spec import (
     KIND_ASYNC_GEN,
     KIND_SYNC,
@@ -292,7 +294,7 @@ class _ThreadJob:
         self.finished = True
         if self.abandoned:
             _discard(result)  # its caller is gone: nobody will await it
-            self.actor._release_slot()
+            self.actor.release_slot()
         elif inspect.isawaitable(result):
             self.pending = result
 
@@ -326,15 +328,15 @@ class Actor:
         self.name = name
         self.critical = critical
         kind = callable_kind(fn, "fn")
-        self._fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
+        self.fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
         self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
-        self._retry = retry
+        self.retry = retry
         self._breaker_config = breaker if breaker is not None else _NO_BREAKER
         self._attempt_timeout = timeout.attempt if timeout is not None else None
-        self._total = timeout.total if timeout is not None else None
-        self._timeout_policy = timeout  # first_item / between_items: read by _stream.py
+        self.total = timeout.total if timeout is not None else None
+        self.timeout_policy = timeout  # first_item / between_items: read by _stream.py
         self._bulkhead = bulkhead
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
         # The sync callable's own worker threads (made in start()). anyio's default limiter is
@@ -343,12 +345,12 @@ class Actor:
         # an abandoned thread keeps its slot until it ends (guarantee 14), so an admitted call
         # always finds a thread free, and waiting for a thread is never charged to its timeout.
         self._limiter: anyio.CapacityLimiter | None = None
-        self._fallback = fallback
+        self.fallback = fallback
         self._fallback_on = fallback_on if fallback_on is not None else _DEFAULT_FALLBACK_ON
         self._classify: Callable[[BaseException], ErrorKind] = (
             classifier if classifier is not None else classify
         )
-        self._budget = (
+        self.budget = (
             retry.budget.machine() if retry is not None and retry.budget is not None else None
         )
         self._slow_call = self._breaker_config.slow_call
@@ -373,12 +375,15 @@ class Actor:
         # What the actor decides (transitions, retries, rejections, crashes) goes out as
         # events; ringfence's log lines are one listener of them (_events.py).
         self._hub: EventHub | None = None
+        #: set when the supervisor leaves: every wait above the actor ends on it
+        self.closing = LazyEvent()
+        self._with_policies: _Entry = self._attempt_closed  # bound at start (_call.py)
 
         # -- state, owned by the actor ---------------------------------------------------------
-        self._accepting = False
+        self.accepting = False
         self._closed_reason = _NOT_STARTED
-        self._clock: Callable[[], float] = _no_clock
-        self._rng: random.Random = random.Random()
+        self.clock: Callable[[], float] = _no_clock
+        self.rng: random.Random = random.Random()
         # A placeholder until start(): status() reports a blank snapshot before that.
         self._machine: CircuitBreaker = self._breaker_config.machine(0.0, self._on_transition)
         self._started = False
@@ -390,7 +395,7 @@ class Actor:
         self._tasks: dict[asyncio.Task[Any], int] = {}
         self._cut_tasks: dict[asyncio.Task[Any], int] = {}
         self._timers: DeadlineHeap | None = None
-        self._attempt: _Entry = self._attempt_closed
+        self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
         # asyncio.current_task, split so the hot path calls a C function directly.
@@ -420,7 +425,11 @@ class Actor:
         self._slots = -1
         # (exception, kind) of the latest failure _failed classified: the retry loop, which
         # sees the same exception next with no await in between, reuses the kind.
-        self._last_failure: tuple[BaseException | None, ErrorKind] = (None, ErrorKind.UNKNOWN)
+        self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = (
+            None,
+            ErrorKind.UNKNOWN,
+            None,
+        )
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
         self._slow_calls = 0
         self._errors: dict[str, int] = {}
@@ -441,19 +450,21 @@ class Actor:
     # ==========================================================================================
     # Lifecycle (called by the supervisor)
 
-    def start(self, runtime: Runtime) -> None:
+    def start(self, runtime: Runtime, paths: Paths) -> None:
         """Attach to a running supervisor: a fresh closed breaker, accepting calls."""
         self._runtime = runtime
         self._hub = runtime.hub
-        clock = self._clock = runtime.clock
-        self._rng = runtime.rng
+        self.closing = runtime.closing
+        self._with_policies = types.MethodType(paths.with_policies, self)
+        clock = self.clock = runtime.clock
+        self.rng = runtime.rng
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
         self._started = True
         if runtime.backend == "trio":
             import trio  # the running backend, so already imported
 
             self._cancel_scope = trio.CancelScope
-            self._attempt = self._attempt_trio
+            self.attempt = self._attempt_trio
         else:
             loop = asyncio.get_running_loop()
             self._timers = DeadlineHeap(loop, self._cut)
@@ -462,11 +473,11 @@ class Actor:
             self._wake = _wake_future
             self._wait_on = _identity
             self._task_of = _current_task_getter()
-            self._attempt = self._attempt_asyncio
+            self.attempt = self._attempt_asyncio
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
         self._set_limiters()
-        self._accepting = True
+        self.accepting = True
         self._derive()
         self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
 
@@ -502,8 +513,8 @@ class Actor:
         Stop accepting calls: queued calls fail with ``SupervisorClosed``, running attempts
         are cut off (they raise ``SupervisorClosed`` in their callers), sleepers wake.
         """
-        self._closed_at = self._clock()
-        self._accepting = False
+        self._closed_at = self.clock()
+        self.accepting = False
         self._closed_reason = _SHUT_DOWN
         # A call coroutine created while running but first awaited now (`pending = llm(x)`
         # inside `async with`, `await pending` after it) was bound to the attempt path before
@@ -527,58 +538,7 @@ class Actor:
     # ==========================================================================================
     # The call path
 
-    async def call(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> object:
-        """Run one call through the dependency's policies. See ``Supervisor.call``."""
-        if self._simple:
-            return await self._attempt(args, kwargs, None)
-        return await self._call_with_policies(args, kwargs)
-
-    async def _call_with_policies(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], _deadline: Deadline | None = None
-    ) -> object:
-        """The retry loop, deadline and fallback around :meth:`_attempt`."""
-        retry = self._retry
-        now = self._clock()
-        # The call keeps the limits it starts with (a reconfigure applies to later calls).
-        total = self._total
-        deadline = Deadline.of(now, total) if total is not None else None
-        budget = self._budget
-        if budget is not None:
-            budget.on_call(now)
-        attempt = 0
-        last: Exception | None = None
-        while True:
-            attempt += 1
-            try:
-                result = await self._attempt(args, kwargs, deadline)
-            except Exception as exc:
-                error, fall_back, delay = self._after_failure(exc, attempt, deadline, last)
-                if error is not None:
-                    if fall_back:
-                        return await self._call_fallback(error, args, kwargs)
-                    if error is exc:
-                        raise
-                    raise error from exc
-                last = exc
-                await self._sleep_before_retry(delay)
-                continue
-            if (
-                retry is not None
-                and retry.retry_on_result is not None
-                and attempt < retry.attempts
-                and retry.retry_on_result(result)
-                and (budget is None or budget.try_retry(self._clock()))
-            ):
-                delay = retry.delay(attempt, self._rng)
-                if deadline is not None and self._clock() + delay >= deadline:
-                    return result
-                self._retries += 1
-                self._publish(RetryScheduled, attempt=attempt, delay=delay, error=None)
-                await self._sleep_before_retry(delay)
-                continue
-            return result
-
-    def _after_failure(
+    def after_failure(
         self,
         exc: Exception,
         attempt: int,
@@ -587,42 +547,54 @@ class Actor:
         never_retried: bool = False,
     ) -> tuple[Exception | None, bool, float]:
         """
-        The retry loop's decision after a failed attempt, for calls and streams alike:
-        ``(None, False, delay)`` to retry after *delay* (counted and published), else
-        ``(error, fall_back, 0.0)``: end with *error* (*exc* itself, or ``DeadlineExceeded``
-        when the backoff would end past the deadline), answered by the fallback when
-        *fall_back*. *last* is the previous attempt's error; *never_retried* marks an error
-        the caller knows is final.
+        The retry loop's handler after a failed attempt, for calls and streams alike
+        (``_call.with_policies``): ``(None, False, delay)`` to retry after *delay* (counted
+        and published), else ``(error, fall_back, 0.0)``: end with *error* (*exc* itself, or
+        ``DeadlineExceeded`` when the backoff would end past the deadline), answered by the
+        fallback when *fall_back*. The decision is ``policies.Retry.after_failure``'s; this
+        adds what only the runtime knows: ringfence's own rejections and errors the caller
+        knows are final (*never_retried*) are never retried. *last* is the previous
+        attempt's error.
         """
         if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
             exc.__cause__ = last  # a retry refused at admission: say what it retried
-        retry = self._retry
-        budget = self._budget
+        retry = self.retry
         kind = self._kind_of_last(exc)
-        final = (
-            retry is None
-            or never_retried
-            or attempt >= retry.attempts
-            or _all_of(exc, _NEVER_RETRIED)
-            or not retry.should_retry(exc, kind)
-        )
-        if not final and budget is not None and not budget.try_retry(self._clock()):
-            final = True  # a retry over budget is not made: no retry storm
-            self._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
-        if final:
-            if attempt > 1 or hasattr(exc, "__notes__"):
-                self._note_attempts(exc, attempt)
-            return exc, self._fallback is not None and self._may_fall_back(exc, kind), 0.0
-        assert retry is not None
-        hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
-        delay = retry.delay(attempt, self._rng, exc, retry_after=hint)
-        if deadline is not None and self._clock() + delay >= deadline:
+        if retry is None or never_retried or _all_of(exc, _NEVER_RETRIED):
+            decision: float | Stop = Stop.FINAL
+        else:
+            decision = retry.after_failure(
+                exc,
+                kind,
+                attempt,
+                self.rng,
+                now=self.clock(),
+                deadline=deadline,
+                budget=self.budget,
+                retry_after=self._hint_of(exc, retry.max_retry_after),
+            )
+        if decision is Stop.DEADLINE:
+            assert deadline is not None
             expired = DeadlineExceeded(self.name, deadline.total)
             expired.__cause__ = exc
-            return expired, self._fallback is not None, 0.0
+            return expired, self.fallback is not None, 0.0
+        if isinstance(decision, Stop):
+            if decision is Stop.BUDGET:  # a retry over budget is not made: no retry storm
+                self._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
+            if attempt > 1 or hasattr(exc, "__notes__"):
+                self._note_attempts(exc, attempt)
+            return exc, self.fallback is not None and self._may_fall_back(exc, kind), 0.0
+        self.retry_scheduled(attempt, decision, type(exc).__name__)
+        return None, False, decision
+
+    def retry_scheduled(self, attempt: int, delay: float, error: str | None) -> None:
+        """A retry will follow attempt *attempt* after *delay* (of an *error*, or a result)."""
         self._retries += 1
-        self._publish(RetryScheduled, attempt=attempt, delay=delay, error=type(exc).__name__)
-        return None, False, delay
+        self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error)
+
+    def fell_back(self) -> None:
+        """The fallback answers this call (or stream)."""
+        self._fallbacks += 1
 
     def _may_fall_back(self, exc: Exception, kind: ErrorKind | None) -> bool:
         """The fallback answers *exc*: never ringfence's own closing errors, else fallback_on."""
@@ -659,27 +631,6 @@ class Actor:
             except TypeError:  # the user's __notes__ is not a list: leave it alone
                 pass
 
-    async def _call_fallback(
-        self, error: Exception, args: tuple[object, ...], kwargs: dict[str, Any]
-    ) -> object:
-        fallback = self._fallback
-        assert fallback is not None
-        self._fallbacks += 1
-        # Whatever the fallback is (async def, a wraps decorator, a lambda returning a
-        # coroutine), an awaitable result is awaited here, on the loop; a sync fallback runs
-        # on the loop too (it is meant to be a cheap answer: a cache, a default).
-        result = fallback(error, *args, **kwargs)
-        if inspect.isawaitable(result):
-            return await result
-        return result
-
-    async def _sleep_before_retry(self, delay: float) -> None:
-        """Backoff: holds no slot; the supervisor leaving `async with` ends it at once."""
-        with anyio.move_on_after(delay):
-            await self._closing_event().wait()
-        if not self._accepting:
-            raise SupervisorClosed(_IN_BACKOFF)
-
     # -- one attempt ----------------------------------------------------------------------------
 
     async def _not_awaitable(
@@ -715,7 +666,7 @@ class Actor:
     def _reject_down(self) -> DependencyCrashed | SupervisorClosed:
         """Admission when the dependency is down (restart limit reached)."""
         assert self._down is not None
-        if not self._accepting:  # a call coroutine created before close(): see there
+        if not self.accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
         self._count_rejection("down")
         crashed = DependencyCrashed(self.name, self._down, down=True)
@@ -727,7 +678,7 @@ class Actor:
     ) -> BulkheadFull | SupervisorClosed:
         """Admission, bulkhead part, when every slot and queue place is taken."""
         machine.on_cancel(epoch)
-        if not self._accepting:  # closed: see close()
+        if not self.accepting:  # closed: see close()
             return SupervisorClosed(self._closed_reason)
         self._count_rejection("bulkhead_full")
         if not self._bulkhead_full_logged:
@@ -754,7 +705,7 @@ class Actor:
         place, or ``BulkheadFull``). On return the slot is the caller's; returns the epoch to
         run in.
         """
-        if not self._accepting:  # a call coroutine created before close(): see there
+        if not self.accepting:  # a call coroutine created before close(): see there
             machine.on_cancel(epoch)
             raise SupervisorClosed(self._closed_reason)
         while True:
@@ -773,7 +724,7 @@ class Actor:
                     return epoch
                 # A 429 paused the dependency while this call queued: the slot is not a
                 # licence to call a paused dependency. Pass it on and wait the pause out.
-                self._release_slot()
+                self.release_slot()
                 machine = self._machine
                 continue
             # The rate limits: a turn in each, all or none (written out: this is the success
@@ -783,7 +734,7 @@ class Actor:
             except BaseException:
                 machine.on_cancel(epoch)
                 raise
-            now = self._clock()
+            now = self.clock()
             budget = deadline - now if deadline is not None else math.inf
             # What each limit is charged, to give back exactly that if the call never goes:
             # several limits charge the common start too (policies.rate_limit, rule 2).
@@ -817,17 +768,13 @@ class Actor:
                 raise
             if not self._paused_now():
                 return epoch
-            self._release_slot()  # paused while it queued: see above; a fresh turn after
+            self.release_slot()  # paused while it queued: see above; a fresh turn after
             self._refund(charged, limiters)
             machine = self._machine
 
-    def _closing_event(self) -> LazyEvent:
-        assert self._runtime is not None
-        return self._runtime.closing
-
     def _paused_now(self) -> bool:
         until = self._paused_until
-        return until is not None and self._clock() < until
+        return until is not None and self.clock() < until
 
     async def _take_slot(
         self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
@@ -849,7 +796,7 @@ class Actor:
         slot and must end with exactly one of :meth:`_succeeded`/``_ended_with`` (or
         :meth:`_released`) and then :meth:`_release_slot`. Returns the epoch to run in.
         """
-        now = self._clock()
+        now = self.clock()
         machine = self._machine
         epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
         if self._in_flight < self._slots:
@@ -890,20 +837,20 @@ class Actor:
         if self._limiter is not None and not self._is_async:
             self._limiter.total_tokens = self._max_concurrent
         # The common case takes one method call: no retry loop, no deadline, no fallback.
-        self._simple = self._retry is None and self._total is None and self._fallback is None
+        self._simple = self.retry is None and self.total is None and self.fallback is None
         # Attempts that need no timer and no thread take the asyncio fast path.
         self._plain = (
             FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
         )
-        if not self._accepting:
-            self._attempt = self.entry = self._attempt_closed
+        if not self.accepting:
+            self.attempt = self.entry = self._attempt_closed
         elif self.stream_only:
             self.entry = self._not_awaitable
         else:
-            self.entry = self._attempt if self._simple else self._call_with_policies
+            self.entry = self.attempt if self._simple else self._with_policies
         # The hot path's gate: open (the slot count) only while nothing else applies.
         if (
-            self._accepting
+            self.accepting
             and self._paused_until is None
             and self._forced_until is None
             and not self._limiters
@@ -960,10 +907,10 @@ class Actor:
         machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
         try:
             with anyio.move_on_after(wait):
-                await self._closing_event().wait()
-            if not self._accepting:
+                await self.closing.wait()
+            if not self.accepting:
                 raise SupervisorClosed(_IN_RATE_LIMIT)
-            now = self._clock()
+            now = self.clock()
             machine = self._machine  # admitted again: the breaker may have moved meanwhile
             epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
             if self._paused_now():
@@ -1006,7 +953,7 @@ class Actor:
     def _refund(self, charged: list[float], limiters: list[Any]) -> None:
         """Give back what a call that never went was charged, to the limiters that charged it
         (a reconfigure may have replaced them meanwhile: the new ones never saw the call)."""
-        now = self._clock()
+        now = self.clock()
         for limiter, cost in zip(limiters, charged, strict=True):
             limiter.refund(now, cost)
 
@@ -1016,7 +963,7 @@ class Actor:
         priced again (cost functions are meant to be pure). A settle function that raises or
         returns a bad number leaves the estimate standing: the call's result is not lost.
         """
-        now = self._clock()
+        now = self.clock()
         for i, (limit, limiter) in enumerate(zip(self._rate_limits, self._limiters, strict=True)):
             if limit.settle is None:
                 continue
@@ -1032,6 +979,17 @@ class Actor:
                     type(exc).__name__,
                 )
 
+    # -- streams (supervisor/_stream.py) ---------------------------------------------------------
+
+    def hold_stream(self, stream: object) -> None:
+        """*stream* holds a slot from now on: the supervisor leaving cuts it off."""
+        self._streams[stream] = None
+
+    def release_stream(self, stream: object) -> None:
+        """*stream* gives its slot back (once)."""
+        del self._streams[stream]
+        self.release_slot()
+
     # -- shared state (supervisor.integrations.redis): the replica hooks -----------------------
 
     @property
@@ -1046,7 +1004,7 @@ class Actor:
 
     def shared_pause(self, seconds: float) -> None:
         """Another replica was told to come back in *seconds*: pause here too."""
-        if self._accepting:
+        if self.accepting:
             self._pause(seconds, source="cluster")
 
     def shared_open(self, seconds: float | None) -> None:
@@ -1057,7 +1015,7 @@ class Actor:
         if seconds is None:
             self._forced_until = None
         else:
-            self._forced_until = self._clock() + seconds
+            self._forced_until = self.clock() + seconds
             failed = self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
             if failed:
                 self._count_rejection("shared_open", failed)
@@ -1066,7 +1024,7 @@ class Actor:
     def _check_forced(self, machine: CircuitBreaker, epoch: int) -> None:
         until = self._forced_until
         assert until is not None
-        now = self._clock()
+        now = self.clock()
         if now < until:
             if epoch >= 0:
                 machine.on_cancel(epoch)
@@ -1083,7 +1041,7 @@ class Actor:
         pause to end when it ends within the call's deadline, holding no slot and no probe
         permit; else ``RateLimited`` at once. Returns the epoch to run in.
         """
-        now = self._clock()
+        now = self.clock()
         until = self._paused_until
         waited = False
         while until is not None and now < until:
@@ -1095,10 +1053,10 @@ class Actor:
                 machine.on_cancel(epoch)  # hold no probe permit while waiting
                 waited = True
             with anyio.move_on_after(until - now):
-                await self._closing_event().wait()
-            if not self._accepting:
+                await self.closing.wait()
+            if not self.accepting:
                 raise SupervisorClosed(_IN_PAUSE)
-            now = self._clock()
+            now = self.clock()
             until = self._paused_until  # a later 429 may have extended it
         if until is not None:
             self._end_pause()
@@ -1116,7 +1074,7 @@ class Actor:
 
     def _pause(self, seconds: float, source: str = "local") -> None:
         """A rate-limited answer said "come back in *seconds*": pause admissions until then."""
-        now = self._clock()
+        now = self.clock()
         until = now + seconds
         if self._paused_until is not None and until <= self._paused_until:
             return
@@ -1161,7 +1119,7 @@ class Actor:
         # The hot path. Handlers are inlined where a method call would cost more than the
         # work it does (~50-150 ns, the price of the protected call itself); each inlined
         # block names the handler it stands for.
-        clock = self._clock
+        clock = self.clock
         now = clock()
         machine = self._machine
         # admission: breaker, then bulkhead
@@ -1188,7 +1146,7 @@ class Actor:
             return await self._attempt_general(args, kwargs, deadline, now, epoch, task)
         tasks[task] = task.cancelling()
         try:
-            result = await self._fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
         except BaseException as exc:
             end = clock()
             base = tasks.pop(task)
@@ -1196,12 +1154,12 @@ class Actor:
             try:
                 if why and task.uncancel() <= base and isinstance(exc, asyncio.CancelledError):
                     raise self._cut_off(why, epoch, now, end, 0.0) from None
-                self._ended_with(exc, epoch, now, end)
+                self.ended_with(exc, epoch, now, end)
                 raise
             finally:
                 # The outcome first, the slot second: if the outcome opens the breaker, the
                 # queue is failed before the slot could pass to a waiter (guarantee 10).
-                self._release_slot()
+                self.release_slot()
         end = clock()
         del tasks[task]
         if self._cut_tasks and self._cut_tasks.pop(task, 0):
@@ -1218,7 +1176,7 @@ class Actor:
                 machine.on_success(epoch, end)
         finally:
             if self._queue:  # _release_slot, inlined
-                self._release_slot()
+                self.release_slot()
             else:
                 self._in_flight -= 1
                 self._bulkhead_full_logged = False
@@ -1243,11 +1201,11 @@ class Actor:
             self._timers.push(limit, running, len(self._running))
         try:
             if self._is_async:
-                result = await self._fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
             else:
                 result = await self._in_thread(running, args, kwargs)
         except BaseException as exc:
-            end = self._clock()
+            end = self.clock()
             self._end(running)
             try:
                 if (
@@ -1256,27 +1214,27 @@ class Actor:
                     and isinstance(exc, asyncio.CancelledError)
                 ):
                     raise self._cut_off(running.fired, epoch, now, end, running.seconds) from None
-                self._ended_with(exc, epoch, now, end)
+                self.ended_with(exc, epoch, now, end)
                 raise
             finally:
                 if not running.keep_slot:  # outcome first, slot second: see above
-                    self._release_slot()
-        end = self._clock()
+                    self.release_slot()
+        end = self.clock()
         self._end(running)
         if running.delivered:  # the dependency swallowed our cancellation and answered anyway
             task.uncancel()
         try:
-            self._succeeded(epoch, now, end)
+            self.succeeded(epoch, now, end)
             if self._settles:
                 self._settle(args, kwargs, result)
         finally:
-            self._release_slot()
+            self.release_slot()
         return result
 
     async def _attempt_trio(
         self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
     ) -> object:
-        now = self._clock()
+        now = self.clock()
         machine = self._machine
         # Not inlined here: trio's cancel scope below costs far more than the call to _admit.
         epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
@@ -1284,7 +1242,7 @@ class Actor:
             self._in_flight += 1
         else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
             epoch = await self._admit_slow(machine, epoch, deadline, args, kwargs)
-            now = self._clock()
+            now = self.clock()
         scope = self._cancel_scope()
         running = Running(scope, 0, epoch)
         if self._attempt_timeout is not None or deadline is not None:
@@ -1294,31 +1252,31 @@ class Actor:
         try:
             with scope:
                 if self._is_async:
-                    result = await self._fn(*args, **kwargs)  # type: ignore[misc]  # checked
+                    result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked
                 else:
                     result = await self._in_thread(running, args, kwargs)
         except BaseException as exc:
-            end = self._clock()
+            end = self.clock()
             self._end(running)
             try:
-                self._ended_with(exc, epoch, now, end)
+                self.ended_with(exc, epoch, now, end)
                 raise
             finally:
                 if not running.keep_slot:  # outcome first, slot second: see _attempt_asyncio
-                    self._release_slot()
-        end = self._clock()
+                    self.release_slot()
+        end = self.clock()
         self._end(running)
         try:
             if scope.cancelled_caught:
                 if not running.fired:
                     running.fired = running.reason
                 raise self._cut_off(running.fired, epoch, now, end, running.seconds)
-            self._succeeded(epoch, now, end)
+            self.succeeded(epoch, now, end)
             if self._settles:
                 self._settle(args, kwargs, result)
         finally:
             if not running.keep_slot:
-                self._release_slot()
+                self.release_slot()
         return result
 
     async def _in_thread(
@@ -1327,7 +1285,7 @@ class Actor:
         job = _ThreadJob(self, running)
         try:
             result = await anyio.to_thread.run_sync(
-                job.run, self._fn, args, kwargs, abandon_on_cancel=True, limiter=self._limiter
+                job.run, self.fn, args, kwargs, abandon_on_cancel=True, limiter=self._limiter
             )
         except BaseException:
             if job.claim():  # cancelled before the thread started: no thread holds the slot
@@ -1355,7 +1313,7 @@ class Actor:
         client that looks up its event loop when called) in the wrong thread.
         """
         if not self._is_async:
-            self._fn = awaiting(self._fn)
+            self.fn = awaiting(self.fn)
             self._is_async = True
             self._derive()  # no thread left to wait for: unbounded without a bulkhead
 
@@ -1366,7 +1324,7 @@ class Actor:
         running.done = True
         del self._running[running]
 
-    def _release_slot(self) -> None:
+    def release_slot(self) -> None:
         queue = self._queue
         if queue:
             waiter, _ = queue.popitem(last=False)
@@ -1376,7 +1334,7 @@ class Actor:
             self._in_flight -= 1
             self._bulkhead_full_logged = False
 
-    def _succeeded(self, epoch: int, start: float, end: float) -> None:
+    def succeeded(self, epoch: int, start: float, end: float) -> None:
         latency = end - start
         self._latency.record(latency)
         if self._slow_call is not None and latency > self._slow_call:
@@ -1397,14 +1355,15 @@ class Actor:
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = _all_of(exc, _REJECTIONS)
         kind = ErrorKind.UNKNOWN if rejected else self._kind_of(exc)
-        self._last_failure = (exc, kind)
+        hint = None
         if kind is ErrorKind.RATE_LIMITED:
             hint = retry_after(exc, now=time.time(), cap=self._max_pause)
             if hint is not None and hint > 0:
                 self._pause(hint)
+        self._last_failure = (exc, kind, hint)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
         if failed is None:  # ignored: a call, but neither success nor failure
-            self._released(epoch)
+            self.released(epoch)
             return
         if failed:
             self._failures += 1
@@ -1425,17 +1384,27 @@ class Actor:
 
     def _kind_of_last(self, exc: Exception) -> ErrorKind | None:
         """The kind _failed found for *exc*, if it was the latest failure; else None."""
-        last, kind = self._last_failure
+        last, kind, _ = self._last_failure
         return kind if last is exc else None
 
-    def _ended_with(self, exc: BaseException, epoch: int, start: float, end: float) -> None:
+    def _hint_of(self, exc: Exception, cap: float) -> float | None:
+        """
+        *exc*'s Retry-After, read once per failure: _failed already read a rate-limited
+        answer's (for the pause, with the same cap), so it is not parsed again.
+        """
+        last, kind, hint = self._last_failure
+        if last is exc and kind is ErrorKind.RATE_LIMITED:
+            return hint
+        return retry_after(exc, now=time.time(), cap=cap)
+
+    def ended_with(self, exc: BaseException, epoch: int, start: float, end: float) -> None:
         """An attempt raised *exc*: count it, unless it is a cancellation or the like."""
         if isinstance(exc, Exception):
             self._failed(epoch, exc, start, end)
         else:
-            self._released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
+            self.released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
 
-    def _released(self, epoch: int) -> None:
+    def released(self, epoch: int) -> None:
         """The attempt ended without an outcome: give a half-open probe permit back."""
         machine = self._machine
         machine.on_cancel(epoch)
@@ -1455,12 +1424,12 @@ class Actor:
         the limit that cut it (``Running.seconds``: the policy the call started with).
         """
         if why == CLOSED:
-            self._released(epoch)
+            self.released(epoch)
             return SupervisorClosed(_CUT_OFF)
         if why == DEADLINE:
             # Like a caller's cancellation, running out of the caller's own budget says
             # nothing about the dependency (Polly's outer timeout is not counted either).
-            self._released(epoch)
+            self.released(epoch)
             return DeadlineExceeded(self.name, seconds)
         error = AttemptTimeout(self.name, seconds)
         self._failed(epoch, error, start, end)
@@ -1522,17 +1491,17 @@ class Actor:
             self._leave_queue(waiter, machine, epoch)
             raise
         if waiter.error is not None:
-            self._released(epoch)  # a shared verdict moves no epoch: give the permit back
+            self.released(epoch)  # a shared verdict moves no epoch: give the permit back
             raise waiter.error
         if not waiter.granted:  # the total deadline passed in the queue
             self._leave_queue(waiter, machine, epoch)
             assert deadline is not None
             raise DeadlineExceeded(self.name, deadline.total)
-        if not self._accepting:
+        if not self.accepting:
             # Handed the slot in the loop step the supervisor left in: a call must not run
             # the dependency after exit. Give the slot (and any probe permit) back.
-            self._released(epoch)
-            self._release_slot()
+            self.released(epoch)
+            self.release_slot()
             raise SupervisorClosed(_DEQUEUED)
         current = self._machine
         if current.epoch != epoch:
@@ -1541,9 +1510,9 @@ class Actor:
             if current.state is _CLOSED_STATE:
                 return current.epoch
             try:
-                return self._admit(current, self._clock())
+                return self._admit(current, self.clock())
             except SupervisorError:
-                self._release_slot()
+                self.release_slot()
                 raise
         return epoch
 
@@ -1551,8 +1520,8 @@ class Actor:
         if waiter in self._queue:
             del self._queue[waiter]
         elif waiter.granted:  # granted, then cancelled before it could run: pass it on
-            self._release_slot()
-        self._released(epoch)
+            self.release_slot()
+        self.released(epoch)
 
     def _fail_queued(self, error: Callable[[], SupervisorError]) -> int:
         queue = self._queue
@@ -1567,7 +1536,7 @@ class Actor:
         self, machine: CircuitBreaker, now: float
     ) -> BreakerOpen | SupervisorClosed:
         """Admission, breaker part, when the breaker rejects the call."""
-        if not self._accepting:  # a call coroutine created before close(): see there
+        if not self.accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
         reason = _REJECTED_BY_STATE[machine.state]
         self._count_rejection(reason)
@@ -1615,7 +1584,7 @@ class Actor:
 
     def _publish(self, event_type: type[Event], at: float | None = None, **fields: Any) -> None:
         """Tell the event hub (and so the log) what the actor decided; *at* defaults to now."""
-        now = self._clock()
+        now = self.clock()
         if at is None:
             at = now
         event = event_type(dependency=self.name, at=at, wall=time.time() - (now - at), **fields)
@@ -1627,7 +1596,7 @@ class Actor:
 
     def _crashed(self, crash: Exception) -> DependencyCrashed:
         """The actor's state can no longer be trusted: restart it, or give up (guarantee 15)."""
-        now = self._clock()
+        now = self.clock()
         old = self._machine
         assert self._runtime is not None
         down = not self._runtime.may_restart(self._crash_times, now)
@@ -1650,7 +1619,7 @@ class Actor:
 
     async def control(self, op: str, reason: str) -> _Transition:
         """Send a control message to the actor task and wait for its acknowledgement."""
-        if not self._accepting or self._inbox_send is None:
+        if not self.accepting or self._inbox_send is None:
             raise SupervisorClosed(self._closed_reason)
         message = _Control(op, reason)
         self._inbox_send.send_nowait(message)
@@ -1662,7 +1631,7 @@ class Actor:
 
     async def reconfigure(self, changes: dict[str, Any]) -> None:
         """Send new policies to the actor task and wait until it has swapped them in."""
-        if not self._accepting or self._inbox_send is None:
+        if not self.accepting or self._inbox_send is None:
             raise SupervisorClosed(self._closed_reason)
         message = _Control("reconfigure", "reconfigure", changes)
         self._inbox_send.send_nowait(message)
@@ -1679,25 +1648,25 @@ class Actor:
         """
         if "retry" in changes:
             retry: Retry | None = changes["retry"]
-            self._retry = retry
-            old_budget = self._budget
+            self.retry = retry
+            old_budget = self.budget
             budget_config = retry.budget if retry is not None else None
             if budget_config is None:
-                self._budget = None
+                self.budget = None
             elif old_budget is None or old_budget.config != budget_config:
-                self._budget = budget_config.machine()
+                self.budget = budget_config.machine()
             self._max_pause = retry.max_retry_after if retry is not None else _MAX_PAUSE
         if "timeout" in changes:
             timeout: Timeout | None = changes["timeout"]
-            self._timeout_policy = timeout
+            self.timeout_policy = timeout
             self._attempt_timeout = timeout.attempt if timeout is not None else None
-            self._total = timeout.total if timeout is not None else None
+            self.total = timeout.total if timeout is not None else None
         if "rate_limit" in changes:
             # New limits start with full buckets; calls waiting for a turn keep theirs.
             self._rate_limits = changes["rate_limit"]
             self._set_limiters()
         if "fallback" in changes:
-            self._fallback = changes["fallback"]
+            self.fallback = changes["fallback"]
         if "fallback_on" in changes:
             self._fallback_on = changes["fallback_on"]
         if "bulkhead" in changes:
@@ -1708,7 +1677,7 @@ class Actor:
             self._breaker_config = breaker if breaker is not None else _NO_BREAKER
             self._slow_call = self._breaker_config.slow_call
             self._slow_after = self._slow_call if self._slow_call is not None else math.inf
-            now = self._clock()
+            now = self.clock()
             old = self._machine
             machine = self._breaker_config.machine(now, self._on_transition, epoch=old.epoch + 1)
             machine.transitions.extend(old.transitions)
@@ -1719,11 +1688,11 @@ class Actor:
         # More room now (a larger bulkhead): hand it to the queue, oldest first.
         while self._queue and self._in_flight < self._max_concurrent:
             self._in_flight += 1
-            self._release_slot()
+            self.release_slot()
 
     def _handle_control(self, op: str, reason: str) -> _Transition:
         machine = self._machine
-        now = self._clock()
+        now = self.clock()
         if op == "isolate":
             return machine.isolate(now, reason)
         transition = (
@@ -1745,7 +1714,7 @@ class Actor:
             state, since, consecutive, breaks = State.CLOSED, 0.0, 0, None
         else:
             state = machine.state
-            if state is _OPEN_STATE and self._accepting and self._clock() >= machine.open_until:
+            if state is _OPEN_STATE and self.accepting and self.clock() >= machine.open_until:
                 state = State.HALF_OPEN  # decided lazily at the next call; report it now
             since = machine.since
             consecutive = machine.consecutive_failures
@@ -1754,14 +1723,14 @@ class Actor:
         calls = self._latency.count  # every outcome records exactly one latency
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
-        now = self._clock() if self._accepting else self._closed_at
+        now = self.clock() if self.accepting else self._closed_at
         wall = time.time()
         open_remaining = None
         if machine.state is _OPEN_STATE and self._started:  # (open_until is on the loop clock)
             open_remaining = max(0.0, machine.open_until - now)
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
-        budget, forced = self._budget, self._forced_until
+        budget, forced = self.budget, self._forced_until
         paused_until = self._paused_until
         if paused_until is not None and now >= paused_until:
             paused_until = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 import anyio
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "LazyEvent",
+    "Paths",
     "Replica",
     "ReplicaDependency",
     "Runtime",
@@ -109,6 +110,18 @@ class Runtime:
     shared: SharedState | None
     #: the restart policy: records a crash at *now* and says whether one more restart is allowed
     may_restart: Callable[[deque[float], float], bool]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Paths:
+    """
+    The actor's paths that live above it, chosen once per backend and bound to each actor at
+    start (``types.MethodType``: called as the actor's own methods, with no extra frame).
+    """
+
+    #: ``_call.with_policies``: the loop around attempts (retries, deadline, fallback)
+    with_policies: Callable[..., Coroutine[Any, Any, object]]
 
 
 class ReplicaDependency(Protocol):

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 import anyio
 import anyio.lowlevel
 
+from ._call import with_policies
 from ._errors import AttemptTimeout, DeadlineExceeded, DependencyCrashed, SupervisorClosed
 from ._timers import Deadline
 
@@ -183,11 +184,11 @@ class Stream(Generic[R_co]):
         "_iterator",
         "_kwargs",
         "_phase",
-        "_refused",
         "_scope",
         "_start",
         "_timeout",
         "_to_first",
+        "refused",
     )
 
     def __init__(self, actor: Actor, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
@@ -208,7 +209,7 @@ class Stream(Generic[R_co]):
         self._timeout: Timeout | None = None  # the policy the stream started with, kept
         self._deadline: Deadline | None = None  # Timeout.total, as a loop-clock time
         self._between: float | None = None  # Timeout.between_items
-        self._refused: TypeError | None = None  # ours: "not an async iterable" (never retried)
+        self.refused: TypeError | None = None  # ours: "not an async iterable" (never retried)
 
     def __del__(self) -> None:
         # Entered and never left: its generator is left to the garbage collector, which
@@ -257,43 +258,28 @@ class Stream(Generic[R_co]):
         # The caller stopped early (it broke out, raised an error of its own, or it is a relay
         # generator being closed): success. Cancelled (or interrupted): nothing.
         early = exc is None or isinstance(exc, Exception | GeneratorExit)
-        await self._finish(_ENDED if early else _NOTHING, None, self._actor._clock())
+        await self._finish(_ENDED if early else _NOTHING, None, self._actor.clock())
 
     # ==========================================================================================
     # Before the first item: admission, attempts, retries, the fallback
 
     async def _open(self) -> None:
-        """The retry loop (``Actor._call_with_policies``, for the way to the first item)."""
-        actor = self._actor
+        """
+        Admission, attempts, retries and the fallback until the first item: the calls' one
+        loop (``_call.with_policies``), with this stream's :meth:`attempt` and
+        :meth:`fall_back`.
+        """
         # The stream keeps the limits it starts with: a reconfigure applies to later calls.
-        timeout = self._timeout = actor._timeout_policy
+        timeout = self._timeout = self._actor.timeout_policy
         self._between = timeout.between_items if timeout is not None else None
-        now = actor._clock()  # before the supervisor starts, this raises SupervisorClosed
-        total = timeout.total if timeout is not None else None
-        deadline = self._deadline = Deadline.of(now, total) if total is not None else None
-        budget = actor._budget
-        if budget is not None:
-            budget.on_call(now)
-        attempt = 0
-        last: Exception | None = None
-        while True:
-            attempt += 1
-            try:
-                await self._attempt(deadline)
-                return
-            except Exception as exc:
-                error, fall_back, delay = actor._after_failure(
-                    exc, attempt, deadline, last, never_retried=exc is self._refused
-                )
-                if error is not None:
-                    if fall_back:
-                        await self._fall_back(error)
-                        return
-                    if error is exc:
-                        raise
-                    raise error from exc
-                last = exc
-                await actor._sleep_before_retry(delay)  # holds no slot
+        await with_policies(self._actor, self._args, self._kwargs, None, self)
+
+    async def attempt(
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+    ) -> None:
+        """One attempt for the loop (``_call.with_policies``): see :meth:`_attempt`."""
+        self._deadline = deadline  # (the same for every attempt: the call's)
+        await self._attempt(deadline)
 
     async def _attempt(self, deadline: Deadline | None) -> None:
         """
@@ -311,8 +297,8 @@ class Stream(Generic[R_co]):
         self._holding = True
         self._counted = False
         self._to_first = None
-        actor._streams[self] = None
-        clock = actor._clock
+        actor.hold_stream(self)
+        clock = actor.clock
         start = self._start = clock()
         timeout = self._timeout
         limit = timeout.first_item if timeout is not None else None
@@ -324,7 +310,7 @@ class Stream(Generic[R_co]):
         first: Any = _NO_ITEM
         try:
             with scope:
-                result = await _resolve(actor._fn(*self._args, **self._kwargs))
+                result = await _resolve(actor.fn(*self._args, **self._kwargs))
                 iterator = self._iterate(result, "function")
                 try:
                     first = await iterator.__anext__()
@@ -358,12 +344,11 @@ class Stream(Generic[R_co]):
             return deadline, _DEADLINE
         return at, _ITEM_LATE
 
-    async def _fall_back(self, error: Exception) -> None:
+    async def fall_back(self, error: Exception) -> None:
         """The fallback answers *error*: its items stream with no policy (no slot held)."""
         actor = self._actor
-        fallback = actor._fallback
+        fallback = actor.fallback
         assert fallback is not None
-        actor._fallbacks += 1
         self._iterate(await _resolve(fallback(error, *self._args, **self._kwargs)), "fallback")
 
     def _iterate(self, result: object, what: str) -> AsyncIterator[Any]:
@@ -394,10 +379,10 @@ class Stream(Generic[R_co]):
             elif hasattr(type(result), "__iter__"):
                 problem += "; it is a sync iterable: a stream's items come from an async iterable"
         name = self._actor.name
-        self._refused = TypeError(
+        self.refused = TypeError(
             f"the {what} of {name!r} returned {problem}: it cannot be streamed"
         )
-        raise self._refused
+        raise self.refused
 
     # ==========================================================================================
     # After the first item
@@ -428,7 +413,7 @@ class Stream(Generic[R_co]):
                 )
                 raise
         actor = self._actor
-        clock = actor._clock
+        clock = actor.clock
         now = clock()
         if self._deadline is not None and now >= self._deadline:
             # Spent with the previous item: the deadline is the caller's budget (nothing is
@@ -523,7 +508,7 @@ class Stream(Generic[R_co]):
                 await self._close()
             except Exception as close_error:
                 if how == _ENDED:
-                    crash = self._settle(_FAILED, close_error, self._actor._clock())
+                    crash = self._settle(_FAILED, close_error, self._actor.clock())
                     if crash is None:
                         raise
             except BaseException:
@@ -555,22 +540,21 @@ class Stream(Generic[R_co]):
         self._counted = True
         actor = self._actor
         if how == _NOTHING:
-            actor._released(self._epoch)
+            actor.released(self._epoch)
             return
         to_first = self._to_first
         start = end - to_first if to_first is not None else self._start
         if how == _ENDED:
-            actor._succeeded(self._epoch, start, end)
+            actor.succeeded(self._epoch, start, end)
         else:
             assert error is not None
-            actor._ended_with(error, self._epoch, start, end)
+            actor.ended_with(error, self._epoch, start, end)
 
     def _let_go(self) -> None:
         """Give the slot back, once."""
         if self._holding:
             self._holding = False
-            del self._actor._streams[self]
-            self._actor._release_slot()
+            self._actor.release_stream(self)
 
     async def _close(self) -> None:
         """

@@ -241,7 +241,7 @@ async def test_a_waiter_handed_a_slot_as_the_supervisor_leaves_does_not_run(
     actor = sup._actors  # read below, to see whether a call ran after the supervisor left
 
     async def dep(who: str) -> str:
-        ran.append((who, actor["dep"]._accepting))
+        ran.append((who, actor["dep"].accepting))
         if who == "holder":
             await go.wait()
             done.set()  # wakes the body; returning then hands the slot to the waiter

@@ -199,9 +199,9 @@ async def test_from_config_supplies_policies_and_explicit_arguments_win() -> Non
             assert "ok" == await llm()
             assert "ok" == await db()
     llm_actor, db_actor = sup._actors["llm"], sup._actors["db"]
-    assert llm_actor._retry is not None
-    assert (5, 2, 9.0) == (llm_actor._retry.attempts, llm_actor._max_concurrent, llm_actor._total)
-    assert db_actor._total is None
+    assert llm_actor.retry is not None
+    assert (5, 2, 9.0) == (llm_actor.retry.attempts, llm_actor._max_concurrent, llm_actor.total)
+    assert db_actor.total is None
 
 
 async def test_reconfigure_swaps_policies_and_keeps_the_counters(sup: Supervisor) -> None:
