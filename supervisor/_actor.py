@@ -62,6 +62,7 @@ from policies import Transition as _Transition
 from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all
 from policies.rate_limit import _valid_cost as _valid_cost
 from policies.retry import Stop
+from policies.timeout import limit_of
 
 from ._errors import (
     AttemptTimeout,
@@ -94,7 +95,7 @@ from ._spec import (
     callable_kind,
 )
 from ._status import DependencyStatus
-from ._timers import CLOSED, DEADLINE, Deadline, DeadlineHeap, Running, cancel_pending
+from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running, cancel_pending
 
 if TYPE_CHECKING:
     from typing import NoReturn
@@ -1100,18 +1101,15 @@ class Actor:
         *running* keeps which, and its seconds: a reconfigure while it runs changes neither.
         """
         attempt_timeout = self._attempt_timeout
-        if attempt_timeout is None:
+        at, by_deadline = limit_of(now, attempt_timeout, deadline)
+        if by_deadline:
             assert deadline is not None
             running.reason = DEADLINE
             running.seconds = deadline.total
-            return deadline
-        limit = now + attempt_timeout
-        if deadline is not None and deadline <= limit:
-            running.reason = DEADLINE
-            running.seconds = deadline.total
-            return deadline
-        running.seconds = attempt_timeout
-        return limit
+        else:
+            assert attempt_timeout is not None
+            running.seconds = attempt_timeout
+        return at
 
     async def _attempt_asyncio(
         self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
@@ -1423,17 +1421,27 @@ class Actor:
         The error an attempt cut off by us raises; counts it where it counts. *seconds* is
         the limit that cut it (``Running.seconds``: the policy the call started with).
         """
-        if why == CLOSED:
+        error = self.cut_error(why, seconds)
+        if why == TIMEOUT:
+            self._failed(epoch, error, start, end)
+        else:
             self.released(epoch)
+        return error
+
+    def cut_error(self, why: int, seconds: float) -> SupervisorError:
+        """
+        What a wait we cut off means, for calls' attempts and streams' items alike: the
+        supervisor left (``SupervisorClosed``), the call's total deadline passed
+        (``DeadlineExceeded``), or the attempt or item took longer than its limit
+        (``AttemptTimeout``). Only the last is the dependency's failure: like a caller's
+        cancellation, running out of the caller's own budget says nothing about the
+        dependency (Polly's outer timeout is not counted either), so it counts nothing.
+        """
+        if why == CLOSED:
             return SupervisorClosed(_CUT_OFF)
         if why == DEADLINE:
-            # Like a caller's cancellation, running out of the caller's own budget says
-            # nothing about the dependency (Polly's outer timeout is not counted either).
-            self.released(epoch)
             return DeadlineExceeded(self.name, seconds)
-        error = AttemptTimeout(self.name, seconds)
-        self._failed(epoch, error, start, end)
-        return error
+        return AttemptTimeout(self.name, seconds)
 
     def _cut(self, running: Running, why: int) -> None:
         """Cut a running attempt off (timer callback, or shutdown)."""

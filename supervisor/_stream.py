@@ -49,7 +49,6 @@ Streams do not apply ``Retry.retry_on_result`` (items are not a result) nor a ra
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
@@ -58,9 +57,11 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 import anyio
 import anyio.lowlevel
 
+from policies.timeout import limit_of
+
 from ._call import with_policies
-from ._errors import AttemptTimeout, DeadlineExceeded, DependencyCrashed, SupervisorClosed
-from ._timers import Deadline
+from ._errors import DependencyCrashed, SupervisorClosed
+from ._timers import DEADLINE, TIMEOUT, Deadline
 
 if TYPE_CHECKING:
     from policies import Timeout
@@ -86,9 +87,6 @@ _ENDED: Final = 0  # the items ended, or the caller stopped early: success
 _FAILED: Final = 1  # the dependency raised, or an item was late: failure
 _NOTHING: Final = 2  # the caller was cancelled, the deadline passed: counts nothing
 
-# Why our cancel scope fired (a late item, or the total deadline).
-_ITEM_LATE: Final = 1
-_DEADLINE: Final = 2
 
 _NO_ITEM: Final[Any] = object()  # no first item is kept
 _END: Final[Any] = object()  # the first wait ended the stream
@@ -305,7 +303,7 @@ class Stream(Generic[R_co]):
         setting = "first_item"
         if limit is None:
             limit, setting = (timeout.attempt if timeout is not None else None), "attempt"
-        scope_deadline, why = self._limit(start, limit, deadline)
+        scope_deadline, by_deadline = limit_of(start, limit, deadline)
         scope = self._scope = anyio.CancelScope(deadline=scope_deadline)
         first: Any = _NO_ITEM
         try:
@@ -327,22 +325,13 @@ class Stream(Generic[R_co]):
         self._scope = None
         end = clock()
         if self._cut or scope.cancelled_caught:
-            await self._raise_cut(why, limit, setting, end)
+            await self._raise_cut(by_deadline, limit, setting, end)
         if first is _END:  # an empty stream: it ended, successfully
             self._phase = _DONE
             await self._finish(_ENDED, None, end)
             return
         self._to_first = end - start
         self._first = first
-
-    def _limit(self, now: float, limit: float | None, deadline: float | None) -> tuple[float, int]:
-        """The scope's deadline for a wait of at most *limit* seconds, and what it means."""
-        if limit is None:
-            return (deadline if deadline is not None else math.inf), _DEADLINE
-        at = now + limit
-        if deadline is not None and deadline <= at:
-            return deadline, _DEADLINE
-        return at, _ITEM_LATE
 
     async def fall_back(self, error: Exception) -> None:
         """The fallback answers *error*: its items stream with no policy (no slot held)."""
@@ -420,9 +409,9 @@ class Stream(Generic[R_co]):
             # counted), and it is decided here, before the generator runs on, the same way
             # on both backends.
             self._phase = _DONE
-            await self._raise_cut(_DEADLINE, None, "total", now)
+            await self._raise_cut(True, None, "total", now)
         limit = self._between
-        scope_deadline, why = self._limit(now, limit, self._deadline)
+        scope_deadline, by_deadline = limit_of(now, limit, self._deadline)
         scope = self._scope = anyio.CancelScope(deadline=scope_deadline)
         item: Any = _NO_ITEM
         try:
@@ -445,26 +434,29 @@ class Stream(Generic[R_co]):
         self._scope = None
         if scope.cancelled_caught or self._cut:
             self._phase = _DONE
-            await self._raise_cut(why, limit, "between_items", clock())
+            await self._raise_cut(by_deadline, limit, "between_items", clock())
         return item
 
     # ==========================================================================================
     # Endings
 
-    async def _raise_cut(self, why: int, limit: float | None, setting: str, end: float) -> None:
-        """Our scope ended a wait: say why, count it where it counts, close, give back."""
-        actor = self._actor
+    async def _raise_cut(
+        self, by_deadline: bool, limit: float | None, setting: str, end: float
+    ) -> None:
+        """
+        Our scope ended a wait: say why (the actor's ``cut_error``, the meaning calls'
+        attempts have too), count it where it counts, close, give back.
+        """
         if self._cut:
             await self._finish(_NOTHING, None, end)
             raise SupervisorClosed(_CUT_OFF)
-        if why == _DEADLINE:
-            # The caller's own budget ran out: like a cancellation, it says nothing about
-            # the dependency (as for calls).
+        if by_deadline:
             assert self._deadline is not None
-            await self._finish(_NOTHING, None, end)
-            raise DeadlineExceeded(actor.name, self._deadline.total)
+            error = self._actor.cut_error(DEADLINE, self._deadline.total)
+            await self._finish(_NOTHING, None, end)  # the caller's budget: counts nothing
+            raise error
         assert limit is not None
-        error = AttemptTimeout(actor.name, limit)
+        error = self._actor.cut_error(TIMEOUT, limit)
         waiting = "the next item" if setting == "between_items" else "the first item"
         error.add_note(f"ringfence: {waiting} did not come within {limit:g}s (Timeout.{setting})")
         await self._finish(_FAILED, error, end)
