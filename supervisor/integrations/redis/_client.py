@@ -1,7 +1,7 @@
 """
 The coredis client the sync actor uses: one per session (a session ends at the first failure).
 
-Two things differ from ``coredis.Redis.from_url(url)``:
+What differs from ``coredis.Redis.from_url(url)``:
 
 * no retries inside coredis (``NoRetryPolicy``): the sync actor has its own deadline and
   backoff, and a retry hidden under the deadline would only make the deadline lie;
@@ -16,17 +16,34 @@ Two things differ from ``coredis.Redis.from_url(url)``:
   server that hangs (SIGSTOP, overload) makes one at every reconnect. The sync actor already
   says so once (``ringfence.shared_degraded``, with the reason) and ``health()`` says it while
   it lasts, so a filter on the ``coredis`` logger drops that line for these connections only
-  (a context variable marks them); other coredis clients in the process log as before.
+  (a context variable marks them); other coredis clients in the process log as before;
+* on asyncio, unix sockets read and written through ``anyio.wait_readable`` /
+  ``wait_writable`` (:class:`_UnixStream`), not through anyio's own unix stream. That stream
+  (``_RawSocketMixin._wait_until_readable`` in ``anyio/_backends/_asyncio.py``, anyio 4.16
+  and its main branch alike) registers ``Future.set_result`` itself as the socket's reader
+  and removes the reader only in a done-callback, which asyncio runs one loop iteration
+  later. When the read is cancelled (a tick's deadline, the supervisor leaving, coredis
+  closing the connection) by a callback that runs in the same iteration as a reader handle
+  the selector has already queued (the reply arrived just then), that handle calls
+  ``set_result`` on the cancelled future: ``InvalidStateError`` in a loop callback, logged by
+  asyncio, raised by anyio's pytest runner. asyncio's own ``sock_recv`` checks ``fut.done()``
+  in its reader for this reason (CPython bpo-30064); anyio's ``wait_readable`` catches
+  ``InvalidStateError`` and removes the reader as it returns. TCP (a transport) and trio are
+  not affected, and keep anyio's streams.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import socket
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import coredis
 import coredis.retry
 from coredis.connection import BaseConnection
@@ -65,6 +82,70 @@ def _keep(record: logging.LogRecord) -> bool:
 logging.getLogger("coredis").addFilter(_keep)
 
 
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        return False
+    return True
+
+
+class _UnixStream(anyio.abc.ByteStream):
+    """
+    anyio's asyncio unix stream *inner*, read and written through ``anyio.wait_readable`` and
+    ``wait_writable`` (see the module docstring); *inner* still owns and closes the socket.
+    One reader and one writer at a time, as coredis's connection has.
+    """
+
+    def __init__(self, inner: anyio.abc.SocketStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket = inner.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._closing = False
+
+    def _error(self, exc: OSError) -> anyio.ClosedResourceError | anyio.BrokenResourceError:
+        return anyio.ClosedResourceError() if self._closing else anyio.BrokenResourceError(exc)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            try:
+                data = self._socket.recv(max_bytes)
+            except BlockingIOError:
+                await anyio.wait_readable(self._socket)
+            except OSError as exc:
+                raise self._error(exc) from exc
+            else:
+                if not data:
+                    raise anyio.EndOfStream
+                return data
+
+    async def send(self, item: bytes) -> None:
+        await anyio.lowlevel.checkpoint()
+        view = memoryview(item)
+        while view:
+            try:
+                sent = self._socket.send(view)
+            except BlockingIOError:
+                await anyio.wait_writable(self._socket)
+            except OSError as exc:
+                raise self._error(exc) from exc
+            else:
+                view = view[sent:]
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        if not self._closing:
+            self._closing = True
+            anyio.notify_closing(self._socket)  # a wait in progress ends: ClosedResourceError
+        await self._inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._inner.extra_attributes
+
+
 def _closing(cls: type[BaseConnection]) -> type[BaseConnection]:
     """*cls*, closing its memory object streams whenever its ``run()`` ends."""
     known = _CLOSING.get(cls)
@@ -72,6 +153,12 @@ def _closing(cls: type[BaseConnection]) -> type[BaseConnection]:
         return known
 
     class Closing(cls):  # type: ignore[valid-type,misc]
+        async def _connect(self) -> anyio.abc.ByteStream:
+            stream: anyio.abc.ByteStream = await super()._connect()
+            if isinstance(stream, anyio.abc.UNIXSocketStream) and _on_asyncio():
+                return _UnixStream(stream)
+            return stream
+
         async def run(
             self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
         ) -> None:
