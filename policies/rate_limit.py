@@ -41,25 +41,52 @@ Rules this file keeps:
    the call.
 3. *Never is not a wait.* A cost above ``burst`` can never conform: the answer is a
    :class:`Refusal` with ``retry_after == inf`` (``never``), at once, rather than a wait forever.
-4. *The guarantee.* For any sequence of reservations (at any ``now`` values, backwards
-   included), with ``s`` = ``now + wait`` for each admitted call, the costs admitted with
-   ``s`` in any closed interval of length ``L`` add up to at most
-   ``burst + rate * L / per`` (so ``rate + burst`` over any ``per`` seconds). Proof sketch: each
-   admission raises ``tat`` by its cost times ``T``; the last admission in the interval ends
-   with ``tat <= s + burst*T``, the first started from ``max(tat, now) >= start of the
-   interval``. :meth:`RateLimiter.settle` and :meth:`RateLimiter.refund` move ``tat`` by the
-   *actual* cost, so with them the bound holds for actual costs, not estimates.
+4. *The guarantee.* For any sequence of reservations, refunds and settles (at any ``now``
+   values, backwards included), let ``s = now + wait`` for each admitted call that was not
+   refunded, and count the units it reserved and used (its cost, or ``actual`` when
+   :meth:`~RateLimiter.settle` says it used less). The calls with ``s`` in any closed interval
+   of length ``L`` add up to at most ``burst + rate * L / per`` (so ``rate + burst`` over any
+   ``per`` seconds). Proof: an admission's charge occupies a *slice* of the schedule,
+   ``[max(tat, now), new tat)``, and the units the call uses lie within ``[s, s + burst*T]``
+   (the wait is what makes the slice end by ``s + burst*T``; ``reserve_all`` starts each
+   limit's units at ``s`` at the earliest, rule 2). Slices never overlap, because ``tat`` moves
+   back only over units nobody holds (rule 7). So the calls starting within ``[a, a + L]`` use
+   disjoint pieces of ``[a, a + L + burst*T]``: at most ``L/T + burst`` units. Usage *beyond*
+   the estimate cannot be refused after the fact: settle charges it on top of the schedule, in
+   a slice of its own, and later calls wait for it.
 5. *Clocks going backwards break nothing:* ``max(tat, now)`` keeps the schedule, the wait is
    measured from the ``now`` given, and the guarantee above holds for any order of ``now``.
 6. *Waits shorter than a nanosecond are zero.* ``T = per / rate`` is rarely exact in binary, and
    a turn due now must not become a wait of 1e-16 s (a refusal under ``max_wait=0``).
    redis-cell keeps time in whole nanoseconds for the same reason.
+7. *What was promised is never handed out again.* A call waiting in line keeps the start
+   time it was promised, whatever becomes of the turns before it. So a turn given back from
+   the middle of the line must not move ``tat`` back: the next call would get the last turn's
+   slot a second time (issue 16, item 3: with ``RateLimit(10, burst=1)``, five calls at 0
+   start at 0, .1, .2, .3 and .4; the second, cancelled at .05, gave its unit back, and the
+   next call started at .4, with the fifth). Each admission is therefore a numbered *turn*
+   (:attr:`RateLimiter.last_turn`, read right after it; numbers are unique across limiters),
+   and :meth:`~RateLimiter.refund` and :meth:`~RateLimiter.settle` give units back *to the
+   turn they name*. The machine keeps the
+   turns at the end of the schedule, oldest first, as ``[turn, charge, units given back]``.
+   Units given back are free inside their turn's slice, and ``tat`` moves back over the top
+   of that stack only, as far as its units are free. A turn given back at the end of the line
+   moves ``tat`` back at once; one from the middle leaves a hole, reached when every turn
+   above it has been given back too (waiters cancelled together give everything back, in any
+   order), and lost otherwise. That is the simplest rule that keeps rule 4's proof: ``tat``
+   moves back over free units only. Giving back nothing is always safe, so a refund or settle
+   naming no turn, or a turn no longer held, gives nothing back. Turns are forgotten when the
+   schedule has run past them (``tat <= now``: nothing left to give back), and beyond the
+   latest :data:`_HELD` of them (memory stays bounded while a busy limit never empties).
+   Charges need no turn: they go on top.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final, TypeAlias, TypeVar, final
 
@@ -88,6 +115,13 @@ _INF: Final = math.inf
 _FLOAT_MAX: Final = sys.float_info.max
 # Waits at or below this many seconds are returned as 0.0 (rule 6).
 _RESOLUTION: Final = 1e-9
+#: The most turns a limiter remembers for give-backs (rule 7); older ones are given up.
+_HELD: Final = 1024
+# A held turn: [turn, charge, given back], units (the turn number is a whole float).
+_Held: TypeAlias = list[float]
+# Turn numbers, unique across limiters: a turn named to a limiter that did not give it (one
+# replaced by a reconfigure, say) is never held there, so it gives nothing back (rule 7).
+_TURNS: Final = itertools.count(1)
 
 
 def _check_callable(what: str) -> Callable[[object, attrs.Attribute[_T], _T], None]:
@@ -202,7 +236,7 @@ class RateLimiter:
     All times are seconds from one clock (any origin); all costs are units of the limit.
     """
 
-    __slots__ = ("_burst", "_drain", "_interval", "_level", "_t0", "config")
+    __slots__ = ("_burst", "_drain", "_held", "_interval", "_level", "_t0", "_turn", "config")
 
     def __init__(self, config: RateLimit) -> None:
         self.config = config
@@ -212,6 +246,20 @@ class RateLimiter:
         # tat = t0 + level*T (see the module docstring). t0 = -inf: a full bucket at any now.
         self._t0 = -_INF
         self._level = 0.0
+        # The latest turn's number (rule 7); 0: none yet.
+        self._turn = 0
+        # The turns at the end of the schedule, oldest first, for give-backs (rule 7).
+        self._held: deque[_Held] = deque(maxlen=_HELD)
+
+    @property
+    def last_turn(self) -> int:
+        """
+        The number of the latest turn taken here. Read it right after an admission
+        (:meth:`reserve`, :func:`reserve_all`) and pass it to :meth:`refund` or :meth:`settle`
+        to say which turn gives units back (rule 7 of the module docstring). Numbers grow and
+        are unique across limiters, so a turn named to another limiter gives nothing back.
+        """
+        return self._turn
 
     def _level_at(self, now: float) -> float:
         # (max(tat, now) - now) / T: the cost in the bucket as seen from `now`. For now < t0
@@ -247,9 +295,10 @@ class RateLimiter:
                 limit's ``max_wait`` applies as well, the smaller one wins.
 
         Returns:
-            The seconds to wait before the call may start (0.0: at once); the turn is taken.
-            Or a :class:`Refusal` when the wait would exceed either bound (``retry_after`` is
-            that wait), or when *cost* exceeds the burst (``never``).
+            The seconds to wait before the call may start (0.0: at once); the turn is taken,
+            and :attr:`last_turn` names it. Or a :class:`Refusal` when the wait would exceed
+            either bound (``retry_after`` is that wait), or when *cost* exceeds the burst
+            (``never``).
 
         Raises:
             TypeError, ValueError: *cost* is not a finite number ``>= 0``; nothing changed.
@@ -260,8 +309,10 @@ class RateLimiter:
         ):
             cost = _valid_cost("cost", cost)
         level = self._level - (now - self._t0) * self._drain
-        if level < 0.0:
+        if level <= 0.0:
             level = 0.0
+            if self._held:  # the schedule ran past every held turn: nothing to give back
+                self._held.clear()
         level += cost
         excess = level - self._burst
         wait = 0.0
@@ -276,40 +327,108 @@ class RateLimiter:
         # tat = max(tat, now) + cost*T, stored relative to now (rule 1: the turn is taken).
         self._t0 = now
         self._level = level
+        self._turn = turn = next(_TURNS)
+        if cost > 0.0:
+            self._held.append([turn, cost, 0.0])
         return wait
 
-    def settle(self, now: float, estimated: float, actual: float) -> None:
+    def settle(self, now: float, estimated: float, actual: float, turn: int | None = None) -> None:
         """
-        True up a call reserved at cost *estimated* that really cost *actual*.
+        True up the call that took *turn* at cost *estimated* and really cost *actual*.
 
-        ``actual - estimated`` is charged (later calls wait for it) or, when negative,
-        refunded; a refund never takes the bucket below empty, so :meth:`available` never
-        exceeds the burst.
+        ``actual - estimated`` is charged at the end of the schedule (later calls wait for
+        it). When negative, that many units are given back to *turn* (rule 7): the schedule
+        moves back only over units no later turn holds, and never below an empty bucket, so
+        :meth:`available` never exceeds the burst. Without *turn*, or for a turn no longer
+        held, nothing is given back.
 
         Raises:
-            TypeError, ValueError: a cost is not a finite number ``>= 0``; nothing changed.
+            TypeError, ValueError: a cost is not a finite number ``>= 0``, or *turn* is not
+                ``None`` or an int; nothing changed.
         """
         estimated = _valid_cost("estimated", estimated)
         actual = _valid_cost("actual", actual)
-        level = self._level_at(now) + (actual - estimated)
-        self._t0 = now
-        self._level = level if level > 0.0 else 0.0
+        _valid_turn(turn)
+        extra = actual - estimated
+        if extra > 0.0:
+            level = self._level - (now - self._t0) * self._drain
+            if level <= 0.0:
+                level = 0.0
+                self._held.clear()
+            self._t0 = now
+            self._level = level + extra
+            # A slice of its own on top, held by nobody: never given back.
+            self._turn = next(_TURNS)
+            self._held.append([self._turn, extra, 0.0])
+        elif extra < 0.0 and turn is not None:
+            self._give_back(now, turn, -extra)
 
-    def refund(self, now: float, cost: float) -> None:
+    def refund(self, now: float, cost: float, turn: int | None = None) -> None:
         """
-        Give back a turn of *cost* that was reserved but never used (the caller was cancelled
-        while waiting, or the bulkhead refused it): ``settle(now, cost, 0)``.
+        Give back *cost* units of *turn*, a turn reserved but never used (the caller was
+        cancelled while waiting, or the bulkhead refused it): the units no later turn holds
+        go back to the schedule (rule 7). Without *turn*, or for a turn no longer held,
+        nothing is given back: which turn it was decides whether that is safe.
 
         Raises:
-            TypeError, ValueError: *cost* is not a finite number ``>= 0``; nothing changed.
+            TypeError, ValueError: *cost* is not a finite number ``>= 0``, or *turn* is not
+                ``None`` or an int; nothing changed.
         """
         cost = _valid_cost("cost", cost)
-        self.settle(now, cost, 0.0)
+        _valid_turn(turn)
+        if turn is not None:
+            self._give_back(now, turn, cost)
+
+    def _give_back(self, now: float, turn: int, units: float) -> None:
+        """Mark *units* of *turn* free; move ``tat`` back over the free top of the stack."""
+        held = self._held
+        top = len(held) - 1
+        i = top
+        while i >= 0:  # from the end: give-backs are mostly of recent turns
+            number = held[i][0]
+            if number == turn:
+                break
+            if number < turn:
+                return  # not held (never, or no longer): nothing to give back
+            i -= 1
+        else:
+            return
+        record = held[i]
+        record[2] = min(record[1], record[2] + units)
+        if i != top:
+            return  # a hole below turns still held: reached when they are given back
+        level = self._level
+        while held:
+            record = held[-1]
+            if record[2] < record[1]:  # partly free: tat moves back over its free part
+                level -= record[2]
+                record[1] -= record[2]
+                record[2] = 0.0
+                break
+            level -= record[1]
+            held.pop()
+        if level - (now - self._t0) * self._drain <= 0.0:
+            # Back to an empty bucket, no further: every held turn is in the past.
+            self._t0 = now
+            self._level = 0.0
+            held.clear()
+        else:
+            self._level = level
 
     def available(self, now: float) -> float:
         """Units a call could take at *now* without waiting, from 0 to the burst (for status)."""
         left = self._burst - self._level_at(now)
         return left if left > 0.0 else 0.0
+
+
+def _valid_turn(turn: object) -> None:
+    """``None`` or an ``int`` (never ``bool``): a turn number, as :attr:`last_turn` gives it."""
+    if turn is not None and (isinstance(turn, bool) or not isinstance(turn, int)):
+        msg = (
+            "'turn' must be None or an int (a RateLimiter.last_turn),"
+            f" got {turn!r} of type {type(turn).__name__}"
+        )
+        raise TypeError(msg)
 
 
 def reserve_all(
@@ -335,10 +454,13 @@ def reserve_all(
             limiter's own ``max_wait`` bounds that limiter's wait.
         charged: a list to receive, on admission, what each limiter was charged: its cost,
             plus the wait a slower limiter imposed on a limiter that had room (rule 2). A
-            call that never goes gives back exactly that (``refund(now, charged[i])``).
+            call that never goes gives back exactly that, naming the turn each limiter gave
+            it (``refund(now, charged[i], turns[i])``, ``turns[i]`` being
+            ``limiters[i].last_turn`` read right after the admission).
 
     Returns:
-        The seconds to wait (0.0: at once); every turn is taken. Or the :class:`Refusal` of
+        The seconds to wait (0.0: at once); every turn is taken (each limiter's
+        :attr:`~RateLimiter.last_turn` names its own). Or the :class:`Refusal` of
         the first limiter that refused, with ``retry_after`` = the longest wait, and no turn
         taken anywhere. A cost above its limiter's burst refuses with ``never``, before any
         wait is considered.
@@ -372,8 +494,10 @@ def reserve_all(
         ):
             cost = _valid_cost("cost", cost)
         level = limiter._level - (now - limiter._t0) * limiter._drain
-        if level < 0.0:
+        if level <= 0.0:
             level = 0.0
+            if limiter._held:  # nothing held is still ahead (rule 7)
+                limiter._held.clear()
         levels.append(level)
         excess = level + cost - limiter._burst
         if excess > 0.0:
@@ -400,6 +524,10 @@ def reserve_all(
         start = level if level > reached else reached
         limiter._level = start + cost
         limiter._t0 = now
+        limiter._turn = turn = next(_TURNS)
+        charge = start - level + cost
+        if charge > 0.0:
+            limiter._held.append([turn, charge, 0.0])
         if charged is not None:
-            charged.append(start - level + cost)
+            charged.append(charge)
     return wait

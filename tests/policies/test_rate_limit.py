@@ -12,6 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from policies import rate_limit as rate_limit_module
 from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all
 
 
@@ -272,16 +273,21 @@ def test_available_counts_down_and_refills_up_to_the_burst() -> None:
 
 
 def test_settle_charges_extra_usage_and_refunds_unused_estimates() -> None:
-    """A call priced at 100 tokens that used 250 makes later calls wait for the 150 extra."""
+    """A call priced at 100 tokens that used 250 makes later calls wait for the 150 extra;
+    the latest call, which used 10 of its 100, gives 90 back."""
     limiter = RateLimit(100, per=1, burst=300, max_wait=math.inf).machine()
     limiter.reserve(0.0, 100)
+    first = limiter.last_turn
 
-    limiter.settle(0.0, estimated=100, actual=250)
+    limiter.settle(0.0, estimated=100, actual=250, turn=first)
     assert 50.0 == limiter.available(0.0)
     assert 0.5 == limiter.reserve(0.0, 100)
+    second = limiter.last_turn
 
-    limiter.settle(0.0, estimated=100, actual=10)  # the waiting call used little after all
+    limiter.settle(0.0, estimated=100, actual=10, turn=second)  # it used little after all
     assert 40.0 == limiter.available(0.0)
+    limiter.settle(0.0, estimated=100, actual=10, turn=second)  # said twice: a turn gives
+    assert 50.0 == limiter.available(0.0)  # back at most what it was charged, 100 in all
 
 
 def test_a_refund_never_goes_below_an_empty_bucket() -> None:
@@ -289,7 +295,7 @@ def test_a_refund_never_goes_below_an_empty_bucket() -> None:
     limiter = RateLimit(10, burst=10).machine()
     limiter.reserve(0.0, 2)
 
-    limiter.settle(0.0, estimated=9, actual=0)
+    limiter.settle(0.0, estimated=9, actual=0, turn=limiter.last_turn)
 
     assert 10.0 == limiter.available(0.0)
     assert 0.0 == limiter.reserve(0.0, 10)
@@ -302,9 +308,148 @@ def test_refund_gives_back_a_turn_that_was_never_used() -> None:
     limiter.reserve(0.0)
     assert 1.0 == limiter.reserve(0.0)
 
-    limiter.refund(0.0, 1)
+    limiter.refund(0.0, 1, limiter.last_turn)
 
     assert 1.0 == limiter.reserve(0.0)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["turn-named", "no-turn"])
+def test_a_turn_given_back_from_the_middle_of_the_line_is_not_handed_out_again(
+    named: bool,
+) -> None:
+    """Issue 16, item 3, defect 4: 10/s, burst 1, five calls at 0 start at 0, .1 ... .4; the
+    second is cancelled at .05. Moving the schedule back by its unit put the next call at .4,
+    with the fifth (the starts were [0.0, 0.2, 0.3, 0.4, 0.4]). The fifth keeps its promise,
+    so the next call goes at .5; the second's unit is a hole nobody can use yet."""
+    limiter = RateLimit(10, per=1, burst=1, max_wait=math.inf).machine()
+    waits, turns = [], []
+    for _ in range(5):
+        waits.append(limiter.reserve(0.0))
+        if named:
+            turns.append(limiter.last_turn)
+
+    if named:
+        limiter.refund(0.05, 1, turns[1])
+    else:
+        limiter.refund(0.05, 1)  # which turn? then nothing is safe to give back
+    sixth = limiter.reserve(0.05)
+
+    assert isinstance(sixth, float)
+    starts = [w for i, w in enumerate(waits) if i != 1] + [0.05 + sixth]
+    assert [0.0, 0.2, 0.3, 0.4, 0.5] == pytest.approx(starts, abs=1e-9)
+
+
+def test_waiters_cancelled_together_give_everything_back_in_any_order() -> None:
+    """Turns given back from the middle are holes; when the end of the line is given back
+    too, the schedule moves back over all of them, whatever the order."""
+    limiter = RateLimit(10, per=1, burst=1, max_wait=math.inf).machine()
+    turns = []
+    for _ in range(5):
+        limiter.reserve(0.0)
+        turns.append(limiter.last_turn)
+
+    for i in (1, 3, 2):
+        limiter.refund(0.0, 1, turns[i])
+        assert 0.5 == pytest.approx(limiter.peek(0.0))  # the fifth still holds .4
+    limiter.refund(0.0, 1, turns[4])
+    assert 0.1 == pytest.approx(limiter.peek(0.0))  # back behind the first
+    limiter.refund(0.0, 1, turns[0])
+    assert (0.0, 1.0) == (limiter.peek(0.0), limiter.available(0.0))
+
+
+def test_a_turn_held_by_a_later_call_stops_the_schedule_moving_back() -> None:
+    """A hole below a turn still held stays a hole; the turns above it that are given back
+    move the schedule back only as far as the held one."""
+    limiter = RateLimit(10, per=1, burst=1, max_wait=math.inf).machine()
+    turns = []
+    for _ in range(4):
+        limiter.reserve(0.0)
+        turns.append(limiter.last_turn)
+
+    limiter.refund(0.0, 1, turns[1])
+    limiter.refund(0.0, 1, turns[3])
+
+    assert 0.3 == pytest.approx(limiter.peek(0.0))  # the third (at .2) is held: next at .3
+
+
+def test_what_was_never_held_or_is_forgotten_gives_nothing_back() -> None:
+    """No turn, an unknown turn, a turn given back already, a turn the schedule ran past,
+    and a turn beyond the latest _HELD: nothing comes back."""
+    limiter = RateLimit(10, per=1, burst=1, max_wait=math.inf).machine()
+    limiter.reserve(0.0)
+    limiter.reserve(0.0)
+    last = limiter.last_turn
+    before = state(limiter)
+
+    other = RateLimit(10, per=1, burst=1, max_wait=math.inf).machine()
+    other.reserve(0.0)
+    other.reserve(0.0)
+
+    limiter.refund(0.0, 1)
+    limiter.refund(0.0, 1, 0)
+    limiter.refund(0.0, 1, other.last_turn)  # another limiter's turn (after a reconfigure)
+    assert before == state(limiter)
+    limiter.refund(0.0, 1, last)
+    once = state(limiter)
+    limiter.refund(0.0, 1, last)  # the same turn again
+    assert once == state(limiter)
+
+    limiter.reserve(5.0)  # the schedule ran past every turn held
+    past = limiter.last_turn
+    limiter.reserve(5.0)
+    limiter.refund(5.0, 1, past - 1)
+    assert 0.2 == pytest.approx(limiter.peek(5.0))
+
+    busy = RateLimit(1000, per=1, burst=1, max_wait=math.inf).machine()
+    taken = []
+    for _ in range(rate_limit_module._HELD + 1):
+        busy.reserve(0.0)
+        taken.append(busy.last_turn)
+    oldest = taken.pop(0)
+    for turn in reversed(taken):  # all of them, newest first
+        busy.refund(0.0, 1, turn)
+    behind = state(busy)
+    busy.refund(0.0, 1, oldest)  # forgotten: held beyond the latest _HELD turns
+    assert behind == state(busy)
+    assert 0.001 == pytest.approx(busy.peek(0.0))
+
+
+def test_a_settle_gives_back_only_what_its_own_turn_does_not_need() -> None:
+    """A call that used less than its estimate frees part of its slice: the schedule moves
+    back at once when it is the latest turn, later when the turns above are given back;
+    a charge for extra usage is never given back."""
+    limiter = RateLimit(10, per=1, burst=10, max_wait=math.inf).machine()
+    limiter.reserve(0.0, 10)
+    first = limiter.last_turn
+    limiter.reserve(0.0, 5)  # waits .5 s
+    second = limiter.last_turn
+
+    limiter.settle(0.0, 10, 4, turn=first)  # below a held turn: a hole of 6
+    assert 0.6 == pytest.approx(limiter.peek(0.0))  # still 15 in line
+    limiter.refund(0.0, 5, second)  # the end of the line: back over the hole too
+    assert 0.0 == pytest.approx(limiter.peek(0.0, 6))
+    assert 6.0 == pytest.approx(limiter.available(0.0))
+
+    limiter.settle(0.0, 1, 3, turn=first)  # 2 more than estimated: charged on top
+    limiter.settle(0.0, 4, 0, turn=first)  # the first turn's 4 are below the charge
+    assert 4.0 == pytest.approx(limiter.available(0.0))
+
+
+@pytest.mark.parametrize("turn", [True, 1.0, "1"], ids=["bool", "float", "str"])
+def test_a_turn_that_is_not_an_int_raises_and_changes_nothing(turn: object) -> None:
+    limiter = RateLimit(10).machine()
+    limiter.reserve(0.0, 3)
+    before = state(limiter)
+    message = (
+        "'turn' must be None or an int (a RateLimiter.last_turn),"
+        f" got {turn!r} of type {type(turn).__name__}"
+    )
+
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        limiter.refund(0.0, 3, turn)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        limiter.settle(0.0, 3, 0, turn)  # type: ignore[arg-type]
+    assert before == state(limiter)
 
 
 @pytest.mark.parametrize(
@@ -412,8 +557,9 @@ def test_reserve_all_reports_what_each_limiter_was_charged_and_a_refund_restores
     assert 30.0 == reserve_all([rpm, tpm], 0.0, [1, 500], charged=charged)
 
     assert [31.0, 500.0] == pytest.approx(charged)  # rpm: 30 s of refill it had, and 1
-    for limiter, cost in zip([rpm, tpm], charged, strict=True):
-        limiter.refund(0.0, cost)
+    turns = [rpm.last_turn, tpm.last_turn]
+    for limiter, cost, turn in zip([rpm, tpm], charged, turns, strict=True):
+        limiter.refund(0.0, cost, turn)
     assert before == (rpm.available(0.0), tpm.available(0.0))
     assert 0.0 == rpm.peek(0.0)
 
@@ -500,10 +646,13 @@ def test_reserve_all_needs_one_cost_per_limiter() -> None:
 #
 # THE LIMITER'S GUARANTEE (rule 4 of policies/rate_limit.py), tested below for single limits and
 # for every limit of a reserve_all group: for any sequence of reservations at any `now` values
-# (backward steps included), let s = now + wait for each admitted call. Then for every closed
-# interval [a, a + L], the costs admitted with s in it add up to at most
-# burst + rate * L / per (so rate + burst over any `per` seconds), up to float rounding (a
-# relative 1e-7). test_the_bound_is_reached_exactly shows it is tight.
+# (backward steps included), refunds of any of them (in any order, at any later step) and
+# settles, let s = now + wait for each admitted call that was not refunded (a refunded call
+# never started). Then for every closed interval [a, a + L], the units those calls used (their
+# cost; min(cost, actual) once settled) with s in it add up to at most burst + rate * L / per
+# (so rate + burst over any `per` seconds), up to float rounding (a relative 1e-7).
+# test_the_bound_is_reached_exactly shows it is tight. Refunds used to move the schedule back
+# whichever turn they gave back, so a call could start on a slot promised to a waiter (rule 7).
 
 
 def worst_window(starts: list[tuple[float, float]], length: float) -> float:
@@ -529,37 +678,86 @@ limits = st.builds(
     burst=st.one_of(st.none(), st.floats(1.0, 2000.0)),
     max_wait=st.sampled_from([0.0, 0.5, 3.0, math.inf]),
 )
-# (time step, cost, caller's max_wait), as fractions of the limit's `per` and burst.
+# How an admitted call ends, after it was reserved: it goes and keeps its estimate (nothing to
+# do), it never goes ("refund": cancelled while it waited, refused by the bulkhead), or it goes
+# and reports its real usage ("settle", a share of the estimate: less, or more). `pick` chooses
+# which call still open it is, `actual` its usage as a share of its cost.
+endings = st.tuples(
+    st.sampled_from(["reserve", "reserve", "refund", "settle"]),
+    st.integers(0, 2**16),
+    st.one_of(st.just(0.0), st.floats(0.0, 1.5)),
+)
+
+
+@attrs.define
+class Call:
+    """An admitted call: its start, and per limiter its cost, turn, charge and units used."""
+
+    start: float
+    costs: list[float]
+    turns: list[int]
+    charged: list[float]
+    used: list[float]
+
+
+def end(call: Call, limiters: list[RateLimiter], now: float, how: str, actual: float) -> None:
+    """The call never went (refund) or went and used `actual` x its cost (settle)."""
+    for i, limiter in enumerate(limiters):
+        if how == "refund":
+            limiter.refund(now, call.charged[i], call.turns[i])
+            call.used[i] = 0.0
+        else:
+            usage = actual * call.costs[i]
+            limiter.settle(now, call.costs[i], usage, call.turns[i])
+            call.used[i] = min(call.costs[i], usage)
+
+
+# (ending, time step, cost, caller's max_wait), as fractions of the limit's `per` and burst.
 steps = st.lists(
     st.tuples(
+        endings,
         st.one_of(st.just(0.0), st.floats(-0.2, 2.0)),
         st.floats(0.0, 1.05),
         st.sampled_from([0.0, 0.25, math.inf]),
     ),
     max_size=80,
 )
+# Issue 16, item 3, defect 4: 10/s, burst 1: five calls at once wait 0, .1, .2, .3, .4; the
+# second is cancelled at .05 and a sixth call came: it started at .4, with the fifth.
+_call = (("reserve", 0, 0.0), 0.0, 1.0, math.inf)
+DEFECT_4 = [_call] * 5 + [(("refund", 1, 0.0), 0.05, 1.0, 0.0), _call]
 
 
 @settings(max_examples=400, deadline=None)
 @given(limit=limits, steps=steps, length=st.floats(0.0, 3.0))
+@example(limit=RateLimit(10, burst=1, max_wait=math.inf), steps=DEFECT_4, length=0.0)
 def test_admitted_cost_over_any_window_is_at_most_burst_plus_refill(
-    limit: RateLimit, steps: list[tuple[float, float, float]], length: float
+    limit: RateLimit, steps: list[tuple[tuple[str, int, float], float, float, float]], length: float
 ) -> None:
-    """Any requests, any clock (backwards too): cost starting within L s <= burst + rate*L/per."""
+    """Any requests, any refunds and settles of them, any clock (backwards too): the units
+    used by calls starting within L s <= burst + rate*L/per."""
     limiter = limit.machine()
     now = 1000.0
-    starts = []
-    for dt, share, max_wait in steps:
+    calls: list[Call] = []
+    going: list[Call] = []  # admitted, not ended yet
+    for (how, pick, actual), dt, share, max_wait in steps:
         now += dt * limit.per
+        if how != "reserve":
+            if going:
+                end(going.pop(pick % len(going)), [limiter], now, how, actual)
+            continue
         cost = share * limit.capacity
         verdict = limiter.reserve(now, cost, max_wait * limit.per)
         if not isinstance(verdict, Refusal):
             assert 0.0 <= verdict <= min(max_wait * limit.per, limit.max_wait)
-            starts.append((now + verdict, cost))
+            call = Call(now + verdict, [cost], [limiter.last_turn], [cost], [cost])
+            calls.append(call)
+            going.append(call)
         else:
             assert verdict.never == (cost > limit.capacity)
 
-    for window in (limit.per, length * limit.per):
+    starts = [(call.start, call.used[0]) for call in calls]
+    for window in (0.0, limit.per, length * limit.per):
         assert worst_window(starts, window) <= bound(limit, window)
 
 
@@ -568,6 +766,7 @@ def test_admitted_cost_over_any_window_is_at_most_burst_plus_refill(
     group=st.lists(limits, min_size=1, max_size=3),
     steps=st.lists(
         st.tuples(
+            endings,
             st.one_of(st.just(0.0), st.floats(-0.1, 1.0)),
             st.lists(st.one_of(st.just(0.0), st.floats(0.0, 1.05)), min_size=3, max_size=3),
             st.sampled_from([0.0, 0.5, math.inf]),
@@ -579,27 +778,43 @@ def test_admitted_cost_over_any_window_is_at_most_burst_plus_refill(
 # with them, so the first limit must be charged at that common start, not at `now`.
 @example(
     group=[RateLimit(1), RateLimit(1, max_wait=math.inf)],
-    steps=[(0.0, [0.0, 1.0, 0.0], math.inf)] * 5 + [(1.0, [1.0, 0.0, 0.0], math.inf)] * 4,
+    steps=[(("reserve", 0, 0.0), 0.0, [0.0, 1.0, 0.0], math.inf)] * 5
+    + [(("reserve", 0, 0.0), 1.0, [1.0, 0.0, 0.0], math.inf)] * 4,
+)
+# The same, with the calls waiting for the second limit cancelled from the middle of the line.
+@example(
+    group=[RateLimit(1, max_wait=math.inf), RateLimit(1, max_wait=math.inf)],
+    steps=[(("reserve", 0, 0.0), 0.0, [0.0, 1.0, 0.0], math.inf)] * 5
+    + [(("refund", 2, 0.0), 0.5, [0.0] * 3, 0.0), (("refund", 1, 0.0), 0.0, [0.0] * 3, 0.0)]
+    + [(("reserve", 0, 0.0), 0.0, [1.0, 1.0, 0.0], math.inf)] * 3,
 )
 def test_reserve_all_is_atomic_and_every_limit_keeps_its_bound(
-    group: list[RateLimit], steps: list[tuple[float, list[float], float]]
+    group: list[RateLimit], steps: list[tuple[tuple[str, int, float], float, list[float], float]]
 ) -> None:
     """A refusal changes no limiter; an admission waits for the slowest limiter exactly; and
-    each limiter's guarantee holds on the common start times, however late another made them."""
+    each limiter's guarantee holds on the common start times, however late another made them,
+    whatever was refunded or settled."""
     limiters = [limit.machine() for limit in group]
     shortest = min(limit.per for limit in group)
     now = 1000.0
-    starts: list[list[tuple[float, float]]] = [[] for _ in group]
-    for dt, shares, max_wait in steps:
+    calls: list[Call] = []
+    going: list[Call] = []
+    for (how, pick, actual), dt, shares, max_wait in steps:
         now += dt * shortest
+        if how != "reserve":
+            if going:
+                end(going.pop(pick % len(going)), limiters, now, how, actual)
+            continue
         costs = [share * limit.capacity for share, limit in zip(shares, group, strict=False)]
         before = [state(limiter) for limiter in limiters]
         alone = [limiter.peek(now, cost) for limiter, cost in zip(limiters, costs, strict=True)]
+        charged: list[float] = []
 
-        verdict = reserve_all(limiters, now, costs, max_wait)
+        verdict = reserve_all(limiters, now, costs, max_wait, charged)
 
         if isinstance(verdict, Refusal):
             assert before == [state(limiter) for limiter in limiters]
+            assert [] == charged
             refuser = group[verdict.index]
             assert refuser is verdict.limit
             if verdict.never:
@@ -610,11 +825,15 @@ def test_reserve_all_is_atomic_and_every_limit_keeps_its_bound(
         else:
             assert max(alone) == verdict
             assert all(w <= limit.max_wait for w, limit in zip(alone, group, strict=True))
-            for mine, cost in zip(starts, costs, strict=False):
-                mine.append((now + verdict, cost))
+            turns = [limiter.last_turn for limiter in limiters]
+            call = Call(now + verdict, costs, turns, charged, list(costs))
+            calls.append(call)
+            going.append(call)
 
-    for limit, mine in zip(group, starts, strict=True):
-        assert worst_window(mine, limit.per) <= bound(limit, limit.per)
+    for i, limit in enumerate(group):
+        starts = [(call.start, call.used[i]) for call in calls]
+        assert worst_window(starts, limit.per) <= bound(limit, limit.per)
+        assert worst_window(starts, 0.0) <= bound(limit, 0.0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -626,25 +845,27 @@ def test_reserve_all_is_atomic_and_every_limit_keeps_its_bound(
             st.floats(-0.2, 1.0),
             st.floats(0.0, 1.05),
             st.floats(0.0, 3.0),
+            st.one_of(st.none(), st.integers(-2, 60)),
         ),
         max_size=60,
     ),
 )
 def test_settle_and_refund_keep_available_between_zero_and_the_burst(
-    limit: RateLimit, ops: list[tuple[str, float, float, float]]
+    limit: RateLimit, ops: list[tuple[str, float, float, float, int | None]]
 ) -> None:
-    """Whatever is charged or refunded, available() stays within [0, burst] at any time."""
+    """Whatever is charged or refunded, to whichever turn (taken or not, twice, or none),
+    available() stays within [0, burst] at any time."""
     limiter = limit.machine()
     now = 0.0
-    for op, dt, share, actual in ops:
+    for op, dt, share, actual, turn in ops:
         now += dt * limit.per
         cost = share * limit.capacity
         if op == "reserve":
             limiter.reserve(now, cost, math.inf)
         elif op == "settle":
-            limiter.settle(now, cost, actual * limit.capacity)
+            limiter.settle(now, cost, actual * limit.capacity, turn)
         else:
-            limiter.refund(now, cost)
+            limiter.refund(now, cost, turn)
         for later in (now, now + 0.3 * limit.per, now + 10 * limit.per):
             assert 0.0 <= limiter.available(later) <= limit.capacity
 
@@ -652,7 +873,9 @@ def test_settle_and_refund_keep_available_between_zero_and_the_burst(
 class Model:
     """
     GCRA written the textbook way (ITU-T I.371 virtual scheduling, redis-cell's arithmetic) in
-    exact rationals: one theoretical arrival time, no (t0, level) split, no rounding rule.
+    exact rationals: one theoretical arrival time, no (t0, level) split, no rounding rule. The
+    turns at the end of the schedule are explicit slices [turn, begin, end, units given back]
+    in absolute time (rule 7), where the machine keeps charges relative to its level.
     """
 
     def __init__(self, rate: int, per: int, burst: int, max_wait: float) -> None:
@@ -660,22 +883,61 @@ class Model:
         self.burst, self.max_wait = burst, max_wait
         self.tolerance = burst * self.interval
         self.tat: Fraction | None = None  # None: never used, a full bucket
+        self.turn = 0
+        self.slices: list[list[Fraction]] = []
 
     def base(self, now: Fraction) -> Fraction:
         return now if self.tat is None else max(self.tat, now)
 
+    def forget_past(self, now: Fraction) -> None:
+        if self.tat is None or self.tat <= now:
+            self.slices.clear()  # the schedule ran past them: nothing left to give back
+
     def reserve(self, now: Fraction, cost: int, max_wait: float) -> Fraction | str:
+        self.forget_past(now)
         if cost > self.burst:
             return "never"
-        new_tat = self.base(now) + cost * self.interval
+        begin = self.base(now)
+        new_tat = begin + cost * self.interval
         wait = max(Fraction(0), new_tat - self.tolerance - now)
         if wait > min(max_wait, self.max_wait):
             return "refused"
         self.tat = new_tat
+        self.turn += 1
+        if cost:
+            self.slices.append([Fraction(self.turn), begin, new_tat, Fraction(0)])
         return wait
 
-    def settle(self, now: Fraction, estimated: int, actual: int) -> None:
-        self.tat = max(self.base(now) + (actual - estimated) * self.interval, now)
+    def settle(self, now: Fraction, estimated: int, actual: int, turn: int | None) -> None:
+        if actual > estimated:
+            self.forget_past(now)
+            begin = self.base(now)
+            self.tat = begin + (actual - estimated) * self.interval
+            self.turn += 1
+            self.slices.append([Fraction(self.turn), begin, self.tat, Fraction(0)])
+        elif actual < estimated and turn is not None:
+            self.give_back(now, turn, estimated - actual)
+
+    def give_back(self, now: Fraction, turn: int, units: int) -> None:
+        found = [i for i, piece in enumerate(self.slices) if piece[0] == turn]
+        if not found:
+            return
+        piece = self.slices[found[0]]
+        piece[3] = min((piece[2] - piece[1]) / self.interval, piece[3] + units)
+        if found[0] != len(self.slices) - 1:
+            return
+        while self.slices:
+            _, begin, end, free = self.slices[-1]
+            if free < (end - begin) / self.interval:
+                self.slices[-1][2] = self.tat = end - free * self.interval
+                self.slices[-1][3] = Fraction(0)
+                break
+            self.tat = begin
+            self.slices.pop()
+        assert self.tat is not None
+        if self.tat <= now:
+            self.tat = now
+            self.slices.clear()
 
     def available(self, now: Fraction) -> Fraction:
         return max(Fraction(0), self.burst - (self.base(now) - now) / self.interval)
@@ -689,40 +951,65 @@ class Model:
     max_wait=st.sampled_from([0.0, math.inf]),
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["reserve", "reserve", "reserve", "settle"]),
+            st.sampled_from(["reserve", "reserve", "reserve", "settle", "refund"]),
             st.integers(-4, 16),  # eighths of a second; backwards too
             st.integers(0, 21),
             st.integers(0, 21),
             st.sampled_from([0.0, math.inf]),
+            st.one_of(st.none(), st.integers(0, 40)),  # which turn taken so far, if any
         ),
         max_size=80,
     ),
+)
+# A give-back never takes the bucket below empty as of its `now`: after a refund at 10 s of a
+# turn due at 0 s, a clock gone back to 5 s still finds the bucket half full, not full.
+@example(
+    rate=1,
+    per=1,
+    burst=10,
+    max_wait=math.inf,
+    ops=[("reserve", 0, 1, 0, math.inf, None)]
+    + [("settle", 16, 0, 0, math.inf, None)] * 5
+    + [("refund", 0, 1, 0, math.inf, 0)]
+    + [("settle", -4, 0, 0, math.inf, None)] * 10
+    + [("reserve", 0, 10, 0, math.inf, None)],
 )
 def test_limiter_matches_the_exact_model(
     rate: int,
     per: int,
     burst: int,
     max_wait: float,
-    ops: list[tuple[str, int, int, int, float]],
+    ops: list[tuple[str, int, int, int, float, int | None]],
 ) -> None:
-    """Float machine == exact textbook GCRA: same verdicts, same waits, same units left."""
+    """Float machine == exact textbook GCRA: same verdicts, same waits, same units left, and
+    the same give-backs (rule 7)."""
     limiter = RateLimit(rate, per=per, burst=burst, max_wait=max_wait).machine()
     model = Model(rate, per, burst, max_wait)
+    taken: list[tuple[int, int]] = []  # (the machine's turn, the model's), per admission
     eighths = 8000
-    for op, step, cost, actual, callers in ops:
+    for op, step, cost, actual, callers, pick in ops:
         eighths += step
         now = Fraction(eighths, 8)
+        mine, its = (None, None) if pick is None or not taken else taken[pick % len(taken)]
         if op == "settle":
-            limiter.settle(float(now), cost, actual)
-            model.settle(now, cost, actual)
+            limiter.settle(float(now), cost, actual, mine)
+            model.settle(now, cost, actual, its)
+        elif op == "refund":
+            limiter.refund(float(now), cost, mine)
+            if its is not None:
+                model.give_back(now, its, cost)
         else:
+            latest = limiter.last_turn
             got = limiter.reserve(float(now), cost, callers)
             expected = model.reserve(now, cost, callers)
             if isinstance(got, Refusal):
                 assert expected == ("never" if got.never else "refused")
+                assert latest == limiter.last_turn
             else:
                 assert isinstance(expected, Fraction)
                 assert float(expected) == pytest.approx(got, rel=1e-9, abs=1e-9)
+                assert limiter.last_turn > latest
+                taken.append((limiter.last_turn, model.turn))
         assert float(model.available(now)) == pytest.approx(
             limiter.available(float(now)), rel=1e-9, abs=1e-9
         )
