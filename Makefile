@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 
 MUTMUT_ARGS ?= --max-children 4
 
-.PHONY: demo test check lint typecheck pytest bench mutants clean
+.PHONY: demo test check lint typecheck pytest pytest-template generate bench mutants clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,17 +27,28 @@ $(VENV)/.bench-installed: pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(PY) -m supervisor demo $(DEMO_ARGS)
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint typecheck pytest pytest-template
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m supervisor._backends._generate --test
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
 pytest: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The runtime tests once more with the fast path's readable template in place of the
+# generated module (issue 17): both must behave alike.
+pytest-template: $(STAMP)
+	RINGFENCE_INLINE=0 $(PY) -m pytest tests/runtime -q -p no:randomly $(PYTEST_ARGS)
+
+# The asyncio fast path is generated (issue 17): rerun after editing
+# supervisor/_backends/_asyncio.py or an @inline handler in supervisor/_actor.py.
+generate: $(STAMP)
+	$(PY) -m supervisor._backends._generate
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -37,7 +37,7 @@ import time
 import types
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import anyio
 import anyio.from_thread
@@ -59,7 +59,7 @@ from policies import (
 )
 from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
-from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all
+from policies.rate_limit import RateLimit
 from policies.rate_limit import _valid_cost as _valid_cost
 from policies.retry import Stop
 from policies.timeout import limit_of
@@ -85,6 +85,7 @@ from ._events import (
     RetryBudgetExhausted,
     RetryScheduled,
 )
+from ._rate_limits import RateLimits
 from ._runtime import LazyEvent, Paths, Runtime
 from ._spec import (
     KIND_ASYNC_GEN,
@@ -98,10 +99,6 @@ from ._status import DependencyStatus
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running, cancel_pending
 
 if TYPE_CHECKING:
-    from typing import NoReturn
-
-    import trio
-
     from ._events import EventHub
 
 # SYNC_THREADS is re-exported here for the two tests that import it from this module.
@@ -149,6 +146,19 @@ _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 _IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
 _IN_RATE_LIMIT: Final = "supervisor shut down while the call waited for its rate-limit turn"
 _log: Final = logging.getLogger("ringfence")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def inline(handler: _F) -> _F:
+    """
+    Mark a handler whose body the fast-path generator (``_backends/_generate.py``) copies
+    into ``_backends/_generated_asyncio.py`` wherever the template calls it. It changes
+    nothing at run time. Such a handler is straight-line code: no loop, no await, at most
+    one ``return``, the last statement.
+    """
+    return handler
+
+
 #: The asyncio fast path (``Actor._attempt_asyncio``'s inlined success path) for attempts that
 #: need no timer and no thread. ``RINGFENCE_INLINE=0`` sends every asyncio attempt through the
 #: general path instead: CI runs the runtime tests once that way, and the differential test
@@ -183,52 +193,6 @@ class _Waiter:
         self.error: SupervisorError | None = None
 
 
-def _wake_future(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-@final
-class _TrioSignal:
-    """
-    A queued call's wake-up on trio: the task parked with ``wait_task_rescheduled``, the
-    signal itself as its abort function. A ``trio.Event`` is a set per event and a closure
-    per wait: ~400 bytes more per queued call.
-    """
-
-    __slots__ = ("is_set", "task")
-
-    def __init__(self) -> None:
-        self.is_set = False
-        self.task: Any = None  # the parked task, until woken or its wait is aborted
-
-    def __call__(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
-        """trio's abort callback: a cancelled wait leaves at once; a later wake is a no-op."""
-        import trio
-
-        self.task = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-
-def _wake_trio(signal: _TrioSignal) -> None:
-    signal.is_set = True
-    task, signal.task = signal.task, None
-    if task is not None:
-        import trio
-
-        trio.lowlevel.reschedule(task)
-
-
-async def _wait_trio(signal: _TrioSignal) -> None:
-    import trio
-
-    if signal.is_set:  # pragma: no cover  # a waiter parks in the step that queues it
-        await trio.lowlevel.checkpoint()  # woken before it parked: parking would hang
-        return
-    signal.task = trio.lowlevel.current_task()
-    await trio.lowlevel.wait_task_rescheduled(signal)
-
-
 @final
 class _Control:
     """A control message for the actor task, acknowledged through ``done``."""
@@ -242,62 +206,6 @@ class _Control:
         self.done = anyio.Event()
         self.result: _Transition | None = None
         self.error: Exception | None = None
-
-
-@final
-class _ThreadJob:
-    """
-    A sync callable running in a worker thread. If its attempt is cut off, the thread cannot
-    be stopped: the slot stays taken until the thread really ends (guarantee 14).
-    """
-
-    __slots__ = ("abandoned", "actor", "finished", "pending", "running", "unclaimed")
-
-    def __init__(self, actor: Actor, running: Running) -> None:
-        self.actor = actor
-        self.running = running
-        self.finished = False
-        self.abandoned = False
-        self.pending: object = None  # a coroutine the thread returned, until it is awaited
-        # Who comes first, the worker thread starting the function or the loop cancelling a
-        # call whose thread has not started (waiting for a thread token, or queued for a
-        # worker): each side pops, and list.pop is atomic, so exactly one of them wins.
-        self.unclaimed = [True]
-
-    def claim(self) -> bool:
-        """The loop's side: True when the thread has not started, and now never will."""
-        try:
-            self.unclaimed.pop()
-        except IndexError:
-            return False
-        return True
-
-    def run(
-        self, fn: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, Any]
-    ) -> object:
-        try:
-            self.unclaimed.pop()
-        except IndexError:  # its call was cancelled first: the slot is back, nothing runs
-            return None
-        result: object = None
-        try:
-            result = fn(*args, **kwargs)
-        finally:
-            try:
-                anyio.from_thread.run_sync(self._ended, result)
-            except Exception:  # the event loop is gone: nobody is left to hold the slot for
-                _discard(result)
-        # An awaitable goes back through `pending`, not as the thread's result: trio refuses
-        # a worker function that returns a coroutine (it closes it and raises TypeError).
-        return _AWAITABLE if self.pending is not None else result
-
-    def _ended(self, result: object) -> None:  # runs in the event-loop thread
-        self.finished = True
-        if self.abandoned:
-            _discard(result)  # its caller is gone: nobody will await it
-            self.actor.release_slot()
-        elif inspect.isawaitable(result):
-            self.pending = result
 
 
 @final
@@ -360,11 +268,9 @@ class Actor:
         # the breaker and the pause and before the bulkhead. Their machines are made in
         # start() (or leased from the supervisor's shared state).
         self._rate_limits = rate_limit
-        self._limiters: list[Any] = []  # RateLimiter, or a shared source with its interface
-        self._settles = any(limit.settle is not None for limit in rate_limit)
-        self._simple_costs = all(limit.cost is None for limit in rate_limit)
-        self._unit_costs: list[float] = [1] * len(rate_limit)
-        self._local_limits = True
+        # Their turn sources: local GCRA machines, or the shared state's (made at start).
+        self._limits: RateLimits | None = None
+        self._settles = False  # (derived: see _derive)
         # A shared open verdict from other replicas: calls are refused until then (loop clock).
         self._forced_until: float | None = None
         # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
@@ -403,10 +309,10 @@ class Actor:
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
-        # How a queued waiter is woken (see _Waiter): trio's way until start() sees asyncio.
-        self._new_signal: Callable[[], Any] = _TrioSignal
-        self._wake: Callable[[Any], None] = _wake_trio
-        self._wait_on: Callable[[Any], Any] = _wait_trio
+        # How a queued waiter is woken (see _Waiter): the backend's way (set at start).
+        self._new_signal: Callable[[], Any] = _no_signal
+        self._wake: Callable[[Any], None] = _no_wake
+        self._wait_on: Callable[[Any], Any] = _no_signal
         self._inbox_send: MemoryObjectSendStream[_Control] | None = None
         self._inbox_recv: MemoryObjectReceiveStream[_Control] | None = None
         # lifetime counters
@@ -461,23 +367,18 @@ class Actor:
         self.rng = runtime.rng
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
         self._started = True
-        if runtime.backend == "trio":
-            import trio  # the running backend, so already imported
-
-            self._cancel_scope = trio.CancelScope
-            self.attempt = self._attempt_trio
-        else:
+        self.attempt = types.MethodType(paths.attempt, self)
+        self._new_signal, self._wake, self._wait_on = paths.signals()
+        if paths.cancel_scope is not None:
+            self._cancel_scope = paths.cancel_scope()
+        if paths.task_of is not None:  # asyncio: one timer heap, the fast path's task getter
             loop = asyncio.get_running_loop()
             self._timers = DeadlineHeap(loop, self._cut)
             self._loop = loop
-            self._new_signal = loop.create_future
-            self._wake = _wake_future
-            self._wait_on = _identity
-            self._task_of = _current_task_getter()
-            self.attempt = self._attempt_asyncio
+            self._task_of = paths.task_of()
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
-        self._set_limiters()
+        self._set_limits()
         self.accepting = True
         self._derive()
         self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
@@ -649,20 +550,41 @@ class Actor:
     ) -> object:
         raise SupervisorClosed(self._closed_reason)
 
-    def _admit(self, machine: CircuitBreaker, now: float) -> int:
+    @inline
+    def admit_nowait(self, machine: CircuitBreaker, now: float) -> int:
         """
-        Admission, breaker part, when the breaker is not closed: the epoch to run in, or a
-        raised BreakerOpen / DependencyCrashed. It raises ``self._reject_...()`` directly,
-        with no local holding the error: a local would close a frame -> error -> traceback
-        -> frame cycle that only the garbage collector frees (~600 ns per rejection,
-        measured). The asyncio hot path inlines it, saving the frame.
+        Admission, breaker part: the epoch to run in, or a raised BreakerOpen /
+        DependencyCrashed. It raises ``self._reject_...()`` directly, with no local holding
+        the error: a local would close a frame -> error -> traceback -> frame cycle that only
+        the garbage collector frees (~600 ns per rejection, measured).
         """
-        if self._down is not None:
-            raise self._reject_down()
-        epoch = machine.acquire(now)
-        if epoch < 0:
-            raise self._reject_breaker(machine, now)
+        epoch = machine.epoch
+        if machine.state is not _CLOSED_STATE:
+            if self._down is not None:
+                raise self._reject_down()
+            epoch = machine.acquire(now)
+            if epoch < 0:
+                raise self._reject_breaker(machine, now)
         return epoch
+
+    @inline
+    def take_slot_nowait(self) -> bool:
+        """The hot path's one comparison: a free slot while no gate is down; taken if so."""
+        taken = self._in_flight < self._slots
+        if taken:
+            self._in_flight += 1
+        return taken
+
+    def take_free_slot(self) -> bool:
+        """A free slot whatever the gates say (admission past them): taken if there is one."""
+        if self._in_flight < self._max_concurrent:
+            self._in_flight += 1
+            return True
+        return False
+
+    def paused_now(self) -> bool:
+        until = self._paused_until
+        return until is not None and self.clock() < until
 
     def _reject_down(self) -> DependencyCrashed | SupervisorClosed:
         """Admission when the dependency is down (restart limit reached)."""
@@ -692,132 +614,24 @@ class Actor:
             )
         return BulkheadFull(self.name, self._max_concurrent, self._max_queued)
 
-    async def _admit_slow(
-        self,
-        machine: CircuitBreaker,
-        epoch: int,
-        deadline: Deadline | None,
-        args: tuple[object, ...],
-        kwargs: dict[str, Any],
-    ) -> int:
-        """
-        Admission past the breaker when the hot path's one comparison said no: shutdown, a
-        pause, a shared open verdict, the rate limits, then the bulkhead (a free slot, a queue
-        place, or ``BulkheadFull``). On return the slot is the caller's; returns the epoch to
-        run in.
-        """
-        if not self.accepting:  # a call coroutine created before close(): see there
-            machine.on_cancel(epoch)
-            raise SupervisorClosed(self._closed_reason)
-        while True:
-            if self._paused_until is not None:
-                epoch = await self._wait_out_pause(machine, epoch, deadline)
-                machine = self._machine
-            if self._forced_until is not None:
-                self._check_forced(machine, epoch)
-            limiters = self._limiters
-            if not limiters:
-                if self._in_flight < self._max_concurrent:
-                    self._in_flight += 1
-                    return epoch
-                epoch = await self._take_slot(machine, epoch, deadline)
-                if not self._paused_now():
-                    return epoch
-                # A 429 paused the dependency while this call queued: the slot is not a
-                # licence to call a paused dependency. Pass it on and wait the pause out.
-                self.release_slot()
-                machine = self._machine
-                continue
-            # The rate limits: a turn in each, all or none (written out: this is the success
-            # path of every rate-limited call; a wait is the exception).
-            try:
-                costs = self._costs(args, kwargs) if not self._simple_costs else self._unit_costs
-            except BaseException:
-                machine.on_cancel(epoch)
-                raise
-            now = self.clock()
-            budget = deadline - now if deadline is not None else math.inf
-            # What each limit is charged, to give back exactly that if the call never goes:
-            # several limits charge the common start too (policies.rate_limit, rule 2).
-            charged = costs
-            if len(limiters) == 1:  # a local RateLimiter or a shared source: one step
-                result = limiters[0].reserve(now, costs[0], budget)
-            elif self._local_limits:
-                charged = []
-                result = reserve_all(limiters, now, costs, budget, charged)
-            else:
-                result = self._reserve_shared(limiters, now, costs, budget)
-            if isinstance(result, Refusal):
-                machine.on_cancel(epoch)
-                raise self._reject_rate_limited(result, costs)
-            if result > 0.0:
-                epoch, retake = await self._wait_for_turn(
-                    machine, epoch, deadline, result, charged, limiters
-                )
-                machine = self._machine
-                if retake:  # the turn fell due in a pause: given back, take a fresh one
-                    continue
-            if self._in_flight < self._max_concurrent:
-                self._in_flight += 1
-                return epoch
-            try:
-                epoch = await self._take_slot(machine, epoch, deadline)
-            except BaseException:
-                # Refused by the bulkhead, cancelled or timed out in its queue: the call never
-                # went, so its turn goes back to the limits.
-                self._refund(charged, limiters)
-                raise
-            if not self._paused_now():
-                return epoch
-            self.release_slot()  # paused while it queued: see above; a fresh turn after
-            self._refund(charged, limiters)
-            machine = self._machine
-
     def _paused_now(self) -> bool:
         until = self._paused_until
         return until is not None and self.clock() < until
 
-    async def _take_slot(
-        self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
-    ) -> int:
-        """Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull."""
-        if self._in_flight < self._max_concurrent:
-            self._in_flight += 1
-            return epoch
-        if len(self._queue) >= self._max_queued:
-            raise self._reject_bulkhead(machine, epoch)
-        return await self._wait_for_slot(machine, epoch, deadline)
-
-    async def acquire(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
-    ) -> int:
-        """
-        Full admission for a call that does not go through an attempt path (a stream):
-        breaker, pause, shared verdict, rate limits, bulkhead. On return the caller holds a
-        slot and must end with exactly one of :meth:`_succeeded`/``_ended_with`` (or
-        :meth:`_released`) and then :meth:`_release_slot`. Returns the epoch to run in.
-        """
-        now = self.clock()
-        machine = self._machine
-        epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
-        if self._in_flight < self._slots:
-            self._in_flight += 1
-            return epoch
-        return await self._admit_slow(machine, epoch, deadline, args, kwargs)
-
-    def _set_limiters(self) -> None:
-        """The limits' machines: local GCRA, or the shared state's sources (``shared=``)."""
-        limits = self._rate_limits
+    def _set_limits(self) -> None:
+        """The rate limits' turn sources: local GCRA, or the shared state's (``shared=``)."""
         assert self._runtime is not None
-        shared = self._runtime.shared
-        self._limiters = [
-            limit.machine() if shared is None else shared.limiter(self.name, i, limit)
-            for i, limit in enumerate(limits)
-        ]
-        self._local_limits = all(type(limiter) is RateLimiter for limiter in self._limiters)
-        self._settles = any(limit.settle is not None for limit in limits)
-        self._simple_costs = all(limit.cost is None for limit in limits)
-        self._unit_costs = [1.0] * len(limits)
+        limits = self._rate_limits
+        self._limits = RateLimits(self.name, limits, self._runtime.shared) if limits else None
+
+    def settle(self, args: tuple[object, ...], kwargs: dict[str, Any], result: object) -> None:
+        """True the rate limits up with a call's real cost (``RateLimit.settle``)."""
+        if self._limits is not None:
+            self._limits.settle(self.clock(), args, kwargs, result)
+
+    def _reject_rate_limited(self, retry_after: float) -> RateLimited:
+        self._count_rejection("rate_limited")
+        return RateLimited(self.name, retry_after)
 
     def _derive(self) -> None:
         """
@@ -837,6 +651,7 @@ class Actor:
             self._max_concurrent, self._max_queued = sys.maxsize, 0
         if self._limiter is not None and not self._is_async:
             self._limiter.total_tokens = self._max_concurrent
+        self._settles = self._limits is not None and self._limits.settles
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = self.retry is None and self.total is None and self.fallback is None
         # Attempts that need no timer and no thread take the asyncio fast path.
@@ -854,133 +669,13 @@ class Actor:
             self.accepting
             and self._paused_until is None
             and self._forced_until is None
-            and not self._limiters
+            and self._limits is None
         ):
             self._slots = self._max_concurrent
         else:
             self._slots = -1
 
     # -- rate limits ----------------------------------------------------------------------------
-
-    def _costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
-        """Each limit's price for this call (1 without a cost function), checked."""
-        costs: list[float] = []
-        i = -1
-        for limit in self._rate_limits:
-            i += 1
-            cost = limit.cost
-            if cost is None:
-                costs.append(1.0)
-                continue
-            value = cost(*args, **kwargs)  # its own exception is the caller's: a bug
-            if (value.__class__ is float or value.__class__ is int) and 0.0 <= value <= _FLOAT_MAX:
-                costs.append(value)
-                continue
-            if inspect.isawaitable(value):
-                _discard(value)
-                msg = (
-                    f"rate_limit[{i}].cost of {self.name!r} returned an awaitable: a cost"
-                    " function must be a plain function returning a number"
-                )
-                raise TypeError(msg)
-            costs.append(_valid_cost(f"rate_limit[{i}].cost of {self.name!r}", value))
-        return costs
-
-    async def _wait_for_turn(
-        self,
-        machine: CircuitBreaker,
-        epoch: int,
-        deadline: Deadline | None,
-        wait: float,
-        charged: list[float],
-        limiters: list[Any],
-    ) -> tuple[int, bool]:
-        """
-        The turn is taken and due in *wait* seconds (within the limits' ``max_wait`` and the
-        call's deadline): wait for it holding no slot and no probe permit. FIFO: a turn is a
-        commitment (policies.rate_limit, rule 1), so a large call is never starved by small
-        ones. Returns the epoch to run in (admitted by the breaker again), and whether the
-        turn fell due in a pause: then it was given back, and the caller takes a fresh one
-        once the pause is over (going at the pause's end together with every other turn
-        that fell due in it would be a burst the limits never allowed, which a provider's
-        quota answers with 429s).
-        """
-        machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
-        try:
-            with anyio.move_on_after(wait):
-                await self.closing.wait()
-            if not self.accepting:
-                raise SupervisorClosed(_IN_RATE_LIMIT)
-            now = self.clock()
-            machine = self._machine  # admitted again: the breaker may have moved meanwhile
-            epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
-            if self._paused_now():
-                self._refund(charged, limiters)
-                return epoch, True
-            if self._forced_until is not None:
-                self._check_forced(machine, epoch)
-        except BaseException:
-            self._refund(charged, limiters)
-            raise
-        return epoch, False
-
-    def _reserve_shared(
-        self, limiters: list[Any], now: float, costs: list[float], budget: float
-    ) -> float | Refusal:
-        """Shared sources: one at a time, giving back what was taken if a later one refuses.
-        They answer only waits they can honour, so the longest wait is the call's."""
-        wait = 0.0
-        for i, (limiter, cost) in enumerate(zip(limiters, costs, strict=True)):
-            result = limiter.reserve(now, cost, budget)
-            if isinstance(result, Refusal):
-                for j in range(i):
-                    limiters[j].refund(now, costs[j])
-                return Refusal(retry_after=result.retry_after, limit=result.limit, index=i)
-            wait = max(wait, result)
-        return wait
-
-    def _reject_rate_limited(self, refusal: Refusal, costs: list[float]) -> Exception:
-        if refusal.never:
-            cost = costs[refusal.index]
-            capacity = refusal.limit.capacity
-            msg = (
-                f"a call to {self.name!r} costs {cost:g} units, more than rate_limit"
-                f"[{refusal.index}]'s burst of {capacity:g}: it can never be admitted"
-            )
-            return ValueError(msg)
-        self._count_rejection("rate_limited")
-        return RateLimited(self.name, refusal.retry_after)
-
-    def _refund(self, charged: list[float], limiters: list[Any]) -> None:
-        """Give back what a call that never went was charged, to the limiters that charged it
-        (a reconfigure may have replaced them meanwhile: the new ones never saw the call)."""
-        now = self.clock()
-        for limiter, cost in zip(limiters, charged, strict=True):
-            limiter.refund(now, cost)
-
-    def _settle(self, args: tuple[object, ...], kwargs: dict[str, Any], result: object) -> None:
-        """
-        True the limits up with the call's real cost (``settle(result)``). The estimate is
-        priced again (cost functions are meant to be pure). A settle function that raises or
-        returns a bad number leaves the estimate standing: the call's result is not lost.
-        """
-        now = self.clock()
-        for i, (limit, limiter) in enumerate(zip(self._rate_limits, self._limiters, strict=True)):
-            if limit.settle is None:
-                continue
-            try:
-                estimated = 1 if limit.cost is None else limit.cost(*args, **kwargs)
-                actual = limit.settle(result)
-                limiter.settle(now, estimated, actual)
-            except Exception as exc:
-                _log.error(
-                    "ringfence: rate_limit[%d].settle of %r raised %s; the estimate stands",
-                    i,
-                    self.name,
-                    type(exc).__name__,
-                )
-
-    # -- streams (supervisor/_stream.py) ---------------------------------------------------------
 
     def hold_stream(self, stream: object) -> None:
         """*stream* holds a slot from now on: the supervisor leaving cuts it off."""
@@ -1001,7 +696,7 @@ class Actor:
 
     def limit_sources(self) -> tuple[object, ...]:
         """The turn sources of the rate limits now, in order. A replica hook."""
-        return tuple(self._limiters)
+        return () if self._limits is None else tuple(self._limits.limiters)
 
     def shared_pause(self, seconds: float) -> None:
         """Another replica was told to come back in *seconds*: pause here too."""
@@ -1033,38 +728,6 @@ class Actor:
             raise BreakerOpen(self.name, until - now, "open")
         self._forced_until = None
         self._derive()
-
-    async def _wait_out_pause(
-        self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
-    ) -> int:
-        """
-        The dependency is paused (a rate-limited answer said when to come back): wait for the
-        pause to end when it ends within the call's deadline, holding no slot and no probe
-        permit; else ``RateLimited`` at once. Returns the epoch to run in.
-        """
-        now = self.clock()
-        until = self._paused_until
-        waited = False
-        while until is not None and now < until:
-            if deadline is not None and until > deadline:
-                if not waited:
-                    machine.on_cancel(epoch)
-                raise self._reject_paused(until - now)
-            if not waited:
-                machine.on_cancel(epoch)  # hold no probe permit while waiting
-                waited = True
-            with anyio.move_on_after(until - now):
-                await self.closing.wait()
-            if not self.accepting:
-                raise SupervisorClosed(_IN_PAUSE)
-            now = self.clock()
-            until = self._paused_until  # a later 429 may have extended it
-        if until is not None:
-            self._end_pause()
-        if not waited:
-            return epoch
-        machine = self._machine  # admitted again: the breaker may have moved meanwhile
-        return machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
 
     def _reject_paused(self, retry_after: float) -> RateLimited:
         self._count_rejection("paused")
@@ -1111,199 +774,7 @@ class Actor:
             running.seconds = attempt_timeout
         return at
 
-    async def _attempt_asyncio(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
-    ) -> object:
-        # The hot path. Handlers are inlined where a method call would cost more than the
-        # work it does (~50-150 ns, the price of the protected call itself); each inlined
-        # block names the handler it stands for.
-        clock = self.clock
-        now = clock()
-        machine = self._machine
-        # admission: breaker, then bulkhead
-        if machine.state is _CLOSED_STATE:
-            epoch = machine.epoch
-        else:  # _admit, inlined
-            if self._down is not None:
-                raise self._reject_down()
-            epoch = machine.acquire(now)
-            if epoch < 0:
-                raise self._reject_breaker(machine, now)
-        if self._in_flight < self._slots:
-            self._in_flight += 1
-        else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
-            epoch = await self._admit_slow(machine, epoch, deadline, args, kwargs)
-            # Admitted again after a wait: by the breaker in force now (a reconfigure or a
-            # crash restart may have replaced it), whose outcome this call must report.
-            machine = self._machine
-            now = clock()
-        task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
-        tasks = self._tasks
-        if deadline is not None or not self._plain or task in tasks:  # pragma: no branch
-            # Timers, threads, or this task re-entering the dependency: the general path.
-            return await self._attempt_general(args, kwargs, deadline, now, epoch, task)
-        tasks[task] = task.cancelling()
-        try:
-            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
-        except BaseException as exc:
-            end = clock()
-            base = tasks.pop(task)
-            why = self._cut_tasks.pop(task, 0) if self._cut_tasks else 0
-            try:
-                if why and task.uncancel() <= base and isinstance(exc, asyncio.CancelledError):
-                    raise self._cut_off(why, epoch, now, end, 0.0) from None
-                self.ended_with(exc, epoch, now, end)
-                raise
-            finally:
-                # The outcome first, the slot second: if the outcome opens the breaker, the
-                # queue is failed before the slot could pass to a waiter (guarantee 10).
-                self.release_slot()
-        end = clock()
-        del tasks[task]
-        if self._cut_tasks and self._cut_tasks.pop(task, 0):
-            task.uncancel()  # the dependency swallowed our cancellation and answered anyway
-        # _succeeded, inlined
-        latency = end - now
-        latency_window = self._latency  # LatencyWindow.record, inlined
-        self._latency_ring[latency_window.count & 1023] = latency
-        latency_window.count += 1
-        try:
-            if latency > self._slow_after:
-                self._slow(epoch, end)
-            elif not machine.quiet:  # a quiet breaker would change nothing: skip the report
-                machine.on_success(epoch, end)
-        finally:
-            if self._queue:  # _release_slot, inlined
-                self.release_slot()
-            else:
-                self._in_flight -= 1
-                self._bulkhead_full_logged = False
-        return result
-
-    async def _attempt_general(
-        self,
-        args: tuple[object, ...],
-        kwargs: dict[str, Any],
-        deadline: Deadline | None,
-        now: float,
-        epoch: int,
-        task: asyncio.Task[Any] | None,
-    ) -> object:
-        """An admitted asyncio attempt that needs a timer, a thread, or is re-entrant."""
-        assert task is not None
-        running = Running(task, task.cancelling(), epoch)
-        self._running[running] = None
-        if deadline is not None or self._attempt_timeout is not None:
-            limit = self._limit(now, deadline, running)
-            assert self._timers is not None
-            self._timers.push(limit, running, len(self._running))
-        try:
-            if self._is_async:
-                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
-            else:
-                result = await self._in_thread(running, args, kwargs)
-        except BaseException as exc:
-            end = self.clock()
-            self._end(running)
-            try:
-                if (
-                    running.delivered
-                    and task.uncancel() <= running.base
-                    and isinstance(exc, asyncio.CancelledError)
-                ):
-                    raise self._cut_off(running.fired, epoch, now, end, running.seconds) from None
-                self.ended_with(exc, epoch, now, end)
-                raise
-            finally:
-                if not running.keep_slot:  # outcome first, slot second: see above
-                    self.release_slot()
-        end = self.clock()
-        self._end(running)
-        if running.delivered:  # the dependency swallowed our cancellation and answered anyway
-            task.uncancel()
-        try:
-            self.succeeded(epoch, now, end)
-            if self._settles:
-                self._settle(args, kwargs, result)
-        finally:
-            self.release_slot()
-        return result
-
-    async def _attempt_trio(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
-    ) -> object:
-        now = self.clock()
-        machine = self._machine
-        # Not inlined here: trio's cancel scope below costs far more than the call to _admit.
-        epoch = machine.epoch if machine.state is _CLOSED_STATE else self._admit(machine, now)
-        if self._in_flight < self._slots:
-            self._in_flight += 1
-        else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
-            epoch = await self._admit_slow(machine, epoch, deadline, args, kwargs)
-            now = self.clock()
-        scope = self._cancel_scope()
-        running = Running(scope, 0, epoch)
-        if self._attempt_timeout is not None or deadline is not None:
-            scope.deadline = self._limit(now, deadline, running)
-        self._running[running] = None
-        result: object = None
-        try:
-            with scope:
-                if self._is_async:
-                    result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked
-                else:
-                    result = await self._in_thread(running, args, kwargs)
-        except BaseException as exc:
-            end = self.clock()
-            self._end(running)
-            try:
-                self.ended_with(exc, epoch, now, end)
-                raise
-            finally:
-                if not running.keep_slot:  # outcome first, slot second: see _attempt_asyncio
-                    self.release_slot()
-        end = self.clock()
-        self._end(running)
-        try:
-            if scope.cancelled_caught:
-                if not running.fired:
-                    running.fired = running.reason
-                raise self._cut_off(running.fired, epoch, now, end, running.seconds)
-            self.succeeded(epoch, now, end)
-            if self._settles:
-                self._settle(args, kwargs, result)
-        finally:
-            if not running.keep_slot:
-                self.release_slot()
-        return result
-
-    async def _in_thread(
-        self, running: Running, args: tuple[object, ...], kwargs: dict[str, Any]
-    ) -> object:
-        job = _ThreadJob(self, running)
-        try:
-            result = await anyio.to_thread.run_sync(
-                job.run, self.fn, args, kwargs, abandon_on_cancel=True, limiter=self._limiter
-            )
-        except BaseException:
-            if job.claim():  # cancelled before the thread started: no thread holds the slot
-                pass
-            elif not job.finished:  # the thread runs on: it releases the slot when it ends
-                job.abandoned = True
-                running.keep_slot = True
-            else:  # it ended, but its result will never reach us
-                _discard(job.pending)
-            raise
-        if result is not _AWAITABLE:
-            return result
-        # A plain callable returned an awaitable (`lambda p: client.complete(p)`): the thread
-        # only created it. Await it here, inside this attempt's timeout and cut-off, and call
-        # the dependency on the loop from now on (issue #8, defect 3).
-        awaitable, job.pending = job.pending, None
-        self._learned_async()
-        return await awaitable  # type: ignore[misc]  # checked by inspect.isawaitable
-
-    def _learned_async(self) -> None:
+    def learned_async(self) -> None:
         """
         The sync callable returned an awaitable: it is an async API behind a plain ``def``.
         From now on it is called on the loop, as ``await fn(...)`` would call it, and what it
@@ -1322,7 +793,9 @@ class Actor:
         running.done = True
         del self._running[running]
 
+    @inline
     def release_slot(self) -> None:
+        """Give a slot back: straight to the oldest waiter, if any (a spell of full ends)."""
         queue = self._queue
         if queue:
             waiter, _ = queue.popitem(last=False)
@@ -1332,13 +805,26 @@ class Actor:
             self._in_flight -= 1
             self._bulkhead_full_logged = False
 
-    def succeeded(self, epoch: int, start: float, end: float) -> None:
+    @inline
+    def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
+        """
+        A success admitted in *epoch* by *machine* (the breaker in force at admission): its
+        latency recorded (``LatencyWindow.record``), then a failure to the breaker if slower
+        than ``slow_call``, else a success (skipped when the breaker is quiet: nothing
+        would change).
+        """
         latency = end - start
-        self._latency.record(latency)
-        if self._slow_call is not None and latency > self._slow_call:
+        window = self._latency
+        self._latency_ring[window.count & 1023] = latency
+        window.count += 1
+        if latency > self._slow_after:
             self._slow(epoch, end)
-        else:
-            self._machine.on_success(epoch, end)
+        elif not machine.quiet:
+            machine.on_success(epoch, end)
+
+    def succeeded(self, epoch: int, start: float, end: float) -> None:
+        """A success (of the general and trio attempts, and of streams)."""
+        self.record_success(self._machine, epoch, start, end)
 
     def _slow(self, epoch: int, end: float) -> None:
         """A success slower than ``Breaker.slow_call``: a failure to the breaker."""
@@ -1482,49 +968,13 @@ class Actor:
         self._cut_tasks[task] = CLOSED
         task.cancel()
 
-    async def _wait_for_slot(
-        self, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
-    ) -> int:
-        """Queue for a slot (FIFO); on return the slot is ours. Returns the epoch to run in."""
-        queue = self._queue
+    def _enqueue(self) -> _Waiter:
+        """A place at the end of the bulkhead's queue (FIFO)."""
         waiter = _Waiter(self._new_signal())
-        queue[waiter] = None
-        try:
-            if deadline is None:
-                await self._wait_on(waiter.signal)
-            else:
-                with anyio.CancelScope(deadline=deadline):
-                    await self._wait_on(waiter.signal)
-        except BaseException:
-            self._leave_queue(waiter, machine, epoch)
-            raise
-        if waiter.error is not None:
-            self.released(epoch)  # a shared verdict moves no epoch: give the permit back
-            raise waiter.error
-        if not waiter.granted:  # the total deadline passed in the queue
-            self._leave_queue(waiter, machine, epoch)
-            assert deadline is not None
-            raise DeadlineExceeded(self.name, deadline.total)
-        if not self.accepting:
-            # Handed the slot in the loop step the supervisor left in: a call must not run
-            # the dependency after exit. Give the slot (and any probe permit) back.
-            self.released(epoch)
-            self.release_slot()
-            raise SupervisorClosed(_DEQUEUED)
-        current = self._machine
-        if current.epoch != epoch:
-            # The breaker moved while the slot was on its way to us (say, a probe closed it,
-            # or a crash restart): ask again rather than run as a late call.
-            if current.state is _CLOSED_STATE:
-                return current.epoch
-            try:
-                return self._admit(current, self.clock())
-            except SupervisorError:
-                self.release_slot()
-                raise
-        return epoch
+        self._queue[waiter] = None
+        return waiter
 
-    def _leave_queue(self, waiter: _Waiter, machine: CircuitBreaker, epoch: int) -> None:
+    def _leave_queue(self, waiter: _Waiter, epoch: int) -> None:
         if waiter in self._queue:
             del self._queue[waiter]
         elif waiter.granted:  # granted, then cancelled before it could run: pass it on
@@ -1672,7 +1122,7 @@ class Actor:
         if "rate_limit" in changes:
             # New limits start with full buckets; calls waiting for a turn keep theirs.
             self._rate_limits = changes["rate_limit"]
-            self._set_limiters()
+            self._set_limits()
         if "fallback" in changes:
             self.fallback = changes["fallback"]
         if "fallback_on" in changes:
@@ -1738,7 +1188,7 @@ class Actor:
             open_remaining = max(0.0, machine.open_until - now)
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
-        budget, forced = self.budget, self._forced_until
+        budget, forced, limits = self.budget, self._forced_until, self._limits
         paused_until = self._paused_until
         if paused_until is not None and now >= paused_until:
             paused_until = None
@@ -1771,7 +1221,7 @@ class Actor:
             since_wall=wall - (now - since) if self._started else 0.0,
             transitions_total=dict(self._transitions_to),
             budget=budget.snapshot(now) if budget is not None and self._started else None,
-            rate_limit=tuple(limiter.available(now) for limiter in self._limiters),
+            rate_limit=() if limits is None else limits.available(now),
             shared_open_until=forced if forced is not None and now < forced else None,
         )
 
@@ -1797,14 +1247,6 @@ _Entry = Callable[
 ]
 
 
-def _current_task_getter() -> Callable[[Any], asyncio.Task[Any] | None]:
-    """``asyncio.current_task(loop)`` without its Python frame on 3.11 (272 ns -> 50 ns)."""
-    current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    if sys.version_info >= (3, 12) or not isinstance(current_tasks, dict):
-        return asyncio.current_task  # C-accelerated from 3.12 on
-    return current_tasks.get
-
-
 def _all_of(exc: Exception, types: tuple[type[Exception], ...]) -> bool:
     """*exc* is one of *types*, or a group (a task group in the dependency) of nothing else."""
     if isinstance(exc, types):
@@ -1812,8 +1254,12 @@ def _all_of(exc: Exception, types: tuple[type[Exception], ...]) -> bool:
     return isinstance(exc, BaseExceptionGroup) and exc.split(types)[1] is None
 
 
-def _identity(awaitable: Any) -> Any:
-    return awaitable
+def _no_signal(*args: Any) -> Any:  # pragma: no cover - replaced at start
+    raise SupervisorClosed(_NOT_STARTED)
+
+
+def _no_wake(signal: Any) -> None:  # pragma: no cover - replaced at start
+    raise SupervisorClosed(_NOT_STARTED)
 
 
 def _no_clock() -> float:  # pragma: no cover - replaced before any call can run

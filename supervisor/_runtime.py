@@ -122,6 +122,14 @@ class Paths:
 
     #: ``_call.with_policies``: the loop around attempts (retries, deadline, fallback)
     with_policies: Callable[..., Coroutine[Any, Any, object]]
+    #: one attempt: admission, the call, its outcome (the backend's)
+    attempt: Callable[..., Coroutine[Any, Any, object]]
+    #: a queued call's wake-up, for the running loop: (new signal, wake it, wait on it)
+    signals: Callable[[], tuple[Callable[[], Any], Callable[[Any], None], Callable[[Any], Any]]]
+    #: asyncio: the current-task getter the fast path uses (None elsewhere)
+    task_of: Callable[[], Callable[[Any], Any]] | None = None
+    #: trio: the cancel scope class of each attempt (None elsewhere)
+    cancel_scope: Callable[[], Callable[[], Any]] | None = None
 
 
 class ReplicaDependency(Protocol):

@@ -59,6 +59,7 @@ import anyio.lowlevel
 
 from policies.timeout import limit_of
 
+from ._admission import acquire
 from ._call import with_policies
 from ._errors import DependencyCrashed, SupervisorClosed
 from ._timers import DEADLINE, TIMEOUT, Deadline
@@ -288,7 +289,7 @@ class Stream(Generic[R_co]):
             the attempt's error, counted and with the slot given back.
         """
         actor = self._actor
-        epoch = await actor.acquire(self._args, self._kwargs, deadline)
+        epoch = await acquire(actor, self._args, self._kwargs, deadline)
         # One slot is ours from here: give it back exactly once (_let_go), and settle the
         # outcome exactly once (_count), whatever happens next.
         self._epoch = epoch

@@ -17,7 +17,6 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Concatenate,
-    Final,
     Generic,
     ParamSpec,
     TypeVar,
@@ -41,14 +40,13 @@ from policies import (
     Transition,
 )
 
-from . import _call
 from ._actor import Actor
+from ._backends import paths_for
 from ._config import Config, load_config
 from ._errors import SupervisorClosed, UnknownDependency
 from ._events import Event, EventHub, EventStream
 from ._runtime import (
     LazyEvent,
-    Paths,
     ReplicaDependency,
     Runtime,
     SharedState,
@@ -69,9 +67,6 @@ if TYPE_CHECKING:
     from ._stream import Stream
 
 __all__ = ("Supervisor", "Dependency")
-
-#: The paths above the actor (one set today; per backend once the backends move out).
-_PATHS: Final = Paths(with_policies=_call.with_policies)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -503,7 +498,7 @@ class Supervisor:
     def _start_actor(self, actor: Actor) -> None:
         assert self._runtime is not None
         assert self._task_group is not None
-        actor.start(self._runtime, _PATHS)
+        actor.start(self._runtime, paths_for(self._backend))
         self._task_group.start_soon(actor.serve, name=f"ringfence actor {actor.name!r}")
 
     def _may_restart(self, crash_times: deque[float], now: float) -> bool:

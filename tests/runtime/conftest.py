@@ -115,16 +115,21 @@ def is_trio(anyio_backend: object) -> bool:
     return isinstance(anyio_backend, tuple)
 
 
-@pytest.fixture(params=["fast", "general"])
+@pytest.fixture(params=["fast", "template", "general"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """On asyncio, the inlined fast path and the general path (trio has one path: run once)."""
+    """
+    On asyncio: the generated fast path, its template (``RINGFENCE_INLINE=0``), and the
+    general path (trio has one path: run once).
+    """
     if request.param == "general":
         monkeypatch.setattr(supervisor._actor, "FAST_PATH", False)
+    elif request.param == "template":
+        monkeypatch.setenv("RINGFENCE_INLINE", "0")
     return str(request.param)
 
 
 @pytest.fixture
 def each_path(anyio_backend: object, path: str) -> str:
-    if "trio" in str(anyio_backend) and path == "general":
+    if "trio" in str(anyio_backend) and path != "fast":
         pytest.skip("trio has a single attempt path")
     return path

@@ -1,0 +1,246 @@
+"""
+Admission that waits: what happens when the hot path's one comparison (a free slot, no gate
+down) says no.
+
+In order: the supervisor must be running; a pause (a 429's Retry-After) is waited out within
+the call's deadline; a shared open verdict refuses; the rate limits give a turn (waited for,
+holding no slot and no probe permit); the bulkhead gives a slot, a queue place, or
+``BulkheadFull``; and a pause that began while the call queued sends it back to wait again.
+Every wait ends when the supervisor leaves. After each wait the call is admitted by the
+breaker again (``Actor.admit_nowait``): the breaker may have moved, or been replaced.
+
+The functions here are the actor's own methods (``self`` is the actor), defined here because
+they await and the actor does not. They read its state and change it only through its
+synchronous handlers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from policies.rate_limit import Refusal
+
+from ._errors import DeadlineExceeded, SupervisorClosed, SupervisorError
+
+if TYPE_CHECKING:
+    from policies import CircuitBreaker
+
+    from ._actor import Actor
+    from ._rate_limits import RateLimits
+    from ._timers import Deadline
+
+__all__ = ("acquire", "admit_slow")
+
+_DEQUEUED: Final = "supervisor shut down while the call was queued"
+_IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
+_IN_RATE_LIMIT: Final = "supervisor shut down while the call waited for its rate-limit turn"
+
+
+async def acquire(
+    self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+) -> int:
+    """
+    Full admission for a call that does not go through an attempt path (a stream): breaker,
+    pause, shared verdict, rate limits, bulkhead. On return the caller holds a slot and must
+    end with exactly one of ``succeeded``/``ended_with`` (or ``released``) and then give the
+    slot back. Returns the epoch to run in.
+    """
+    machine = self._machine
+    epoch = self.admit_nowait(machine, self.clock())
+    if self.take_slot_nowait():
+        return epoch
+    return await admit_slow(self, machine, epoch, deadline, args, kwargs)
+
+
+async def admit_slow(
+    self: Actor,
+    machine: CircuitBreaker,
+    epoch: int,
+    deadline: Deadline | None,
+    args: tuple[object, ...],
+    kwargs: dict[str, Any],
+) -> int:
+    """
+    Admission past the breaker when the hot path's one comparison said no: shutdown, a
+    pause, a shared open verdict, the rate limits, then the bulkhead (a free slot, a queue
+    place, or ``BulkheadFull``). On return the slot is the caller's; returns the epoch to
+    run in.
+    """
+    if not self.accepting:  # a call coroutine created before close(): see Actor.close
+        machine.on_cancel(epoch)
+        raise SupervisorClosed(self._closed_reason)
+    while True:
+        if self._paused_until is not None:
+            epoch = await _wait_out_pause(self, machine, epoch, deadline)
+            machine = self._machine
+        if self._forced_until is not None:
+            self._check_forced(machine, epoch)
+        limits = self._limits
+        if limits is None:
+            epoch = await _take_slot(self, machine, epoch, deadline)
+            if not self.paused_now():
+                return epoch
+            # A 429 paused the dependency while this call queued: the slot is not a
+            # licence to call a paused dependency. Pass it on and wait the pause out.
+            self.release_slot()
+            machine = self._machine
+            continue
+        # The rate limits: a turn in each, all or none.
+        try:
+            costs = limits.costs(args, kwargs)
+        except BaseException:
+            machine.on_cancel(epoch)
+            raise
+        now = self.clock()
+        result, charged = limits.reserve(
+            now, costs, deadline - now if deadline is not None else math.inf
+        )
+        if isinstance(result, Refusal):
+            machine.on_cancel(epoch)
+            if result.never:
+                raise limits.never_error(result, costs)
+            raise self._reject_rate_limited(result.retry_after)
+        if result > 0.0:
+            epoch, retake = await _wait_for_turn(
+                self, machine, epoch, deadline, result, charged, limits
+            )
+            machine = self._machine
+            if retake:  # the turn fell due in a pause: given back, take a fresh one
+                continue
+        try:
+            epoch = await _take_slot(self, machine, epoch, deadline)
+        except BaseException:
+            # Refused by the bulkhead, cancelled or timed out in its queue: the call never
+            # went, so its turn goes back to the limits.
+            limits.refund(self.clock(), charged)
+            raise
+        if not self.paused_now():
+            return epoch
+        self.release_slot()  # paused while it queued: see above; a fresh turn after
+        limits.refund(self.clock(), charged)
+        machine = self._machine
+
+
+async def _take_slot(
+    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
+) -> int:
+    """Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull."""
+    if self.take_free_slot():
+        return epoch
+    if len(self._queue) >= self._max_queued:
+        raise self._reject_bulkhead(machine, epoch)
+    return await _wait_for_slot(self, machine, epoch, deadline)
+
+
+async def _wait_out_pause(
+    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
+) -> int:
+    """
+    The dependency is paused (a rate-limited answer said when to come back): wait for the
+    pause to end when it ends within the call's deadline, holding no slot and no probe
+    permit; else ``RateLimited`` at once. Returns the epoch to run in.
+    """
+    now = self.clock()
+    until = self._paused_until
+    waited = False
+    while until is not None and now < until:
+        if deadline is not None and until > deadline:
+            if not waited:
+                machine.on_cancel(epoch)
+            raise self._reject_paused(until - now)
+        if not waited:
+            machine.on_cancel(epoch)  # hold no probe permit while waiting
+            waited = True
+        with anyio.move_on_after(until - now):
+            await self.closing.wait()
+        if not self.accepting:
+            raise SupervisorClosed(_IN_PAUSE)
+        now = self.clock()
+        until = self._paused_until  # a later 429 may have extended it
+    if until is not None:
+        self._end_pause()
+    if not waited:
+        return epoch
+    # Admitted again: the breaker may have moved meanwhile.
+    return self.admit_nowait(self._machine, now)
+
+
+async def _wait_for_turn(
+    self: Actor,
+    machine: CircuitBreaker,
+    epoch: int,
+    deadline: Deadline | None,
+    wait: float,
+    charged: list[float],
+    limits: RateLimits,
+) -> tuple[int, bool]:
+    """
+    The turn is taken and due in *wait* seconds (within the limits' ``max_wait`` and the
+    call's deadline): wait for it holding no slot and no probe permit. FIFO: a turn is a
+    commitment (policies.rate_limit, rule 1), so a large call is never starved by small
+    ones. Returns the epoch to run in (admitted by the breaker again), and whether the
+    turn fell due in a pause: then it was given back, and the caller takes a fresh one
+    once the pause is over (going at the pause's end together with every other turn
+    that fell due in it would be a burst the limits never allowed, which a provider's
+    quota answers with 429s).
+    """
+    machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
+    try:
+        with anyio.move_on_after(wait):
+            await self.closing.wait()
+        if not self.accepting:
+            raise SupervisorClosed(_IN_RATE_LIMIT)
+        now = self.clock()
+        machine = self._machine  # admitted again: the breaker may have moved meanwhile
+        epoch = self.admit_nowait(machine, now)
+        if self.paused_now():
+            limits.refund(now, charged)
+            return epoch, True
+        if self._forced_until is not None:
+            self._check_forced(machine, epoch)
+    except BaseException:
+        limits.refund(self.clock(), charged)
+        raise
+    return epoch, False
+
+
+async def _wait_for_slot(
+    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
+) -> int:
+    """Queue for a slot (FIFO); on return the slot is ours. Returns the epoch to run in."""
+    waiter = self._enqueue()
+    try:
+        if deadline is None:
+            await self._wait_on(waiter.signal)
+        else:
+            with anyio.CancelScope(deadline=deadline):
+                await self._wait_on(waiter.signal)
+    except BaseException:
+        self._leave_queue(waiter, epoch)
+        raise
+    if waiter.error is not None:
+        self.released(epoch)  # a shared verdict moves no epoch: give the permit back
+        raise waiter.error
+    if not waiter.granted:  # the total deadline passed in the queue
+        self._leave_queue(waiter, epoch)
+        assert deadline is not None
+        raise DeadlineExceeded(self.name, deadline.total)
+    if not self.accepting:
+        # Handed the slot in the loop step the supervisor left in: a call must not run
+        # the dependency after exit. Give the slot (and any probe permit) back.
+        self.released(epoch)
+        self.release_slot()
+        raise SupervisorClosed(_DEQUEUED)
+    current = self._machine
+    if current.epoch != epoch:
+        # The breaker moved while the slot was on its way to us (say, a probe closed it,
+        # or a crash restart): ask again rather than run as a late call.
+        try:
+            return self.admit_nowait(current, self.clock())
+        except SupervisorError:
+            self.release_slot()
+            raise
+    return epoch

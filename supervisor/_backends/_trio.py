@@ -1,0 +1,130 @@
+"""
+The trio attempt: one ``trio.CancelScope`` per attempt (its deadline is the attempt's limit;
+shutdown cancels it), and a queued call's wake-up as a parked task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, final
+
+from supervisor._admission import admit_slow
+from supervisor._call import with_policies
+from supervisor._runtime import Paths
+from supervisor._timers import Running
+
+from ._threads import in_thread
+
+if TYPE_CHECKING:
+    import trio
+
+    from supervisor._actor import Actor
+    from supervisor._timers import Deadline
+
+__all__ = ("PATHS", "TrioSignal", "attempt", "wait", "wake")
+
+
+@final
+class TrioSignal:
+    """
+    A queued call's wake-up on trio: the task parked with ``wait_task_rescheduled``, the
+    signal itself as its abort function. A ``trio.Event`` is a set per event and a closure
+    per wait: ~400 bytes more per queued call.
+    """
+
+    __slots__ = ("is_set", "task")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self.task: Any = None  # the parked task, until woken or its wait is aborted
+
+    def __call__(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
+        """trio's abort callback: a cancelled wait leaves at once; a later wake is a no-op."""
+        import trio
+
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+def wake(signal: TrioSignal) -> None:
+    signal.is_set = True
+    task, signal.task = signal.task, None
+    if task is not None:
+        import trio
+
+        trio.lowlevel.reschedule(task)
+
+
+async def wait(signal: TrioSignal) -> None:
+    import trio
+
+    if signal.is_set:  # pragma: no cover  # a waiter parks in the step that queues it
+        await trio.lowlevel.checkpoint()  # woken before it parked: parking would hang
+        return
+    signal.task = trio.lowlevel.current_task()
+    await trio.lowlevel.wait_task_rescheduled(signal)
+
+
+async def attempt(
+    self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+) -> object:
+    now = self.clock()
+    machine = self._machine
+    # trio's cancel scope below costs far more than a handler call: nothing is inlined.
+    epoch = self.admit_nowait(machine, now)
+    if not self.take_slot_nowait():  # no free slot, or a gate is down (pause, limits, shutdown)
+        epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
+        now = self.clock()
+    scope = self._cancel_scope()
+    running = Running(scope, 0, epoch)
+    if self._attempt_timeout is not None or deadline is not None:
+        scope.deadline = self._limit(now, deadline, running)
+    self._running[running] = None
+    result: object = None
+    try:
+        with scope:
+            if self._is_async:
+                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked
+            else:
+                result = await in_thread(self, running, args, kwargs)
+    except BaseException as exc:
+        end = self.clock()
+        self._end(running)
+        try:
+            self.ended_with(exc, epoch, now, end)
+            raise
+        finally:
+            if not running.keep_slot:  # outcome first, slot second: see _asyncio.attempt_fast
+                self.release_slot()
+    end = self.clock()
+    self._end(running)
+    try:
+        if scope.cancelled_caught:
+            if not running.fired:
+                running.fired = running.reason
+            raise self._cut_off(running.fired, epoch, now, end, running.seconds)
+        self.succeeded(epoch, now, end)
+        if self._settles:
+            self.settle(args, kwargs, result)
+    finally:
+        if not running.keep_slot:
+            self.release_slot()
+    return result
+
+
+def _signals() -> tuple[Callable[[], Any], Callable[[Any], None], Callable[[Any], Any]]:
+    return TrioSignal, wake, wait
+
+
+def _cancel_scope() -> Callable[[], Any]:
+    import trio  # the running backend, so already imported
+
+    return trio.CancelScope
+
+
+PATHS = Paths(
+    with_policies=with_policies,
+    attempt=attempt,
+    signals=_signals,
+    cancel_scope=_cancel_scope,
+)

@@ -1,0 +1,159 @@
+"""
+A dependency's rate limits at admission: the turn sources, the price of a call, taking a turn
+in each limit (all or none), giving it back, and trueing it up.
+
+A :class:`RateLimits` is a sub-object of the actor, made when the actor starts and again when
+``reconfigure(rate_limit=...)`` replaces the limits; it is touched only on the slow path
+(admission past the hot path's one comparison), where an attribute hop costs nothing visible.
+A call that takes a turn keeps the :class:`RateLimits` it took it from, so a refund goes to the
+limiters that charged it, not to ones a reconfigure installed meanwhile.
+
+The turn sources are local GCRA machines (:class:`policies.RateLimiter`) or, with
+``Supervisor(shared=...)``, the shared state's leased sources, which have the same interface.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, final
+
+from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all
+from policies.rate_limit import _valid_cost as _valid_cost
+
+if TYPE_CHECKING:
+    from ._runtime import SharedState
+
+__all__ = ("RateLimits",)
+
+_log: Final = logging.getLogger("ringfence")
+_FLOAT_MAX: Final = sys.float_info.max
+
+
+@final
+class RateLimits:
+    """The rate limits of dependency *name*, with their turn sources."""
+
+    __slots__ = ("_local", "_simple_costs", "_unit_costs", "limiters", "limits", "name", "settles")
+
+    def __init__(self, name: str, limits: Sequence[RateLimit], shared: SharedState | None) -> None:
+        self.name = name
+        self.limits = tuple(limits)
+        #: the turn sources, in order (RateLimiter, or a shared source with its interface)
+        self.limiters: list[Any] = [
+            limit.machine() if shared is None else shared.limiter(name, i, limit)
+            for i, limit in enumerate(self.limits)
+        ]
+        self._local = all(type(limiter) is RateLimiter for limiter in self.limiters)
+        #: some limit trues its turns up with the call's real cost (``settle(result)``)
+        self.settles = any(limit.settle is not None for limit in self.limits)
+        self._simple_costs = all(limit.cost is None for limit in self.limits)
+        self._unit_costs = [1.0] * len(self.limits)
+
+    def costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
+        """
+        Each limit's price for this call (1 without a cost function), checked.
+
+        Raises:
+            TypeError, ValueError: a cost function returned an awaitable or a bad number.
+            Exception: a cost function's own error (the caller's bug), unchanged.
+        """
+        if self._simple_costs:
+            return self._unit_costs
+        costs: list[float] = []
+        i = -1
+        for limit in self.limits:
+            i += 1
+            cost = limit.cost
+            if cost is None:
+                costs.append(1.0)
+                continue
+            value = cost(*args, **kwargs)  # its own exception is the caller's: a bug
+            if (value.__class__ is float or value.__class__ is int) and 0.0 <= value <= _FLOAT_MAX:
+                costs.append(value)
+                continue
+            if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
+                    value.close()  # nobody will await it: no "never awaited" warning
+                msg = (
+                    f"rate_limit[{i}].cost of {self.name!r} returned an awaitable: a cost"
+                    " function must be a plain function returning a number"
+                )
+                raise TypeError(msg)
+            costs.append(_valid_cost(f"rate_limit[{i}].cost of {self.name!r}", value))
+        return costs
+
+    def reserve(
+        self, now: float, costs: list[float], budget: float
+    ) -> tuple[float | Refusal, list[float]]:
+        """
+        A turn in each limit, all or none: the wait until it is due (within *budget*
+        seconds and each limit's ``max_wait``) or the refusal, and what each limit was
+        charged, to give back exactly that if the call never goes (several local limits
+        charge the common start too: ``policies.rate_limit``, rule 2).
+        """
+        limiters = self.limiters
+        if len(limiters) == 1:  # a local RateLimiter or a shared source: one step
+            return limiters[0].reserve(now, costs[0], budget), costs
+        if self._local:
+            charged: list[float] = []
+            return reserve_all(limiters, now, costs, budget, charged), charged
+        return self._reserve_shared(now, costs, budget), costs
+
+    def _reserve_shared(self, now: float, costs: list[float], budget: float) -> float | Refusal:
+        """Shared sources: one at a time, giving back what was taken if a later one refuses.
+        They answer only waits they can honour, so the longest wait is the call's."""
+        limiters = self.limiters
+        wait = 0.0
+        for i, (limiter, cost) in enumerate(zip(limiters, costs, strict=True)):
+            result = limiter.reserve(now, cost, budget)
+            if isinstance(result, Refusal):
+                for j in range(i):
+                    limiters[j].refund(now, costs[j])
+                return Refusal(retry_after=result.retry_after, limit=result.limit, index=i)
+            wait = max(wait, result)
+        return wait
+
+    def never_error(self, refusal: Refusal, costs: list[float]) -> ValueError:
+        """The error of a call that costs more than a limit's burst: it can never go."""
+        cost = costs[refusal.index]
+        capacity = refusal.limit.capacity
+        msg = (
+            f"a call to {self.name!r} costs {cost:g} units, more than rate_limit"
+            f"[{refusal.index}]'s burst of {capacity:g}: it can never be admitted"
+        )
+        return ValueError(msg)
+
+    def refund(self, now: float, charged: list[float]) -> None:
+        """Give back what a call that never went was charged (see :meth:`reserve`)."""
+        for limiter, cost in zip(self.limiters, charged, strict=True):
+            limiter.refund(now, cost)
+
+    def settle(
+        self, now: float, args: tuple[object, ...], kwargs: dict[str, Any], result: object
+    ) -> None:
+        """
+        True the limits up with the call's real cost (``settle(result)``). The estimate is
+        priced again (cost functions are meant to be pure). A settle function that raises or
+        returns a bad number leaves the estimate standing: the call's result is not lost.
+        """
+        for i, (limit, limiter) in enumerate(zip(self.limits, self.limiters, strict=True)):
+            if limit.settle is None:
+                continue
+            try:
+                estimated = 1 if limit.cost is None else limit.cost(*args, **kwargs)
+                actual = limit.settle(result)
+                limiter.settle(now, estimated, actual)
+            except Exception as exc:
+                _log.error(
+                    "ringfence: rate_limit[%d].settle of %r raised %s; the estimate stands",
+                    i,
+                    self.name,
+                    type(exc).__name__,
+                )
+
+    def available(self, now: float) -> tuple[float, ...]:
+        """What each limit has left now (``status().rate_limit``)."""
+        return tuple(limiter.available(now) for limiter in self.limiters)
