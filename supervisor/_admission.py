@@ -88,16 +88,20 @@ async def admit_slow(
             self.release_slot()
             machine = self._machine
             continue
-        # The rate limits: a turn in each, all or none.
+        # The rate limits: a turn in each, all or none. (One limit priced 1 a call, local or
+        # shared, is the success path of most rate-limited calls: one step, no frame more.)
         try:
-            costs = limits.costs(args, kwargs)
+            costs = limits.unit_costs if limits.unit_priced else limits.costs(args, kwargs)
         except BaseException:
             machine.on_cancel(epoch)
             raise
         now = self.clock()
-        result, charged = limits.reserve(
-            now, costs, deadline - now if deadline is not None else math.inf
-        )
+        budget = deadline - now if deadline is not None else math.inf
+        single = limits.single
+        if single is not None:
+            result, charged = single.reserve(now, costs[0], budget), costs
+        else:
+            result, charged = limits.reserve(now, costs, budget)
         if isinstance(result, Refusal):
             machine.on_cancel(epoch)
             if result.never:

@@ -36,7 +36,16 @@ _FLOAT_MAX: Final = sys.float_info.max
 class RateLimits:
     """The rate limits of dependency *name*, with their turn sources."""
 
-    __slots__ = ("_local", "_simple_costs", "_unit_costs", "limiters", "limits", "name", "settles")
+    __slots__ = (
+        "_local",
+        "limiters",
+        "limits",
+        "name",
+        "settles",
+        "single",
+        "unit_costs",
+        "unit_priced",
+    )
 
     def __init__(self, name: str, limits: Sequence[RateLimit], shared: SharedState | None) -> None:
         self.name = name
@@ -49,8 +58,11 @@ class RateLimits:
         self._local = all(type(limiter) is RateLimiter for limiter in self.limiters)
         #: some limit trues its turns up with the call's real cost (``settle(result)``)
         self.settles = any(limit.settle is not None for limit in self.limits)
-        self._simple_costs = all(limit.cost is None for limit in self.limits)
-        self._unit_costs = [1.0] * len(self.limits)
+        #: every limit prices a call at 1 (no cost function): ``unit_costs`` is its price list
+        self.unit_priced = all(limit.cost is None for limit in self.limits)
+        self.unit_costs = [1.0] * len(self.limits)
+        #: the one turn source, when there is one: reserved in one step (see :meth:`reserve`)
+        self.single = self.limiters[0] if len(self.limiters) == 1 else None
 
     def costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
         """
@@ -60,8 +72,8 @@ class RateLimits:
             TypeError, ValueError: a cost function returned an awaitable or a bad number.
             Exception: a cost function's own error (the caller's bug), unchanged.
         """
-        if self._simple_costs:
-            return self._unit_costs
+        if self.unit_priced:
+            return self.unit_costs
         costs: list[float] = []
         i = -1
         for limit in self.limits:

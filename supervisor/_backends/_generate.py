@@ -254,13 +254,32 @@ class _Generator:
         if assign and not (isinstance(last, ast.Return) and last.value):
             raise _refuse(where, stmt.lineno, f"{here} returns nothing to assign to `{target}`")
         locals_ = {n: f"_h_{name}_{n}" if n.strip("_") else n for n in _stores(body)}  # `_` stays
-        inner = self.bind(call, rename, where) | locals_
+        arguments = self.bind(call, rename, where)
+        # `x = self.h(...)` where h ends `return <a local>`: that local takes the name `x`, and
+        # the return goes (no store and load more than the handler's own code). So a handler
+        # that raises midway leaves `x` half-set: a template must not read it after catching.
+        renamed_return = (
+            isinstance(last, ast.Return)
+            and isinstance(last.value, ast.Name)
+            and last.value.id in locals_
+            and assign is not None
+            and assign.isidentifier()
+            and assign not in arguments.values()
+        )
+        if renamed_return:
+            assert isinstance(last, ast.Return)
+            assert isinstance(last.value, ast.Name)
+            locals_[last.value.id] = str(assign)
+        inner = arguments | locals_
         nested = self.sites(fn, here, text)
         edits = [(*text.span(s[0]), self.block(s, inner, (*stack, name), here)) for s in nested]
         skip, dropped = {id(node) for s in nested for node in ast.walk(s[0])}, set[int]()
         if isinstance(last, ast.Return):
             start, end = text.span(last)
-            if assign:
+            if renamed_return:
+                edits.append((start, end, ""))
+                dropped = {id(node) for node in ast.walk(last)}
+            elif assign:
                 edits.append((start, start + len("return"), f"{assign} ="))
             elif last.value and any(isinstance(node, ast.Call) for node in ast.walk(last.value)):
                 edits.append((start, text.span(last.value)[0], ""))

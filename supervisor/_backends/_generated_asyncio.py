@@ -46,19 +46,17 @@ async def attempt_fast(
     machine = self._machine
     # admission: breaker, then bulkhead
     # inlined: Actor.admit_nowait
-    _h_admit_nowait_epoch = machine.epoch
+    epoch = machine.epoch
     if machine.state is not _CLOSED_STATE:
         if self._down is not None:
             raise self._reject_down()
-        _h_admit_nowait_epoch = machine.acquire(now)
-        if _h_admit_nowait_epoch < 0:
+        epoch = machine.acquire(now)
+        if epoch < 0:
             raise self._reject_breaker(machine, now)
-    epoch = _h_admit_nowait_epoch
     # inlined: Actor.take_slot_nowait
-    _h_take_slot_nowait_taken = self._in_flight < self._slots
-    if _h_take_slot_nowait_taken:
+    taken = self._in_flight < self._slots
+    if taken:
         self._in_flight += 1
-    taken = _h_take_slot_nowait_taken
     if not taken:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         # Admitted again after a wait: by the breaker in force now (a reconfigure or a

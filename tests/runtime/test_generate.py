@@ -223,8 +223,7 @@ def test_a_handler_calling_a_handler_is_inlined_into_it() -> None:
             # inlined: Actor.outer
             _h_outer_b = x + 1
             # inlined: Actor.inner
-            _h_inner_b = _h_outer_b * 2
-            _h_outer_c = _h_inner_b
+            _h_outer_c = _h_outer_b * 2
             # inlined: Actor.inner
             _h_inner_b = _h_outer_c * 2
     """)
@@ -670,3 +669,25 @@ def test_main_writes_the_module_and_test_reports_it_stale_once_edited(
     assert _generate.main([*argv, "--test"]) == 1
     assert capsys.readouterr().err == "_toy_generated.py is stale: run `make generate`\n"
     assert _generate.main([*argv[:2], "--output=/elsewhere/x.py"]) == 2
+
+
+def test_a_returned_local_takes_the_targets_name_unless_the_target_is_an_argument() -> None:
+    """`x = self.h(...)` ending `return b`: `b` is written as `x`; with `a = self.h(a)`, the
+    argument `a` must stay readable until the end, so the local keeps its prefix."""
+    handlers = actor("""
+        @inline
+        def h(self, a):
+            b = a * 2
+            b += a
+            return b
+    """)
+    assert gen(run("y = self.h(x)\nx = self.h(x)\n"), handlers) == textwrap.dedent("""\
+        async def run(self, x, y):
+            # inlined: Actor.h
+            y = x * 2
+            y += x
+            # inlined: Actor.h
+            _h_h_b = x * 2
+            _h_h_b += x
+            x = _h_h_b
+    """)
