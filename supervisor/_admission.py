@@ -80,6 +80,8 @@ async def admit_slow(
             self._check_forced(machine, epoch)
         limits = self._limits
         if limits is None:
+            if self.take_free_slot():
+                return epoch
             epoch = await _take_slot(self, machine, epoch, deadline)
             if not self.paused_now():
                 return epoch
@@ -114,6 +116,8 @@ async def admit_slow(
             machine = self._machine
             if retake:  # the turn fell due in a pause: given back, take a fresh one
                 continue
+        if self.take_free_slot():  # nothing awaited since the pause was checked: it is ours
+            return epoch
         try:
             epoch = await _take_slot(self, machine, epoch, deadline)
         except BaseException:
