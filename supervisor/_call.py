@@ -29,7 +29,7 @@ This module awaits; it writes no actor state itself (the handlers do).
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 
@@ -40,9 +40,21 @@ from ._timers import Deadline
 
 if TYPE_CHECKING:
     from ._actor import Actor
-    from ._stream import Stream
 
-__all__ = ("with_policies",)
+
+class StreamAttempts(Protocol):
+    """What the loop uses of a stream (``_stream.Stream``): its attempt, its fallback, and
+    the error that says its function returned nothing to stream (never retried)."""
+
+    refused: TypeError | None
+
+    async def attempt(
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+    ) -> None: ...
+
+    async def fall_back(self, error: Exception) -> None: ...
+
+__all__ = ("StreamAttempts", "with_policies")
 
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 
@@ -52,7 +64,7 @@ async def with_policies(
     args: tuple[object, ...],
     kwargs: dict[str, Any],
     _deadline: Deadline | None = None,
-    stream: Stream[Any] | None = None,
+    stream: StreamAttempts | None = None,
 ) -> object:
     """
     Run one call (or a stream's way to its first item) through the dependency's policies.

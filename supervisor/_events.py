@@ -295,7 +295,7 @@ class EventStream:
         # its own thread, at its next publish, subscribe or count.
         hub = getattr(self, "_hub", None)
         if hub is not None:
-            hub._orphans.append(self._inbox)
+            hub.orphan(self._inbox)
 
     def __aiter__(self) -> EventStream:
         return self
@@ -319,7 +319,7 @@ class EventStream:
         """Unsubscribe; the stream ends after what it has buffered."""
         hub, self._hub = self._hub, None
         if hub is not None:
-            hub._unsubscribe(self._inbox)
+            hub.unsubscribe(self._inbox)
         self._inbox.end()
         await anyio.lowlevel.checkpoint()
 
@@ -416,9 +416,13 @@ class EventHub:
         """Unsubscribe the inboxes of the streams freed since the last time."""
         orphans = self._orphans
         while orphans:
-            self._unsubscribe(orphans.pop())
+            self.unsubscribe(orphans.pop())
 
-    def _unsubscribe(self, inbox: _Inbox) -> None:
+    def orphan(self, inbox: _Inbox) -> None:
+        """*inbox*'s stream was freed, maybe in another thread: unsubscribe it on ours, soon."""
+        self._orphans.append(inbox)
+
+    def unsubscribe(self, inbox: _Inbox) -> None:
         if not inbox.subscribed:
             return
         inbox.subscribed = False

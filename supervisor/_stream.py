@@ -111,7 +111,7 @@ class _Items(AsyncIterator[T]):
 
     def __anext__(self) -> Any:
         # The stream's coroutine itself: one coroutine layer less per item.
-        return self._stream._next()
+        return self._stream._next()  # noqa: SLF001  # the stream's own view of its items
 
     def __repr__(self) -> str:
         return f"<items of {self._stream!r}>"

@@ -92,9 +92,10 @@ def cancel_pending(task: asyncio.Task[object]) -> bool:
     anyio's ``CancelScope._deliver_cancellation`` makes exactly this test before it cancels,
     and retries on the next iteration; so do we (``Actor._deliver``).
     """
-    if task._must_cancel:  # type: ignore[attr-defined]  # read by anyio too, C and Python tasks
+    # asyncio's own task fields, as anyio reads them (C and Python tasks alike).
+    if task._must_cancel:  # type: ignore[attr-defined]  # noqa: SLF001
         return True
-    waiter = task._fut_waiter  # type: ignore[attr-defined]
+    waiter = task._fut_waiter  # type: ignore[attr-defined]  # noqa: SLF001
     return waiter is not None and bool(waiter.done())
 
 

@@ -175,3 +175,91 @@ def test_the_demo_has_no_import_circle() -> None:
     graph = import_graph(Path(supervisor.__file__).parent / "_demo")
     assert "supervisor._demo._run" in graph  # the walk found the package
     assert None is find_cycle(graph)
+
+
+# ============================================================================ the runtime's floors
+
+#: ARCHITECTURE.md's modules table: each core module of supervisor/ and its floor. A module
+#: imports only modules on lower floors (policies/ and the standard library are the ground).
+#: _backends' modules sit on floor 6, ordered among themselves by the decimals.
+FLOORS: dict[str, float] = {
+    "_errors": 1,
+    "_events": 1,
+    "_timers": 1,
+    "_status": 1,
+    "_runtime": 2,
+    "_spec": 2,
+    "_rate_limits": 3,
+    "_config": 3,
+    "_actor": 4,
+    "_call": 5,
+    "_admission": 5,
+    "_stream": 6,
+    "_backends._threads": 6,
+    "_backends._asyncio_general": 6.1,
+    "_backends._asyncio": 6.2,
+    "_backends._generated_asyncio": 6.2,
+    "_backends._trio": 6.2,
+    "_backends": 6.3,
+    "_backends._generate": 6.3,
+    "_supervisor": 7,
+}
+
+
+def _core(module: str) -> str | None:
+    """*module*'s key in FLOORS (``supervisor._actor`` -> ``_actor``), or None."""
+    if not module.startswith("supervisor."):
+        return None
+    name = module.removeprefix("supervisor.")
+    return name if name in FLOORS else None
+
+
+def test_every_core_module_has_a_floor() -> None:
+    """A new module of the runtime gets its place in the table (and in ARCHITECTURE.md)."""
+    graph = import_graph(Path(supervisor.__file__).parent)
+    outside = ("supervisor", "supervisor.__main__")
+    unplaced = [
+        m
+        for m in graph
+        if m not in outside
+        and not m.startswith(("supervisor._demo", "supervisor.integrations"))
+        and _core(m) is None
+    ]
+    assert unplaced == []
+
+
+def test_the_runtime_imports_only_down() -> None:
+    """No core module imports one on its own floor or above: imports point down, so no circle."""
+    graph = import_graph(Path(supervisor.__file__).parent)
+    upward = sorted(
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        if (here := _core(source)) is not None
+        for target in targets
+        if (there := _core(target)) is None or FLOORS[there] >= FLOORS[here]
+        if target.startswith("supervisor.")
+    )
+    assert upward == []
+
+
+def test_supervisor_has_no_import_circle() -> None:
+    """The whole package: the runtime, the integrations, the demo and the CLI."""
+    assert find_cycle(import_graph(Path(supervisor.__file__).parent)) is None
+
+
+#: The actor's mailbox: its only methods that await (ARCHITECTURE.md, rule 2).
+MAILBOX = {"serve", "control", "reconfigure"}
+
+
+def test_the_actor_awaits_only_in_its_mailbox() -> None:
+    """Everything that awaits lives above the actor; its handlers are synchronous."""
+    source = (Path(supervisor.__file__).parent / "_actor.py").read_text()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name not in MAILBOX:
+            found += [
+                f"{node.name}, line {inner.lineno}"
+                for inner in ast.walk(node)
+                if isinstance(inner, ast.Await | ast.AsyncFor | ast.AsyncWith)
+            ]
+    assert found == []
