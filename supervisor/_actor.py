@@ -59,6 +59,7 @@ from policies import (
 )
 from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
+from policies.budget import RetryBudget
 from policies.rate_limit import RateLimit
 from policies.rate_limit import _valid_cost as _valid_cost
 from policies.retry import Stop
@@ -75,6 +76,7 @@ from ._errors import (
     SupervisorError,
     UnknownDependency,
     _describe,
+    note_attempts,
 )
 from ._events import (
     ActorCrashed,
@@ -241,12 +243,13 @@ class Actor:
         self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
-        self.retry = retry
-        self._breaker_config = breaker if breaker is not None else _NO_BREAKER
-        self._attempt_timeout = timeout.attempt if timeout is not None else None
-        self.total = timeout.total if timeout is not None else None
-        self.timeout_policy = timeout  # first_item / between_items: read by _stream.py
-        self._bulkhead = bulkhead
+        self.retry: Retry | None = None
+        self.budget: RetryBudget | None = None
+        self._max_pause = _MAX_PAUSE
+        self._attempt_timeout: float | None = None
+        self.total: float | None = None
+        self.timeout_policy: Timeout | None = None  # first_item / between_items: _stream.py
+        self._bulkhead: Bulkhead | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
         # The sync callable's own worker threads (made in start()). anyio's default limiter is
         # shared by the whole process: 40 calls stuck in one slow sync dependency made every
@@ -254,20 +257,17 @@ class Actor:
         # an abandoned thread keeps its slot until it ends (guarantee 14), so an admitted call
         # always finds a thread free, and waiting for a thread is never charged to its timeout.
         self._limiter: anyio.CapacityLimiter | None = None
-        self.fallback = fallback
-        self._fallback_on = fallback_on if fallback_on is not None else _DEFAULT_FALLBACK_ON
+        self.fallback: Callable[..., object] | None = None
+        self._fallback_on = _DEFAULT_FALLBACK_ON
         self._classify: Callable[[BaseException], ErrorKind] = (
             classifier if classifier is not None else classify
         )
-        self.budget = (
-            retry.budget.machine() if retry is not None and retry.budget is not None else None
-        )
-        self._slow_call = self._breaker_config.slow_call
-        self._slow_after = self._slow_call if self._slow_call is not None else math.inf
+        self._breaker_config = _NO_BREAKER
+        self._slow_after = math.inf
         # Rate limits (requests, tokens): every call takes a turn in each, at admission, after
         # the breaker and the pause and before the bulkhead. Their machines are made in
         # start() (or leased from the supervisor's shared state).
-        self._rate_limits = rate_limit
+        self._rate_limits: tuple[RateLimit, ...] = ()
         # Their turn sources: local GCRA machines, or the shared state's (made at start).
         self._limits: RateLimits | None = None
         self._settles = False  # (derived: see _derive)
@@ -291,8 +291,6 @@ class Actor:
         self._closed_reason = _NOT_STARTED
         self.clock: Callable[[], float] = _no_clock
         self.rng: random.Random = random.Random()
-        # A placeholder until start(): status() reports a blank snapshot before that.
-        self._machine: CircuitBreaker = self._breaker_config.machine(0.0, self._on_transition)
         self._started = False
         self._in_flight = 0
         self._queue: OrderedDict[_Waiter, None] = OrderedDict()
@@ -325,7 +323,6 @@ class Actor:
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
         self._pause_rejection_published = False
-        self._max_pause = retry.max_retry_after if retry is not None else _MAX_PAUSE
         # The hot path's one admission comparison: `in_flight < _slots`. Equal to
         # max_concurrent while calls may run at once; -1 while a gate is down (a pause,
         # shutdown), which sends every call to _admit_slow. A gate costs the hot path nothing.
@@ -353,6 +350,18 @@ class Actor:
         self._rejections_since_transition = 0
         self._logged_breaker_epoch = -1
         self._bulkhead_full_logged = False
+
+        self._apply(
+            {
+                "retry": retry,
+                "breaker": breaker,
+                "timeout": timeout,
+                "bulkhead": bulkhead,
+                "fallback": fallback,
+                "fallback_on": fallback_on,
+                "rate_limit": rate_limit,
+            }
+        )
 
     # ==========================================================================================
     # Lifecycle (called by the supervisor)
@@ -484,7 +493,7 @@ class Actor:
             if decision is Stop.BUDGET:  # a retry over budget is not made: no retry storm
                 self._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
             if attempt > 1 or hasattr(exc, "__notes__"):
-                self._note_attempts(exc, attempt)
+                note_attempts(exc, self.name, attempt)
             return exc, self.fallback is not None and self._may_fall_back(exc, kind), 0.0
         self.retry_scheduled(attempt, decision, type(exc).__name__)
         return None, False, decision
@@ -508,30 +517,6 @@ class Actor:
             if exc.__context__ is None and rule_error is not exc:
                 exc.__context__ = rule_error
             return False
-
-    def _note_attempts(self, exc: Exception, attempt: int) -> None:
-        """
-        Note on *exc* how many attempts were made, replacing the note an earlier raise of the
-        same object left: a pre-allocated exception raised 10,000 times carried 10,000 notes
-        (issue #8, defect 8). A single-attempt raise only drops a stale note.
-        """
-        suffix = f" attempts on {self.name!r} failed; this is the last one's error"
-        notes = getattr(exc, "__notes__", None)
-        if isinstance(notes, list):
-            notes[:] = [
-                note
-                for note in notes
-                if not (
-                    isinstance(note, str)
-                    and note.startswith("ringfence: ")
-                    and note.endswith(suffix)
-                )
-            ]
-        if attempt > 1:
-            try:
-                exc.add_note(f"ringfence: {attempt}{suffix}")
-            except TypeError:  # the user's __notes__ is not a list: leave it alone
-                pass
 
     # -- one attempt ----------------------------------------------------------------------------
 
@@ -613,10 +598,6 @@ class Actor:
                 queued=len(self._queue),
             )
         return BulkheadFull(self.name, self._max_concurrent, self._max_queued)
-
-    def _paused_now(self) -> bool:
-        until = self._paused_until
-        return until is not None and self.clock() < until
 
     def _set_limits(self) -> None:
         """The rate limits' turn sources: local GCRA, or the shared state's (``shared=``)."""
@@ -1100,9 +1081,22 @@ class Actor:
     def _reconfigure(self, changes: dict[str, Any]) -> None:
         """
         Swap policies, keeping the counters, the latency window and the calls in flight
-        (they finish under the policies they started with). A new breaker starts closed with
+        (they finish under the policies they started with).
+        """
+        self._apply(changes)
+        self._derive()
+        # More room now (a larger bulkhead): hand it to the queue, oldest first.
+        while self._queue and self._in_flight < self._max_concurrent:
+            self._in_flight += 1
+            self.release_slot()
+
+    def _apply(self, changes: dict[str, Any]) -> None:
+        """
+        Install policies: all of them at registration, those given by a reconfigure. A
+        budget keeps its counts while its settings stay. A new breaker starts closed with
         empty windows, its epochs continuing the old one's (late outcomes stay late); an
-        isolated dependency stays isolated.
+        isolated dependency stays isolated. New rate limits start with full buckets; calls
+        waiting for a turn keep theirs.
         """
         if "retry" in changes:
             retry: Retry | None = changes["retry"]
@@ -1120,33 +1114,31 @@ class Actor:
             self._attempt_timeout = timeout.attempt if timeout is not None else None
             self.total = timeout.total if timeout is not None else None
         if "rate_limit" in changes:
-            # New limits start with full buckets; calls waiting for a turn keep theirs.
             self._rate_limits = changes["rate_limit"]
-            self._set_limits()
+            if self._runtime is not None:
+                self._set_limits()
         if "fallback" in changes:
             self.fallback = changes["fallback"]
         if "fallback_on" in changes:
-            self._fallback_on = changes["fallback_on"]
+            filter_ = changes["fallback_on"]
+            self._fallback_on = filter_ if filter_ is not None else _DEFAULT_FALLBACK_ON
         if "bulkhead" in changes:
-            bulkhead: Bulkhead | None = changes["bulkhead"]
-            self._bulkhead = bulkhead
+            self._bulkhead = changes["bulkhead"]
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
-            self._breaker_config = breaker if breaker is not None else _NO_BREAKER
-            self._slow_call = self._breaker_config.slow_call
-            self._slow_after = self._slow_call if self._slow_call is not None else math.inf
-            now = self.clock()
-            old = self._machine
-            machine = self._breaker_config.machine(now, self._on_transition, epoch=old.epoch + 1)
-            machine.transitions.extend(old.transitions)
-            self._machine = machine
-            if old.state is _ISOLATED_STATE:
-                machine.isolate(now, "reconfigured while isolated")
-        self._derive()
-        # More room now (a larger bulkhead): hand it to the queue, oldest first.
-        while self._queue and self._in_flight < self._max_concurrent:
-            self._in_flight += 1
-            self.release_slot()
+            config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
+            slow_call = config.slow_call
+            self._slow_after = slow_call if slow_call is not None else math.inf
+            if self._started:
+                now = self.clock()
+                old = self._machine
+                machine = config.machine(now, self._on_transition, epoch=old.epoch + 1)
+                machine.transitions.extend(old.transitions)
+                self._machine = machine
+                if old.state is _ISOLATED_STATE:
+                    machine.isolate(now, "reconfigured while isolated")
+            else:  # a placeholder until start(): status() reports a blank snapshot
+                self._machine = config.machine(0.0, self._on_transition)
 
     def _handle_control(self, op: str, reason: str) -> _Transition:
         machine = self._machine

@@ -233,3 +233,26 @@ class DependencyCrashed(SupervisorError):
         self.down = down
         state = "is down (restart limit reached)" if down else "crashed and was restarted"
         super().__init__(f"dependency {dependency!r} {state}: {_describe(crash)}")
+
+
+def note_attempts(exc: Exception, dependency: str, attempt: int) -> None:
+    """
+    Note on *exc* how many attempts were made, replacing the note an earlier raise of the
+    same object left: a pre-allocated exception raised 10,000 times carried 10,000 notes
+    (issue #8, defect 8). A single-attempt raise only drops a stale note.
+    """
+    suffix = f" attempts on {dependency!r} failed; this is the last one's error"
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [
+            note
+            for note in notes
+            if not (
+                isinstance(note, str) and note.startswith("ringfence: ") and note.endswith(suffix)
+            )
+        ]
+    if attempt > 1:
+        try:
+            exc.add_note(f"ringfence: {attempt}{suffix}")
+        except TypeError:  # the user's __notes__ is not a list: leave it alone
+            pass

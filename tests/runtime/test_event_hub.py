@@ -206,13 +206,13 @@ async def test_a_stream_freed_in_a_worker_thread_is_unsubscribed_on_the_hubs_thr
     hub = EventHub()
     kept = hub.subscribe()
     threads: list[int] = []
-    unsubscribe = EventHub._unsubscribe
+    unsubscribe = EventHub.unsubscribe
 
     def recorded(self: EventHub, inbox: Any) -> None:
         threads.append(threading.get_ident())
         unsubscribe(self, inbox)
 
-    monkeypatch.setattr(EventHub, "_unsubscribe", recorded)
+    monkeypatch.setattr(EventHub, "unsubscribe", recorded)
     gc.disable()
     try:
         cycle: list[object] = [hub.subscribe(kinds=[RetryScheduled]) for _ in range(3)]
