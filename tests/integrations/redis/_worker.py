@@ -30,7 +30,9 @@ async def ok() -> str:
 async def main(url: str, namespace: str, replicas: int, mode: str) -> int:
     # The local run also syncs (heartbeats, so the replicas can wait for each other), but its
     # limit is the supervisor's own: what four replicas without shared limits admit.
-    shared = RedisShared(url, namespace, sync_interval=0.02)
+    # A Redis deadline longer than the run's: on a busy machine a tick past the default
+    # quarter second would put this replica on its local share of the limit for a while.
+    shared = RedisShared(url, namespace, sync_interval=0.02, timeout=60.0)
     local = Supervisor()
     sup = Supervisor(shared=shared)
     target = sup if mode == "shared" else local

@@ -25,13 +25,21 @@ from supervisor import (
 from supervisor.integrations.redis import RedisShared
 from supervisor.integrations.redis._server import RedisServer
 
-from .conftest import INTERVAL, guard
+from .conftest import HANG, INTERVAL, guard
 
 pytestmark = pytest.mark.anyio
 
 
 def replica(url: str, namespace: str = "svc", **options: Any) -> tuple[Supervisor, RedisShared]:
+    """
+    A supervisor with a ``RedisShared`` of its own. Its Redis deadline (``timeout``) is the
+    hang guard's unless a test is about the deadline and passes its own: a tick on a busy
+    machine may take longer than the default quarter second, and a tick failed by its
+    deadline would degrade the replica, and end a ``wait_tick()``, for no reason of the
+    test's.
+    """
     options.setdefault("sync_interval", INTERVAL)
+    options.setdefault("timeout", HANG)
     shared = RedisShared(url, namespace, **options)
     return Supervisor(shared=shared), shared
 
@@ -166,7 +174,10 @@ def tolerant() -> Breaker:
 async def test_the_aggregate_failure_ratio_opens_every_replica(redis_server: RedisServer) -> None:
     """Failures on two replicas cross the shared ratio: both refuse calls until a reset,
     while their local breakers stay closed."""
-    options = {"open_ratio": 0.5, "open_min_volume": 10, "open_for": 600.0}
+    # The line is all twenty calls: a replica's tick may come before the other replica's
+    # first heartbeat (one live replica needs one failing replica) or halfway through its
+    # calls, and a lower volume would open on whichever part had been reported by then.
+    options = {"open_ratio": 0.5, "open_min_volume": 20, "open_for": 600.0}
     pairs = [replica(redis_server.url, **options) for _ in range(2)]
     for sup, _ in pairs:
         sup.register("flaky", failing, breaker=tolerant())
@@ -252,7 +263,8 @@ async def test_a_cluster_isolate_redis_cannot_hear_says_so(redis_server: RedisSe
     follow."""
     from supervisor.integrations.redis import SharedStateError
 
-    sup, shared = replica(redis_server.url)
+    # The short deadline is the subject: an unsent command waits 2 * timeout + interval.
+    sup, shared = replica(redis_server.url, timeout=0.25)
     sup.register("llm", ok)
     with guard():
         async with sup:
@@ -388,7 +400,7 @@ async def test_an_unreachable_redis_is_degraded_not_dead() -> None:
         port = probe.getsockname()[1]  # closed again before the replica connects
     from supervisor.integrations.redis import SharedStateError
 
-    sup, shared = replica(f"redis://127.0.0.1:{port}/0")
+    sup, shared = replica(f"redis://127.0.0.1:{port}/0")  # refused at once, never timed out
     sup.register("plain", ok)
     with guard():
         with pytest.raises(SharedStateError, match=r"^cannot use Redis at redis://127.0.0.1"):
