@@ -10,18 +10,27 @@ always a mistake.
 Durations are seconds everywhere; :func:`seconds` and :func:`optional_seconds` are the
 converters that also accept a ``datetime.timedelta`` (stamina's habit), so one field written
 ``attempt=timedelta(seconds=2)`` is validated, and reads back, as ``2.0``.
+
+Finite arguments can still give quantities that are not: ``RateLimit(1e-300, per=1e300)``
+spends ``per / rate = inf`` seconds per unit, and ``Breaker(sampling=5e-324)`` has window
+slices ``5e-324 / 10 = 0.0`` wide. :func:`check_derived` refuses those at construction, with
+the expression, what it means, the arguments and the result: ``'per' / 'rate' (seconds per
+unit of cost) must be a finite number > 0, got 1e+300 / 1e-300 = inf`` (issue 16, item 3,
+defect 9).
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import sys
 from collections.abc import Callable
-from typing import TypeVar, final
+from typing import Final, TypeVar, final
 
 import attrs
 
 __all__ = (
+    "check_derived",
     "check_number",
     "integer",
     "number",
@@ -31,6 +40,7 @@ __all__ = (
 )
 
 _T = TypeVar("_T")
+_FLOAT_MAX: Final = sys.float_info.max
 
 
 @final
@@ -75,7 +85,13 @@ def _check(
         msg = f"{name!r} must be {rule}, got {value!r} of type {type(value).__name__}"
         raise TypeError(msg)
     assert isinstance(value, int | float)  # narrowed above; for mypy
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+    if isinstance(value, int):
+        # An int past the largest float cannot be counted in seconds or units (math.isnan
+        # raised OverflowError on it); an int count (attempts, slots) may be any size.
+        if kind != "an int" and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+            msg = f"{name!r} must be a finite number{bounds}, got {value!r}"
+            raise ValueError(msg)
+    elif math.isnan(value) or (math.isinf(value) and not allow_inf):
         # Only floats get here, so the kind is always "a number" (issue 8 fixed the message
         # "must be a finite a number", made by putting "finite" before the kind's article).
         msg = f"{name!r} must be a finite number{bounds}, got {value!r}"
@@ -144,6 +160,37 @@ def check_number(
     _check(
         name, value, kind="a number", types=(int, float), ge=ge, gt=gt, le=le, allow_inf=allow_inf
     )
+
+
+def check_derived(
+    expression: str,
+    value: float,
+    operands: str,
+    *,
+    gt: float | None = 0.0,
+    le: float | None = None,
+) -> None:
+    """
+    Validate a quantity computed from arguments that each passed their own check.
+
+    Args:
+        expression: the computation and what it means: ``"'per' / 'rate' (seconds per unit
+            of cost)"``.
+        value: its result, as the machine will compute it.
+        operands: the computation with the values given: ``"1e+300 / 1e-300"``.
+        gt, le: the bounds besides being finite (``gt=0`` by default; ``None``: no bound).
+
+    Raises:
+        ValueError: *value* is not finite (an overflow, or NaN) or out of bounds (an
+            underflow to 0, say); the message names all of the above.
+    """
+    # A comparison, not math.isfinite: an int result past the largest float (int arguments
+    # multiplied) is as unusable as inf, and math.isfinite would raise OverflowError on it.
+    finite = -_FLOAT_MAX <= value <= _FLOAT_MAX  # False for NaN too
+    if finite and (gt is None or value > gt) and (le is None or value <= le):
+        return
+    msg = f"{expression} must be a finite number{_bounds(None, gt, le)}, got {operands} = {value!r}"
+    raise ValueError(msg)
 
 
 def seconds(value: float | datetime.timedelta) -> float:

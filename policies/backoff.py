@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Protocol, final, runtime_checkable
+import sys
+from typing import Final, Protocol, final, runtime_checkable
 
 import attrs
 
@@ -42,6 +43,8 @@ __all__ = (
     "proportional",
     "decorrelated",
 )
+
+_FLOAT_MAX: Final = sys.float_info.max
 
 
 @runtime_checkable
@@ -98,7 +101,9 @@ class _Full:
     inner: Backoff
 
     def __call__(self, attempt: int, rng: random.Random, /) -> float:
-        return rng.uniform(0.0, self.inner(attempt, rng))
+        inner = self.inner(attempt, rng)
+        wait = rng.uniform(0.0, inner)
+        return wait if wait == wait else inner  # NaN: inf * 0.0, an infinite wait stays one
 
     def __repr__(self) -> str:
         return f"backoff.full({self.inner!r})"
@@ -111,7 +116,13 @@ class _Proportional:
     ratio: float
 
     def __call__(self, attempt: int, rng: random.Random, /) -> float:
-        return self.inner(attempt, rng) * rng.uniform(1.0 - self.ratio, 1.0 + self.ratio)
+        inner = self.inner(attempt, rng)
+        wait = inner * rng.uniform(1.0 - self.ratio, 1.0 + self.ratio)
+        if wait <= _FLOAT_MAX:
+            return wait
+        # Overflow (a finite wait times up to 2 saturates at the largest float), or an
+        # infinite inner wait (times 0.0 is NaN): it stays the inner wait.
+        return _FLOAT_MAX if inner <= _FLOAT_MAX else inner
 
     def __repr__(self) -> str:
         return f"backoff.proportional({self.inner!r}, ratio={self.ratio!r})"

@@ -48,7 +48,7 @@ from typing import Final, Protocol, TypeVar, final
 import attrs
 
 from ._matchers import DEFAULT_RECORD, ErrorFilter, ErrorSpec
-from ._validators import integer, optional_number, optional_seconds, seconds
+from ._validators import check_derived, integer, optional_number, optional_seconds, seconds
 from .break_duration import BreakDuration, BreakHistory, as_break_duration
 from .classify import ErrorKind
 from .window import SlidingWindow
@@ -147,6 +147,23 @@ def _break_duration(value: float | datetime.timedelta | BreakDuration) -> BreakD
     return as_break_duration(seconds(value) if isinstance(value, datetime.timedelta) else value)
 
 
+def _check_sampling(_inst: object, _attr: attrs.Attribute[_T], value: _T) -> None:
+    # What the ratio window computes from it (window.py's slices, _Ratio's horizon): a
+    # subnormal sampling made slices 0.0 wide, and `now % 0.0` crashed the actor (issue 16,
+    # item 3, defect 9); a sampling near the largest float overflowed the horizon.
+    if isinstance(value, int | float):  # None: the default, 30 s
+        check_derived(
+            f"'sampling' / {_BUCKETS} (the width of one of the window's time slices)",
+            value / _BUCKETS,
+            f"{value!r} / {_BUCKETS}",
+        )
+        check_derived(
+            f"'sampling' + 2 * 'sampling' / {_BUCKETS} (how long a failure counts)",
+            value + 2 * value / _BUCKETS,
+            f"{value!r} + 2 * {value!r} / {_BUCKETS}",
+        )
+
+
 def _check_break_duration(_inst: object, _attr: attrs.Attribute[_T], value: _T) -> None:
     # as_break_duration (the converter) already raised for anything unusable.
     assert callable(value)
@@ -167,7 +184,7 @@ class Breaker:
         failure_ratio: failure ratio, in ``(0, 1]``, at or above which the breaker opens.
         min_throughput: calls the window must hold before the ratio counts (``>= 1``).
         sampling: window length in seconds or a ``timedelta`` (``> 0``), counted in 10
-            time buckets.
+            time buckets (a tenth of it must be a float ``> 0`` too, and 1.2 times it finite).
         half_open_probes: trial calls let through at once in half-open (``>= 1``).
         success_threshold: successful probes needed to close (``>= 1``).
         slow_call: seconds or a ``timedelta``; a successful call slower than this counts as
@@ -200,7 +217,9 @@ class Breaker:
     failure_ratio: float | None = attrs.field(default=None, validator=optional_number(gt=0, le=1))
     min_throughput: int | None = attrs.field(default=None, validator=integer(ge=1, optional=True))
     sampling: float | None = attrs.field(
-        default=None, converter=optional_seconds, validator=optional_number(gt=0)
+        default=None,
+        converter=optional_seconds,
+        validator=[optional_number(gt=0), _check_sampling],
     )
     half_open_probes: int = attrs.field(default=1, validator=integer(ge=1))
     success_threshold: int = attrs.field(default=1, validator=integer(ge=1))

@@ -33,7 +33,7 @@ from typing import Final, final
 
 import attrs
 
-from ._validators import number, seconds
+from ._validators import check_derived, number, seconds
 
 __all__ = ("Budget", "BudgetStatus", "RetryBudget")
 
@@ -41,6 +41,12 @@ __all__ = ("Budget", "BudgetStatus", "RetryBudget")
 _BUCKETS: Final = 10
 # Slack for products such as 0.29 * 100 == 28.999999999999996: 29 retries were meant.
 _SLACK: Final = 1e-9
+# `ratio * calls + min_per_second * window` must stay a finite count for any number of calls
+# a window can hold (< 2**64): each term at most 1e300, far past "no limit at all" (issue 16,
+# item 3, defect 9: a huge ratio made the remaining count inf, and snapshot() raised
+# OverflowError flooring it).
+_MOST_CALLS: Final = 2**64
+_TERM_MAX: Final = 1e300
 
 
 @final
@@ -51,10 +57,12 @@ class Budget:
 
     Args:
         ratio: retries allowed per call in the window, a finite number ``>= 0``
-            (0.2: retries add at most 20 % to the traffic).
+            (0.2: retries add at most 20 % to the traffic); ``ratio * 2**64`` (the most calls
+            a window can count) at most ``1e300``.
         min_per_second: retries per second allowed whatever the traffic, ``>= 0``; the
-            window holds ``min_per_second * window`` of them.
-        window: the sliding window in seconds (or a ``timedelta``), finite ``> 0``.
+            window holds ``min_per_second * window`` of them (at most ``1e300``).
+        window: the sliding window in seconds (or a ``timedelta``), finite ``> 0``, counted
+            in 10 time slices (a tenth of it must be a float ``> 0`` too).
 
     A retry is made when ``retries + 1 <= ratio * calls + min_per_second * window`` over the
     last ``window`` seconds; otherwise the error goes to the fallback or the caller.
@@ -72,6 +80,28 @@ class Budget:
     window: float = attrs.field(default=10.0, converter=seconds, validator=number(gt=0))
 
     def __attrs_post_init__(self) -> None:
+        # What RetryBudget computes from them: its slices (a subnormal window made them 0.0
+        # wide, and `now % 0.0` raised) and its allowance.
+        window = self.window
+        check_derived(
+            f"'window' / {_BUCKETS} (the width of one of the window's time slices)",
+            window / _BUCKETS,
+            f"{window!r} / {_BUCKETS}",
+        )
+        check_derived(
+            "'min_per_second' * 'window' (the retries allowed whatever the traffic)",
+            self.min_per_second * window,
+            f"{self.min_per_second!r} * {window!r}",
+            gt=None,
+            le=_TERM_MAX,
+        )
+        check_derived(
+            "'ratio' * 2**64 (the retries allowed for the most calls a window can count)",
+            self.ratio * _MOST_CALLS,
+            f"{self.ratio!r} * 2**64",
+            gt=None,
+            le=_TERM_MAX,
+        )
         if self.ratio == 0 and self.min_per_second == 0:
             warnings.warn(
                 "Budget(ratio=0, min_per_second=0) allows no retry at all; "

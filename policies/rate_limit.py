@@ -58,7 +58,10 @@ Rules this file keeps:
    measured from the ``now`` given, and the guarantee above holds for any order of ``now``.
 6. *Waits shorter than a nanosecond are zero.* ``T = per / rate`` is rarely exact in binary, and
    a turn due now must not become a wait of 1e-16 s (a refusal under ``max_wait=0``).
-   redis-cell keeps time in whole nanoseconds for the same reason.
+   redis-cell keeps time in whole nanoseconds for the same reason. A call may thus start up
+   to a nanosecond before its slice (never earlier: the schedule itself is exact), so rule 4
+   holds with ``L + 1e-9`` for ``L``: invisible, except for a limit of more than a unit per
+   nanosecond (bytes at 10 GB/s), whose window may hold a nanosecond's units more.
 7. *What was promised is never handed out again.* A call waiting in line keeps the start
    time it was promised, whatever becomes of the turns before it. So a turn given back from
    the middle of the line must not move ``tat`` back: the next call would get the last turn's
@@ -79,6 +82,13 @@ Rules this file keeps:
    schedule has run past them (``tat <= now``: nothing left to give back), and beyond the
    latest :data:`_HELD` of them (memory stays bounded while a busy limit never empties).
    Charges need no turn: they go on top.
+8. *Every number stays a number.* :class:`RateLimit` refuses limits whose ``T``, ``1/T`` or
+   ``burst * T`` is not a finite number ``> 0`` (``RateLimit(1e-300, per=1e300)``: ``T`` is
+   ``inf``, and ``(now - t0) / T`` was ``NaN``, a level that admitted every call; issue 16,
+   item 3, defect 9). Past that, only a queue of absurd sizes can leave floats behind: a wait
+   that would be ``inf`` is refused with ``retry_after`` the largest float (not ``never``:
+   the cost fits the burst), a common start that would charge a level of ``inf`` likewise,
+   and a settle charge that would is saturated (forgetting the turns held below it).
 """
 
 from __future__ import annotations
@@ -92,7 +102,7 @@ from typing import Final, TypeAlias, TypeVar, final
 
 import attrs
 
-from ._validators import number, optional_number, seconds
+from ._validators import check_derived, number, optional_number, seconds
 
 __all__ = (
     "CostFunction",
@@ -177,7 +187,11 @@ class RateLimit:
     over any ``L`` seconds): a full bucket plus what refills meanwhile.
 
     Raises:
-        TypeError, ValueError: an argument has the wrong type or is out of range.
+        TypeError, ValueError: an argument has the wrong type or is out of range, or the
+            numbers the limit is counted in are not finite and positive: ``per / rate``
+            (seconds per unit), ``rate / per`` (units per second) and ``burst * per / rate``
+            (seconds to refill a full bucket). ``RateLimit(1e-300, per=1e300)`` is one second
+            per ``1e600`` units: ``inf`` in floats.
     """
 
     rate: float = attrs.field(validator=number(gt=0))
@@ -192,6 +206,24 @@ class RateLimit:
     settle: SettleFunction | None = attrs.field(
         default=None, kw_only=True, validator=_check_callable("(result) -> float")
     )
+
+    def __attrs_post_init__(self) -> None:
+        # The machine's own arithmetic (RateLimiter.__init__), checked once here: a T of inf
+        # or 0 made every level NaN, and a NaN level admits every call (issue 16, item 3,
+        # defect 9). A burst whose refill time overflows would turn waits into inf.
+        rate, per = self.rate, self.per
+        check_derived(
+            "'per' / 'rate' (seconds per unit of cost)", per / rate, f"{per!r} / {rate!r}"
+        )
+        check_derived(
+            "'rate' / 'per' (units of cost per second)", rate / per, f"{rate!r} / {per!r}"
+        )
+        if self.burst is not None:  # max(rate, 1) * per / rate is per, or per / rate
+            check_derived(
+                "'burst' * 'per' / 'rate' (seconds to refill a full bucket)",
+                self.burst * (per / rate),
+                f"{self.burst!r} * {per!r} / {rate!r}",
+            )
 
     @property
     def capacity(self) -> float:
@@ -322,8 +354,9 @@ class RateLimiter:
             wait = excess * self._interval
             if wait <= _RESOLUTION:
                 wait = 0.0
-            elif wait > max_wait or wait > self.config.max_wait:
-                return Refusal(retry_after=wait, limit=self.config)
+            elif not (wait <= max_wait and wait <= self.config.max_wait and wait < _INF):
+                # Past a bound, or beyond any float (a queue of absurd bursts, rule 8).
+                return Refusal(retry_after=wait if wait < _INF else _FLOAT_MAX, limit=self.config)
         # tat = max(tat, now) + cost*T, stored relative to now (rule 1: the turn is taken).
         self._t0 = now
         self._level = level
@@ -355,8 +388,12 @@ class RateLimiter:
             if level <= 0.0:
                 level = 0.0
                 self._held.clear()
+            level += extra
+            if level > _FLOAT_MAX:  # more than a float counts (rule 8): saturate, and
+                level = _FLOAT_MAX  # give nothing back that was held below
+                self._held.clear()
             self._t0 = now
-            self._level = level + extra
+            self._level = level
             # A slice of its own on top, held by nobody: never given back.
             self._turn = next(_TURNS)
             self._held.append([self._turn, extra, 0.0])
@@ -485,6 +522,7 @@ def reserve_all(
     # dependency, and the inlined loop is several times cheaper.)
     levels: list[float] = []
     wait = 0.0
+    fastest = heaviest = 0.0  # the largest drain and level + cost: rule 8's check
     never = refused = slowest = -1
     i = -1
     for limiter, cost in zip(limiters, costs):  # noqa: B905 (lengths checked above)
@@ -499,7 +537,12 @@ def reserve_all(
             if limiter._held:  # nothing held is still ahead (rule 7)
                 limiter._held.clear()
         levels.append(level)
-        excess = level + cost - limiter._burst
+        full = level + cost
+        if full > heaviest:
+            heaviest = full
+        if limiter._drain > fastest:
+            fastest = limiter._drain
+        excess = full - limiter._burst
         if excess > 0.0:
             if cost > limiter._burst:
                 if never < 0:
@@ -513,10 +556,13 @@ def reserve_all(
                     wait, slowest = own, i
     if never >= 0:
         return Refusal(retry_after=_INF, limit=limiters[never].config, index=never)
-    if refused < 0 and wait > max_wait:
+    # Past the caller's bound, or a common start no limiter's level can be charged at in
+    # floats (rule 8: start + cost <= wait * fastest + heaviest, so every level stays finite).
+    if refused < 0 and (wait > max_wait or not wait * fastest + heaviest < _INF):
         refused = slowest  # the limiter that sets the wait
     if refused >= 0:
-        return Refusal(retry_after=wait, limit=limiters[refused].config, index=refused)
+        retry_after = wait if wait < _INF else _FLOAT_MAX
+        return Refusal(retry_after=retry_after, limit=limiters[refused].config, index=refused)
     for limiter, level, cost in zip(limiters, levels, costs):  # noqa: B905 (checked above)
         # Charged as of the common start now + wait: tat = max(tat, now + wait) + cost*T,
         # which in units above `now` is max(level, wait/T) + cost.

@@ -19,6 +19,8 @@ from typing import final
 
 import attrs
 
+from ._validators import check_derived
+
 __all__ = ("SlidingWindow", "LatencyWindow", "Percentiles")
 
 
@@ -36,6 +38,15 @@ class SlidingWindow:
         if not sampling > 0 or math.isinf(sampling):
             msg = f"'sampling' must be a finite number > 0, got {sampling!r}"
             raise ValueError(msg)
+        if buckets < 1:
+            msg = f"'buckets' must be an int >= 1, got {buckets!r}"
+            raise ValueError(msg)
+        # A subnormal sampling gives slices 0.0 wide, and `now % 0.0` raises.
+        check_derived(
+            "'sampling' / 'buckets' (the width of a time slice)",
+            sampling / buckets,
+            f"{sampling!r} / {buckets!r}",
+        )
         self._sampling = sampling
         self._slice = sampling / buckets
         # Each entry: [slice_start, calls, failures]; oldest first.

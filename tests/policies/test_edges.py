@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import sys
 
 import pytest
 
@@ -13,11 +14,14 @@ from policies import (
     BreakHistory,
     CircuitBreaker,
     IllegalTransition,
+    RateLimit,
+    Refusal,
     Retry,
     State,
     Timeout,
     backoff,
     break_duration,
+    reserve_all,
 )
 from policies._matchers import ErrorFilter
 
@@ -197,3 +201,70 @@ def test_adaptive_defaults_and_boundaries() -> None:
         schedule(BreakHistory(openings=2, previous=40.0, closed_for=math.inf)),
     ]
     assert 7.0 == break_duration.constant(7)(BreakHistory(openings=3))
+
+
+# -- numbers past what floats count (issue 16, item 3, defect 9) -----------------------------
+
+BIG = sys.float_info.max
+
+
+def test_a_wait_beyond_any_float_is_refused_but_is_not_never() -> None:
+    """A queue of two largest-float bursts: the second's wait overflows. It is refused (not
+    admitted to wait forever), with retry_after the largest float, and not `never`: its
+    cost fits the burst. The limiter is left as it was."""
+    limiter = RateLimit(1.0, burst=BIG, max_wait=math.inf).machine()
+    assert 0.0 == limiter.reserve(0.0, BIG)
+    before = (limiter._t0, limiter._level)
+
+    refusal = limiter.reserve(0.0, BIG)
+
+    assert isinstance(refusal, Refusal)
+    assert (BIG, False) == (refusal.retry_after, refusal.never)
+    assert before == (limiter._t0, limiter._level)
+
+
+def test_a_common_start_no_level_can_be_charged_at_is_refused() -> None:
+    """reserve_all: a slow limit makes the call wait 1e300 s; charging a fast one (1e10 a
+    second) as of that start would be a level of inf. Refused, nothing taken anywhere."""
+    slow = RateLimit(1e-10, per=1e290, max_wait=math.inf).machine()  # 1e300 s per unit
+    fast = RateLimit(1e10, max_wait=math.inf).machine()
+    assert 0.0 == slow.reserve(0.0, 1)
+    before = [(m._t0, m._level) for m in (slow, fast)]
+
+    refusal = reserve_all([fast, slow], 0.0, [1, 1])
+
+    assert isinstance(refusal, Refusal)
+    assert (1, False) == (refusal.index, refusal.never)
+    assert before == [(m._t0, m._level) for m in (slow, fast)]
+    assert 1.0 == reserve_all([fast], 0.0, [1]) + 1.0  # the fast limit alone still goes
+
+
+def test_a_settle_charge_beyond_any_float_saturates() -> None:
+    """Usage past the largest float: the level saturates there (as inf it would never drain)
+    and the limit keeps answering with numbers: a refusal saying when, and a full bucket
+    again once that much time has passed."""
+    quarter = BIG / 4
+    limiter = RateLimit(1.0, burst=quarter).machine()
+    limiter.reserve(0.0, quarter)
+    turn = limiter.last_turn
+
+    limiter.settle(0.0, 0.0, BIG, turn)  # quarter + BIG: inf
+    limiter.refund(0.0, quarter, turn)  # below the saturated charge: nothing to give back
+
+    assert (0.0, BIG) == (limiter.available(0.0), limiter._level)
+    refusal = limiter.reserve(0.0, 1.0)
+    assert isinstance(refusal, Refusal)
+    assert (BIG - quarter, False) == (refusal.retry_after, refusal.never)
+    assert quarter == limiter.available(BIG)
+
+
+def test_jitter_of_waits_at_the_edge_of_floats() -> None:
+    """Proportional jitter of the largest finite wait saturates instead of becoming inf; an
+    infinite wait (a linear schedule without cap) stays infinite through either jitter,
+    never NaN."""
+    rng = random.Random(0)
+    assert BIG == backoff.proportional(backoff.constant(BIG), ratio=1.0)(1, Scripted(1.0))
+    unbounded = backoff.linear(1.0, 1e308)  # attempt 3: 1 + 2e308
+    assert math.inf == unbounded(3, rng)
+    assert math.inf == backoff.full(unbounded)(3, Scripted(0.0))  # uniform(0, inf) at 0: NaN
+    assert math.inf == backoff.proportional(unbounded, ratio=1.0)(3, Scripted(0.0))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
 
-from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
+from policies import Breaker, Budget, Bulkhead, RateLimit, Retry, Timeout, backoff, break_duration
 from policies._validators import integer, number, optional_number
+from policies.window import SlidingWindow
 
 one = backoff.constant(1.0)
 
@@ -294,3 +296,99 @@ def test_factories_store_floats() -> None:
         backoff.proportional(one, 1)
     )
     assert "backoff.decorrelated(median=1.0, cap=2.0)" == repr(backoff.decorrelated(1, 2))
+
+
+# -- finite arguments, infinite results (issue 16, item 3, defect 9) -------------------------
+
+BIG = sys.float_info.max
+DERIVED: list[tuple[Callable[[], object], str]] = [
+    (
+        lambda: RateLimit(1e-300, per=1e300),
+        "'per' / 'rate' (seconds per unit of cost) must be a finite number > 0,"
+        " got 1e+300 / 1e-300 = inf",
+    ),
+    (
+        lambda: RateLimit(1e300, per=1e-10),
+        "'rate' / 'per' (units of cost per second) must be a finite number > 0,"
+        " got 1e+300 / 1e-10 = inf",
+    ),
+    (
+        lambda: RateLimit(1e300, per=5e-324),
+        "'per' / 'rate' (seconds per unit of cost) must be a finite number > 0,"
+        " got 5e-324 / 1e+300 = 0.0",
+    ),
+    (
+        lambda: RateLimit(1e-10, burst=1e300),
+        "'burst' * 'per' / 'rate' (seconds to refill a full bucket) must be a finite number"
+        " > 0, got 1e+300 * 1.0 / 1e-10 = inf",
+    ),
+    (
+        lambda: Breaker(failure_ratio=0.5, sampling=5e-324),
+        "'sampling' / 10 (the width of one of the window's time slices) must be a finite"
+        " number > 0, got 5e-324 / 10 = 0.0",
+    ),
+    (
+        lambda: Breaker(failure_ratio=0.5, sampling=BIG),
+        "'sampling' + 2 * 'sampling' / 10 (how long a failure counts) must be a finite number"
+        f" > 0, got {BIG!r} + 2 * {BIG!r} / 10 = inf",
+    ),
+    (
+        lambda: Budget(window=5e-324),
+        "'window' / 10 (the width of one of the window's time slices) must be a finite number"
+        " > 0, got 5e-324 / 10 = 0.0",
+    ),
+    (
+        lambda: Budget(min_per_second=1e300),
+        "'min_per_second' * 'window' (the retries allowed whatever the traffic) must be a"
+        " finite number <= 1e+300, got 1e+300 * 10.0 = 1e+301",
+    ),
+    (
+        lambda: Budget(min_per_second=10**300, window=10),
+        "'min_per_second' * 'window' (the retries allowed whatever the traffic) must be a"
+        f" finite number <= 1e+300, got {10**300!r} * 10 = {10**301!r}",
+    ),
+    (
+        lambda: Budget(ratio=1e300),
+        "'ratio' * 2**64 (the retries allowed for the most calls a window can count) must be a"
+        " finite number <= 1e+300, got 1e+300 * 2**64 = inf",
+    ),
+    (
+        lambda: SlidingWindow(5e-324),
+        "'sampling' / 'buckets' (the width of a time slice) must be a finite number > 0,"
+        " got 5e-324 / 10 = 0.0",
+    ),
+    (lambda: SlidingWindow(1.0, 0), "'buckets' must be an int >= 1, got 0"),
+    (lambda: RateLimit(10**400), f"'rate' must be a finite number > 0, got {10**400!r}"),
+    (
+        lambda: Timeout(total=-(10**400)),
+        f"'total' must be a finite number > 0, got {-(10**400)!r}",
+    ),
+    (
+        lambda: backoff.exponential(cap=10**309),
+        f"'cap' must be a finite number >= 0, got {10**309!r}",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), DERIVED, ids=[str(i) for i in range(len(DERIVED))])
+def test_finite_arguments_whose_results_are_not_are_refused(
+    build: Callable[[], object], message: str
+) -> None:
+    """Each argument passes its own rule, but what the machine computes from them does not:
+    a ValueError naming the computation, what it means, the values and the result. (An int
+    past the largest float is refused as not finite, where math.isnan raised OverflowError.)"""
+    with raises(ValueError, message):
+        build()
+
+
+def test_the_largest_usable_values_are_accepted() -> None:
+    """Just inside each rule: the limits above are where floats end, not arbitrary."""
+    assert 1e300 == RateLimit(1e300, per=1e-8).rate  # 1e308 units per second
+    assert 1e300 == RateLimit(1e-8, per=1e300).per  # 1e308 seconds per unit
+    assert 1e-10 == RateLimit(1e-10, burst=1e298).rate  # a full bucket in 1e308 s
+    assert 1e-322 == Breaker(failure_ratio=0.5, sampling=1e-322).sampling  # slices of 1e-323
+    assert 8e307 == Breaker(failure_ratio=0.5, sampling=8e307).sampling  # 2 * it is finite
+    assert 5e280 == Budget(ratio=5e280).ratio  # 5e280 * 2**64 < 1e300
+    assert 1e299 == Budget(min_per_second=1e299, window=10.0).min_per_second
+    assert 10**400 == Bulkhead(max_concurrent=10**400).max_concurrent  # counts: any int
+    assert 10**400 == Retry(attempts=10**400).attempts
