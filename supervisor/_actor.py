@@ -543,8 +543,9 @@ class Actor:
         the error: a local would close a frame -> error -> traceback -> frame cycle that only
         the garbage collector frees (~600 ns per rejection, measured).
         """
-        epoch = machine.epoch
-        if machine.state is not _CLOSED_STATE:
+        if machine.state is _CLOSED_STATE:
+            epoch = machine.epoch
+        else:
             if self._down is not None:
                 raise self._reject_down()
             epoch = machine.acquire(now)
@@ -553,12 +554,24 @@ class Actor:
         return epoch
 
     @inline
+    def slot_free(self) -> bool:
+        """
+        The hot path's one comparison: a free slot while no gate is down (a pause, a shared
+        verdict, rate limits and shutdown hold ``_slots`` at -1: see ``_derive``).
+        """
+        return self._in_flight < self._slots
+
+    @inline
+    def take_slot(self) -> None:
+        """Take the slot :meth:`slot_free` found."""
+        self._in_flight += 1
+
     def take_slot_nowait(self) -> bool:
-        """The hot path's one comparison: a free slot while no gate is down; taken if so."""
-        taken = self._in_flight < self._slots
-        if taken:
-            self._in_flight += 1
-        return taken
+        """:meth:`slot_free`, and then :meth:`take_slot`: True when the slot is taken."""
+        if self.slot_free():
+            self.take_slot()
+            return True
+        return False
 
     def take_free_slot(self) -> bool:
         """A free slot whatever the gates say (admission past them): taken if there is one."""

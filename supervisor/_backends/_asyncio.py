@@ -40,8 +40,9 @@ async def attempt_fast(
     machine = self._machine
     # admission: breaker, then bulkhead
     epoch = self.admit_nowait(machine, now)
-    taken = self.take_slot_nowait()
-    if not taken:  # no free slot, or a gate is down (pause, rate limits, shutdown)
+    if self.slot_free():
+        self.take_slot()
+    else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         # Admitted again after a wait: by the breaker in force now (a reconfigure or a
         # crash restart may have replaced it), whose outcome this call must report.

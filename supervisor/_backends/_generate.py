@@ -175,6 +175,12 @@ class _Generator:
             if isinstance(fn, Function) and "inline" in decorators:
                 _check(fn, handlers)
                 self.handlers[fn.name] = fn
+        #: handlers whose body is one `return e`: inlined as `(e)` wherever a value is wanted
+        self.expressions = {
+            name
+            for name, fn in self.handlers.items()
+            if len(body := _body(fn)) == 1 and isinstance(body[0], ast.Return) and body[0].value
+        }
         self.free: dict[str, str] = {}  # the globals the inlined bodies load -> where, for imports
         self.used: set[str] = set()  # the same, in the template function at hand
 
@@ -205,9 +211,44 @@ class _Generator:
                 found.append((node, call, target.id))
         for node in ast.walk(fn):
             if (name := self.handler(node)) and all(node is not call for _, call, _ in found):
+                if name in self.expressions and isinstance(fn, ast.AsyncFunctionDef):
+                    continue  # an expression handler, in a template: see expression()
                 rule = f"call @inline {ACTOR}.{name} as `self.{name}(...)` or `name = self.{name}(...)`"
                 raise _refuse(where, getattr(node, "lineno", 0), rule)
         return found
+
+    def expression_sites(self, fn: Function, statements: list[Site]) -> list[ast.Call]:
+        """The calls of expression handlers in *fn* not already a statement of their own."""
+        taken = {id(call) for _, call, _ in statements}
+        return [
+            node
+            for node in ast.walk(fn)
+            if isinstance(node, ast.Call)
+            and self.handler(node) in self.expressions
+            and id(node) not in taken
+        ]
+
+    def expression(self, call: ast.Call, where: str) -> str:
+        """
+        The text replacing a call of an expression handler (its body is one ``return e``):
+        ``(e)``, its parameters replaced by the arguments. Used where a value is wanted, as
+        in ``if self.h(x):``: no local is stored, so the comparison feeds the jump directly.
+        """
+        name = self.handler(call)
+        fn, text = self.handlers[name], self.text
+        body = _body(fn)[0]
+        assert isinstance(body, ast.Return)
+        value = body.value
+        assert value is not None
+        arguments = self.bind(call, {}, where)
+        edits = []
+        for node in ast.walk(value):
+            if isinstance(node, ast.Name) and node.id in arguments:
+                edits.append((*text.span(node), arguments[node.id]))
+            elif isinstance(node, ast.Name):
+                self.load(node.id, f"{ACTOR}.{name}, line {node.lineno}")
+        start, end = text.span(value)
+        return f"({_edit(text.source[start:end], start, edits)})"
 
     def load(self, name: str, where: str) -> None:
         if name != "self" and name not in _BUILTINS:
@@ -344,6 +385,10 @@ def generate(
         where, gen.used = f"{fn.name}()", set()
         sites = gen.sites(fn, where, template)
         edits += [(*template.span(site[0]), gen.block(site, {}, (), where)) for site in sites]
+        edits += [
+            (*template.span(call), gen.expression(call, where))
+            for call in gen.expression_sites(fn, sites)
+        ]
         for name in sorted(gen.used & {*_params(fn), *_stores(fn.body)}):
             rule = f"loads the global `{name}`, a local of {where}: rename one"
             raise GenerateError(f"{gen.free[name]}: {rule}")

@@ -46,18 +46,18 @@ async def attempt_fast(
     machine = self._machine
     # admission: breaker, then bulkhead
     # inlined: Actor.admit_nowait
-    epoch = machine.epoch
-    if machine.state is not _CLOSED_STATE:
+    if machine.state is _CLOSED_STATE:
+        epoch = machine.epoch
+    else:
         if self._down is not None:
             raise self._reject_down()
         epoch = machine.acquire(now)
         if epoch < 0:
             raise self._reject_breaker(machine, now)
-    # inlined: Actor.take_slot_nowait
-    taken = self._in_flight < self._slots
-    if taken:
+    if self._in_flight < self._slots:
+        # inlined: Actor.take_slot
         self._in_flight += 1
-    if not taken:  # no free slot, or a gate is down (pause, rate limits, shutdown)
+    else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         # Admitted again after a wait: by the breaker in force now (a reconfigure or a
         # crash restart may have replaced it), whose outcome this call must report.

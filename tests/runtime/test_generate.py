@@ -445,7 +445,7 @@ def test_a_handler_with_a_bad_signature_or_assigning_a_parameter_is_refused(
         ("y = 1; self.h(x)", "run(), line 2: self.h(...) needs a line of its own"),
         ("self.h(x); y = 1", "run(), line 2: self.h(...) needs a line of its own"),
         ("if x: self.h(x)", "run(), line 2: self.h(...) needs a line of its own"),
-        ("self.t()", "Actor.t, line 32: self.h(...) needs a line of its own"),
+        ("self.t()", "Actor.t, line 33: self.h(...) needs a line of its own"),
         (
             "self.d(x)",
             "run(), line 2: self.d(...): the default `b` must be a name or a constant, got `[]`",
@@ -453,15 +453,15 @@ def test_a_handler_with_a_bad_signature_or_assigning_a_parameter_is_refused(
         ("r = self.g()", "run(), line 2: Actor.g returns nothing to assign to `r`"),
         (
             "self.k()",
-            "Actor.k, line 16: loads the global `x`, a local of run(): rename one",
+            "Actor.k, line 17: loads the global `x`, a local of run(): rename one",
         ),
         (
             "self.u()",
-            "Actor.u, line 20: `nowhere` is neither a builtin nor a global of _toy_handlers",
+            "Actor.u, line 21: `nowhere` is neither a builtin nor a global of _toy_handlers",
         ),
         (
             "self.r()",
-            "Actor.s, line 28: Actor.r would be inlined into itself: Actor.r -> Actor.s -> Actor.r",
+            "Actor.s, line 29: Actor.r would be inlined into itself: Actor.r -> Actor.s -> Actor.r",
         ),
     ],
 )
@@ -470,7 +470,8 @@ def test_a_call_that_cannot_be_inlined_is_refused(body: str, message: str) -> No
         """
         @inline
         def h(self, a, b=2):
-            return a + b
+            c = a + b
+            return c
 
         @inline
         def g(self):
@@ -690,4 +691,22 @@ def test_a_returned_local_takes_the_targets_name_unless_the_target_is_an_argumen
             _h_h_b = x * 2
             _h_h_b += x
             x = _h_h_b
+    """)
+
+
+def test_an_expression_handler_is_inlined_wherever_a_value_is_wanted() -> None:
+    """A handler whose body is one `return e` becomes `(e)` in a condition, an argument or a
+    return: no local stored, so a comparison feeds its jump directly."""
+    handlers = actor("""
+        @inline
+        def free(self, a):
+            return self.n < a
+    """)
+    template = run("if self.free(x):\n    y = 1\nprint(self.free(3))\nreturn not self.free(y)\n")
+    assert gen(template, handlers) == textwrap.dedent("""\
+        async def run(self, x, y):
+            if (self.n < x):
+                y = 1
+            print((self.n < 3))
+            return not (self.n < y)
     """)
