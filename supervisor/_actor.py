@@ -270,6 +270,9 @@ class Actor:
         self._rate_limits: tuple[RateLimit, ...] = ()
         # Their turn sources: local GCRA machines, or the shared state's (made at start).
         self._limits: RateLimits | None = None
+        #: The rate limits and turns of the latest admission through admit_slow, read by its
+        #: caller as soon as it returns (nothing runs in between), for settle.
+        self.admitted: tuple[RateLimits, list[Any]] | None = None
         self._settles = False  # (derived: see _derive)
         # A shared open verdict from other replicas: calls are refused until then (loop clock).
         self._forced_until: float | None = None
@@ -618,10 +621,18 @@ class Actor:
         limits = self._rate_limits
         self._limits = RateLimits(self.name, limits, self._runtime.shared) if limits else None
 
-    def settle(self, args: tuple[object, ...], kwargs: dict[str, Any], result: object) -> None:
-        """True the rate limits up with a call's real cost (``RateLimit.settle``)."""
-        if self._limits is not None:
-            self._limits.settle(self.clock(), args, kwargs, result)
+    def settle(
+        self,
+        args: tuple[object, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        admitted: tuple[RateLimits, list[Any]] | None,
+    ) -> None:
+        """True the rate limits that admitted a call up with its real cost
+        (``RateLimit.settle``); what it did not use goes back to the turns they gave it."""
+        if admitted is not None:
+            limits, turns = admitted
+            limits.settle(self.clock(), args, kwargs, result, turns)
 
     def _reject_rate_limited(self, retry_after: float) -> RateLimited:
         self._count_rejection("rate_limited")

@@ -80,10 +80,12 @@ async def admit_slow(
             self._check_forced(machine, epoch)
         limits = self._limits
         if limits is None:
+            self.admitted = None  # no turn to settle
             if self.take_free_slot():
                 return epoch
             epoch = await _take_slot(self, machine, epoch, deadline)
             if not self.paused_now():
+                self.admitted = None
                 return epoch
             # A 429 paused the dependency while this call queued: the slot is not a
             # licence to call a paused dependency. Pass it on and wait the pause out.
@@ -109,26 +111,29 @@ async def admit_slow(
             if result.never:
                 raise limits.never_error(result, costs)
             raise self._reject_rate_limited(result.retry_after)
+        turns = limits.turns()  # before anything else can reserve
         if result > 0.0:
             epoch, retake = await _wait_for_turn(
-                self, machine, epoch, deadline, result, charged, limits
+                self, machine, epoch, deadline, result, charged, turns, limits
             )
             machine = self._machine
             if retake:  # the turn fell due in a pause: given back, take a fresh one
                 continue
         if self.take_free_slot():  # nothing awaited since the pause was checked: it is ours
+            self.admitted = (limits, turns)  # for settle: read by the caller as this returns
             return epoch
         try:
             epoch = await _take_slot(self, machine, epoch, deadline)
         except BaseException:
             # Refused by the bulkhead, cancelled or timed out in its queue: the call never
             # went, so its turn goes back to the limits.
-            limits.refund(self.clock(), charged)
+            limits.refund(self.clock(), charged, turns)
             raise
         if not self.paused_now():
+            self.admitted = (limits, turns)
             return epoch
         self.release_slot()  # paused while it queued: see above; a fresh turn after
-        limits.refund(self.clock(), charged)
+        limits.refund(self.clock(), charged, turns)
         machine = self._machine
 
 
@@ -183,6 +188,7 @@ async def _wait_for_turn(
     deadline: Deadline | None,
     wait: float,
     charged: list[float],
+    turns: list[Any],
     limits: RateLimits,
 ) -> tuple[int, bool]:
     """
@@ -205,12 +211,12 @@ async def _wait_for_turn(
         machine = self._machine  # admitted again: the breaker may have moved meanwhile
         epoch = self.admit_nowait(machine, now)
         if self.paused_now():
-            limits.refund(now, charged)
+            limits.refund(now, charged, turns)
             return epoch, True
         if self._forced_until is not None:
             self._check_forced(machine, epoch)
     except BaseException:
-        limits.refund(self.clock(), charged)
+        limits.refund(self.clock(), charged, turns)
         raise
     return epoch, False
 

@@ -54,6 +54,7 @@ class StreamAttempts(Protocol):
 
     async def fall_back(self, error: Exception) -> None: ...
 
+
 __all__ = ("StreamAttempts", "with_policies")
 
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"

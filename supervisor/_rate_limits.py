@@ -119,14 +119,22 @@ class RateLimits:
         They answer only waits they can honour, so the longest wait is the call's."""
         limiters = self.limiters
         wait = 0.0
+        turns: list[Any] = []
         for i, (limiter, cost) in enumerate(zip(limiters, costs, strict=True)):
             result = limiter.reserve(now, cost, budget)
             if isinstance(result, Refusal):
                 for j in range(i):
-                    limiters[j].refund(now, costs[j])
+                    limiters[j].refund(now, costs[j], turns[j])
                 return Refusal(retry_after=result.retry_after, limit=result.limit, index=i)
+            turns.append(limiter.last_turn)
             wait = max(wait, result)
         return wait
+
+    def turns(self) -> list[Any]:
+        """The turn each limit gave the call just admitted: read before anything else can
+        reserve (nothing awaited since), so a give-back names it and a limit never hands
+        out a slot promised to a call queued behind it (``policies.rate_limit``, rule 7)."""
+        return [limiter.last_turn for limiter in self.limiters]
 
     def never_error(self, refusal: Refusal, costs: list[float]) -> ValueError:
         """The error of a call that costs more than a limit's burst: it can never go."""
@@ -138,13 +146,19 @@ class RateLimits:
         )
         return ValueError(msg)
 
-    def refund(self, now: float, charged: list[float]) -> None:
-        """Give back what a call that never went was charged (see :meth:`reserve`)."""
-        for limiter, cost in zip(self.limiters, charged, strict=True):
-            limiter.refund(now, cost)
+    def refund(self, now: float, charged: list[float], turns: list[Any]) -> None:
+        """Give back what a call that never went was charged (see :meth:`reserve`), to the
+        turns it was given (:meth:`turns`)."""
+        for limiter, cost, turn in zip(self.limiters, charged, turns, strict=True):
+            limiter.refund(now, cost, turn)
 
     def settle(
-        self, now: float, args: tuple[object, ...], kwargs: dict[str, Any], result: object
+        self,
+        now: float,
+        args: tuple[object, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        turns: list[Any],
     ) -> None:
         """
         True the limits up with the call's real cost (``settle(result)``). The estimate is
@@ -157,7 +171,7 @@ class RateLimits:
             try:
                 estimated = 1 if limit.cost is None else limit.cost(*args, **kwargs)
                 actual = limit.settle(result)
-                limiter.settle(now, estimated, actual)
+                limiter.settle(now, estimated, actual, turns[i])
             except Exception as exc:
                 _log.error(
                     "ringfence: rate_limit[%d].settle of %r raised %s; the estimate stands",

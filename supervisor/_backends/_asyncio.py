@@ -42,8 +42,11 @@ async def attempt_fast(
     epoch = self.admit_nowait(machine, now)
     if self.slot_free():
         self.take_slot()
+        admitted = None
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
+        # This call's rate limits and turns, for settle: set by admit_slow as it returned.
+        admitted = self.admitted
         # Admitted again after a wait: by the breaker in force now (a reconfigure or a
         # crash restart may have replaced it), whose outcome this call must report.
         machine = self._machine
@@ -52,7 +55,7 @@ async def attempt_fast(
     tasks = self._tasks
     if deadline is not None or not self._plain or task in tasks:  # pragma: no branch
         # Timers, threads, or this task re-entering the dependency: the general path.
-        return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
+        return await attempt_general(self, args, kwargs, deadline, now, epoch, task, admitted)
     tasks[task] = task.cancelling()
     try:
         result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async

@@ -21,6 +21,7 @@ from ._threads import in_thread
 
 if TYPE_CHECKING:
     from supervisor._actor import Actor
+    from supervisor._rate_limits import RateLimits
     from supervisor._timers import Deadline
 
 __all__ = ("attempt_general", "current_task_getter", "signals")
@@ -34,6 +35,7 @@ async def attempt_general(
     now: float,
     epoch: int,
     task: asyncio.Task[Any] | None,
+    admitted: tuple[RateLimits, list[Any]] | None = None,
 ) -> object:
     """An admitted asyncio attempt that needs a timer, a thread, or is re-entrant."""
     assert task is not None
@@ -70,7 +72,7 @@ async def attempt_general(
     try:
         self.succeeded(epoch, now, end)
         if self._settles:
-            self.settle(args, kwargs, result)
+            self.settle(args, kwargs, result, admitted)
     finally:
         self.release_slot()
     return result

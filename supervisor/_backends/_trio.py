@@ -72,8 +72,10 @@ async def attempt(
     machine = self._machine
     # trio's cancel scope below costs far more than a handler call: nothing is inlined.
     epoch = self.admit_nowait(machine, now)
+    admitted = None
     if not self.take_slot_nowait():  # no free slot, or a gate is down (pause, limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
+        admitted = self.admitted  # this call's limits and turns, for settle
         now = self.clock()
     scope = self._cancel_scope()
     running = Running(scope, 0, epoch)
@@ -105,7 +107,7 @@ async def attempt(
             raise self._cut_off(running.fired, epoch, now, end, running.seconds)
         self.succeeded(epoch, now, end)
         if self._settles:
-            self.settle(args, kwargs, result)
+            self.settle(args, kwargs, result, admitted)
     finally:
         if not running.keep_slot:
             self.release_slot()

@@ -182,10 +182,6 @@ async def test_a_call_that_used_less_than_its_estimate_gives_no_promised_slot_aw
     assert 1.9 * hour == pytest.approx(outcome[0].retry_after, rel=1e-3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the actor does not yet name the call's turns to settle (see the lead's patch)",
-)
 async def test_the_latest_call_that_used_less_than_its_estimate_gives_the_rest_back(
     sup: Supervisor,
 ) -> None:

@@ -108,6 +108,7 @@ class LeasedLimiter:
         "_split",
         "_sync_interval",
         "config",
+        "last_turn",
         "leased",
         "mode",
     )
@@ -136,6 +137,9 @@ class LeasedLimiter:
         self.mode = "connecting"
         #: units leased from Redis so far (for cluster_status and benchmarks)
         self.leased = 0.0
+        #: the latest reservation, for a give-back to name (``policies.rate_limit``, rule 7):
+        #: ``(segment, its units used after it, cost)``, or ``(None, the fallback's turn)``
+        self.last_turn: object = None
         self.fall_back(now, replicas)
         self.mode = "connecting"
 
@@ -157,9 +161,11 @@ class LeasedLimiter:
                 wait = segment[0] + used * self._interval - now
                 if wait <= _RESOLUTION:
                     segment[2] = used
+                    self.last_turn = (segment, used, cost)
                     return 0.0
                 if wait <= max_wait and wait <= self._max_wait:
                     segment[2] = used
+                    self.last_turn = (segment, used, cost)
                     return wait
                 self._hungry = True
                 return Refusal(retry_after=wait, limit=self.config)
@@ -187,6 +193,7 @@ class LeasedLimiter:
             self._hungry = True
             return Refusal(retry_after=wait, limit=self.config)
         best[2] += cost
+        self.last_turn = (best, best[2], cost)
         return wait
 
     def _reserve_elsewhere(self, now: float, cost: float, max_wait: float) -> float | Refusal:
@@ -216,12 +223,14 @@ class LeasedLimiter:
             for segment, take in plan:
                 segment[2] += take
             self._hungry = False
+            self.last_turn = None  # spread over segments: not given back (see refund)
             return wait
         local = self._local
         if local is not None:
             result = local.reserve(now, cost, max_wait)
             if not isinstance(result, Refusal):
                 self._hungry = False
+                self.last_turn = (None, local.last_turn)
                 return result
             if not result.never:
                 return Refusal(retry_after=result.retry_after, limit=self.config)
@@ -231,7 +240,7 @@ class LeasedLimiter:
             retry_after=max(self._sync_interval, cost * self._interval), limit=self.config
         )
 
-    def settle(self, now: float, estimated: float, actual: float) -> None:
+    def settle(self, now: float, estimated: float, actual: float, turn: object = None) -> None:
         """
         The call reserved at *estimated* cost *actual*: the difference is charged (or given
         back) to the shared limit at the next tick, or to the local fallback while it admits.
@@ -241,29 +250,40 @@ class LeasedLimiter:
         """
         estimated = _cost("estimated", estimated)
         actual = _cost("actual", actual)
-        if self._local is not None and not self._segments:
-            self._local.settle(now, estimated, actual)
+        local_turn = _local_turn(turn)
+        if self._local is not None and local_turn is not None:
+            self._local.settle(now, estimated, actual, local_turn)
+        elif actual > estimated:
+            self._credit += estimated - actual  # the extra is charged at the next tick
         else:
-            self._credit += estimated - actual
+            self._give_back(turn, estimated - actual)
 
-    def refund(self, now: float, cost: float) -> None:
+    def refund(self, now: float, cost: float, turn: object = None) -> None:
         """
-        A turn of *cost* reserved and never used: it goes back where it came from, so the
-        next caller can have it.
+        The reservation *turn* (its ``last_turn``) of *cost* was never used: it goes back where
+        it came from, so the next caller can have it, but only where no later reservation was
+        made on top of it (a unit already promised to a call waiting for it is never handed
+        out again: ``policies.rate_limit``, rule 7). Otherwise, and without a *turn*, nothing
+        is given back: the lease runs out within an interval anyway.
 
         Raises:
             TypeError, ValueError: *cost* is not a finite number ``>= 0``; nothing changed.
         """
         cost = _cost("cost", cost)
-        # The latest-due segment that has given out that much: the turn's likeliest origin.
-        for segment in sorted(self._segments, key=lambda s: -s[0]):
-            if segment[2] >= cost:
-                segment[2] -= cost
-                return
-        if self._local is not None:
-            self._local.refund(now, cost)
-        else:
-            self._credit += cost
+        local_turn = _local_turn(turn)
+        if local_turn is not None:
+            if self._local is not None:
+                self._local.refund(now, cost, local_turn)
+            return
+        self._give_back(turn, cost)
+
+    def _give_back(self, turn: object, units: float) -> None:
+        """*units* of the segment reservation *turn*, if it is still the segment's latest."""
+        if not (isinstance(turn, tuple) and len(turn) == 3):
+            return
+        segment, end, cost = turn
+        if segment[2] == end and units <= cost and any(s is segment for s in self._segments):
+            segment[2] = end - units
 
     def available(self, now: float) -> float:
         """Units a call could take at *now* without waiting (for ``status().rate_limit``)."""
@@ -420,3 +440,10 @@ class LeasedLimiter:
     def set_replicas(self, replicas: int) -> None:
         """The live replicas, as the last answer counted them (what a fallback splits by)."""
         self._replicas = max(1, replicas)
+
+
+def _local_turn(turn: object) -> int | None:
+    """The local fallback's turn a reservation was given (``(None, turn)``), else None."""
+    if isinstance(turn, tuple) and len(turn) == 2 and isinstance(turn[1], int):
+        return turn[1]
+    return None

@@ -136,12 +136,26 @@ def test_settle_and_refund_reach_the_shared_limit() -> None:
     source = leased()
     source.install(10.0, granted=10, base=9.9)
     assert 0.0 == source.reserve(10.0, 4)
-    source.refund(10.0, 4)
+    source.refund(10.0, 4, source.last_turn)
     assert 10 == pytest.approx(source.available(10.0))
     assert 0.0 == source.reserve(10.0, 4)
     source.settle(10.0, 4, 7)  # 3 more than reserved
     given, *_ = source.cut(10.0)
     assert 6 - 3 == pytest.approx(given)  # the 6 due and untaken go back, 3 are charged
+
+
+def test_a_turn_with_a_later_one_on_top_is_not_handed_out_again() -> None:
+    """policies.rate_limit, rule 7, for leases: a refund gives units back only where no later
+    reservation sits on top of them (that call waits for its due time); nor without a turn."""
+    source = leased(RateLimit(100, per=1, max_wait=1.0))
+    source.install(10.0, granted=50, base=10.0)
+    source.reserve(10.0)
+    first = source.last_turn
+    later = source.reserve(10.0)  # due after the first
+    source.refund(10.0, 1, first)
+    assert later < source.reserve(10.0)  # the next call still comes after the later one
+    source.refund(10.0, 1)  # no turn named: nothing
+    assert 47 == pytest.approx(source.available(10.5))
 
 
 def test_bad_costs_are_refused_as_a_rate_limiter_refuses_them() -> None:
@@ -195,7 +209,7 @@ def test_a_retired_limiter_gives_back_all_it_holds_and_asks_for_nothing() -> Non
     source.install(10.0, granted=50, base=10.0)  # units due from 10.01 to 10.5
     assert 0.01 == pytest.approx(source.reserve(10.0))
     assert 0.02 == pytest.approx(source.reserve(10.0))
-    source.settle(10.0, estimated=1.0, actual=0.5)  # half a unit more to give back
+    source.settle(10.0, estimated=1.0, actual=0.5, turn=source.last_turn)  # half a unit back
     source.reserve(10.0, cost=1000)  # refused: hungry
     source.retire()
     assert source.retired
