@@ -811,17 +811,19 @@ class Actor:
             self._bulkhead_full_logged = False
 
     @inline
-    def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
+    def record_success(self, epoch: int, start: float, end: float) -> None:
         """
-        A success admitted in *epoch* by *machine* (the breaker in force at admission): its
-        latency recorded (``LatencyWindow.record``), then a failure to the breaker if slower
-        than ``slow_call``, else a success (skipped when the breaker is quiet: nothing
-        would change).
+        A success admitted in *epoch*: its latency recorded (``LatencyWindow.record``), then
+        a failure to the breaker if slower than ``slow_call``, else a success (skipped when
+        the breaker is quiet: nothing would change). It goes to the breaker in force now: a
+        breaker replaced while the call ran (reconfigure, a crash restart) guards nothing,
+        and the new one sees an older epoch, a late outcome.
         """
         latency = end - start
         window = self._latency
         self._latency_ring[window.count & 1023] = latency
         window.count += 1
+        machine = self._machine
         if latency > self._slow_after:
             self._slow(epoch, end)
         elif not machine.quiet:
@@ -829,7 +831,7 @@ class Actor:
 
     def succeeded(self, epoch: int, start: float, end: float) -> None:
         """A success (of the general and trio attempts, and of streams)."""
-        self.record_success(self._machine, epoch, start, end)
+        self.record_success(epoch, start, end)
 
     def _slow(self, epoch: int, end: float) -> None:
         """A success slower than ``Breaker.slow_call``: a failure to the breaker."""

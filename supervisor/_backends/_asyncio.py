@@ -47,9 +47,6 @@ async def attempt_fast(
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         # This call's rate limits and turns, for settle: set by admit_slow as it returned.
         admitted = self.admitted
-        # Admitted again after a wait: by the breaker in force now (a reconfigure or a
-        # crash restart may have replaced it), whose outcome this call must report.
-        machine = self._machine
         now = clock()
     task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
     tasks = self._tasks
@@ -77,7 +74,7 @@ async def attempt_fast(
     if self._cut_tasks and self._cut_tasks.pop(task, 0):
         task.uncancel()  # the dependency swallowed our cancellation and answered anyway
     try:
-        self.record_success(machine, epoch, now, end)
+        self.record_success(epoch, now, end)
     finally:
         self.release_slot()
     return result

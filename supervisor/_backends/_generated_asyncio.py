@@ -62,9 +62,6 @@ async def attempt_fast(
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         # This call's rate limits and turns, for settle: set by admit_slow as it returned.
         admitted = self.admitted
-        # Admitted again after a wait: by the breaker in force now (a reconfigure or a
-        # crash restart may have replaced it), whose outcome this call must report.
-        machine = self._machine
         now = clock()
     task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
     tasks = self._tasks
@@ -107,10 +104,11 @@ async def attempt_fast(
         _h_record_success_window = self._latency
         self._latency_ring[_h_record_success_window.count & 1023] = _h_record_success_latency
         _h_record_success_window.count += 1
+        _h_record_success_machine = self._machine
         if _h_record_success_latency > self._slow_after:
             self._slow(epoch, end)
-        elif not machine.quiet:
-            machine.on_success(epoch, end)
+        elif not _h_record_success_machine.quiet:
+            _h_record_success_machine.on_success(epoch, end)
     finally:
         # inlined: Actor.release_slot
         _h_release_slot_queue = self._queue
