@@ -74,7 +74,9 @@ __all__ = (
     "Run",
     "Reconfigure",
     "Release",
+    "Relimit",
     "Reset",
+    "Resize",
     "compare_paths",
     "run",
 )
@@ -108,6 +110,8 @@ class Config:
         attempt: ``Timeout(attempt=...)``, or None (with one, asyncio takes the general path).
         pause: the ``retry_after`` of a 429 answer.
         retry: ``Retry(attempts=..., backoff=backoff.constant(37 / 128))``, or None.
+        fallback: a fallback that answers ``"fallback"`` (for the errors it answers by
+            default), or none.
     """
 
     threshold: int = 2
@@ -118,6 +122,7 @@ class Config:
     attempt: float | None = None
     pause: float = 0.5
     retry: int | None = None
+    fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,20 @@ class Reconfigure:
 
 
 @dataclass(frozen=True)
+class Resize:
+    """``reconfigure(bulkhead=...)``: ``(max_concurrent, max_queued)``, or None for none."""
+
+    bulkhead: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Relimit:
+    """``reconfigure(rate_limit=...)``: ``(per, max_wait)`` as in :class:`Config`, or None."""
+
+    rate: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
 class Isolate:
     """``isolate()``."""
 
@@ -175,7 +194,19 @@ class ArmCrash:
     """The next break duration asked for raises: the actor crashes and restarts (or goes down)."""
 
 
-Op = Call | Release | Cancel | Advance | Reconfigure | Isolate | Reset | ForceHalfOpen | ArmCrash
+Op = (
+    Call
+    | Release
+    | Cancel
+    | Advance
+    | Reconfigure
+    | Resize
+    | Relimit
+    | Isolate
+    | Reset
+    | ForceHalfOpen
+    | ArmCrash
+)
 
 
 class Custom(Exception):
@@ -262,6 +293,18 @@ def _status(sup: Supervisor) -> dict[str, object]:
     }
 
 
+def _bulkhead(size: tuple[int, int] | None) -> Bulkhead | None:
+    return None if size is None else Bulkhead(max_concurrent=size[0], max_queued=size[1])
+
+
+def _rate_limit(rate: tuple[float, float] | None) -> tuple[RateLimit, ...]:
+    return () if rate is None else (RateLimit(1, per=rate[0], burst=1, max_wait=rate[1]),)
+
+
+async def _fallback(error: Exception, cid: int, then: str, hold: bool) -> str:
+    return f"fallback{cid}"
+
+
 # -- the driver ------------------------------------------------------------------------------
 
 
@@ -296,12 +339,11 @@ class _Driver:
         config = self.config
         policies: dict[str, Any] = {"breaker": self.breaker()}
         if config.bulkhead is not None:
-            policies["bulkhead"] = Bulkhead(
-                max_concurrent=config.bulkhead[0], max_queued=config.bulkhead[1]
-            )
+            policies["bulkhead"] = _bulkhead(config.bulkhead)
         if config.rate is not None:
-            per, max_wait = config.rate
-            policies["rate_limit"] = RateLimit(1, per=per, burst=1, max_wait=max_wait)
+            policies["rate_limit"] = _rate_limit(config.rate)
+        if config.fallback:
+            policies["fallback"] = _fallback
         if config.attempt is not None:
             policies["timeout"] = Timeout(attempt=config.attempt)
         if config.retry is not None:
@@ -372,6 +414,12 @@ class _Driver:
         try:
             if isinstance(op, Reconfigure):
                 await sup.reconfigure("dep", breaker=self.breaker())
+                return "reconfigured"
+            if isinstance(op, Resize):
+                await sup.reconfigure("dep", bulkhead=_bulkhead(op.bulkhead))
+                return "reconfigured"
+            if isinstance(op, Relimit):
+                await sup.reconfigure("dep", rate_limit=_rate_limit(op.rate))
                 return "reconfigured"
             if isinstance(op, Isolate):
                 transition = await sup.isolate("dep")
