@@ -405,6 +405,14 @@ class CircuitBreaker:
         self._closed_since = now
         self._on_transition = on_transition
 
+    def retire(self) -> None:
+        """
+        This breaker was replaced (a reconfigure, a crash restart): it guards nothing now.
+        Outcomes of calls it admitted may still reach it; they change its own state but no
+        longer tell the listener (no transition is published for a breaker nobody uses).
+        """
+        self._on_transition = None
+
     # -- asking --------------------------------------------------------------------------------
 
     def acquire(self, now: float) -> int:

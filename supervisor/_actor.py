@@ -800,30 +800,32 @@ class Actor:
 
     @inline
     def release_slot(self) -> None:
-        """Give a slot back: straight to the oldest waiter, if any (a spell of full ends)."""
-        queue = self._queue
-        if queue:
-            waiter, _ = queue.popitem(last=False)
-            waiter.granted = True  # the slot passes straight to the oldest waiter
-            self._wake(waiter.signal)
+        """Give a slot back: straight to the oldest waiter, if any; else a spell of full ends."""
+        if self._queue:
+            self._hand_over()
         else:
             self._in_flight -= 1
             self._bulkhead_full_logged = False
 
+    def _hand_over(self) -> None:
+        """A freed slot passes straight to the oldest waiter (FIFO), which wakes."""
+        waiter, _ = self._queue.popitem(last=False)
+        waiter.granted = True
+        self._wake(waiter.signal)
+
     @inline
-    def record_success(self, epoch: int, start: float, end: float) -> None:
+    def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
         """
-        A success admitted in *epoch*: its latency recorded (``LatencyWindow.record``), then
-        a failure to the breaker if slower than ``slow_call``, else a success (skipped when
-        the breaker is quiet: nothing would change). It goes to the breaker in force now: a
-        breaker replaced while the call ran (reconfigure, a crash restart) guards nothing,
-        and the new one sees an older epoch, a late outcome.
+        A success admitted in *epoch* by *machine*: its latency recorded
+        (``LatencyWindow.record``), then a failure to the breaker if slower than
+        ``slow_call``, else a success to *machine* (skipped when it is quiet: nothing would
+        change). A breaker replaced while the call ran is retired (``_new_machine``): it
+        tells nobody, as the new one, to which this is a late outcome, would not.
         """
         latency = end - start
         window = self._latency
         self._latency_ring[window.count & 1023] = latency
         window.count += 1
-        machine = self._machine
         if latency > self._slow_after:
             self._slow(epoch, end)
         elif not machine.quiet:
@@ -831,7 +833,7 @@ class Actor:
 
     def succeeded(self, epoch: int, start: float, end: float) -> None:
         """A success (of the general and trio attempts, and of streams)."""
-        self.record_success(epoch, start, end)
+        self.record_success(self._machine, epoch, start, end)
 
     def _slow(self, epoch: int, end: float) -> None:
         """A success slower than ``Breaker.slow_call``: a failure to the breaker."""
@@ -1062,7 +1064,6 @@ class Actor:
     def _crashed(self, crash: Exception) -> DependencyCrashed:
         """The actor's state can no longer be trusted: restart it, or give up (guarantee 15)."""
         now = self.clock()
-        old = self._machine
         assert self._runtime is not None
         down = not self._runtime.may_restart(self._crash_times, now)
         self._crash = _describe(crash)  # the crash's __str__ is user code: it may raise
@@ -1071,10 +1072,7 @@ class Actor:
         )
         error = DependencyCrashed(self.name, crash, down=down)
         self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down))
-        # Epochs continue past the old machine's: its permits become late outcomes.
-        machine = self._breaker_config.machine(now, self._on_transition, epoch=old.epoch + 1)
-        machine.transitions.extend(old.transitions)
-        self._machine = machine
+        machine = self._new_machine(now)
         if down:
             self._down = crash
             machine.isolate(now, "crashed")
@@ -1103,6 +1101,20 @@ class Actor:
         await message.done.wait()
         if message.error is not None:
             raise message.error
+
+    def _new_machine(self, now: float) -> CircuitBreaker:
+        """
+        A fresh breaker in place of the current one (a reconfigure, a crash restart): closed,
+        with the transitions so far, its epochs continuing the old one's (the old one's
+        permits become late outcomes). The old one is retired: calls it admitted may still
+        report to it, and nobody hears of it.
+        """
+        old = self._machine
+        machine = self._breaker_config.machine(now, self._on_transition, epoch=old.epoch + 1)
+        machine.transitions.extend(old.transitions)
+        old.retire()
+        self._machine = machine
+        return machine
 
     def _reconfigure(self, changes: dict[str, Any]) -> None:
         """
@@ -1157,11 +1169,9 @@ class Actor:
             self._slow_after = slow_call if slow_call is not None else math.inf
             if self._started:
                 now = self.clock()
-                old = self._machine
-                machine = config.machine(now, self._on_transition, epoch=old.epoch + 1)
-                machine.transitions.extend(old.transitions)
-                self._machine = machine
-                if old.state is _ISOLATED_STATE:
+                isolated = self._machine.state is _ISOLATED_STATE
+                machine = self._new_machine(now)
+                if isolated:
                     machine.isolate(now, "reconfigured while isolated")
             else:  # a placeholder until start(): status() reports a blank snapshot
                 self._machine = config.machine(0.0, self._on_transition)

@@ -42,17 +42,24 @@ async def attempt_fast(
     epoch = self.admit_nowait(machine, now)
     if self.slot_free():
         self.take_slot()
-        admitted = None
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
-        # This call's rate limits and turns, for settle: set by admit_slow as it returned.
-        admitted = self.admitted
+        # Admitted again after a wait: by the breaker in force now (a reconfigure or a
+        # crash restart may have replaced it), to which this call reports.
+        machine = self._machine
         now = clock()
+        if self._settles:
+            # A settle trues up the turns admit_slow just gave this call (self.admitted, set
+            # as it returned): the general path takes them.
+            current = self._task_of(self._loop)
+            return await attempt_general(
+                self, args, kwargs, deadline, now, epoch, current, self.admitted
+            )
     task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
     tasks = self._tasks
     if deadline is not None or not self._plain or task in tasks:  # pragma: no branch
         # Timers, threads, or this task re-entering the dependency: the general path.
-        return await attempt_general(self, args, kwargs, deadline, now, epoch, task, admitted)
+        return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
     tasks[task] = task.cancelling()
     try:
         result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
@@ -74,7 +81,7 @@ async def attempt_fast(
     if self._cut_tasks and self._cut_tasks.pop(task, 0):
         task.uncancel()  # the dependency swallowed our cancellation and answered anyway
     try:
-        self.record_success(epoch, now, end)
+        self.record_success(machine, epoch, now, end)
     finally:
         self.release_slot()
     return result

@@ -57,17 +57,24 @@ async def attempt_fast(
     if self._in_flight < self._slots:
         # inlined: Actor.take_slot
         self._in_flight += 1
-        admitted = None
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
-        # This call's rate limits and turns, for settle: set by admit_slow as it returned.
-        admitted = self.admitted
+        # Admitted again after a wait: by the breaker in force now (a reconfigure or a
+        # crash restart may have replaced it), to which this call reports.
+        machine = self._machine
         now = clock()
+        if self._settles:
+            # A settle trues up the turns admit_slow just gave this call (self.admitted, set
+            # as it returned): the general path takes them.
+            current = self._task_of(self._loop)
+            return await attempt_general(
+                self, args, kwargs, deadline, now, epoch, current, self.admitted
+            )
     task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
     tasks = self._tasks
     if deadline is not None or not self._plain or task in tasks:  # pragma: no branch
         # Timers, threads, or this task re-entering the dependency: the general path.
-        return await attempt_general(self, args, kwargs, deadline, now, epoch, task, admitted)
+        return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
     tasks[task] = task.cancelling()
     try:
         result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
@@ -84,13 +91,8 @@ async def attempt_fast(
             # The outcome first, the slot second: if the outcome opens the breaker, the
             # queue is failed before the slot could pass to a waiter (guarantee 10).
             # inlined: Actor.release_slot
-            _h_release_slot_queue = self._queue
-            if _h_release_slot_queue:
-                _h_release_slot_waiter, _ = _h_release_slot_queue.popitem(last=False)
-                _h_release_slot_waiter.granted = (
-                    True  # the slot passes straight to the oldest waiter
-                )
-                self._wake(_h_release_slot_waiter.signal)
+            if self._queue:
+                self._hand_over()
             else:
                 self._in_flight -= 1
                 self._bulkhead_full_logged = False
@@ -104,18 +106,14 @@ async def attempt_fast(
         _h_record_success_window = self._latency
         self._latency_ring[_h_record_success_window.count & 1023] = _h_record_success_latency
         _h_record_success_window.count += 1
-        _h_record_success_machine = self._machine
         if _h_record_success_latency > self._slow_after:
             self._slow(epoch, end)
-        elif not _h_record_success_machine.quiet:
-            _h_record_success_machine.on_success(epoch, end)
+        elif not machine.quiet:
+            machine.on_success(epoch, end)
     finally:
         # inlined: Actor.release_slot
-        _h_release_slot_queue = self._queue
-        if _h_release_slot_queue:
-            _h_release_slot_waiter, _ = _h_release_slot_queue.popitem(last=False)
-            _h_release_slot_waiter.granted = True  # the slot passes straight to the oldest waiter
-            self._wake(_h_release_slot_waiter.signal)
+        if self._queue:
+            self._hand_over()
         else:
             self._in_flight -= 1
             self._bulkhead_full_logged = False

@@ -329,3 +329,14 @@ def test_a_success_that_would_trip_runs_the_break_duration_before_changing_anyth
     with pytest.raises(ZeroDivisionError):
         machine.on_success(epoch, 1.0)
     assert before == (snapshot(machine), machine._window.counts(1.0))
+
+
+def test_a_retired_breaker_changes_but_tells_nobody() -> None:
+    """A replaced breaker (reconfigure, crash restart) still takes the outcomes of calls it
+    admitted, but publishes no transition: it guards nothing (issue 16's third drift)."""
+    heard: list[object] = []
+    machine = Breaker(failure_threshold=1).machine(0.0, heard.append)
+    epoch = machine.acquire(0.0)
+    machine.retire()
+    machine.on_outcome(epoch, 1.0, failed=True)
+    assert (machine.state, heard) == (State.OPEN, [])
