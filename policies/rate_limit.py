@@ -268,7 +268,7 @@ class RateLimiter:
     All times are seconds from one clock (any origin); all costs are units of the limit.
     """
 
-    __slots__ = ("_burst", "_drain", "_held", "_interval", "_level", "_t0", "_turn", "config")
+    __slots__ = ("_burst", "_drain", "_held", "_interval", "_level", "_t0", "config", "last_turn")
 
     def __init__(self, config: RateLimit) -> None:
         self.config = config
@@ -279,19 +279,10 @@ class RateLimiter:
         self._t0 = -_INF
         self._level = 0.0
         # The latest turn's number (rule 7); 0: none yet.
-        self._turn = 0
+        #: the turn the latest reservation (or settle charge) took: a give-back names it
+        self.last_turn = 0
         # The turns at the end of the schedule, oldest first, for give-backs (rule 7).
         self._held: deque[_Held] = deque(maxlen=_HELD)
-
-    @property
-    def last_turn(self) -> int:
-        """
-        The number of the latest turn taken here. Read it right after an admission
-        (:meth:`reserve`, :func:`reserve_all`) and pass it to :meth:`refund` or :meth:`settle`
-        to say which turn gives units back (rule 7 of the module docstring). Numbers grow and
-        are unique across limiters, so a turn named to another limiter gives nothing back.
-        """
-        return self._turn
 
     def _level_at(self, now: float) -> float:
         # (max(tat, now) - now) / T: the cost in the bucket as seen from `now`. For now < t0
@@ -360,7 +351,7 @@ class RateLimiter:
         # tat = max(tat, now) + cost*T, stored relative to now (rule 1: the turn is taken).
         self._t0 = now
         self._level = level
-        self._turn = turn = next(_TURNS)
+        self.last_turn = turn = next(_TURNS)
         if cost > 0.0:
             self._held.append([turn, cost, 0.0])
         return wait
@@ -395,8 +386,8 @@ class RateLimiter:
             self._t0 = now
             self._level = level
             # A slice of its own on top, held by nobody: never given back.
-            self._turn = next(_TURNS)
-            self._held.append([self._turn, extra, 0.0])
+            self.last_turn = next(_TURNS)
+            self._held.append([self.last_turn, extra, 0.0])
         elif extra < 0.0 and turn is not None:
             self._give_back(now, turn, -extra)
 
@@ -570,7 +561,7 @@ def reserve_all(
         start = level if level > reached else reached
         limiter._level = start + cost
         limiter._t0 = now
-        limiter._turn = turn = next(_TURNS)
+        limiter.last_turn = turn = next(_TURNS)
         charge = start - level + cost
         if charge > 0.0:
             limiter._held.append([turn, charge, 0.0])

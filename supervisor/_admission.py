@@ -79,13 +79,11 @@ async def admit_slow(
         if self._forced_until is not None:
             self._check_forced(machine, epoch)
         limits = self._limits
-        if limits is None:
-            self.admitted = None  # no turn to settle
+        if limits is None:  # (no turn to settle: the callers read self.admitted only then)
             if self.take_free_slot():
                 return epoch
             epoch = await _take_slot(self, machine, epoch, deadline)
             if not self.paused_now():
-                self.admitted = None
                 return epoch
             # A 429 paused the dependency while this call queued: the slot is not a
             # licence to call a paused dependency. Pass it on and wait the pause out.
@@ -101,17 +99,20 @@ async def admit_slow(
             raise
         now = self.clock()
         budget = deadline - now if deadline is not None else math.inf
+        # The turns taken, named by any give-back (rule 7), read before anything else can
+        # reserve.
         single = limits.single
         if single is not None:
             result, charged = single.reserve(now, costs[0], budget), costs
+            turns = [single.last_turn]
         else:
             result, charged = limits.reserve(now, costs, budget)
+            turns = limits.turns()
         if isinstance(result, Refusal):
             machine.on_cancel(epoch)
             if result.never:
                 raise limits.never_error(result, costs)
             raise self._reject_rate_limited(result.retry_after)
-        turns = limits.turns()  # before anything else can reserve
         if result > 0.0:
             epoch, retake = await _wait_for_turn(
                 self, machine, epoch, deadline, result, charged, turns, limits
@@ -120,7 +121,8 @@ async def admit_slow(
             if retake:  # the turn fell due in a pause: given back, take a fresh one
                 continue
         if self.take_free_slot():  # nothing awaited since the pause was checked: it is ours
-            self.admitted = (limits, turns)  # for settle: read by the caller as this returns
+            if self._settles:  # for settle: read by the caller as this returns
+                self.admitted = (limits, turns)
             return epoch
         try:
             epoch = await _take_slot(self, machine, epoch, deadline)
@@ -130,7 +132,8 @@ async def admit_slow(
             limits.refund(self.clock(), charged, turns)
             raise
         if not self.paused_now():
-            self.admitted = (limits, turns)
+            if self._settles:
+                self.admitted = (limits, turns)
             return epoch
         self.release_slot()  # paused while it queued: see above; a fresh turn after
         limits.refund(self.clock(), charged, turns)

@@ -75,7 +75,8 @@ async def attempt(
     admitted = None
     if not self.take_slot_nowait():  # no free slot, or a gate is down (pause, limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
-        admitted = self.admitted  # this call's limits and turns, for settle
+        if self._settles:  # this call's limits and turns, for settle (set as it returned)
+            admitted = self.admitted
         now = self.clock()
     scope = self._cancel_scope()
     running = Running(scope, 0, epoch)
