@@ -12,7 +12,9 @@ Redis.
 
 Each replica reports a JSON line per second on its stdout; ``python -m
 supervisor._demo._replicas`` is the replica's entry point (the parent passes its settings as
-one JSON argument).
+one JSON argument). The run starts when every replica has said it is ready (every replica
+live in Redis): the parent then sends them all one start time on their stdin, so a slow
+machine starting the interpreters late shortens nobody's run.
 """
 
 from __future__ import annotations
@@ -92,8 +94,7 @@ async def _replica(settings: dict[str, Any]) -> None:
 
     llm = supervisor.register("llm", ask_llm, rate_limit=RateLimit(settings["rate"], per=1))
     counts = {"admitted": 0, "refused": 0, "started": 0, "ended": 0}
-    start = settings["start"]
-    end = start + settings["duration"]
+    start = end = 0.0  # set once every replica is in (the parent says when)
 
     async def client() -> None:
         while time.time() < end:
@@ -123,6 +124,12 @@ async def _replica(settings: dict[str, Any]) -> None:
     async with supervisor:
         while (shared.cluster_status()["live_replicas"] or 0) < settings["replicas"]:
             await shared.wait_tick()  # everyone is in before anyone calls
+        _emit({"ready": True})
+        line = await anyio.to_thread.run_sync(sys.stdin.readline)
+        if not line:  # the parent is gone
+            return
+        start = float(line)
+        end = start + settings["duration"]
         await anyio.sleep(max(0.0, start - time.time()))
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(report)
@@ -159,7 +166,6 @@ def run_replicas(
 
 
 def _run(config: ReplicasConfig, url: str, out: TextIO) -> ReplicasResult:
-    start = time.time() + 3.0  # time for the interpreters to start and meet in Redis
     processes = []
     for index in range(config.replicas):
         settings = {
@@ -169,15 +175,35 @@ def _run(config: ReplicasConfig, url: str, out: TextIO) -> ReplicasResult:
             "rate": config.rate,
             "sync_interval": config.sync_interval,
             "duration": config.duration,
-            "start": start,
             "seed": config.seed + index,
         }
         command = [sys.executable, "-m", "supervisor._demo._replicas", json.dumps(settings)]
         if config.backend == "trio":
             command.append("trio")
         processes.append(
-            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
+    # Every replica in Redis first, however long the interpreters took to start; then one
+    # start time for all (a moment ahead, for the line to reach them).
+    for process in processes:
+        if _read(process, lambda line: "ready" in line) is None:
+            for other in processes:
+                other.kill()  # the others would wait for a start time forever
+            errors = {id(other): other.communicate(timeout=60)[1] for other in processes}
+            err = errors[id(process)]
+            msg = f"a replica failed before the run ({process.returncode}): {err[-2000:]}"
+            raise RuntimeError(msg)
+    start = time.time() + 0.25
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(f"{start!r}\n")
+        process.stdin.flush()
     names = [f"replica {i + 1} ({_clients_of(config, i)} clients)" for i in range(config.replicas)]
     out.write(
         f"{config.replicas} replicas share RateLimit({config.rate:g}, per=1) through a private"
