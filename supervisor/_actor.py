@@ -27,10 +27,7 @@ Outcomes are counted where they are decided: ``_succeeded`` / ``_failed`` / ``_r
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 import math
-import os
 import random
 import sys
 import time
@@ -40,8 +37,6 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import anyio
-import anyio.from_thread
-import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from policies import (
@@ -61,7 +56,6 @@ from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
 from policies.rate_limit import RateLimit
-from policies.rate_limit import _valid_cost as _valid_cost
 from policies.retry import Stop
 from policies.timeout import limit_of
 
@@ -144,10 +138,6 @@ _NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:`
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
 _DEQUEUED: Final = "supervisor shut down while the call was queued"
-_IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
-_IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
-_IN_RATE_LIMIT: Final = "supervisor shut down while the call waited for its rate-limit turn"
-_log: Final = logging.getLogger("ringfence")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -161,22 +151,11 @@ def inline(handler: _F) -> _F:
     return handler
 
 
-#: The asyncio fast path (``Actor._attempt_asyncio``'s inlined success path) for attempts that
-#: need no timer and no thread. ``RINGFENCE_INLINE=0`` sends every asyncio attempt through the
-#: general path instead: CI runs the runtime tests once that way, and the differential test
-#: compares the two (read when an actor derives its paths, so tests may patch it).
-FAST_PATH = os.environ.get("RINGFENCE_INLINE", "1") != "0"
-_FLOAT_MAX: Final = sys.float_info.max
-
-
-#: What a worker thread returns when the sync callable returned an awaitable.
-_AWAITABLE: Final = object()
-
-
-def _discard(awaitable: object) -> None:
-    """Close a coroutine nobody will await (no "never awaited" warning, its frame freed)."""
-    if inspect.iscoroutine(awaitable):
-        awaitable.close()
+#: Whether asyncio attempts that need no timer and no thread take the fast path
+#: (``_backends/_generated_asyncio.py``, or its template under ``RINGFENCE_INLINE=0``). Tests
+#: set it False to send every asyncio attempt through the general path, and compare the
+#: paths; it is read when an actor derives its paths.
+FAST_PATH = True
 
 
 @final

@@ -307,3 +307,40 @@ async def test_a_group_of_nested_rejections_is_neither_retried_nor_counted(
                 await sup.call("outer")
     status = sup.status("outer")
     assert (len(attempts), status.failures, status.retries, status.state) == (1, 0, 0, "closed")
+
+
+async def test_a_call_queued_before_a_settling_limit_came_settles_no_other_call(
+    sup: Supervisor, each_path: str, is_trio: bool
+) -> None:
+    """
+    A call queued with no rate limit, admitted after reconfigure added one that settles,
+    took no turn: it settles nothing, in particular not the turn of the call admitted just
+    before it (which would give that call's units back twice). Found by review.
+    """
+    if is_trio:
+        pytest.skip("the interleaving relies on asyncio's FIFO ready queue")
+    gate = anyio.Event()
+
+    async def dep(kind: str) -> str:
+        if kind == "hold":
+            await gate.wait()
+        return kind
+
+    sup.register("llm", dep, bulkhead=Bulkhead(max_concurrent=2, max_queued=5))
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+
+            async def holder_then_call() -> None:
+                await sup.call("llm", "hold")
+                await sup.call("llm", "c")  # admitted before the queued call resumes
+
+            tg.start_soon(sup.call, "llm", "hold")
+            tg.start_soon(holder_then_call)
+            await wait_all_tasks_blocked()
+            tg.start_soon(sup.call, "llm", "b")  # queued, before any limit
+            await wait_all_tasks_blocked()
+            limit = RateLimit(100, per=3600.0, cost=lambda kind: 50, settle=lambda result: 10)
+            await sup.reconfigure("llm", rate_limit=limit)
+            gate.set()
+        # Only "c" took a turn (50 units, 10 used): 90 left; "b" took none.
+        assert sup.status("llm").rate_limit == pytest.approx((90.0,), abs=0.01)

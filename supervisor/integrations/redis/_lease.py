@@ -174,6 +174,7 @@ class LeasedLimiter:
     def _reserve_segments(self, now: float, cost: float, max_wait: float) -> float | Refusal:
         """reserve() with no lease, or several: the segment whose unit is due first."""
         if cost <= 0:
+            self.last_turn = None  # nothing taken: nothing to give back
             return 0.0
         best: list[float] | None = None
         best_due = _INF
