@@ -13,8 +13,9 @@ together), and operator ``isolate``/``reset`` with ``scope="cluster"``. While Re
 reached every replica keeps its local protection, with its rate limits split by the last known
 number of replicas, and ``health()`` says ``degraded`` and why.
 
-Built on coredis (anyio: asyncio and trio). See :class:`RedisShared` for the settings and
-``_sync.py`` for how a tick works; ``lua/`` holds the scripts Redis runs.
+Built on coredis (anyio: asyncio and trio). See :class:`RedisShared` (``_shared.py``) for the
+settings, ``_sync.py`` for how a tick works, ``_protocol.py`` for what the scripts are given
+and what their answers mean; ``lua/`` holds the scripts Redis runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised only withou
     msg = "supervisor.integrations.redis needs coredis: pip install 'ringfence[redis]'"
     raise ImportError(msg) from error
 
-from ._sync import RedisShared, SharedStateError
+from ._shared import RedisShared, SharedStateError
 
 __all__ = ("RedisShared", "SharedStateError")
 
