@@ -80,14 +80,14 @@ async def admit_slow(
             self._check_forced(machine, epoch)
         limits = self._limits
         if limits is None:
-            # No turn to settle: said, for a caller that reads it because a reconfigure
-            # added a settling limit while this call queued.
-            self.admitted = None
+            # No turn to settle. The caller reads self.admitted only while a limit settles:
+            # not now, unless a reconfigure added one while this call queued (said below).
             if self.take_free_slot():
                 return epoch
             epoch = await _take_slot(self, machine, epoch, deadline)
             if not self.paused_now():
-                self.admitted = None
+                if self._settles:
+                    self.admitted = None
                 return epoch
             # A 429 paused the dependency while this call queued: the slot is not a
             # licence to call a paused dependency. Pass it on and wait the pause out.
@@ -125,7 +125,8 @@ async def admit_slow(
             if retake:  # the turn fell due in a pause: given back, take a fresh one
                 continue
         if self.take_free_slot():  # nothing awaited since the pause was checked: it is ours
-            self.admitted = (limits, turns) if self._settles else None  # read as this returns
+            if self._settles:  # this call's turns, read by the caller as this returns
+                self.admitted = (limits, turns)
             return epoch
         try:
             epoch = await _take_slot(self, machine, epoch, deadline)
@@ -135,7 +136,8 @@ async def admit_slow(
             limits.refund(self.clock(), charged, turns)
             raise
         if not self.paused_now():
-            self.admitted = (limits, turns) if self._settles else None
+            if self._settles:
+                self.admitted = (limits, turns)
             return epoch
         self.release_slot()  # paused while it queued: see above; a fresh turn after
         limits.refund(self.clock(), charged, turns)
