@@ -60,6 +60,7 @@ from policies.retry import Stop
 from policies.timeout import limit_of
 
 from ._errors import (
+    DEQUEUED,
     AttemptTimeout,
     BreakerOpen,
     BulkheadFull,
@@ -137,7 +138,6 @@ _NO_FALLBACK: Final = (SupervisorClosed, UnknownDependency, DependencyCrashed)
 _NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
-_DEQUEUED: Final = "supervisor shut down while the call was queued"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -415,7 +415,7 @@ class Actor:
         # which says SupervisorClosed: zero cost on the hot path, which compares _slots
         # anyway (issue #8, defect 6).
         self._derive()
-        self._fail_queued(lambda: SupervisorClosed(_DEQUEUED))
+        self._fail_queued(lambda: SupervisorClosed(DEQUEUED))
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)

@@ -23,7 +23,7 @@ import anyio
 
 from policies.rate_limit import Refusal
 
-from ._errors import DeadlineExceeded, SupervisorClosed, SupervisorError
+from ._errors import DEQUEUED, DeadlineExceeded, SupervisorClosed, SupervisorError
 
 if TYPE_CHECKING:
     from policies import CircuitBreaker
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ("acquire", "admit_slow")
 
-_DEQUEUED: Final = "supervisor shut down while the call was queued"
 _IN_PAUSE: Final = "supervisor shut down while the call waited for the dependency's pause"
 _IN_RATE_LIMIT: Final = "supervisor shut down while the call waited for its rate-limit turn"
 
@@ -254,7 +253,7 @@ async def _wait_for_slot(
         # the dependency after exit. Give the slot (and any probe permit) back.
         self.released(epoch)
         self.release_slot()
-        raise SupervisorClosed(_DEQUEUED)
+        raise SupervisorClosed(DEQUEUED)
     current = self._machine
     if current.epoch != epoch:
         # The breaker moved while the slot was on its way to us (say, a probe closed it,

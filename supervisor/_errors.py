@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 __all__ = (
     "SupervisorError",
@@ -256,3 +256,8 @@ def note_attempts(exc: Exception, dependency: str, attempt: int) -> None:
             exc.add_note(f"ringfence: {attempt}{suffix}")
         except TypeError:  # the user's __notes__ is not a list: leave it alone
             pass
+
+
+#: The message of the ``SupervisorClosed`` a call gets when the supervisor leaves while the
+#: call waits for a bulkhead slot (failed from the queue, or handed a slot as it left).
+DEQUEUED: Final = "supervisor shut down while the call was queued"

@@ -28,6 +28,14 @@ from .conftest import Fake, Gate, guard
 pytestmark = pytest.mark.anyio
 
 
+async def _call_keeping_error(sup: Supervisor, errors: list[BaseException]) -> None:
+    """Call "dep", keeping the exception it raises (a held call ended by a later event)."""
+    try:
+        await sup.call("dep")
+    except Exception as exc:
+        errors.append(exc)
+
+
 # -- item 2: the fast path's drifts -----------------------------------------------------------
 
 
@@ -107,14 +115,7 @@ async def test_a_running_attempt_keeps_the_attempt_timeout_it_started_with(
             await sup.force_half_open("dep")
             async with anyio.create_task_group() as tg:
                 errors: list[BaseException] = []
-
-                async def caller() -> None:
-                    try:
-                        await sup.call("dep")
-                    except Exception as exc:
-                        errors.append(exc)
-
-                tg.start_soon(caller)
+                tg.start_soon(_call_keeping_error, sup, errors)
                 await fake.entered.wait()
                 await sup.reconfigure("dep", timeout=None)
             gate.open()
@@ -135,14 +136,7 @@ async def test_a_running_call_keeps_its_deadline(sup: Supervisor, each_path: str
         async with sup:
             async with anyio.create_task_group() as tg:
                 errors: list[BaseException] = []
-
-                async def caller() -> None:
-                    try:
-                        await sup.call("dep")
-                    except Exception as exc:
-                        errors.append(exc)
-
-                tg.start_soon(caller)
+                tg.start_soon(_call_keeping_error, sup, errors)
                 await fake.entered.wait()
                 await sup.reconfigure("dep", timeout=Timeout(attempt=30.0))
             gate.open()
@@ -174,14 +168,7 @@ async def test_a_retry_past_the_deadline_names_the_calls_total(
     with guard():
         async with sup, anyio.create_task_group() as tg:
             errors: list[BaseException] = []
-
-            async def caller() -> None:
-                try:
-                    await sup.call("dep")
-                except Exception as exc:
-                    errors.append(exc)
-
-            tg.start_soon(caller)
+            tg.start_soon(_call_keeping_error, sup, errors)
             await entered.wait()
             await sup.reconfigure("dep", timeout=None)
             proceed.set()

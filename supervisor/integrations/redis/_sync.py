@@ -290,11 +290,7 @@ class SyncActor:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """
-        Sync with the other replicas until cancelled (the supervisor starts this when it
-        enters and cancels it when it leaves). Returns control at once: nothing waits for
-        Redis to answer, or even to be reachable.
-        """
+        """``RedisShared.run``: sync with the other replicas until cancelled."""
         if self._supervisor is not None and self._supervisor is not supervisor:
             msg = "a RedisShared serves one supervisor; give each supervisor its own"
             raise RuntimeError(msg)
