@@ -57,7 +57,6 @@ from policies import Transition as _Transition
 from policies.budget import RetryBudget
 from policies.rate_limit import RateLimit
 from policies.retry import Stop
-from policies.timeout import limit_of
 
 from ._errors import (
     DEQUEUED,
@@ -93,7 +92,7 @@ from ._spec import (
     callable_kind,
 )
 from ._status import DependencyStatus
-from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running, cancel_pending
+from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running
 
 if TYPE_CHECKING:
     from ._events import EventHub
@@ -271,7 +270,7 @@ class Actor:
         # -- state, owned by the actor ---------------------------------------------------------
         self.accepting = False
         self._closed_reason = _NOT_STARTED
-        self.clock: Callable[[], float] = _no_clock
+        self.clock: Callable[[], float] = _not_started
         self.rng: random.Random = random.Random()
         self._started = False
         self._in_flight = 0
@@ -282,6 +281,9 @@ class Actor:
         self._tasks: dict[asyncio.Task[Any], int] = {}
         self._cut_tasks: dict[asyncio.Task[Any], int] = {}
         self._timers: DeadlineHeap | None = None
+        # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
+        self._deliver: Callable[[Running], None] = _not_started
+        self._cut_fast: Callable[[Any], None] = _not_started
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
@@ -290,9 +292,9 @@ class Actor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
         # How a queued waiter is woken (see _Waiter): the backend's way (set at start).
-        self._new_signal: Callable[[], Any] = _no_signal
-        self._wake: Callable[[Any], None] = _no_wake
-        self._wait_on: Callable[[Any], Any] = _no_signal
+        self._new_signal: Callable[[], Any] = _not_started
+        self._wake: Callable[[Any], None] = _not_started
+        self._wait_on: Callable[[Any], Any] = _not_started
         self._inbox_send: MemoryObjectSendStream[_Control] | None = None
         self._inbox_recv: MemoryObjectReceiveStream[_Control] | None = None
         # lifetime counters
@@ -359,6 +361,9 @@ class Actor:
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
         self._started = True
         self.attempt = types.MethodType(paths.attempt, self)
+        self._deliver = types.MethodType(paths.deliver, self)
+        if paths.cut_fast is not None:
+            self._cut_fast = types.MethodType(paths.cut_fast, self)
         self._new_signal, self._wake, self._wait_on = paths.signals()
         if paths.cancel_scope is not None:
             self._cancel_scope = paths.cancel_scope()
@@ -742,22 +747,6 @@ class Actor:
         self._pause_rejection_published = False
         self._derive()
 
-    def _limit(self, now: float, deadline: Deadline | None, running: Running) -> float:
-        """
-        The attempt's limit: its timeout, or the call's deadline when that comes first.
-        *running* keeps which, and its seconds: a reconfigure while it runs changes neither.
-        """
-        attempt_timeout = self._attempt_timeout
-        at, by_deadline = limit_of(now, attempt_timeout, deadline)
-        if by_deadline:
-            assert deadline is not None
-            running.reason = DEADLINE
-            running.seconds = deadline.total
-        else:
-            assert attempt_timeout is not None
-            running.seconds = attempt_timeout
-        return at
-
     def learned_async(self) -> None:
         """
         The sync callable returned an awaitable: it is an async API behind a plain ``def``.
@@ -918,43 +907,13 @@ class Actor:
         return AttemptTimeout(self.name, seconds)
 
     def _cut(self, running: Running, why: int) -> None:
-        """Cut a running attempt off (timer callback, or shutdown)."""
+        """Cut a running attempt off (its timer fired, or shutdown): the backend delivers it."""
         running.fired = why
-        task = running.task
-        if isinstance(task, asyncio.Task):
-            self._deliver(running)
-        else:
-            task.cancel()  # type: ignore[attr-defined]  # trio.CancelScope
+        self._deliver(running)
 
-    def _deliver(self, running: Running) -> None:
-        """
-        ``task.cancel()`` for a cut-off attempt on asyncio, unless somebody else's cancellation
-        is already on its way to the task: then try again on the next loop iteration, as anyio
-        does (see :func:`~supervisor._timers.cancel_pending`). If that foreign cancellation
-        ends the attempt first, the attempt was the caller's to cancel: it counts nothing and
-        the ``CancelledError`` goes on to whoever asked for it.
-        """
-        if running.done or running.delivered:
-            return
-        task = running.task
-        assert isinstance(task, asyncio.Task)
-        if cancel_pending(task):
-            assert self._loop is not None
-            self._loop.call_soon(self._deliver, running)
-            return
-        running.delivered = True
-        task.cancel()
-
-    def _cut_fast(self, task: asyncio.Task[Any]) -> None:
-        """:meth:`_deliver` for an attempt on the fast path (no Running record): shutdown only."""
-        if task not in self._tasks or task in self._cut_tasks:
-            return
-        if cancel_pending(task):
-            assert self._loop is not None
-            self._loop.call_soon(self._cut_fast, task)
-            return
+    def cut_task(self, task: Any) -> None:
+        """Shutdown cut off the fast path's attempt running in *task* (no Running record)."""
         self._cut_tasks[task] = CLOSED
-        task.cancel()
 
     def _enqueue(self) -> _Waiter:
         """A place at the end of the bulkhead's queue (FIFO)."""
@@ -1261,13 +1220,5 @@ def _all_of(exc: Exception, types: tuple[type[Exception], ...]) -> bool:
     return isinstance(exc, BaseExceptionGroup) and exc.split(types)[1] is None
 
 
-def _no_signal(*args: Any) -> Any:  # pragma: no cover - replaced at start
-    raise SupervisorClosed(_NOT_STARTED)
-
-
-def _no_wake(signal: Any) -> None:  # pragma: no cover - replaced at start
-    raise SupervisorClosed(_NOT_STARTED)
-
-
-def _no_clock() -> float:  # pragma: no cover - replaced before any call can run
+def _not_started(*args: Any) -> Any:  # pragma: no cover - replaced at start
     raise SupervisorClosed(_NOT_STARTED)

@@ -126,10 +126,14 @@ class Paths:
     attempt: Callable[..., Coroutine[Any, Any, object]]
     #: a queued call's wake-up, for the running loop: (new signal, wake it, wait on it)
     signals: Callable[[], tuple[Callable[[], Any], Callable[[Any], None], Callable[[Any], Any]]]
+    #: delivers the cut-off of a running attempt (``Actor.cut``: its timer fired, or shutdown)
+    deliver: Callable[..., None]
     #: asyncio: the current-task getter the fast path uses (None elsewhere)
     task_of: Callable[[], Callable[[Any], Any]] | None = None
     #: trio: the cancel scope class of each attempt (None elsewhere)
     cancel_scope: Callable[[], Callable[[], Any]] | None = None
+    #: asyncio: cuts off a fast-path attempt (no ``Running`` record) by its task at shutdown
+    cut_fast: Callable[..., None] | None = None
 
 
 class ReplicaDependency(Protocol):

@@ -23,7 +23,18 @@ import heapq
 from collections.abc import Callable
 from typing import Final, final
 
-__all__ = ("Running", "Deadline", "DeadlineHeap", "CLOSED", "TIMEOUT", "DEADLINE", "cancel_pending")
+from policies.timeout import limit_of
+
+__all__ = (
+    "Running",
+    "Deadline",
+    "DeadlineHeap",
+    "CLOSED",
+    "TIMEOUT",
+    "DEADLINE",
+    "attempt_limit",
+    "cancel_pending",
+)
 
 #: Why a running attempt was cut off.
 CLOSED: Final = 1  # the supervisor left `async with`
@@ -79,6 +90,25 @@ class Running:
         self.keep_slot = False  # a sync callable's abandoned thread still holds the slot
 
 
+def attempt_limit(
+    running: Running, now: float, attempt_timeout: float | None, deadline: Deadline | None
+) -> float:
+    """
+    When the attempt *running* since *now* must end: after *attempt_timeout*, or at the
+    call's *deadline* when that comes first (``policies.timeout.limit_of``). *running* keeps
+    which, and its seconds: a reconfigure while it runs changes neither.
+    """
+    at, by_deadline = limit_of(now, attempt_timeout, deadline)
+    if by_deadline:
+        assert deadline is not None
+        running.reason = DEADLINE
+        running.seconds = deadline.total
+    else:
+        assert attempt_timeout is not None
+        running.seconds = attempt_timeout
+    return at
+
+
 def cancel_pending(task: asyncio.Task[object]) -> bool:
     """
     True when *task* already has a cancellation on its way that it has not seen yet.
@@ -90,7 +120,7 @@ def cancel_pending(task: asyncio.Task[object]) -> bool:
     due in the same loop iteration as our timeout would no longer catch its own cancellation
     and a bare ``CancelledError`` would escape the caller's scope (issue #8, defect 1).
     anyio's ``CancelScope._deliver_cancellation`` makes exactly this test before it cancels,
-    and retries on the next iteration; so do we (``Actor._deliver``).
+    and retries on the next iteration; so do we (``_backends._asyncio_general.deliver``).
     """
     # asyncio's own task fields, as anyio reads them (C and Python tasks alike).
     if task._must_cancel:  # type: ignore[attr-defined]  # noqa: SLF001

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from supervisor._timers import Running
+from supervisor._timers import Running, attempt_limit, cancel_pending
 
 from ._threads import in_thread
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from supervisor._rate_limits import RateLimits
     from supervisor._timers import Deadline
 
-__all__ = ("attempt_general", "current_task_getter", "signals")
+__all__ = ("attempt_general", "current_task_getter", "cut_fast", "deliver", "signals")
 
 
 async def attempt_general(
@@ -42,7 +42,7 @@ async def attempt_general(
     running = Running(task, task.cancelling(), epoch)
     self._running[running] = None
     if deadline is not None or self._attempt_timeout is not None:
-        limit = self._limit(now, deadline, running)
+        limit = attempt_limit(running, now, self._attempt_timeout, deadline)
         assert self._timers is not None
         self._timers.push(limit, running, len(self._running))
     try:
@@ -76,6 +76,38 @@ async def attempt_general(
     finally:
         self.release_slot()
     return result
+
+
+def deliver(self: Actor, running: Running) -> None:
+    """
+    Deliver the cut-off of *running* (``Actor.cut``): ``task.cancel()``, unless somebody
+    else's cancellation is already on its way to the task: then try again on the next loop
+    iteration, as anyio does (see :func:`~supervisor._timers.cancel_pending`). If that foreign
+    cancellation ends the attempt first, the attempt was the caller's to cancel: it counts
+    nothing and the ``CancelledError`` goes on to whoever asked for it.
+    """
+    if running.done or running.delivered:
+        return
+    task = running.task
+    assert isinstance(task, asyncio.Task)
+    if cancel_pending(task):
+        assert self._loop is not None
+        self._loop.call_soon(deliver, self, running)
+        return
+    running.delivered = True
+    task.cancel()
+
+
+def cut_fast(self: Actor, task: asyncio.Task[Any]) -> None:
+    """:func:`deliver` for an attempt on the fast path (no Running record): shutdown only."""
+    if task not in self._tasks or task in self._cut_tasks:
+        return
+    if cancel_pending(task):
+        assert self._loop is not None
+        self._loop.call_soon(cut_fast, self, task)
+        return
+    self.cut_task(task)
+    task.cancel()
 
 
 def wake_future(future: asyncio.Future[None]) -> None:

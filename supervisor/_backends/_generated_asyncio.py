@@ -28,7 +28,7 @@ from supervisor._admission import admit_slow
 from supervisor._call import with_policies
 from supervisor._runtime import Paths
 
-from ._asyncio_general import attempt_general, current_task_getter, signals
+from ._asyncio_general import attempt_general, current_task_getter, cut_fast, deliver, signals
 
 if TYPE_CHECKING:
     from supervisor._actor import Actor
@@ -124,5 +124,7 @@ PATHS = Paths(
     with_policies=with_policies,
     attempt=attempt_fast,
     signals=signals,
+    deliver=deliver,
     task_of=current_task_getter,
+    cut_fast=cut_fast,
 )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 from supervisor._admission import admit_slow
 from supervisor._call import with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import Running
+from supervisor._timers import Running, attempt_limit
 
 from ._threads import in_thread
 
@@ -81,7 +81,7 @@ async def attempt(
     scope = self._cancel_scope()
     running = Running(scope, 0, epoch)
     if self._attempt_timeout is not None or deadline is not None:
-        scope.deadline = self._limit(now, deadline, running)
+        scope.deadline = attempt_limit(running, now, self._attempt_timeout, deadline)
     self._running[running] = None
     result: object = None
     try:
@@ -115,6 +115,11 @@ async def attempt(
     return result
 
 
+def _deliver(self: Actor, running: Running) -> None:
+    """Deliver the cut-off of *running* (``Actor.cut``): cancel its scope."""
+    running.task.cancel()  # type: ignore[attr-defined]  # a trio.CancelScope
+
+
 def _signals() -> tuple[Callable[[], Any], Callable[[Any], None], Callable[[Any], Any]]:
     return TrioSignal, wake, wait
 
@@ -129,5 +134,6 @@ PATHS = Paths(
     with_policies=with_policies,
     attempt=attempt,
     signals=_signals,
+    deliver=_deliver,
     cancel_scope=_cancel_scope,
 )
