@@ -405,6 +405,20 @@ def classify(exc: BaseException) -> ErrorKind:
     return _common_kind(exc, _own_kind) if kind is None else kind
 
 
+def _kind_or_unknown(classifier: Callable[[BaseException], ErrorKind], exc: Exception) -> ErrorKind:
+    """
+    *exc*'s kind by *classifier*, for a runtime that must go on: a classifier rule that
+    raises must not replace the call's own error, so the kind is ``unknown`` and the rule's
+    error is chained to *exc* as its ``__context__``.
+    """
+    try:
+        return classifier(exc)
+    except Exception as rule_error:
+        if exc.__context__ is None and rule_error is not exc:
+            exc.__context__ = rule_error
+        return ErrorKind.UNKNOWN
+
+
 # ------------------------------------------------------------------------------ Classifier
 
 

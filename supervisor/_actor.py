@@ -55,8 +55,8 @@ from policies import (
 from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
+from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.rate_limit import RateLimit
-from policies.retry import Stop
 
 from ._errors import (
     DEQUEUED,
@@ -70,7 +70,7 @@ from ._errors import (
     SupervisorError,
     UnknownDependency,
     _describe,
-    note_attempts,
+    all_of,
 )
 from ._events import (
     ActorCrashed,
@@ -108,16 +108,6 @@ _ISOLATED_STATE: Final = State.ISOLATED
 # A dependency registered without a breaker never trips on its own; manual control still works.
 _NO_BREAKER: Final = Breaker(failure_threshold=sys.maxsize)
 
-# ringfence's own rejections: never retried (DESIGN.md guarantee 11).
-_NEVER_RETRIED: Final = (
-    BreakerOpen,
-    BulkheadFull,
-    RateLimited,
-    DeadlineExceeded,
-    SupervisorClosed,
-    UnknownDependency,
-    DependencyCrashed,
-)
 # ringfence's refusals to call a dependency. Raised out of another dependency's function (a
 # nested call: `outer` awaiting `inner` through the supervisor), they were counted where they
 # happened, in `inner`; for `outer` they count as neither success nor failure, like an
@@ -131,9 +121,6 @@ _REJECTIONS: Final = (
     SupervisorClosed,
     UnknownDependency,
 )
-# Errors a fallback never sees (guarantee 12): they are about ringfence, not the dependency.
-_NO_FALLBACK: Final = (SupervisorClosed, UnknownDependency, DependencyCrashed)
-
 _NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
@@ -436,74 +423,18 @@ class Actor:
     # ==========================================================================================
     # The call path
 
-    def after_failure(
-        self,
-        exc: Exception,
-        attempt: int,
-        deadline: Deadline | None,
-        last: Exception | None,
-        never_retried: bool = False,
-    ) -> tuple[Exception | None, bool, float]:
-        """
-        The retry loop's handler after a failed attempt, for calls and streams alike
-        (``_call.with_policies``): ``(None, False, delay)`` to retry after *delay* (counted
-        and published), else ``(error, fall_back, 0.0)``: end with *error* (*exc* itself, or
-        ``DeadlineExceeded`` when the backoff would end past the deadline), answered by the
-        fallback when *fall_back*. The decision is ``policies.Retry.after_failure``'s; this
-        adds what only the runtime knows: ringfence's own rejections and errors the caller
-        knows are final (*never_retried*) are never retried. *last* is the previous
-        attempt's error.
-        """
-        if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
-            exc.__cause__ = last  # a retry refused at admission: say what it retried
-        retry = self.retry
-        kind = self._kind_of_last(exc)
-        if retry is None or never_retried or _all_of(exc, _NEVER_RETRIED):
-            decision: float | Stop = Stop.FINAL
-        else:
-            decision = retry.after_failure(
-                exc,
-                kind,
-                attempt,
-                self.rng,
-                now=self.clock(),
-                deadline=deadline,
-                budget=self.budget,
-                retry_after=self._hint_of(exc, retry.max_retry_after),
-            )
-        if decision is Stop.DEADLINE:
-            assert deadline is not None
-            expired = DeadlineExceeded(self.name, deadline.total)
-            expired.__cause__ = exc
-            return expired, self.fallback is not None, 0.0
-        if isinstance(decision, Stop):
-            if decision is Stop.BUDGET:  # a retry over budget is not made: no retry storm
-                self._publish(RetryBudgetExhausted, attempt=attempt, error=type(exc).__name__)
-            if attempt > 1 or hasattr(exc, "__notes__"):
-                note_attempts(exc, self.name, attempt)
-            return exc, self.fallback is not None and self._may_fall_back(exc, kind), 0.0
-        self.retry_scheduled(attempt, decision, type(exc).__name__)
-        return None, False, decision
-
     def retry_scheduled(self, attempt: int, delay: float, error: str | None) -> None:
         """A retry will follow attempt *attempt* after *delay* (of an *error*, or a result)."""
         self._retries += 1
         self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error)
 
+    def budget_refused(self, attempt: int, error: str) -> None:
+        """The retry budget refused a retry after attempt *attempt* (of an *error*)."""
+        self._publish(RetryBudgetExhausted, attempt=attempt, error=error)
+
     def fell_back(self) -> None:
         """The fallback answers this call (or stream)."""
         self._fallbacks += 1
-
-    def _may_fall_back(self, exc: Exception, kind: ErrorKind | None) -> bool:
-        """The fallback answers *exc*: never ringfence's own closing errors, else fallback_on."""
-        if isinstance(exc, _NO_FALLBACK):
-            return False
-        try:
-            return bool(self._fallback_on(exc, kind))
-        except Exception as rule_error:  # a user's predicate: the call's error goes on
-            if exc.__context__ is None and rule_error is not exc:
-                exc.__context__ = rule_error
-            return False
 
     # -- one attempt ----------------------------------------------------------------------------
 
@@ -814,8 +745,8 @@ class Actor:
         self._errors[name] = self._errors.get(name, 0) + 1
         self._latency.record(end - start)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
-        rejected = _all_of(exc, _REJECTIONS)
-        kind = ErrorKind.UNKNOWN if rejected else self._kind_of(exc)
+        rejected = all_of(exc, _REJECTIONS)
+        kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(self._classify, exc)
         hint = None
         if kind is ErrorKind.RATE_LIMITED:
             hint = retry_after(exc, now=time.time(), cap=self._max_pause)
@@ -829,34 +760,6 @@ class Actor:
         if failed:
             self._failures += 1
         self._report(epoch, end, failed)
-
-    def _kind_of(self, exc: Exception) -> ErrorKind:
-        """
-        The failure's kind, by the dependency's classifier. A classifier rule that raises
-        must not replace the call's own error nor stop the actor: the kind is ``unknown``,
-        and the rule's error is chained to the call's as its ``__context__``.
-        """
-        try:
-            return self._classify(exc)
-        except Exception as rule_error:
-            if exc.__context__ is None and rule_error is not exc:
-                exc.__context__ = rule_error
-            return ErrorKind.UNKNOWN
-
-    def _kind_of_last(self, exc: Exception) -> ErrorKind | None:
-        """The kind _failed found for *exc*, if it was the latest failure; else None."""
-        last, kind, _ = self._last_failure
-        return kind if last is exc else None
-
-    def _hint_of(self, exc: Exception, cap: float) -> float | None:
-        """
-        *exc*'s Retry-After, read once per failure: _failed already read a rate-limited
-        answer's (for the pause, with the same cap), so it is not parsed again.
-        """
-        last, kind, hint = self._last_failure
-        if last is exc and kind is ErrorKind.RATE_LIMITED:
-            return hint
-        return retry_after(exc, now=time.time(), cap=cap)
 
     def ended_with(self, exc: BaseException, epoch: int, start: float, end: float) -> None:
         """An attempt raised *exc*: count it, unless it is a cancellation or the like."""
@@ -1192,9 +1095,6 @@ class Actor:
         )
 
 
-#: Raised at a retry's admission or by its deadline: chained to the error being retried.
-_CHAINED: Final = (DeadlineExceeded, RateLimited, BreakerOpen, BulkheadFull)
-
 _DEFAULT_FALLBACK_ON: Final = _ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")
 # A pause is capped like a Retry-After hint (policies.retry_after's default cap).
 _MAX_PAUSE: Final = 300.0
@@ -1211,13 +1111,6 @@ _REJECTED_BY_STATE: Final = {
 _Entry = Callable[
     [tuple[object, ...], dict[str, Any], Deadline | None], Coroutine[Any, Any, object]
 ]
-
-
-def _all_of(exc: Exception, types: tuple[type[Exception], ...]) -> bool:
-    """*exc* is one of *types*, or a group (a task group in the dependency) of nothing else."""
-    if isinstance(exc, types):
-        return True
-    return isinstance(exc, BaseExceptionGroup) and exc.split(types)[1] is None
 
 
 def _not_started(*args: Any) -> Any:  # pragma: no cover - replaced at start

@@ -16,12 +16,15 @@ the fallback's items. So "what happens after a failed attempt" has one place for
 
 What is decided, and where:
 
-* after a failed attempt: :meth:`Actor.after_failure <supervisor._actor.Actor.after_failure>`,
-  a synchronous handler, asks the pure :meth:`policies.Retry.after_failure` and counts and
-  publishes the outcome (a retry, the budget refusing one, a deadline);
+* after a failed attempt: :func:`_after_failure` adds what only the runtime knows
+  (ringfence's own rejections are never retried) to the pure
+  :meth:`policies.Retry.after_failure`, reusing the kind and Retry-After the actor read when
+  it counted the failure (``Actor._failed``); the actor's handlers count and publish the
+  outcome (:meth:`Actor.retry_scheduled`, :meth:`Actor.budget_refused`);
 * after a result: :meth:`policies.Retry.after_result` (only when ``retry_on_result`` is
-  set), then the same handler's counting (:meth:`Actor.retry_scheduled`);
-* the fallback: :meth:`Actor.fell_back` counts it; its answer is awaited here.
+  set), then the same counting (:meth:`Actor.retry_scheduled`);
+* the fallback: ``fallback_on`` decides (:func:`_may_fall_back`), :meth:`Actor.fell_back`
+  counts it; its answer is awaited here.
 
 This module awaits; it writes no actor state itself (the handlers do).
 """
@@ -29,13 +32,25 @@ This module awaits; it writes no actor state itself (the handlers do).
 from __future__ import annotations
 
 import inspect
+import time
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 
+from policies import ErrorKind, retry_after
 from policies.retry import Stop
 
-from ._errors import SupervisorClosed
+from ._errors import (
+    BreakerOpen,
+    BulkheadFull,
+    DeadlineExceeded,
+    DependencyCrashed,
+    RateLimited,
+    SupervisorClosed,
+    UnknownDependency,
+    all_of,
+    note_attempts,
+)
 from ._timers import Deadline
 
 if TYPE_CHECKING:
@@ -58,6 +73,21 @@ class StreamAttempts(Protocol):
 __all__ = ("StreamAttempts", "with_policies")
 
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
+
+# ringfence's own rejections: never retried (DESIGN.md guarantee 11).
+_NEVER_RETRIED: Final = (
+    BreakerOpen,
+    BulkheadFull,
+    RateLimited,
+    DeadlineExceeded,
+    SupervisorClosed,
+    UnknownDependency,
+    DependencyCrashed,
+)
+#: Raised at a retry's admission or by its deadline: chained to the error being retried.
+_CHAINED: Final = (DeadlineExceeded, RateLimited, BreakerOpen, BulkheadFull)
+# Errors a fallback never sees (guarantee 12): they are about ringfence, not the dependency.
+_NO_FALLBACK: Final = (SupervisorClosed, UnknownDependency, DependencyCrashed)
 
 
 async def with_policies(
@@ -90,7 +120,7 @@ async def with_policies(
             result = await run(args, kwargs, deadline)
         except Exception as exc:
             final = stream is not None and exc is stream.refused
-            error, fall_back, delay = self.after_failure(exc, attempt, deadline, last, final)
+            error, fall_back, delay = _after_failure(self, exc, attempt, deadline, last, final)
             if error is not None:
                 if fall_back:
                     self.fell_back()
@@ -113,6 +143,73 @@ async def with_policies(
                 await _sleep_before_retry(self, decision)
                 continue
         return result
+
+
+def _after_failure(
+    self: Actor,
+    exc: Exception,
+    attempt: int,
+    deadline: Deadline | None,
+    last: Exception | None,
+    never_retried: bool = False,
+) -> tuple[Exception | None, bool, float]:
+    """
+    What follows a failed attempt, for calls and streams alike: ``(None, False, delay)`` to
+    retry after *delay* (counted and published), else ``(error, fall_back, 0.0)``: end with
+    *error* (*exc* itself, or ``DeadlineExceeded`` when the backoff would end past the
+    deadline), answered by the fallback when *fall_back*. The decision is
+    ``policies.Retry.after_failure``'s; this adds what only the runtime knows: ringfence's
+    own rejections and errors the caller knows are final (*never_retried*) are never
+    retried. *last* is the previous attempt's error. Synchronous: nothing happens between
+    the attempt's end (the actor's ``_failed``) and this.
+    """
+    if isinstance(exc, _CHAINED) and exc.__cause__ is None and last is not None:
+        exc.__cause__ = last  # a retry refused at admission: say what it retried
+    retry = self.retry
+    # The kind the actor found for *exc*, if it was the latest failure it counted (None:
+    # not classified) and, for a rate-limited one, the Retry-After it read (same cap).
+    failed, failed_kind, hint = self._last_failure
+    kind = failed_kind if failed is exc else None
+    if retry is None or never_retried or all_of(exc, _NEVER_RETRIED):
+        decision: float | Stop = Stop.FINAL
+    else:
+        if kind is not ErrorKind.RATE_LIMITED:  # read once per failure
+            hint = retry_after(exc, now=time.time(), cap=retry.max_retry_after)
+        decision = retry.after_failure(
+            exc,
+            kind,
+            attempt,
+            self.rng,
+            now=self.clock(),
+            deadline=deadline,
+            budget=self.budget,
+            retry_after=hint,
+        )
+    if decision is Stop.DEADLINE:
+        assert deadline is not None
+        expired = DeadlineExceeded(self.name, deadline.total)
+        expired.__cause__ = exc
+        return expired, self.fallback is not None, 0.0
+    if isinstance(decision, Stop):
+        if decision is Stop.BUDGET:  # a retry over budget is not made: no retry storm
+            self.budget_refused(attempt, type(exc).__name__)
+        if attempt > 1 or hasattr(exc, "__notes__"):
+            note_attempts(exc, self.name, attempt)
+        return exc, self.fallback is not None and _may_fall_back(self, exc, kind), 0.0
+    self.retry_scheduled(attempt, decision, type(exc).__name__)
+    return None, False, decision
+
+
+def _may_fall_back(self: Actor, exc: Exception, kind: ErrorKind | None) -> bool:
+    """The fallback answers *exc*: never ringfence's own closing errors, else fallback_on."""
+    if isinstance(exc, _NO_FALLBACK):
+        return False
+    try:
+        return bool(self._fallback_on(exc, kind))
+    except Exception as rule_error:  # a user's predicate: the call's error goes on
+        if exc.__context__ is None and rule_error is not exc:
+            exc.__context__ = rule_error
+        return False
 
 
 async def _fallback(

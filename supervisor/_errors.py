@@ -261,3 +261,10 @@ def note_attempts(exc: Exception, dependency: str, attempt: int) -> None:
 #: The message of the ``SupervisorClosed`` a call gets when the supervisor leaves while the
 #: call waits for a bulkhead slot (failed from the queue, or handed a slot as it left).
 DEQUEUED: Final = "supervisor shut down while the call was queued"
+
+
+def all_of(exc: Exception, types: tuple[type[Exception], ...]) -> bool:
+    """*exc* is one of *types*, or a group (a task group in the dependency) of nothing else."""
+    if isinstance(exc, types):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.split(types)[1] is None
