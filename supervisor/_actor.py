@@ -82,7 +82,7 @@ from ._events import (
     RetryScheduled,
 )
 from ._rate_limits import RateLimits
-from ._runtime import LazyEvent, Paths, Runtime
+from ._runtime import LazyEvent, Paths, Runtime, Waiter
 from ._spec import (
     KIND_ASYNC_GEN,
     KIND_SYNC,
@@ -142,22 +142,6 @@ def inline(handler: _F) -> _F:
 #: set it False to send every asyncio attempt through the general path, and compare the
 #: paths; it is read when an actor derives its paths.
 FAST_PATH = True
-
-
-@final
-class _Waiter:
-    """
-    A call queued for a bulkhead slot. ``granted``: the slot was handed over; ``error``: the
-    call must fail instead. ``signal`` wakes it: a bare future on asyncio (an anyio Event
-    costs three objects and ~800 bytes per queued call), a :class:`_TrioSignal` on trio.
-    """
-
-    __slots__ = ("error", "granted", "signal")
-
-    def __init__(self, signal: Any) -> None:
-        self.signal = signal
-        self.granted = False
-        self.error: SupervisorError | None = None
 
 
 @final
@@ -261,7 +245,7 @@ class Actor:
         self.rng: random.Random = random.Random()
         self._started = False
         self._in_flight = 0
-        self._queue: OrderedDict[_Waiter, None] = OrderedDict()
+        self._queue: OrderedDict[Waiter, None] = OrderedDict()
         self._running: dict[Running, None] = {}
         # The fast path's running attempts: task -> its cancelling() count at the start;
         # and the tasks cut off by shutdown that have not noticed yet.
@@ -278,10 +262,10 @@ class Actor:
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
-        # How a queued waiter is woken (see _Waiter): the backend's way (set at start).
-        self._new_signal: Callable[[], Any] = _not_started
-        self._wake: Callable[[Any], None] = _not_started
-        self._wait_on: Callable[[Any], Any] = _not_started
+        # A call queued for a slot, how it is woken and waited on: the backend's (at start).
+        self._new_waiter: Callable[[], Waiter] = _not_started
+        self._wake: Callable[[Waiter], None] = _not_started
+        self._wait_on: Callable[[Waiter], Any] = _not_started
         self._inbox_send: MemoryObjectSendStream[_Control] | None = None
         self._inbox_recv: MemoryObjectReceiveStream[_Control] | None = None
         # lifetime counters
@@ -351,7 +335,7 @@ class Actor:
         self._deliver = types.MethodType(paths.deliver, self)
         if paths.cut_fast is not None:
             self._cut_fast = types.MethodType(paths.cut_fast, self)
-        self._new_signal, self._wake, self._wait_on = paths.signals()
+        self._new_waiter, self._wake, self._wait_on = paths.signals()
         if paths.cancel_scope is not None:
             self._cancel_scope = paths.cancel_scope()
         if paths.task_of is not None:  # asyncio: one timer heap, the fast path's task getter
@@ -710,7 +694,7 @@ class Actor:
         """A freed slot passes straight to the oldest waiter (FIFO), which wakes."""
         waiter, _ = self._queue.popitem(last=False)
         waiter.granted = True
-        self._wake(waiter.signal)
+        self._wake(waiter)
 
     @inline
     def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
@@ -818,13 +802,13 @@ class Actor:
         """Shutdown cut off the fast path's attempt running in *task* (no Running record)."""
         self._cut_tasks[task] = CLOSED
 
-    def _enqueue(self) -> _Waiter:
+    def _enqueue(self) -> Waiter:
         """A place at the end of the bulkhead's queue (FIFO)."""
-        waiter = _Waiter(self._new_signal())
+        waiter = self._new_waiter()
         self._queue[waiter] = None
         return waiter
 
-    def _leave_queue(self, waiter: _Waiter, epoch: int) -> None:
+    def _leave_queue(self, waiter: Waiter, epoch: int) -> None:
         if waiter in self._queue:
             del self._queue[waiter]
         elif waiter.granted:  # granted, then cancelled before it could run: pass it on
@@ -837,7 +821,7 @@ class Actor:
         while queue:
             waiter, _ = queue.popitem(last=False)
             waiter.error = error()
-            self._wake(waiter.signal)
+            self._wake(waiter)
         return failed
 
     def _reject_breaker(

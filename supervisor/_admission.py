@@ -234,10 +234,10 @@ async def _wait_for_slot(
     waiter = self._enqueue()
     try:
         if deadline is None:
-            await self._wait_on(waiter.signal)
+            await self._wait_on(waiter)
         else:
             with anyio.CancelScope(deadline=deadline):
-                await self._wait_on(waiter.signal)
+                await self._wait_on(waiter)
     except BaseException:
         self._leave_queue(waiter, epoch)
         raise

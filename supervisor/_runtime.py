@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from policies import Breaker, RateLimit, Transition
 
+    from ._errors import SupervisorError
     from ._events import Event, EventHub, EventStream
     from ._status import DependencyStatus
 
@@ -37,6 +38,7 @@ __all__ = (
     "ReplicaDependency",
     "Runtime",
     "SharedState",
+    "Waiter",
     "backend_clock",
     "current_backend",
 )
@@ -124,7 +126,8 @@ class Paths:
     with_policies: Callable[..., Coroutine[Any, Any, object]]
     #: one attempt: admission, the call, its outcome (the backend's)
     attempt: Callable[..., Coroutine[Any, Any, object]]
-    #: a queued call's wake-up, for the running loop: (new signal, wake it, wait on it)
+    #: a call queued for a slot, for the running loop: (a new :class:`Waiter`, wake it, what
+    #: to await until it is woken)
     signals: Callable[[], tuple[Callable[[], Any], Callable[[Any], None], Callable[[Any], Any]]]
     #: delivers the cut-off of a running attempt (``Actor.cut``: its timer fired, or shutdown)
     deliver: Callable[..., None]
@@ -134,6 +137,18 @@ class Paths:
     cancel_scope: Callable[[], Callable[[], Any]] | None = None
     #: asyncio: cuts off a fast-path attempt (no ``Running`` record) by its task at shutdown
     cut_fast: Callable[..., None] | None = None
+
+
+class Waiter(Protocol):
+    """
+    A call queued for a bulkhead slot, made by the backend (which knows how to wake it): a
+    future on asyncio, a parked task on trio. The actor alone writes these.
+    """
+
+    #: the slot was handed over to this call
+    granted: bool
+    #: the call must fail with this instead (the breaker opened, the supervisor left)
+    error: SupervisorError | None
 
 
 class ReplicaDependency(Protocol):

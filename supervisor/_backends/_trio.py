@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import trio
 
     from supervisor._actor import Actor
+    from supervisor._errors import SupervisorError
     from supervisor._timers import Deadline
 
 __all__ = ("PATHS", "TrioSignal", "attempt", "wait", "wake")
@@ -27,16 +28,18 @@ __all__ = ("PATHS", "TrioSignal", "attempt", "wait", "wake")
 @final
 class TrioSignal:
     """
-    A queued call's wake-up on trio: the task parked with ``wait_task_rescheduled``, the
-    signal itself as its abort function. A ``trio.Event`` is a set per event and a closure
-    per wait: ~400 bytes more per queued call.
+    A call queued for a slot on trio (``_runtime.Waiter``): the task parked with
+    ``wait_task_rescheduled``, the signal itself as its abort function. A ``trio.Event`` is
+    a set per event and a closure per wait: ~400 bytes more per queued call.
     """
 
-    __slots__ = ("is_set", "task")
+    __slots__ = ("error", "granted", "is_set", "task")
 
     def __init__(self) -> None:
         self.is_set = False
         self.task: Any = None  # the parked task, until woken or its wait is aborted
+        self.granted = False
+        self.error: SupervisorError | None = None
 
     def __call__(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
         """trio's abort callback: a cancelled wait leaves at once; a later wake is a no-op."""
