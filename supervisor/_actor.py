@@ -37,7 +37,6 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from policies import (
     DEFAULT_FALLBACK_ON,
@@ -82,7 +81,7 @@ from ._events import (
     RetryScheduled,
 )
 from ._rate_limits import RateLimits
-from ._runtime import LazyEvent, Paths, Runtime, Waiter
+from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter
 from ._spec import (
     KIND_ASYNC_GEN,
     KIND_SYNC,
@@ -142,21 +141,6 @@ def inline(handler: _F) -> _F:
 #: set it False to send every asyncio attempt through the general path, and compare the
 #: paths; it is read when an actor derives its paths.
 FAST_PATH = True
-
-
-@final
-class _Control:
-    """A control message for the actor task, acknowledged through ``done``."""
-
-    __slots__ = ("done", "error", "op", "payload", "reason", "result")
-
-    def __init__(self, op: str, reason: str, payload: dict[str, Any] | None = None) -> None:
-        self.op = op
-        self.reason = reason
-        self.payload = payload
-        self.done = anyio.Event()
-        self.result: _Transition | None = None
-        self.error: Exception | None = None
 
 
 @final
@@ -266,8 +250,7 @@ class Actor:
         self._new_waiter: Callable[[], Waiter] = _not_started
         self._wake: Callable[[Waiter], None] = _not_started
         self._wait_on: Callable[[Waiter], Any] = _not_started
-        self._inbox_send: MemoryObjectSendStream[_Control] | None = None
-        self._inbox_recv: MemoryObjectReceiveStream[_Control] | None = None
+        self._mailbox: Mailbox | None = None  # control messages (made at start)
         # lifetime counters
         self._failures = 0
         self._rejected = 0
@@ -348,34 +331,12 @@ class Actor:
         self._set_limits()
         self.accepting = True
         self._derive()
-        self._inbox_send, self._inbox_recv = anyio.create_memory_object_stream[_Control](math.inf)
+        self._mailbox = Mailbox()
 
     async def serve(self) -> None:
         """The actor task: handles control messages, one at a time, until shutdown."""
-        inbox = self._inbox_recv
-        assert inbox is not None
-        try:
-            async with inbox:
-                async for message in inbox:
-                    try:
-                        if message.op == "reconfigure":
-                            assert message.payload is not None
-                            self._reconfigure(message.payload)
-                        else:
-                            message.result = self._handle_control(message.op, message.reason)
-                    except Exception as exc:
-                        message.error = exc
-                    message.done.set()
-        finally:
-            # Cancelled (the body of `async with supervisor` raised): nobody will handle
-            # what is still in the mailbox, so answer it rather than leave senders hanging.
-            while True:
-                try:
-                    message = inbox.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                    break
-                message.error = SupervisorClosed(_SHUT_DOWN)
-                message.done.set()
+        assert self._mailbox is not None
+        await self._mailbox.serve(self._handle_control, lambda: SupervisorClosed(_SHUT_DOWN))
 
     def close(self) -> None:
         """
@@ -401,8 +362,8 @@ class Actor:
             stream.cut_off()
         if self._timers is not None:
             self._timers.close()
-        if self._inbox_send is not None:
-            self._inbox_send.close()
+        if self._mailbox is not None:
+            self._mailbox.close()
 
     # ==========================================================================================
     # The call path
@@ -907,25 +868,16 @@ class Actor:
 
     async def control(self, op: str, reason: str) -> _Transition:
         """Send a control message to the actor task and wait for its acknowledgement."""
-        if not self.accepting or self._inbox_send is None:
+        if not self.accepting or self._mailbox is None:
             raise SupervisorClosed(self._closed_reason)
-        message = _Control(op, reason)
-        self._inbox_send.send_nowait(message)
-        await message.done.wait()
-        if message.error is not None:
-            raise message.error
-        assert message.result is not None
-        return message.result
+        transition: _Transition = await self._mailbox.ask(op, reason)
+        return transition
 
     async def reconfigure(self, changes: dict[str, Any]) -> None:
         """Send new policies to the actor task and wait until it has swapped them in."""
-        if not self.accepting or self._inbox_send is None:
+        if not self.accepting or self._mailbox is None:
             raise SupervisorClosed(self._closed_reason)
-        message = _Control("reconfigure", "reconfigure", changes)
-        self._inbox_send.send_nowait(message)
-        await message.done.wait()
-        if message.error is not None:
-            raise message.error
+        await self._mailbox.ask("reconfigure", "reconfigure", changes)
 
     def _new_machine(self, now: float) -> CircuitBreaker:
         """
@@ -1001,16 +953,20 @@ class Actor:
             else:  # a placeholder until start(): status() reports a blank snapshot
                 self._machine = config.machine(0.0, self._on_transition)
 
-    def _handle_control(self, op: str, reason: str) -> _Transition:
+    def _handle_control(self, message: Message) -> _Transition | None:
+        """A control message, in the actor task: a reconfigure, or a manual transition."""
+        if message.op == "reconfigure":
+            assert message.payload is not None
+            self._reconfigure(message.payload)
+            return None
         machine = self._machine
         now = self.clock()
-        if op == "isolate":
-            return machine.isolate(now, reason)
-        transition = (
-            machine.force_half_open(now, reason)
-            if op == "force_half_open"
-            else (machine.reset(now, reason))
-        )
+        if message.op == "isolate":
+            return machine.isolate(now, message.reason)
+        if message.op == "force_half_open":
+            transition = machine.force_half_open(now, message.reason)
+        else:
+            transition = machine.reset(now, message.reason)
         self._down = None  # an operator brought a crashed dependency back
         return transition
 

@@ -14,6 +14,7 @@ supervisor only through the **replica hooks** below (:class:`Replica`,
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     "LazyEvent",
+    "Mailbox",
+    "Message",
     "Paths",
     "Replica",
     "ReplicaDependency",
@@ -96,6 +99,75 @@ class LazyEvent:
     async def wait(self) -> None:
         assert self._event is not None
         await self._event.wait()
+
+
+@final
+class Message:
+    """A control message for an actor task, acknowledged through ``done``."""
+
+    __slots__ = ("done", "error", "op", "payload", "reason", "result")
+
+    def __init__(self, op: str, reason: str, payload: dict[str, Any] | None) -> None:
+        self.op = op
+        self.reason = reason
+        self.payload = payload
+        self.done = anyio.Event()
+        self.result: object = None
+        self.error: Exception | None = None
+
+
+@final
+class Mailbox:
+    """
+    How control messages (isolate, force_half_open, reset, reconfigure) reach an actor task
+    and are acknowledged: sent by any task, handled one at a time by the actor's ``serve``.
+    Made at start (anyio needs a running backend).
+    """
+
+    __slots__ = ("_receive", "_send")
+
+    def __init__(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[Message](math.inf)
+
+    async def ask(self, op: str, reason: str, payload: dict[str, Any] | None = None) -> Any:
+        """Send a message and wait until it is handled: the handler's result, or its error."""
+        message = Message(op, reason, payload)
+        self._send.send_nowait(message)
+        await message.done.wait()
+        if message.error is not None:
+            raise message.error
+        return message.result
+
+    async def serve(
+        self, handle: Callable[[Message], object], closed: Callable[[], Exception]
+    ) -> None:
+        """
+        Hand each message to *handle* (what it returns or raises goes back to the sender),
+        until :meth:`close`. Cancelled (the body of ``async with supervisor`` raised), nobody
+        will handle what is still in the mailbox: it is answered with *closed()* rather than
+        leave senders hanging.
+        """
+        inbox = self._receive
+        try:
+            async with inbox:
+                async for message in inbox:
+                    try:
+                        message.result = handle(message)
+                    except Exception as exc:
+                        message.error = exc
+                    message.done.set()
+        finally:
+            while True:
+                try:
+                    message = inbox.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                message.error = closed()
+                message.done.set()
+
+    def close(self) -> None:
+        """No more messages: ``serve`` returns once it has handled those sent."""
+        self._send.close()
 
 
 @final
