@@ -4,8 +4,8 @@ The dependency actor: one per registered dependency, sole owner of its state.
 Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), lifetime counters, a latency ring,
-the bulkhead's in-flight count and its FIFO queue. Nothing else mutates them. Messages reach
-the actor in two ways:
+the bulkhead's in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and
+its crash bookkeeping. Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
@@ -13,15 +13,13 @@ the actor in two ways:
   a mailbox gives, without a scheduler round trip per call (a memory-stream hop costs ~15 µs
   here, the call we protect ~0.1 µs). Outcomes of worker threads are delivered back to the
   event-loop thread first (``from_thread.run_sync``), so handlers never run concurrently.
-* **Control messages** (isolate, force_half_open, reset) go through the actor task's mailbox
-  and are acknowledged when handled.
+* **Control messages** (isolate, force_half_open, reset, reconfigure) go through the actor
+  task's mailbox (``_runtime.Mailbox``) and are acknowledged when handled.
 
-Each running attempt is a :class:`~supervisor._timers.Running` record; the attempt can be cut
-off by its attempt timeout, the call's total deadline, or the supervisor shutting down. On
-asyncio the cut is a ``task.cancel()`` fired by one shared timer heap; on trio it is a
-``trio.CancelScope`` per attempt (see ``_timers.py`` for why).
-
-Outcomes are counted where they are decided: ``_succeeded`` / ``_failed`` / ``_released``.
+What awaits lives above: admission waits (``_admission``), the policy loop (``_call``),
+streams (``_stream``) and each backend's attempt, which is bound at start (``_backends``)
+and also delivers the cut-off (timeout, deadline, shutdown) the actor decides (``_cut``).
+Outcomes are counted where they are decided: ``succeeded`` / ``_failed`` / ``released``.
 """
 
 from __future__ import annotations
@@ -88,6 +86,7 @@ from ._spec import (
     KIND_WRAPS_ASYNC,
     SYNC_THREADS,
     awaiting,
+    bulkhead_size,
     callable_kind,
 )
 from ._status import DependencyStatus
@@ -120,6 +119,7 @@ _REJECTIONS: Final = (
     SupervisorClosed,
     UnknownDependency,
 )
+_NO_FAILURE: Final = (None, ErrorKind.UNKNOWN, None)
 _NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
@@ -184,11 +184,7 @@ class Actor:
         self.timeout_policy: Timeout | None = None  # first_item / between_items: _stream.py
         self._bulkhead: Bulkhead | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
-        # The sync callable's own worker threads (made in start()). anyio's default limiter is
-        # shared by the whole process: 40 calls stuck in one slow sync dependency made every
-        # other one wait for a thread and time out (issue #8, defect 2). Sized to the slots:
-        # an abandoned thread keeps its slot until it ends (guarantee 14), so an admitted call
-        # always finds a thread free, and waiting for a thread is never charged to its timeout.
+        # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
         self.fallback: Callable[..., object] | None = None
         self._fallback_on = _DEFAULT_FALLBACK_ON
@@ -197,14 +193,10 @@ class Actor:
         )
         self._breaker_config = _NO_BREAKER
         self._slow_after = math.inf
-        # Rate limits (requests, tokens): every call takes a turn in each, at admission, after
-        # the breaker and the pause and before the bulkhead. Their machines are made in
-        # start() (or leased from the supervisor's shared state).
+        # Rate limits, and their turn sources (local or shared: made at start): _admission.py.
         self._rate_limits: tuple[RateLimit, ...] = ()
-        # Their turn sources: local GCRA machines, or the shared state's (made at start).
         self._limits: RateLimits | None = None
-        #: The rate limits and turns of the latest admission through admit_slow, read by its
-        #: caller as soon as it returns (nothing runs in between), for settle.
+        #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
         self._settles = False  # (derived: see _derive)
         # A shared open verdict from other replicas: calls are refused until then (loop clock).
@@ -212,11 +204,9 @@ class Actor:
         # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
         self._streams: dict[Any, None] = {}
         self._simple = self._plain = False  # (derived: see _derive)
-        # What the supervisor gives the actor at start (clock, closing event, hub, shared
-        # state, restart policy): the actor never reaches into the supervisor.
+        # Given at start: the actor never reaches into the supervisor. What it decides goes
+        # out as events (_publish); ringfence's log lines are one listener of them.
         self._runtime: Runtime | None = None
-        # What the actor decides (transitions, retries, rejections, crashes) goes out as
-        # events; ringfence's log lines are one listener of them (_events.py).
         self._hub: EventHub | None = None
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
@@ -231,8 +221,7 @@ class Actor:
         self._in_flight = 0
         self._queue: OrderedDict[Waiter, None] = OrderedDict()
         self._running: dict[Running, None] = {}
-        # The fast path's running attempts: task -> its cancelling() count at the start;
-        # and the tasks cut off by shutdown that have not noticed yet.
+        # The fast path's attempts: task -> its cancelling() at the start; those shutdown cut.
         self._tasks: dict[asyncio.Task[Any], int] = {}
         self._cut_tasks: dict[asyncio.Task[Any], int] = {}
         self._timers: DeadlineHeap | None = None
@@ -261,22 +250,14 @@ class Actor:
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
         self._pause_rejection_published = False
-        # The hot path's one admission comparison: `in_flight < _slots`. Equal to
-        # max_concurrent while calls may run at once; -1 while a gate is down (a pause,
-        # shutdown), which sends every call to _admit_slow. A gate costs the hot path nothing.
-        self._slots = -1
-        # (exception, kind) of the latest failure _failed classified: the retry loop, which
-        # sees the same exception next with no await in between, reuses the kind.
-        self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = (
-            None,
-            ErrorKind.UNKNOWN,
-            None,
-        )
+        self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
+        # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
+        # which sees the same exception next with no await in between, reuses them.
+        self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
         self._slow_calls = 0
         self._errors: dict[str, int] = {}
-        # Every outcome (success, failure, ignored) records one latency, so its count is
-        # the lifetime number of calls: no separate counter on the hot path.
+        # One latency per outcome (success, failure, ignored): its count is the calls made.
         self._latency = LatencyWindow()
         self._latency_ring = self._latency.ring  # inlined LatencyWindow.record on the hot path
         # crash bookkeeping
@@ -505,15 +486,7 @@ class Actor:
         Called whenever one of them changes (start, close, reconfigure, a pause, a shared
         verdict, a sync callable found to be async); nothing else assigns these.
         """
-        bulkhead = self._bulkhead
-        if bulkhead is not None:
-            self._max_concurrent, self._max_queued = bulkhead.max_concurrent, bulkhead.max_queued
-        elif not self._is_async:
-            # A sync callable without a bulkhead: at most SYNC_THREADS calls in threads, the
-            # rest wait in the queue (FIFO, shown in status().queued, not timed as an attempt).
-            self._max_concurrent, self._max_queued = SYNC_THREADS, sys.maxsize
-        else:
-            self._max_concurrent, self._max_queued = sys.maxsize, 0
+        self._max_concurrent, self._max_queued = bulkhead_size(self._bulkhead, self._is_async)
         if self._limiter is not None and not self._is_async:
             self._limiter.total_tokens = self._max_concurrent
         self._settles = self._limits is not None and self._limits.settles
@@ -975,18 +948,11 @@ class Actor:
 
     def status(self) -> DependencyStatus:
         """A frozen snapshot; a blank closed one before the supervisor starts."""
-        machine = self._machine
-        transitions: tuple[_Transition, ...] = ()
-        if machine is None:
-            state, since, consecutive, breaks = State.CLOSED, 0.0, 0, None
-        else:
-            state = machine.state
-            if state is _OPEN_STATE and self.accepting and self.clock() >= machine.open_until:
-                state = State.HALF_OPEN  # decided lazily at the next call; report it now
-            since = machine.since
-            consecutive = machine.consecutive_failures
-            breaks = machine.break_duration
-            transitions = tuple(machine.transitions)
+        machine = self._machine  # before start: a placeholder, closed since 0.0 (_apply)
+        state = machine.state
+        if state is _OPEN_STATE and self.accepting and self.clock() >= machine.open_until:
+            state = State.HALF_OPEN  # decided lazily at the next call; report it now
+        since = machine.since
         calls = self._latency.count  # every outcome records exactly one latency
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
@@ -1005,15 +971,15 @@ class Actor:
             name=self.name,
             state=state,
             since=since,
-            consecutive_failures=consecutive,
+            consecutive_failures=machine.consecutive_failures,
             calls=calls,
             failures=self._failures,
             rejected=self._rejected,
             failure_rate=self._failures / calls if calls else 0.0,
             in_flight=self._in_flight,
             queued=len(self._queue),
-            break_duration=breaks,
-            transitions=transitions,
+            break_duration=machine.break_duration,
+            transitions=tuple(machine.transitions),
             errors=dict(self._errors),
             latency=self._latency.percentiles(),
             slow_calls=self._slow_calls,

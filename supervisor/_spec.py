@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar, cast
 
@@ -22,6 +23,7 @@ __all__ = (
     "UNSET",
     "awaiting",
     "callable_kind",
+    "bulkhead_size",
     "check_fallback",
     "check_policy",
     "check_type",
@@ -32,6 +34,20 @@ __all__ = (
 #: Calls a sync callable registered without a bulkhead runs at once, each in a worker thread
 #: of its own limiter (anyio's default size); further calls wait in its queue.
 SYNC_THREADS: Final = 40
+
+
+def bulkhead_size(bulkhead: Bulkhead | None, is_async: bool) -> tuple[int, int]:
+    """
+    A dependency's ``(max_concurrent, max_queued)``: its bulkhead's; for a sync callable
+    without one, at most :data:`SYNC_THREADS` calls in threads and the rest in the queue
+    (FIFO, shown in ``status().queued``, not timed as an attempt); else no bound.
+    """
+    if bulkhead is not None:
+        return bulkhead.max_concurrent, bulkhead.max_queued
+    if not is_async:
+        return SYNC_THREADS, sys.maxsize
+    return sys.maxsize, 0
+
 
 #: The policy arguments that take one policy object (or ``None``), with the class and the
 #: name an error gives it: ``register``, ``reconfigure`` and the configuration file read it.

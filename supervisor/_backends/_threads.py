@@ -7,6 +7,12 @@ cancelled before its thread started gives its slot back at once, and the functio
 runs (issue 16, defect 1). A plain callable that returns an awaitable (``lambda p:
 client.complete(p)``) is found to be async: the awaitable is awaited on the loop, and the
 dependency is called on the loop from then on (``Actor.learned_async``).
+
+Each sync dependency has its own worker threads (``Actor._limiter``, sized to its slots by
+``Actor._derive``). anyio's default limiter is shared by the whole process: 40 calls stuck in
+one slow sync dependency made every other one wait for a thread and time out (issue #8,
+defect 2). Sized to the slots, and an abandoned thread keeping its slot until it ends, an
+admitted call always finds a thread free: waiting for a thread is never charged to its timeout.
 """
 
 from __future__ import annotations
