@@ -3,11 +3,13 @@ The attempt paths of each backend, chosen once when the supervisor starts (anyio
 ``get_async_backend`` habit) and bound to each actor: :func:`paths_for`.
 
 * ``_asyncio``: the fast path's **template** (plain code calling the actor's ``@inline``
-  handlers), the general attempt (a timer, a thread, or re-entry), the waiters' signals.
+  handlers); with ``_asyncio_general``: the general attempt (a timer, a thread, or
+  re-entry), the delivery of a cut-off, the queued calls' waiters (a loop future each).
 * ``_generated_asyncio``: the fast path with the ``@inline`` handlers' bodies inlined,
   written by ``_generate`` from the template (``make generate``); what asyncio runs, unless
   ``RINGFENCE_INLINE=0`` asks for the template (CI runs the runtime tests once that way).
-* ``_trio``: the trio attempt (one ``CancelScope``) and the parked-task signals.
+* ``_trio``: the trio attempt (one ``CancelScope``, cancelled to cut it off) and the
+  queued calls' waiters (a parked task each).
 * ``_threads``: a sync callable's worker threads.
 
 A backend module is imported on first use, so asyncio never imports trio.
