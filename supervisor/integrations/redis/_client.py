@@ -38,17 +38,28 @@ import asyncio
 import contextvars
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, TypeVar, cast
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import coredis
 import coredis.retry
-from coredis.connection import BaseConnection
+from coredis.connection import BaseConnection, TCPLocation
 
-__all__ = ("make_client",)
+from ._protocol import _reason, redirected
+
+__all__ = ("CLUSTER_SUFFIX", "Client", "explain", "make_client", "plain_url")
+
+#: What the sync actor talks through: one server's client, or a Redis Cluster's.
+Client = coredis.Redis[Any] | coredis.RedisCluster[Any]
+
+#: The URL scheme's suffix that asks for a Redis Cluster client (``redis+cluster://``).
+CLUSTER_SUFFIX: Final = "+cluster"
 
 _STREAMS = (
     "_write_buffer_in",
@@ -66,6 +77,8 @@ def _close_streams(connection: BaseConnection) -> None:
         if stream is not None:
             stream.close()
 
+
+_C = TypeVar("_C", bound=BaseConnection)
 
 _CLOSING: dict[type[BaseConnection], type[BaseConnection]] = {}
 
@@ -146,11 +159,11 @@ class _UnixStream(anyio.abc.ByteStream):
         return self._inner.extra_attributes
 
 
-def _closing(cls: type[BaseConnection]) -> type[BaseConnection]:
+def _closing(cls: type[_C]) -> type[_C]:
     """*cls*, closing its memory object streams whenever its ``run()`` ends."""
     known = _CLOSING.get(cls)
     if known is not None:
-        return known
+        return cast(type[_C], known)
 
     class Closing(cls):  # type: ignore[valid-type,misc]
         async def _connect(self) -> anyio.abc.ByteStream:
@@ -171,11 +184,62 @@ def _closing(cls: type[BaseConnection]) -> type[BaseConnection]:
 
     Closing.__name__ = Closing.__qualname__ = f"Closing{cls.__name__}"
     _CLOSING[cls] = Closing
-    return Closing
+    return cast(type[_C], Closing)
 
 
-def make_client(url: str, *, timeout: float, client_name: str) -> coredis.Redis[Any]:
-    """A client for *url*: every read and connect bounded by *timeout*, no retries."""
+class _ClusterPool(coredis.ClusterConnectionPool):
+    """
+    A cluster's connection pool that closes what its layout opened: coredis 6.9's
+    ``ClusterLayout`` creates a memory object stream pair for its errors and never closes it,
+    so every cluster client, once collected, warns (``ResourceWarning``) like a failed
+    connection does (see the module docstring). Closed once the pool is left for good.
+    """
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            if self._counter == 0:
+                for stream in getattr(self.cluster_layout, "_error_stream", ()):
+                    stream.close()
+
+
+def plain_url(url: str) -> tuple[str, bool]:
+    """*url* with a ``+cluster`` scheme suffix taken off, and whether it had one."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower().endswith(CLUSTER_SUFFIX):
+        return scheme[: -len(CLUSTER_SUFFIX)] + sep + rest, True
+    return url, False
+
+
+def make_client(url: str, *, timeout: float, client_name: str, cluster: bool = False) -> Client:
+    """
+    A client for *url*: every read and connect bounded by *timeout*, no retries. *cluster*
+    (or a ``redis+cluster://`` URL): a ``coredis.RedisCluster`` that learns the cluster's
+    layout from the node in the URL and follows its redirections (MOVED, ASK), up to four
+    connections per node.
+    """
+    url, suffixed = plain_url(url)
+    no_retries = coredis.retry.NoRetryPolicy()
+    if cluster or suffixed:
+        parts = urlsplit(url)
+        nodes = _ClusterPool.from_url(
+            url,
+            # given, or coredis builds it from the URL in a form it deprecates itself
+            startup_nodes=[TCPLocation(parts.hostname or "localhost", parts.port or 6379)],
+            stream_timeout=timeout,
+            connect_timeout=timeout,
+            client_name=client_name,
+            max_connections=4,
+            max_connections_per_node=True,
+        )
+        nodes.connection_class = _closing(nodes.connection_class)
+        return coredis.RedisCluster(connection_pool=nodes, retry_policy=no_retries)
     pool: coredis.ConnectionPool[Any] = coredis.ConnectionPool.from_url(
         url,
         stream_timeout=timeout,
@@ -184,4 +248,63 @@ def make_client(url: str, *, timeout: float, client_name: str) -> coredis.Redis[
         max_connections=4,
     )
     pool.connection_class = _closing(pool.connection_class)
-    return coredis.Redis(connection_pool=pool, retry_policy=coredis.retry.NoRetryPolicy())
+    return coredis.Redis(connection_pool=pool, retry_policy=no_retries)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """*exc* and what caused it, or happened while handling what caused it (no cycles)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def explain(exc: BaseException, where: str, *, connecting: bool) -> str | None:
+    """
+    What a failure to use Redis at *where* (redacted) means when the kind of server is the
+    problem, or None: a Redis Cluster reached without cluster mode (``MOVED``/``ASK``), cluster
+    mode on a server that is not one, or a TLS connection that did not come up (a plain server
+    behind ``rediss://``, a certificate refused). *exc*: the leaf of what was raised;
+    *connecting*: no command of this client has been answered yet (a deadline that passed
+    then, during a TLS handshake, is the handshake's).
+    """
+    if isinstance(exc, coredis.exceptions.AskError):  # MovedError is one too
+        return redirected(where, _reason(exc))
+    chain = _chain(exc)
+    if isinstance(exc, coredis.exceptions.RedisClusterError) and any(
+        "cluster support disabled" in str(cause) for cause in chain
+    ):
+        return (
+            f"Redis at {where} is not a Redis Cluster (cluster support disabled): use a"
+            " redis:// (or rediss://) URL without cluster=True"
+        )
+    # coredis says "Unable to establish a connection" (ConnectionError) when its own connect
+    # deadline passes, or the cluster's discovery found no node; the caller's deadline may
+    # pass first. Past the connection, a TLS read that waits is an SSLWantReadError handled.
+    during_connect = isinstance(
+        exc, coredis.exceptions.ConnectionError | coredis.exceptions.RedisClusterError
+    ) or (connecting and isinstance(exc, TimeoutError))
+    tls = [cause for cause in chain if isinstance(cause, ssl.SSLError)]
+    if not (during_connect and tls):
+        return None
+    error = tls[-1]
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"Redis at {where} presented a TLS certificate this replica refuses"
+            f" ({error.verify_message}): give the CA that signed it"
+            " (?ssl_ca_certs=/path/ca.pem), or check the host name"
+        )
+    if isinstance(error, ssl.SSLWantReadError | ssl.SSLWantWriteError):
+        what = (
+            "did not complete: no TLS answer came (a server without TLS on that port, or one"
+            " that stopped answering)"
+        )
+    else:
+        what = f"failed ({_reason(error)})"
+    return (
+        f"the TLS handshake with Redis at {where} {what}; a rediss:// URL needs a server with"
+        " TLS on that port (tls-port), redis:// a plain one; a server that asks for client"
+        " certificates needs ?ssl_certfile=...&ssl_keyfile=..."
+    )

@@ -91,6 +91,15 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def redirected(where: str, text: str) -> str:
+    """What a MOVED or ASK from Redis at *where* (*text*: ``_reason`` of it) means."""
+    return (
+        f"Redis at {where} is part of a Redis Cluster and sent ringfence's keys to another node"
+        f" ({text}): use a redis+cluster:// (or rediss+cluster://) URL, or"
+        " RedisShared(..., cluster=True)"
+    )
+
+
 def _expected_type(suffix: str) -> str | None:
     """The Redis type of a key of this format, from its name after the prefix; None: not ours."""
     parts = suffix.split(":")
@@ -115,12 +124,16 @@ def _problem(
     wrong_type: bool,
     namespace: str,
     base: str,
+    redirected_by: str | None = None,
 ) -> None:
     """
     What a script refused with *text* (``_reason`` of its error) means, into *problems* (scope
-    -> why); *wrong_type*: the error is coredis's ``WrongTypeError``; *base*: the keys' prefix.
+    -> why); *wrong_type*: the error is coredis's ``WrongTypeError``; *base*: the keys' prefix;
+    *redirected_by*: the error is a cluster's redirection (MOVED, ASK), from Redis there.
     """
-    if "RINGFENCE_FORMAT" in text:
+    if redirected_by is not None:
+        problems["cluster"] = redirected(redirected_by, text)
+    elif "RINGFENCE_FORMAT" in text:
         problems["format"] = (
             f"namespace {namespace!r} is used by another ringfence version"
             f" ({text.split('RINGFENCE_FORMAT ', 1)[1]}); use another namespace"

@@ -19,7 +19,13 @@ from contextlib import contextmanager
 import anyio
 import pytest
 
-from supervisor.integrations.redis._server import INSTALL_HINT, RedisServer, find_redis_server
+from supervisor.integrations.redis._server import (
+    INSTALL_HINT,
+    RedisCluster,
+    RedisServer,
+    find_redis_cli,
+    find_redis_server,
+)
 
 #: Hang guard, real seconds (both backends run on real time here).
 HANG = float(os.environ.get("RINGFENCE_TEST_HANG", "30"))
@@ -33,13 +39,16 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def need_redis_server() -> None:
-    """Skip (fail under CI=true) without a redis-server to start."""
-    if find_redis_server() is not None:
+def need_redis_server(*, cli: bool = False) -> None:
+    """Skip (fail under CI=true) without a redis-server (and with *cli*, a redis-cli) to run."""
+    if find_redis_server() is not None and (not cli or find_redis_cli() is not None):
         return
+    hint = INSTALL_HINT
+    if find_redis_server() is not None:
+        hint = "redis-cli was not found: install it (Debian/Ubuntu: `sudo apt-get install redis-tools`)"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true and {INSTALL_HINT}", pytrace=False)
-    pytest.skip(INSTALL_HINT)
+        pytest.fail(f"CI=true and {hint}", pytrace=False)
+    pytest.skip(hint)
 
 
 @pytest.fixture
@@ -56,6 +65,20 @@ def redis_tcp() -> Iterator[RedisServer]:
     need_redis_server()
     with RedisServer(tcp=True) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session() -> Iterator[RedisCluster]:
+    """One 3-node Redis Cluster for the session (joining one takes seconds)."""
+    need_redis_server(cli=True)
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session: RedisCluster) -> RedisCluster:
+    """A 3-node Redis Cluster (the session's: tests keep to namespaces of their own)."""
+    return redis_cluster_session
 
 
 @contextmanager
