@@ -281,15 +281,20 @@ def explain(exc: BaseException, where: str, *, connecting: bool) -> str | None:
             " redis:// (or rediss://) URL without cluster=True"
         )
     # coredis says "Unable to establish a connection" (ConnectionError) when its own connect
-    # deadline passes, or the cluster's discovery found no node; the caller's deadline may
-    # pass first. Past the connection, a TLS read that waits is an SSLWantReadError handled.
-    during_connect = isinstance(
-        exc, coredis.exceptions.ConnectionError | coredis.exceptions.RedisClusterError
-    ) or (connecting and isinstance(exc, TimeoutError))
+    # deadline passes (the TLS error that was waiting in its chain), or the cluster's
+    # discovery reached no node. The caller's deadline may pass first: its TimeoutError
+    # carries nothing of the connection's task, so a TLS URL without an answer yet is all
+    # there is to go by. (Past the connection, every TLS read that waits handles an
+    # SSLWantReadError: no sign of anything.)
     tls = [cause for cause in chain if isinstance(cause, ssl.SSLError)]
-    if not (during_connect and tls):
+    if isinstance(exc, coredis.exceptions.ConnectionError | coredis.exceptions.RedisClusterError):
+        if not tls:
+            return None
+        error: ssl.SSLError = tls[-1]
+    elif connecting and isinstance(exc, TimeoutError) and where.startswith("rediss"):
+        error = ssl.SSLWantReadError()
+    else:
         return None
-    error = tls[-1]
     if isinstance(error, ssl.SSLCertVerificationError):
         return (
             f"Redis at {where} presented a TLS certificate this replica refuses"

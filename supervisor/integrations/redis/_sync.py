@@ -69,6 +69,8 @@ from ._client import Client, explain, make_client
 from ._keys import DependencyKeys, Keys
 from ._lease import LeasedLimiter
 from ._protocol import (
+    DependencyReply,
+    MalformedReply,
     _leaf,
     _problem,
     _reason,
@@ -80,6 +82,7 @@ from ._protocol import (
     decode_lease,
     dependency_args,
     disagreement,
+    garbage_problem,
     heartbeat_args,
     lease_args,
     pause_args,
@@ -510,7 +513,10 @@ class SyncActor:
             if isinstance(result, BaseException):
                 op.failed(result)
             else:
-                op.done(result, received)
+                try:
+                    op.done(result, received)
+                except MalformedReply as exc:  # as if Redis had refused the script
+                    op.failed(exc)
         if "connection" in self.problems:
             _log("info", "ringfence.shared_restored", replicas=self.replicas)
         self.problems = problems
@@ -659,7 +665,10 @@ class SyncActor:
         )
 
         def done(reply: Any, received: float) -> None:
-            self._apply_dependency(dep, actor, reply, received)
+            decoded = decode_dependency(reply, keys)
+            if decoded.garbage:
+                problems[f"garbage:{name}"] = garbage_problem(decoded.garbage)
+            self._apply_dependency(dep, actor, decoded, received, settings[2])
 
         def failed(exc: BaseException) -> None:
             self._problem(problems, f"dependency:{name}", f"dependency {name!r}", exc)
@@ -672,8 +681,10 @@ class SyncActor:
             failed,
         )
 
-    def _apply_dependency(self, dep: _Dependency, actor: Any, reply: Any, now: float) -> None:
-        decoded = decode_dependency(reply)
+    def _apply_dependency(
+        self, dep: _Dependency, actor: Any, decoded: DependencyReply, now: float, longest: float
+    ) -> None:
+        """*decoded*: the dependency's reply; *longest*: this replica's own ``open_for``."""
         epoch = decoded.epoch
         if epoch != dep.epoch:
             if dep.epoch >= 0:
@@ -686,9 +697,12 @@ class SyncActor:
         verdict, verdict_ttl = decoded.verdict, decoded.verdict_ttl
         if verdict is not None and verdict_ttl > 0:
             if verdict != dep.open:
-                actor.shared_open(verdict_ttl / 1000)
+                # No longer than this replica would open for itself: a verdict planted with a
+                # day's TTL does not refuse calls for a day.
+                seconds = min(verdict_ttl / 1000, longest)
+                actor.shared_open(seconds)
                 dep.open = verdict
-                dep.open_until = now + verdict_ttl / 1000
+                dep.open_until = now + seconds
                 dep.open_delay = None
                 if decoded.clock == "server":
                     dep.open_delay = verdict_delay(verdict, time.time())
@@ -700,10 +714,14 @@ class SyncActor:
         pause, pause_ttl = decoded.pause, decoded.pause_ttl
         if pause is not None and pause_ttl > 0:
             origin = pause_origin(pause)
+            until = now + pause_ttl / 1000
             if origin != self._pauser and pause != dep.pause:
-                actor.shared_pause(pause_ttl / 1000)
+                # at most the dependency's max_retry_after (the actor caps it)
+                until = now + actor.shared_pause(pause_ttl / 1000)
                 dep.pause = pause
-            dep.pause_until = now + pause_ttl / 1000
+            elif origin != self._pauser:
+                until = min(until, dep.pause_until)  # as capped when it was applied
+            dep.pause_until = until
         # The latest cluster-wide command.
         command = decoded.command
         if command[0] is None and dep.control is None:
