@@ -286,13 +286,31 @@ def explain(exc: BaseException, where: str, *, connecting: bool) -> str | None:
     # carries nothing of the connection's task, so a TLS URL without an answer yet is all
     # there is to go by. (Past the connection, every TLS read that waits handles an
     # SSLWantReadError: no sign of anything.)
+    over_tls = where.startswith("rediss")
     tls = [cause for cause in chain if isinstance(cause, ssl.SSLError)]
-    if isinstance(exc, coredis.exceptions.ConnectionError | coredis.exceptions.RedisClusterError):
-        if not tls:
-            return None
-        error: ssl.SSLError = tls[-1]
-    elif connecting and isinstance(exc, TimeoutError) and where.startswith("rediss"):
+    failed = isinstance(
+        exc, coredis.exceptions.ConnectionError | coredis.exceptions.RedisClusterError
+    )
+    certificates = (
+        "; a server that asks for client certificates (tls-auth-clients) needs"
+        " ?ssl_certfile=...&ssl_keyfile=..., signed by a CA it trusts"
+    )
+    if failed and tls:
+        error = tls[-1]
+    elif connecting and over_tls and isinstance(exc, TimeoutError):
         error = ssl.SSLWantReadError()
+    elif (
+        connecting
+        and over_tls
+        and failed
+        and any(isinstance(cause, ConnectionResetError | BrokenPipeError) for cause in chain)
+    ):
+        # TLS 1.3: the server's refusal of this replica's certificate (or its lack of one)
+        # may come after the client's side of the handshake ended, as a reset
+        return (
+            f"Redis at {where} closed the TLS connection before it answered"
+            f" ({_reason(chain[-1])}){certificates}"
+        )
     else:
         return None
     if isinstance(error, ssl.SSLCertVerificationError):
@@ -310,6 +328,5 @@ def explain(exc: BaseException, where: str, *, connecting: bool) -> str | None:
         what = f"failed ({_reason(error)})"
     return (
         f"the TLS handshake with Redis at {where} {what}; a rediss:// URL needs a server with"
-        " TLS on that port (tls-port), redis:// a plain one; a server that asks for client"
-        " certificates needs ?ssl_certfile=...&ssl_keyfile=..."
+        f" TLS on that port (tls-port), redis:// a plain one{certificates}"
     )

@@ -402,9 +402,9 @@ class RedisShared:
         except Exception as exc:
             raise SharedStateError(self._unusable(exc)) from exc
 
-    def _unusable(self, exc: BaseException) -> str:
-        # connecting=False: check()'s deadline (4 * timeout) outlasts coredis's connect deadline
-        explained = explain(exc, _redact(self.url), connecting=False)
+    def _unusable(self, exc: BaseException, *, connecting: bool = False) -> str:
+        """Why this Redis cannot be used (*connecting*: no answer from it yet)."""
+        explained = explain(exc, _redact(self.url), connecting=connecting)
         if explained is not None:
             return explained
         if isinstance(exc, TimeoutError):
@@ -415,7 +415,10 @@ class RedisShared:
         where = _redact(self.url)
         with anyio.fail_after(4 * self.timeout):
             async with self._sync.client() as client:
-                await client.ping()
+                try:
+                    await client.ping()
+                except (coredis.exceptions.RedisError, OSError) as exc:
+                    raise SharedStateError(self._unusable(exc, connecting=True)) from exc
                 for script in SCRIPTS.values():
                     await client.script_load(script.text)
                 if self.clock == "server":

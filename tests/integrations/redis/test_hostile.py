@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from pathlib import Path
 
 import coredis
 import pytest
@@ -187,3 +188,28 @@ async def test_tls_against_a_plain_server_says_so(redis_tcp: RedisServer) -> Non
             await until(shared, lambda: degraded_by_something(shared))
             assert HealthStatus.DEGRADED == sup.health().status
             assert "the TLS handshake with Redis at rediss://" in (sup.health().reason or "")
+
+
+async def test_tls_and_mutual_tls(redis_tls: tuple[str, str], tls_files: Path) -> None:
+    """A TLS server: the URL's options as the README gives them reach it (the CA, the host
+    name checked, and a client certificate where the server asks for one); without the CA
+    the certificate is refused, without a client certificate the server closes, each said."""
+    url, auth_clients = redis_tls
+    ca = f"ssl_ca_certs={tls_files / 'ca.crt'}&ssl_check_hostname=true"
+    client = f"&ssl_certfile={tls_files / 'client.crt'}&ssl_keyfile={tls_files / 'client.key'}"
+    sup, shared = replica(f"{url}?{ca}{client}", clock="server")
+    sup.register("llm", ok, rate_limit=RateLimit(100, per=1))
+    with guard():
+        await shared.check()
+        async with sup:
+            await until(shared, lambda: lease_mode(shared) == "lease")
+            assert shared.degraded() is None
+        _, untrusted = replica(url)
+        with pytest.raises(SharedStateError, match=r"presented a TLS certificate this replica"):
+            await untrusted.check()
+        _, anonymous = replica(f"{url}?{ca}")
+        if auth_clients == "no":
+            await anonymous.check()
+        else:
+            with pytest.raises(SharedStateError, match=r"needs \?ssl_certfile=\.\.\.&ssl_keyfile"):
+                await anonymous.check()
