@@ -424,6 +424,12 @@ class RedisShared:
                 if self.clock == "server":
                     try:
                         await client.eval("return redis.call('TIME')", keys=[], args=[])
+                    except coredis.exceptions.AuthorizationError as exc:  # EVAL itself
+                        msg = (
+                            f"Redis at {where} does not let this user run EVAL"
+                            f" ({_reason(exc)}): its ACL needs +eval (see the README's ACL)"
+                        )
+                        raise SharedStateError(msg) from exc
                     except coredis.exceptions.ResponseError as exc:
                         msg = (
                             f"Redis at {where} refuses TIME to scripts ({_reason(exc)}):"

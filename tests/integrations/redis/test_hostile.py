@@ -20,7 +20,7 @@ from policies import RateLimit, Retry
 from supervisor import BreakerOpen, HealthStatus
 from supervisor.integrations.redis import RedisShared, SharedStateError
 from supervisor.integrations.redis._keys import Keys
-from supervisor.integrations.redis._server import RedisServer
+from supervisor.integrations.redis._server import RedisCluster, RedisServer
 
 from .conftest import guard
 from .test_shared import degraded_by_something, ok, replica, until
@@ -213,3 +213,79 @@ async def test_tls_and_mutual_tls(redis_tls: tuple[str, str], tls_files: Path) -
         else:
             with pytest.raises(SharedStateError, match=r"needs \?ssl_certfile=\.\.\.&ssl_keyfile"):
                 await anonymous.check()
+
+
+# -- ACL ------------------------------------------------------------------------------------------
+
+
+README = Path(__file__).parents[3] / "README.md"
+
+
+def readme_acl(namespace: str) -> list[str]:
+    """The README's ACL rules (after the user name), for *namespace*, password "pw"."""
+    (line,) = [line for line in README.read_text().splitlines() if line.startswith("user ")]
+    _, _, *rules = line.split()
+    return [
+        ">pw" if rule.startswith(">") else rule.replace("{summarizer}", "{" + namespace + "}")
+        for rule in rules
+    ]
+
+
+async def test_the_readme_acl_is_enough(redis_tcp: RedisServer) -> None:
+    """A user with the README's rules: check() (TIME probe, keys to look over), every script
+    (heartbeat, dependency with a shared open, lease, a 429's pause, isolate and reset), and
+    scripts loaded again after SCRIPT FLUSH; nothing degraded, nothing in the ACL log."""
+    from .test_shared import TooManyRequests, failing, tolerant
+
+    async with coredis.Redis.from_url(redis_tcp.url) as admin:
+        await admin.acl_setuser("app", *readme_acl("acl"))
+        url = redis_tcp.url.replace("redis://", "redis://app:pw@", 1)
+        options = {"open_ratio": 0.5, "open_min_volume": 5, "open_min_replicas": 1}
+        sup, shared = replica(url, "acl", clock="server", **options)
+
+        async def limited() -> str:
+            raise TooManyRequests(retry_after=30)
+
+        sup.register("llm", ok, rate_limit=RateLimit(100, per=1))
+        sup.register("flaky", failing, breaker=tolerant())
+        sup.register("limited", limited)
+        with guard():
+            await shared.check()
+            async with sup:
+                await until(shared, lambda: lease_mode(shared) == "lease")
+                await sup.call("llm")
+                for _ in range(5):
+                    with pytest.raises(ConnectionError):
+                        await sup.call("flaky")
+                with pytest.raises(TooManyRequests):
+                    await sup.call("limited")
+                await until(shared, lambda: sup.status("flaky").shared_open_until is not None)
+                await sup.isolate("llm", reason="maintenance", scope="cluster")
+                await sup.reset("llm", scope="cluster")
+                await admin.script_flush()
+                assert await shared.wait_tick()
+                assert await shared.wait_tick()
+                assert shared.degraded() is None
+            await shared.check()  # the namespace's keys now exist: SCAN and TYPE
+        assert () == tuple(await admin.acl_log())
+
+
+async def test_the_readme_acl_on_a_cluster(redis_cluster: RedisCluster) -> None:
+    """The README's rules and +cluster|slots, on every node: check() and the ticks pass."""
+    from .test_cluster import cluster_url, elsewhere
+
+    namespace = await elsewhere(redis_cluster, "acl")
+    for node in redis_cluster.urls:
+        async with coredis.Redis.from_url(node) as admin:
+            await admin.acl_setuser("app", *readme_acl(namespace), "+cluster|slots")
+    url = cluster_url(redis_cluster).replace("://", "://app:pw@", 1)
+    sup, shared = replica(url, namespace, clock="server")
+    sup.register("llm", ok, rate_limit=RateLimit(100, per=1))
+    with guard():
+        await shared.check()
+        async with sup:
+            await until(shared, lambda: lease_mode(shared) == "lease")
+            assert shared.degraded() is None
+    for node in redis_cluster.urls:
+        async with coredis.Redis.from_url(node) as admin:
+            assert () == tuple(await admin.acl_log())
