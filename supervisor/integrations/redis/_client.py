@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import socket
 import ssl
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
@@ -49,6 +51,9 @@ import anyio.abc
 import anyio.lowlevel
 import coredis
 import coredis.retry
+from coredis.cluster._discovery import DiscoveryService
+from coredis.cluster._layout import ClusterLayout
+from coredis.cluster._node import ClusterNodeLocation
 from coredis.connection import BaseConnection, TCPLocation
 
 from ._protocol import _reason, redirected
@@ -187,13 +192,52 @@ def _closing(cls: type[_C]) -> type[_C]:
     return cast(type[_C], Closing)
 
 
+@dataclasses.dataclass(unsafe_hash=True)
+class _Node(ClusterNodeLocation):
+    """A cluster node whose discovery client (``CLUSTER SLOTS``) has closing connections."""
+
+    def as_client(self, **client_args: Any) -> coredis.Redis[Any]:
+        client: coredis.Redis[Any] = super().as_client(**client_args)
+        pool = client.connection_pool
+        pool.connection_class = _closing(pool.connection_class)
+        return client
+
+
+class _Discovery(DiscoveryService):
+    """
+    coredis's discovery of a cluster's layout, asking each node through a client of closing
+    connections (:class:`_Node`): it asks a node that does not answer as often as the sync
+    actor reconnects, and each failed attempt would leave its streams to the collector.
+    """
+
+    async def get_cluster_layout(
+        self,
+    ) -> tuple[list[ClusterNodeLocation], defaultdict[int, list[ClusterNodeLocation]]]:
+        nodes = self._startup_nodes  # the last layout's nodes (follow_cluster), asked in turn
+        nodes[:] = [
+            _Node(node.host, node.port, node.server_type, node.node_id, node.priority)
+            for node in nodes
+        ]
+        return await super().get_cluster_layout()
+
+
 class _ClusterPool(coredis.ClusterConnectionPool):
     """
-    A cluster's connection pool that closes what its layout opened: coredis 6.9's
-    ``ClusterLayout`` creates a memory object stream pair for its errors and never closes it,
-    so every cluster client, once collected, warns (``ResourceWarning``) like a failed
-    connection does (see the module docstring). Closed once the pool is left for good.
+    A cluster's connection pool that closes what it opens: its discovery's connections
+    (:class:`_Discovery`) and the memory object stream pair coredis 6.9's ``ClusterLayout``
+    creates for its errors and never closes (every cluster client, once collected, would
+    warn like a failed connection does: see the module docstring), once left for good.
     """
+
+    def __init__(self, startup_nodes: list[TCPLocation], **options: Any) -> None:
+        super().__init__(startup_nodes, **options)
+        _close_layout(self.cluster_layout)
+        discovery = _Discovery(
+            startup_nodes=self.startup_nodes,
+            skip_full_coverage_check=options.get("skip_full_coverage_check", False),
+            **self.connection_kwargs,
+        )
+        self.cluster_layout = ClusterLayout(discovery, error_threshold=2)  # coredis's own
 
     async def __aexit__(
         self,
@@ -205,8 +249,12 @@ class _ClusterPool(coredis.ClusterConnectionPool):
             await super().__aexit__(exc_type, exc_val, exc_tb)
         finally:
             if self._counter == 0:
-                for stream in getattr(self.cluster_layout, "_error_stream", ()):
-                    stream.close()
+                _close_layout(self.cluster_layout)
+
+
+def _close_layout(layout: ClusterLayout) -> None:
+    for stream in getattr(layout, "_error_stream", ()):
+        stream.close()
 
 
 def plain_url(url: str) -> tuple[str, bool]:

@@ -427,7 +427,9 @@ class SyncActor:
             why = explained
         elif isinstance(exc, TimeoutError):
             why = f"Redis at {_redact(self.url)} did not answer within {self.timeout:g} s"
-        elif isinstance(exc, coredis.exceptions.ConnectionError | OSError):
+        elif isinstance(
+            exc, coredis.exceptions.ConnectionError | OSError | coredis.exceptions.RedisClusterError
+        ):  # RedisClusterError: no node of the cluster answered its layout
             why = f"cannot reach Redis at {_redact(self.url)} ({_reason(exc)})"
         elif isinstance(exc, coredis.exceptions.ResponseError):
             why = f"Redis at {_redact(self.url)} refused ringfence ({_reason(exc)})"

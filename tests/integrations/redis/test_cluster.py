@@ -10,6 +10,7 @@ the test needs the cluster's routing (a plain client gets ``MOVED``).
 
 from __future__ import annotations
 
+import gc
 import itertools
 from contextlib import AsyncExitStack
 
@@ -39,6 +40,16 @@ async def elsewhere(cluster: RedisCluster, prefix: str) -> str:
                 await node.exists([f"ringfence:{{{namespace}}}:meta"])
             except coredis.exceptions.MovedError:
                 return namespace
+
+
+async def serves(node: RedisServer, namespace: str) -> bool:
+    """Whether *node* serves *namespace*'s slot (a plain client there gets no MOVED)."""
+    async with coredis.Redis.from_url(f"redis://127.0.0.1:{node.port}") as client:
+        try:
+            await client.exists([f"ringfence:{{{namespace}}}:meta"])
+        except coredis.exceptions.MovedError:
+            return False
+    return True
 
 
 def cluster_url(cluster: RedisCluster) -> str:
@@ -156,3 +167,44 @@ def test_the_cluster_shows_in_repr() -> None:
     assert shared.cluster
     assert "cluster=True" in repr(shared)
     assert "hunter2" not in repr(shared)
+
+
+async def test_an_unreachable_cluster_is_degraded_not_dead() -> None:
+    """Nothing listens at the cluster URL: check() and health() say so; calls go on; the
+    connections tried leave nothing open behind them (no ResourceWarning under -W error)."""
+    from .test_hostile import closed_port
+
+    sup, shared = replica(f"redis+cluster://127.0.0.1:{closed_port()}")
+    sup.register("plain", ok)
+    with guard():
+        with pytest.raises(SharedStateError, match=r"^cannot use Redis at redis\+cluster://"):
+            await shared.check()
+        async with sup:
+            await until(shared, lambda: degraded_by_something(shared))
+            for _ in range(3):
+                await shared.wait_tick()
+            assert "cannot reach Redis at redis+cluster://" in (shared.degraded() or "")
+            assert "ok" == await sup.call("plain")
+    gc.collect()
+
+
+async def test_a_cluster_node_that_stops_answering(redis_cluster: RedisCluster) -> None:
+    """The node holding the namespace's slot stopped (SIGSTOP): degraded by the deadline;
+    resumed: shared again."""
+    namespace = await elsewhere(redis_cluster, "stop")
+    sup, shared = replica(cluster_url(redis_cluster), namespace, timeout=0.3)
+    sup.register("llm", ok, rate_limit=RateLimit(100, per=1))
+    sup.register("plain", ok)
+    (node,) = [n for n in redis_cluster.nodes if await serves(n, namespace)]
+    with guard():
+        async with sup:
+            await until(shared, lambda: shared.degraded() is None)
+            node.pause()
+            try:
+                await until(shared, lambda: degraded_by_something(shared))
+                assert "did not answer within 0.3 s" in (shared.degraded() or "")
+                assert "ok" == await sup.call("plain")
+                assert "local" == shared.cluster_status()["limits"]["llm"][0]["mode"]
+            finally:
+                node.resume()
+            await until(shared, lambda: shared.degraded() is None)
