@@ -208,3 +208,14 @@ async def test_a_cluster_node_that_stops_answering(redis_cluster: RedisCluster) 
             finally:
                 node.resume()
             await until(shared, lambda: shared.degraded() is None)
+
+
+@pytest.mark.parametrize("error", [coredis.exceptions.AskError, coredis.exceptions.MovedError])
+def test_an_ask_or_a_moved_names_the_cluster_mode(error: type[Exception]) -> None:
+    """ASK (a slot migrating) is a redirection as MOVED is: the same advice."""
+    from supervisor.integrations.redis._client import explain
+
+    text = explain(error("15495 127.0.0.1:7001"), "redis://node:7000", connecting=False)
+    assert text is not None
+    assert text.startswith("Redis at redis://node:7000 is part of a Redis Cluster")
+    assert f"({error.__name__}: 15495 127.0.0.1:7001)" in text
