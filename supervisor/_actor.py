@@ -536,10 +536,15 @@ class Actor:
         """The turn sources of the rate limits now, in order. A replica hook."""
         return () if self._limits is None else tuple(self._limits.limiters)
 
-    def shared_pause(self, seconds: float) -> None:
-        """Another replica was told to come back in *seconds*: pause here too."""
+    def shared_pause(self, seconds: float) -> float:
+        """
+        Another replica was told to come back in *seconds*: pause here too, as long as a
+        hint of this dependency's own may (``max_retry_after``). Returns the seconds paused.
+        """
+        seconds = min(seconds, self._max_pause)
         if self.accepting:
             self._pause(seconds, source="cluster")
+        return seconds
 
     def shared_open(self, seconds: float | None) -> None:
         """

@@ -241,8 +241,11 @@ class ReplicaDependency(Protocol):
     def shared_open(self, seconds: float | None) -> None:
         """The replicas' verdict: refuse calls for *seconds*; ``None`` lifts it."""
 
-    def shared_pause(self, seconds: float) -> None:
-        """Another replica was told to come back in *seconds*: pause here too."""
+    def shared_pause(self, seconds: float) -> float:
+        """
+        Another replica was told to come back in *seconds*: pause here too, at most the
+        dependency's ``max_retry_after``. Returns the seconds it pauses for.
+        """
 
 
 class Replica(Protocol):

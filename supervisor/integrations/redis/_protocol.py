@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from policies import Breaker, BreakHistory, RateLimit
 
@@ -64,14 +64,28 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
+# A URL query parameter whose value is a secret (coredis takes ?password=...).
+_SECRET_PARAM: Final = re.compile(
+    r"([?&;])([^=&;#]*(?:pass|pwd|secret|token|auth|credential)[^=&;#]*)=([^&;#]*)", re.I
+)
+
+
 def _redact(url: str) -> str:
-    """*url* without its password (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    """
+    *url* without its secrets (for messages, logs and ``repr``): the password of its user
+    information (``redis://user:***@host``) and the value of every query parameter named like
+    a secret (``?password=***``). Never raises, whatever the text.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        netloc = rest[:end]
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user, colon, _ = userinfo.partition(":")
+            netloc = f"{user}:***@{host}" if colon else f"{userinfo}@{host}"
+        url = scheme + sep + netloc + rest[end:]
+    return _SECRET_PARAM.sub(r"\1\2=***", url)
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -89,6 +103,15 @@ def _reason(exc: BaseException) -> str:
     exc = _leaf(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def redirected(where: str, text: str) -> str:
+    """What a MOVED or ASK from Redis at *where* (*text*: ``_reason`` of it) means."""
+    return (
+        f"Redis at {where} is part of a Redis Cluster and sent ringfence's keys to another node"
+        f" ({text}): use a redis+cluster:// (or rediss+cluster://) URL, or"
+        " RedisShared(..., cluster=True)"
+    )
 
 
 def _expected_type(suffix: str) -> str | None:
@@ -115,12 +138,18 @@ def _problem(
     wrong_type: bool,
     namespace: str,
     base: str,
+    redirected_by: str | None = None,
 ) -> None:
     """
     What a script refused with *text* (``_reason`` of its error) means, into *problems* (scope
-    -> why); *wrong_type*: the error is coredis's ``WrongTypeError``; *base*: the keys' prefix.
+    -> why); *wrong_type*: the error is coredis's ``WrongTypeError``; *base*: the keys' prefix;
+    *redirected_by*: the error is a cluster's redirection (MOVED, ASK), from Redis there.
     """
-    if "RINGFENCE_FORMAT" in text:
+    if redirected_by is not None:
+        problems["cluster"] = redirected(redirected_by, text)
+    elif text.startswith(f"{MalformedReply.__name__}:"):
+        problems[scope] = f"{what}: Redis answered what ringfence's script never does ({text})"
+    elif "RINGFENCE_FORMAT" in text:
         problems["format"] = (
             f"namespace {namespace!r} is used by another ringfence version"
             f" ({text.split('RINGFENCE_FORMAT ', 1)[1]}); use another namespace"
@@ -285,6 +314,10 @@ def dependency_args(
     ]
 
 
+class MalformedReply(ValueError):
+    """A script's reply that is not what the script answers: its operation failed."""
+
+
 class DependencyReply(NamedTuple):
     clock: str | None
     epoch: int  # the shared window's
@@ -292,11 +325,13 @@ class DependencyReply(NamedTuple):
     failures: int
     reporting: int  # replicas that reported calls
     failing: int  # replicas that reported failures
-    verdict: str | None  # the shared open: "<seq> <at ms> <by> <calls> <failures>"
+    verdict: str | None  # the shared open: "<epoch> <at ms> <by> <calls> <failures>"
     verdict_ttl: int  # ms
     pause: str | None  # "<pauser> <seq>"
     pause_ttl: int  # ms
     command: tuple[str | None, ...]  # (seq, op, reason, origin); seq None: none yet
+    # What the keys held that ringfence never writes, read as absent: (key, value) each.
+    garbage: tuple[tuple[str, str], ...] = ()
 
     def aggregate(self) -> dict[str, Any]:
         """The aggregate window, as ``cluster_status()["dependencies"][name]`` starts."""
@@ -311,38 +346,127 @@ class DependencyReply(NamedTuple):
         }
 
 
-def decode_dependency(reply: Any) -> DependencyReply:
+class Verdict(NamedTuple):
+    """A shared open verdict, as ``dependency.lua`` writes it."""
+
+    epoch: int
+    at_ms: float  # on the scripts' clock
+    by: str  # the replica whose tick decided it
+    calls: int
+    failures: int
+
+
+# What the scripts write: an open verdict, a pause ("<replica id> <nonce> <seq>"), a sequence
+# number (a Redis integer). Anything else in those keys was written by someone else.
+_VERDICT: Final = re.compile(r"(\d+) ([0-9.e+-]+) (\S+) (\d+) (\d+)")
+_PAUSE: Final = re.compile(r"\S+ [0-9a-f]{8} \d+")
+_SEQ: Final = re.compile(r"[1-9]\d{0,17}")
+_OPS: Final = ("isolate", "reset")
+
+
+def parse_verdict(text: str | None) -> Verdict | None:
+    """*text* as a shared open verdict; None: none, or not one the scripts wrote."""
+    match = _VERDICT.fullmatch(text) if text is not None else None
+    if match is None:
+        return None
+    at_ms = float(match[2]) if _is_float(match[2]) else math.nan
+    if not math.isfinite(at_ms):
+        return None
+    return Verdict(int(match[1]), at_ms, match[3], int(match[4]), int(match[5]))
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(reply: Any, index: int, what: str, kind: type[int] | type[float]) -> Any:
+    """Item *index* of a *what* script's *reply* as an int or a finite float."""
+    try:
+        value = kind(reply[index])
+    except (IndexError, TypeError, ValueError) as exc:
+        msg = f"the {what} script's answer has no {kind.__name__} at {index} ({_reason(exc)})"
+        raise MalformedReply(msg) from exc
+    if not math.isfinite(value):
+        msg = f"the {what} script's answer has {value!r} at {index}"
+        raise MalformedReply(msg)
+    return value
+
+
+def decode_dependency(reply: Any, keys: Any = None) -> DependencyReply:
+    """
+    ``dependency.lua``'s reply, validated: what the keys held that the scripts never write (a
+    malformed open verdict, a pause or a command sequence number, a verdict or pause that
+    never expires) reads as absent and is listed in ``garbage`` with its key from *keys*
+    (``DependencyKeys``; None: the key's kind).
+
+    Raises:
+        MalformedReply: the reply itself is not the script's (its length, its numbers).
+    """
+    if not isinstance(reply, list | tuple) or len(reply) < 15:
+        msg = f"the dependency script's answer is not a list of 15 ({type(reply).__name__})"
+        raise MalformedReply(msg)
+    what = "dependency"
+    garbage: list[tuple[str, str]] = []
+
+    def key(kind: str) -> str:
+        return str(getattr(keys, kind)) if keys is not None else kind
+
+    verdict, verdict_ttl = _text(reply[7]), _number(reply, 8, what, int)
+    if verdict is not None and (parse_verdict(verdict) is None or verdict_ttl < 0):
+        shown = verdict if verdict_ttl >= 0 else f"{verdict} (never expires)"
+        garbage.append((key("open"), shown))
+        verdict, verdict_ttl = None, -2
+    pause, pause_ttl = _text(reply[9]), _number(reply, 10, what, int)
+    if pause is not None and (_PAUSE.fullmatch(pause) is None or pause_ttl < 0):
+        shown = pause if pause_ttl >= 0 else f"{pause} (never expires)"
+        garbage.append((key("pause"), shown))
+        pause, pause_ttl = None, -2
+    command = tuple(_text(value) for value in reply[11:15])
+    seq, op = command[0], command[1]
+    if seq is not None and (_SEQ.fullmatch(seq) is None or op not in _OPS):
+        garbage.append((key("control"), f"seq={seq!r} op={op!r}"))
+        command = (None, None, None, None)
     return DependencyReply(
         clock=_text(reply[0]),
-        epoch=int(reply[2]),
-        calls=int(reply[3]),
-        failures=int(reply[4]),
-        reporting=int(reply[5]),
-        failing=int(reply[6]),
-        verdict=_text(reply[7]),
-        verdict_ttl=int(reply[8]),
-        pause=_text(reply[9]),
-        pause_ttl=int(reply[10]),
-        command=tuple(_text(value) for value in reply[11:15]),
+        epoch=_number(reply, 2, what, int),
+        calls=_number(reply, 3, what, int),
+        failures=_number(reply, 4, what, int),
+        reporting=_number(reply, 5, what, int),
+        failing=_number(reply, 6, what, int),
+        verdict=verdict,
+        verdict_ttl=verdict_ttl,
+        pause=pause,
+        pause_ttl=pause_ttl,
+        command=command,
+        garbage=tuple(garbage),
+    )
+
+
+def garbage_problem(garbage: Iterable[tuple[str, str]]) -> str:
+    """The degraded reason for values the scripts never write, found in *garbage*'s keys."""
+    found = "; ".join(f"{key} holds {value[:80]!r}" for key, value in garbage)
+    return (
+        f"Redis holds values ringfence never writes ({found}): read as absent; delete those"
+        " keys (another program or a hand edit wrote them)"
     )
 
 
 def verdict_delay(verdict: str, wall: float) -> float | None:
     """Seconds from a shared open *verdict* (on the server's clock) to *wall*; None: unknown."""
-    try:
-        return wall - float(verdict.split(" ")[1]) / 1000
-    except (IndexError, ValueError):
-        return None
+    parsed = parse_verdict(verdict)
+    return None if parsed is None else wall - parsed.at_ms / 1000
 
 
 def verdict_fields(verdict: str) -> tuple[str | None, int | None, int | None]:
     """Who opened, with how many calls and failures, from a shared open *verdict*."""
-    fields = verdict.split(" ")
-    return (
-        fields[2] if len(fields) > 2 else None,
-        int(fields[3]) if len(fields) > 3 else None,
-        int(fields[4]) if len(fields) > 4 else None,
-    )
+    parsed = parse_verdict(verdict)
+    if parsed is None:
+        return None, None, None
+    return parsed.by, parsed.calls, parsed.failures
 
 
 def pause_origin(pause: str) -> str:
@@ -392,7 +516,16 @@ class LeaseReply(NamedTuple):
 
 
 def decode_lease(reply: Any) -> LeaseReply:
-    return LeaseReply(float(reply[2]), float(reply[3]), bool(int(reply[4])))
+    """
+    Raises:
+        MalformedReply: not the lease script's reply.
+    """
+    what = "lease"
+    return LeaseReply(
+        _number(reply, 2, what, float),
+        _number(reply, 3, what, float),
+        bool(_number(reply, 4, what, int)),
+    )
 
 
 def disagreement(name: str, index: int, config: RateLimit) -> str:

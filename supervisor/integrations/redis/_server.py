@@ -9,6 +9,9 @@ accepts connections), so starting waits for an answer instead of polling. The fa
 benchmarks inject are plain signals: ``kill()`` (SIGKILL), ``pause()``/``resume()``
 (SIGSTOP/SIGCONT), and ``start()`` again brings a killed server back at the same address,
 empty, like a restart without persistence.
+
+:class:`RedisCluster` starts three such servers with ``--cluster-enabled yes`` and joins them
+into a Redis Cluster with ``redis-cli --cluster create`` (no replicas), on ``127.0.0.1``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, final
 
-__all__ = ("INSTALL_HINT", "RedisServer", "find_redis_server")
+__all__ = ("INSTALL_HINT", "RedisCluster", "RedisServer", "find_redis_server")
 
 #: What to tell someone whose machine has no redis-server.
 INSTALL_HINT: Final = (
@@ -49,6 +52,18 @@ def find_redis_server() -> str | None:
     for candidate in _CANDIDATES:
         if os.access(candidate, os.X_OK):
             return candidate
+    return None
+
+
+def find_redis_cli() -> str | None:
+    """The ``redis-cli`` executable's path (Debian: package redis-tools), or None."""
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    for candidate in _CANDIDATES:
+        cli = candidate.replace("redis-server", "redis-cli")
+        if os.access(cli, os.X_OK):
+            return cli
     return None
 
 
@@ -187,6 +202,101 @@ class RedisServer:
 
     def __enter__(self) -> RedisServer:
         self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@final
+class RedisCluster:
+    """
+    A Redis Cluster of our own: *nodes* primaries (redis-server ``--cluster-enabled yes``, each
+    a :class:`RedisServer` on ``127.0.0.1``, its cluster bus on another free port) joined by
+    ``redis-cli --cluster create``. ``url`` is the first node's, ``urls`` every node's.
+
+    Raises:
+        FileNotFoundError: no redis-server or no redis-cli (the message says how to install).
+    """
+
+    def __init__(self, nodes: int = 3) -> None:
+        cli = find_redis_cli()
+        if cli is None:
+            raise FileNotFoundError(INSTALL_HINT.replace("redis-server was", "redis-cli was"))
+        self.cli = cli
+        self.nodes = [
+            RedisServer(
+                tcp=True,
+                args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(_free_port()),
+                ),
+            )
+            for _ in range(nodes)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"redis://127.0.0.1:{node.port}" for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    def _cli(self, *args: str, timeout: float) -> str:
+        done = subprocess.run(
+            [self.cli, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            msg = f"redis-cli {' '.join(args)} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            raise RuntimeError(msg)
+        return done.stdout
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the nodes and join them; return once every node says the cluster is ok."""
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        self._cli(
+            "--cluster",
+            "create",
+            *addresses,
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+            timeout=timeout,
+        )
+        # create returns once the slots are assigned and the nodes agree on them; each node
+        # says cluster_state:ok once it has heard from the others (gossip: milliseconds).
+        for node in self.nodes:
+            while "cluster_state:ok" not in self._cli(
+                "-p", str(node.port), "cluster", "info", timeout=timeout
+            ):
+                if time.monotonic() > deadline:
+                    msg = f"the cluster on {', '.join(addresses)} did not come up"
+                    raise RuntimeError(msg)
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> RedisCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(

@@ -22,9 +22,17 @@ import coredis.exceptions
 
 from policies import RateLimit
 
+from ._client import Client, explain, plain_url
 from ._keys import FORMAT, Keys, check_namespace
 from ._lease import LeasedLimiter
-from ._protocol import _expected_type, _leaf, _reason, _redact, _text, verdict_fields
+from ._protocol import (
+    _expected_type,
+    _leaf,
+    _reason,
+    _redact,
+    _text,
+    verdict_fields,
+)
 from ._scripts import SCRIPTS
 from ._sync import SharedStateError, SyncActor, _Command
 
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ("RedisShared", "SharedStateError")
 
 _CLOCKS: Final = ("auto", "server", "client")
-_SCHEMES: Final = ("redis", "rediss", "unix")
+_SCHEMES: Final = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def _number(name: str, value: object, *, low: float = 0.0, allow_none: bool = False) -> float:
@@ -62,14 +70,28 @@ def _integer(name: str, value: object, *, allow_none: bool = False) -> int | Non
     return value
 
 
-def _check_url(url: object) -> str:
+def _check_url(url: object, cluster: object) -> tuple[str, bool]:
+    """*url*, checked, and whether it names a Redis Cluster (its scheme, or *cluster*)."""
     if not isinstance(url, str):
         msg = f"'url' must be a str, got {url!r} of type {type(url).__name__}"
         raise TypeError(msg)
+    if not isinstance(cluster, bool):
+        msg = f"'cluster' must be a bool, got {cluster!r} of type {type(cluster).__name__}"
+        raise TypeError(msg)
     parts = urlsplit(url)
+    plain, suffixed = plain_url(url)
+    cluster = cluster or suffixed
     problem = None
     if parts.scheme not in _SCHEMES:
-        problem = "the scheme must be redis://, rediss:// or unix://"
+        problem = (
+            "the scheme must be redis://, rediss:// or unix:// (redis+cluster:// or"
+            " rediss+cluster:// for a Redis Cluster)"
+        )
+    elif cluster and parts.scheme == "unix":
+        problem = (
+            "a Redis Cluster is reached over TCP: redis+cluster://host:port or"
+            " rediss+cluster://host:port"
+        )
     elif parts.scheme == "unix" and not parts.path:
         problem = "a unix:// URL needs the socket's path (unix:///run/redis.sock)"
     elif parts.scheme != "unix" and not parts.hostname:
@@ -77,13 +99,13 @@ def _check_url(url: object) -> str:
     else:
         try:
             parts.port  # noqa: B018  (raises ValueError for a bad port)
-            coredis.Redis.from_url(url)
+            coredis.Redis.from_url(plain)
         except (ValueError, TypeError) as exc:
             problem = str(exc) or type(exc).__name__
     if problem is not None:
         msg = f"'url' is not a Redis URL: {problem}; got {_redact(url)!r}"
         raise ValueError(msg)
-    return url
+    return url, cluster
 
 
 @final
@@ -102,7 +124,9 @@ class RedisShared:
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
-            ``unix:///path/to/redis.sock``. Checked now; reached only once the supervisor runs.
+            ``unix:///path/to/redis.sock``; ``redis+cluster://host:port`` (or
+            ``rediss+cluster://``) for a Redis Cluster, any one of its nodes. Checked now;
+            reached only once the supervisor runs.
         namespace: what the replicas sharing state have in common (one service, one API key).
             Every key lives under ``ringfence:{namespace}:`` (a Redis Cluster hash tag: one
             slot). Printable, no braces or whitespace.
@@ -126,6 +150,9 @@ class RedisShared:
         window: seconds of calls each replica reports; default the breaker's ``sampling``
             (30 s for a consecutive breaker).
         replica_id: this replica's name in ``cluster_status()``; default ``host:pid:random``.
+        cluster: the URL names a node of a Redis Cluster (as a ``+cluster`` scheme does): the
+            client learns the cluster's layout and follows its redirections. Every key of a
+            namespace lives in one hash slot, so one node serves a replica's whole tick.
 
     A dependency registered without a breaker shares its limits and pauses, but no open
     verdict. A shared open is not a transition of the local breakers: it refuses calls (as
@@ -155,8 +182,9 @@ class RedisShared:
         open_for: float | None = None,
         window: float | None = None,
         replica_id: str | None = None,
+        cluster: bool = False,
     ) -> None:
-        self.url = _check_url(url)
+        self.url, self.cluster = _check_url(url, cluster)
         self.namespace = check_namespace(namespace)
         self.sync_interval = _number("sync_interval", sync_interval)
         given = _number("timeout", timeout, allow_none=True)
@@ -192,6 +220,7 @@ class RedisShared:
         self._keys = Keys(self.namespace)
         self._sync = SyncActor(
             url=self.url,
+            cluster=self.cluster,
             namespace=self.namespace,
             sync_interval=self.sync_interval,
             timeout=self.timeout,
@@ -208,7 +237,7 @@ class RedisShared:
     def __repr__(self) -> str:
         return (
             f"RedisShared({_redact(self.url)!r}, {self.namespace!r},"
-            f" sync_interval={self.sync_interval:g})"
+            f" sync_interval={self.sync_interval:g}{', cluster=True' if self.cluster else ''})"
         )
 
     # ==========================================================================================
@@ -373,7 +402,11 @@ class RedisShared:
         except Exception as exc:
             raise SharedStateError(self._unusable(exc)) from exc
 
-    def _unusable(self, exc: BaseException) -> str:
+    def _unusable(self, exc: BaseException, *, connecting: bool = False) -> str:
+        """Why this Redis cannot be used (*connecting*: no answer from it yet)."""
+        explained = explain(exc, _redact(self.url), connecting=connecting)
+        if explained is not None:
+            return explained
         if isinstance(exc, TimeoutError):
             return f"Redis at {_redact(self.url)} did not answer within {4 * self.timeout:g} s"
         return f"cannot use Redis at {_redact(self.url)}: {_reason(exc)}"
@@ -382,12 +415,21 @@ class RedisShared:
         where = _redact(self.url)
         with anyio.fail_after(4 * self.timeout):
             async with self._sync.client() as client:
-                await client.ping()
+                try:
+                    await client.ping()
+                except (coredis.exceptions.RedisError, OSError) as exc:
+                    raise SharedStateError(self._unusable(exc, connecting=True)) from exc
                 for script in SCRIPTS.values():
                     await client.script_load(script.text)
                 if self.clock == "server":
                     try:
                         await client.eval("return redis.call('TIME')", keys=[], args=[])
+                    except coredis.exceptions.AuthorizationError as exc:  # EVAL itself
+                        msg = (
+                            f"Redis at {where} does not let this user run EVAL"
+                            f" ({_reason(exc)}): its ACL needs +eval (see the README's ACL)"
+                        )
+                        raise SharedStateError(msg) from exc
                     except coredis.exceptions.ResponseError as exc:
                         msg = (
                             f"Redis at {where} refuses TIME to scripts ({_reason(exc)}):"
@@ -412,7 +454,7 @@ class RedisShared:
                     )
                     raise SharedStateError(msg)
 
-    async def _foreign_keys(self, client: coredis.Redis[bytes]) -> list[str]:
+    async def _foreign_keys(self, client: Client) -> list[str]:
         """Keys under the namespace's prefix that no ringfence key of this format could be."""
         prefix = self._keys.base + ":"
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"

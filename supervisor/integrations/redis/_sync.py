@@ -65,10 +65,12 @@ import structlog
 
 from supervisor import BreakerTransition, DependencyPaused, DependencyStatus, SupervisorError
 
-from ._client import make_client
+from ._client import Client, explain, make_client
 from ._keys import DependencyKeys, Keys
 from ._lease import LeasedLimiter
 from ._protocol import (
+    DependencyReply,
+    MalformedReply,
     _leaf,
     _problem,
     _reason,
@@ -80,6 +82,7 @@ from ._protocol import (
     decode_lease,
     dependency_args,
     disagreement,
+    garbage_problem,
     heartbeat_args,
     lease_args,
     pause_args,
@@ -198,6 +201,7 @@ class SyncActor:
         self,
         *,
         url: str,
+        cluster: bool,
         namespace: str,
         sync_interval: float,
         timeout: float,
@@ -211,6 +215,7 @@ class SyncActor:
         replica_id: str,
     ) -> None:
         self.url = url
+        self.cluster = cluster
         self.namespace = namespace
         self.sync_interval = sync_interval
         self.timeout = timeout
@@ -375,12 +380,14 @@ class SyncActor:
     async def _sync_forever(self, supervisor: Replica) -> None:
         last = self.now()
         while True:
+            answered = False  # by this session's client
             try:
                 client = self.client()
                 async with client:
                     while True:
                         started = self.now()
                         await self._tick(client, supervisor, started - last)
+                        answered = True
                         last = started
                         self._failures = 0
                         await self._after_tick(supervisor)
@@ -391,27 +398,38 @@ class SyncActor:
                             floor=self.sync_interval / 10 - spent,
                         )
             except Exception as exc:  # connection lost, deadline passed, or our own bug
-                self._lost(exc)
+                self._lost(exc, connecting=not answered)
             # Backoff with full jitter, capped at two intervals: re-converge fast once it is back.
             self._failures += 1
             cap = 2 * self.sync_interval
             delay = min(cap, self.sync_interval * 2 ** (self._failures - 1))
             await self._sleep(self._rng.uniform(delay / 2, delay))
 
-    def client(self) -> coredis.Redis[bytes]:
+    def client(self) -> Client:
         return make_client(
-            self.url, timeout=self.timeout, client_name=f"ringfence:{self.replica_id}"
+            self.url,
+            timeout=self.timeout,
+            client_name=f"ringfence:{self.replica_id}",
+            cluster=self.cluster,
         )
 
-    def _lost(self, exc: BaseException) -> None:
-        """A tick failed: local protection only, until Redis answers again."""
+    def _lost(self, exc: BaseException, *, connecting: bool) -> None:
+        """
+        A tick failed (*connecting*: its session's client had no answer yet): local
+        protection only, until Redis answers again.
+        """
         was_connected = self.connected
         self.connected = False
         self._use_eval = False
         exc = _leaf(exc)
-        if isinstance(exc, TimeoutError):
+        explained = explain(exc, _redact(self.url), connecting=connecting)
+        if explained is not None:
+            why = explained
+        elif isinstance(exc, TimeoutError):
             why = f"Redis at {_redact(self.url)} did not answer within {self.timeout:g} s"
-        elif isinstance(exc, coredis.exceptions.ConnectionError | OSError):
+        elif isinstance(
+            exc, coredis.exceptions.ConnectionError | OSError | coredis.exceptions.RedisClusterError
+        ):  # RedisClusterError: no node of the cluster answered its layout
             why = f"cannot reach Redis at {_redact(self.url)} ({_reason(exc)})"
         elif isinstance(exc, coredis.exceptions.ResponseError):
             why = f"Redis at {_redact(self.url)} refused ringfence ({_reason(exc)})"
@@ -461,9 +479,7 @@ class SyncActor:
         head = script_head(self.clock, self._client_ms(), self._offset, self.timeout)
         return _Op(SCRIPTS[name], [self._keys.meta, *keys], head + list(args), done, failed)
 
-    async def _tick(
-        self, client: coredis.Redis[bytes], supervisor: Replica, elapsed: float
-    ) -> None:
+    async def _tick(self, client: Client, supervisor: Replica, elapsed: float) -> None:
         now = self.now()
         problems: dict[str, str] = {}
         actors = supervisor.replica_dependencies()
@@ -499,22 +515,29 @@ class SyncActor:
             if isinstance(result, BaseException):
                 op.failed(result)
             else:
-                op.done(result, received)
+                try:
+                    op.done(result, received)
+                except MalformedReply as exc:  # as if Redis had refused the script
+                    op.failed(exc)
         if "connection" in self.problems:
             _log("info", "ringfence.shared_restored", replicas=self.replicas)
         self.problems = problems
         self._signal_tick()
 
-    async def _execute(self, client: coredis.Redis[bytes], ops: list[_Op]) -> list[object]:
+    async def _execute(self, client: Client, ops: list[_Op]) -> list[object]:
         """Run *ops* in one pipeline; on NOSCRIPT load the scripts and run the failed again."""
         results = await self._pipeline(client, ops)
         missing = [
             i for i, r in enumerate(results) if isinstance(r, coredis.exceptions.NoScriptError)
         ]
         if missing:
-            async with client.pipeline(transaction=False, raise_on_error=True) as pipe:
+            if isinstance(client, coredis.RedisCluster):  # no pipeline: SCRIPT LOAD has no key
                 for script in SCRIPTS.values():
-                    pipe.script_load(script.text)
+                    await client.script_load(script.text)
+            else:
+                async with client.pipeline(transaction=False, raise_on_error=True) as pipe:
+                    for script in SCRIPTS.values():
+                        pipe.script_load(script.text)
             again = await self._pipeline(client, [ops[i] for i in missing])
             if any(isinstance(r, coredis.exceptions.NoScriptError) for r in again):
                 # A server that forgets scripts at once (a proxy, a SCRIPT FLUSH loop): send
@@ -525,7 +548,7 @@ class SyncActor:
                 results[i] = result
         return results
 
-    async def _pipeline(self, client: coredis.Redis[bytes], ops: list[_Op]) -> list[object]:
+    async def _pipeline(self, client: Client, ops: list[_Op]) -> list[object]:
         async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
             for op in ops:
                 if self._use_eval:
@@ -550,7 +573,9 @@ class SyncActor:
             self.warnings["clock"] = text
 
     def _problem(self, problems: dict[str, str], scope: str, what: str, exc: BaseException) -> None:
-        wrong_type = isinstance(_leaf(exc), coredis.exceptions.WrongTypeError)
+        leaf = _leaf(exc)
+        wrong_type = isinstance(leaf, coredis.exceptions.WrongTypeError)
+        moved = isinstance(leaf, coredis.exceptions.AskError)  # MovedError is one too
         _problem(
             problems,
             scope,
@@ -559,6 +584,7 @@ class SyncActor:
             wrong_type=wrong_type,
             namespace=self.namespace,
             base=self._keys.base,
+            redirected_by=_redact(self.url) if moved else None,
         )
 
     # -- heartbeat ------------------------------------------------------------------------------
@@ -641,7 +667,10 @@ class SyncActor:
         )
 
         def done(reply: Any, received: float) -> None:
-            self._apply_dependency(dep, actor, reply, received)
+            decoded = decode_dependency(reply, keys)
+            if decoded.garbage:
+                problems[f"garbage:{name}"] = garbage_problem(decoded.garbage)
+            self._apply_dependency(dep, actor, decoded, received, settings[2])
 
         def failed(exc: BaseException) -> None:
             self._problem(problems, f"dependency:{name}", f"dependency {name!r}", exc)
@@ -654,8 +683,10 @@ class SyncActor:
             failed,
         )
 
-    def _apply_dependency(self, dep: _Dependency, actor: Any, reply: Any, now: float) -> None:
-        decoded = decode_dependency(reply)
+    def _apply_dependency(
+        self, dep: _Dependency, actor: Any, decoded: DependencyReply, now: float, longest: float
+    ) -> None:
+        """*decoded*: the dependency's reply; *longest*: this replica's own ``open_for``."""
         epoch = decoded.epoch
         if epoch != dep.epoch:
             if dep.epoch >= 0:
@@ -668,9 +699,12 @@ class SyncActor:
         verdict, verdict_ttl = decoded.verdict, decoded.verdict_ttl
         if verdict is not None and verdict_ttl > 0:
             if verdict != dep.open:
-                actor.shared_open(verdict_ttl / 1000)
+                # No longer than this replica would open for itself: a verdict planted with a
+                # day's TTL does not refuse calls for a day.
+                seconds = min(verdict_ttl / 1000, longest)
+                actor.shared_open(seconds)
                 dep.open = verdict
-                dep.open_until = now + verdict_ttl / 1000
+                dep.open_until = now + seconds
                 dep.open_delay = None
                 if decoded.clock == "server":
                     dep.open_delay = verdict_delay(verdict, time.time())
@@ -682,10 +716,14 @@ class SyncActor:
         pause, pause_ttl = decoded.pause, decoded.pause_ttl
         if pause is not None and pause_ttl > 0:
             origin = pause_origin(pause)
+            until = now + pause_ttl / 1000
             if origin != self._pauser and pause != dep.pause:
-                actor.shared_pause(pause_ttl / 1000)
+                # at most the dependency's max_retry_after (the actor caps it)
+                until = now + actor.shared_pause(pause_ttl / 1000)
                 dep.pause = pause
-            dep.pause_until = now + pause_ttl / 1000
+            elif origin != self._pauser:
+                until = min(until, dep.pause_until)  # as capped when it was applied
+            dep.pause_until = until
         # The latest cluster-wide command.
         command = decoded.command
         if command[0] is None and dep.control is None:

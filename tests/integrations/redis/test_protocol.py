@@ -19,6 +19,7 @@ from policies import Breaker, BreakHistory, RateLimit
 from supervisor.integrations.redis import _protocol
 from supervisor.integrations.redis._keys import FORMAT
 from supervisor.integrations.redis._protocol import (
+    MalformedReply,
     _expected_type,
     _leaf,
     _problem,
@@ -32,8 +33,10 @@ from supervisor.integrations.redis._protocol import (
     decode_lease,
     dependency_args,
     disagreement,
+    garbage_problem,
     heartbeat_args,
     lease_args,
+    parse_verdict,
     pause_args,
     pause_ms,
     pause_origin,
@@ -60,7 +63,7 @@ def test_the_protocol_does_no_io() -> None:
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and not node.level:
             imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "json", "math", "sys", "collections", "typing", "urllib"} | {
+    assert imported <= {"__future__", "json", "math", "re", "sys", "collections", "typing"} | {
         "policies"
     }
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Await | ast.AsyncFunctionDef)]
@@ -83,6 +86,25 @@ def test_a_url_is_redacted_of_its_password_only() -> None:
     assert "redis://h:6379/0" == _redact("redis://h:6379/0")
     assert "redis://u:***@h:6379/0" == _redact("redis://u:secret@h:6379/0")
     assert "redis://:***@h" == _redact("redis://:secret@h")
+    assert "redis://u@h" == _redact("redis://u@h")  # a user name is no secret
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("redis://h/0?password=secret", "redis://h/0?password=***"),
+        ("redis://h/0?db=1&password=secret&x=1", "redis://h/0?db=1&password=***&x=1"),
+        ("redis://h/0?Password=secret#f", "redis://h/0?Password=***#f"),
+        ("redis://h?auth_token=secret;pwd=secret", "redis://h?auth_token=***;pwd=***"),
+        ("unix://u:secret@/run/r.sock?password=secret", "unix://u:***@/run/r.sock?password=***"),
+        ("rediss+cluster://u:sec@ret@h:1/0", "rediss+cluster://u:***@h:1/0"),
+        ("rediss://h/0?ssl_keyfile=/k.pem", "rediss://h/0?ssl_keyfile=/k.pem"),  # a path
+        ("redis://[::1:secret", "redis://[::1:secret"),  # no user information: nothing to hide
+        ("not a url ?password=secret", "not a url ?password=***"),
+    ],
+)
+def test_every_form_of_a_secret_in_a_url_is_redacted(url: str, redacted: str) -> None:
+    assert redacted == _redact(url)
 
 
 def test_the_reason_is_the_first_leaf_of_a_group() -> None:
@@ -350,6 +372,108 @@ def test_a_verdict_says_when_and_by_whom() -> None:
     assert verdict_delay("7 soon", 1.0) is None
     assert ("r2", 40, 10) == verdict_fields(verdict)
     assert (None, None, None) == verdict_fields("7 1700000000000")
+
+
+def _reply(**changes: Any) -> list[Any]:
+    """A dependency reply with a verdict, a pause and a command, *changes* by index name."""
+    reply: list[Any] = [b"server", b"x", 4, 40, 10, 3, 2, b"7 1700000000000 r2 40 10", 1500]
+    reply += [b"r2 0badcafe 9", 200, b"5", b"isolate", b"maintenance", b"r3"]
+    names = {"verdict": 7, "verdict_ttl": 8, "pause": 9, "pause_ttl": 10, "seq": 11, "op": 12}
+    for name, value in changes.items():
+        reply[names[name]] = value
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "kept"),
+    [
+        ({"verdict": b"7 soon r2 40 10"}, "open", "pause"),
+        ({"verdict": b"open"}, "open", "pause"),
+        ({"verdict": b"7 nan r2 40 10"}, "open", "pause"),
+        ({"verdict_ttl": -1}, "open", "pause"),  # a verdict that never expires
+        ({"pause": b"forever"}, "pause", "open"),
+        ({"pause_ttl": -1}, "pause", "open"),
+        ({"seq": b"abc"}, "control", "open"),
+        ({"seq": b"-3"}, "control", "open"),
+        ({"op": b"explode"}, "control", "open"),
+    ],
+)
+def test_garbage_in_a_key_reads_as_absent(changes: dict[str, Any], key: str, kept: str) -> None:
+    """A value the scripts never write is no verdict, pause or command, and is named with
+    its key; the rest of the reply stands."""
+    keys = types.SimpleNamespace(open="K:open", pause="K:pause", control="K:control")
+    decoded = decode_dependency(_reply(**changes), keys)
+    absent = {
+        "open": (decoded.verdict, decoded.verdict_ttl) == (None, -2),
+        "pause": (decoded.pause, decoded.pause_ttl) == (None, -2),
+        "control": decoded.command == (None, None, None, None),
+    }
+    assert absent[key]
+    assert not absent[kept]
+    assert [f"K:{key}"] == [name for name, _ in decoded.garbage]
+    assert f"K:{key} holds" in garbage_problem(decoded.garbage)
+
+
+def test_a_clean_reply_has_no_garbage() -> None:
+    assert () == decode_dependency(_reply()).garbage
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        None,
+        [b"server"],
+        _reply()[:14],
+        [b"server", b"x", b"four", *_reply()[3:]],
+        [b"server", b"x", None, *_reply()[3:]],
+        _reply(verdict_ttl=b"soon"),
+    ],
+)
+def test_a_reply_the_script_never_gives_is_malformed(reply: Any) -> None:
+    """Not the script's answer at all: MalformedReply (the tick counts its operation failed)."""
+    with pytest.raises(MalformedReply, match="the dependency script's answer"):
+        decode_dependency(reply)
+
+
+@pytest.mark.parametrize("reply", [[b"server", 0, b"inf", 0, 0], [b"server", 0, b"x", 0, 0], []])
+def test_a_lease_reply_that_is_not_one(reply: Any) -> None:
+    with pytest.raises(MalformedReply, match="the lease script's answer"):
+        decode_lease(reply)
+
+
+def test_a_malformed_reply_is_a_problem_of_its_own() -> None:
+    text = _reason(MalformedReply("the dependency script's answer has no int at 2"))
+    assert {
+        "dependency:llm": "dependency 'llm': Redis answered what ringfence's script never does"
+        " (MalformedReply: the dependency script's answer has no int at 2)"
+    } == problem(text)
+
+
+def test_a_redirection_names_the_cluster_mode() -> None:
+    problems: dict[str, str] = {}
+    _problem(
+        problems,
+        "heartbeat",
+        "heartbeat",
+        "MovedError: 15495 127.0.0.1:7001",
+        wrong_type=False,
+        namespace="svc",
+        base="ringfence:{svc}",
+        redirected_by="redis://node-1:7000",
+    )
+    assert ["cluster"] == list(problems)
+    assert problems["cluster"].startswith(
+        "Redis at redis://node-1:7000 is part of a Redis Cluster and sent ringfence's keys to"
+        " another node (MovedError: 15495 127.0.0.1:7001): use a redis+cluster://"
+    )
+
+
+def test_a_verdict_is_parsed_whole_or_not_at_all() -> None:
+    assert (7, 1.7e12, "r2", 40, 10) == parse_verdict("7 1700000000000 r2 40 10")
+    assert parse_verdict("7 1700000000000 r2 40") is None
+    assert parse_verdict("7 1700000000000 r2 40 10 extra") is None
+    assert parse_verdict("7 inf r2 40 10") is None
+    assert parse_verdict(None) is None
 
 
 def test_a_pause_says_who_told_it() -> None:

@@ -5,6 +5,10 @@
 -- Reply: the command's sequence number. Replicas apply each new number once; one that starts
 -- while an isolation stands applies it too. A reset also lifts the shared open verdict and
 -- starts a fresh window (new epoch), so old failures do not open the breakers again.
+local stored = redis.call('HGET', KEYS[2], 'seq')
+if stored and not string.match(stored, '^%d+$') then
+  redis.call('HDEL', KEYS[2], 'seq')  -- not a sequence number (HINCRBY would refuse it)
+end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('HSET', KEYS[2], 'op', ARGV[6], 'reason', ARGV[7], 'origin', ARGV[5], 'at', rf_str(now))
 redis.call('PEXPIRE', KEYS[2], 7 * 86400000)

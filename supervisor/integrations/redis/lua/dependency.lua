@@ -16,6 +16,11 @@
 -- not open them again the moment the verdict expires: the replicas need new evidence.
 local id = ARGV[5]
 local epoch = tonumber(redis.call('HGET', KEYS[7], 'epoch') or '0')
+if epoch == nil or epoch ~= math.floor(epoch) then
+  -- not a number this script wrote (HINCRBY would refuse it): as if absent
+  redis.call('HDEL', KEYS[7], 'epoch')
+  epoch = 0
+end
 local window = tonumber(ARGV[13])
 if tonumber(ARGV[8]) == epoch then
   redis.call('HSET', KEYS[3], id, ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. epoch)
@@ -26,11 +31,12 @@ local calls, failures, reporting, failing = 0, 0, 0, 0
 local fields = redis.call('HGETALL', KEYS[3])
 for i = 1, #fields, 2 do
   local c, f, e = string.match(fields[i + 1], '^(%S+) (%S+) (%S+)$')
-  if c and tonumber(e) == epoch and rf_alive(KEYS[2], fields[i], now) then
-    calls = calls + tonumber(c)
-    failures = failures + tonumber(f)
+  c, f = tonumber(c), tonumber(f)  -- nil unless numbers: dropped like an expired report
+  if c and f and tonumber(e) == epoch and rf_alive(KEYS[2], fields[i], now) then
+    calls = calls + c
+    failures = failures + f
     reporting = reporting + 1
-    if tonumber(f) > 0 then
+    if f > 0 then
       failing = failing + 1
     end
   else

@@ -33,7 +33,7 @@ local burst = tonumber(ARGV[6])
 local id = ARGV[11]
 local hungry_field = 'h:' .. id
 local stored = redis.call('HMGET', KEYS[2], 'tat', 'cfg')
-local tat = tonumber(stored[1] or '0')
+local tat = tonumber(stored[1] or '0') or 0  -- not a number: as if absent
 if tat < now then
   tat = now
 end
@@ -66,7 +66,7 @@ if ARGV[12] == '1' then
   for i = 1, #fields, 2 do
     local name = fields[i]
     if string.sub(name, 1, 2) == 'h:' and name ~= hungry_field then
-      if tonumber(fields[i + 1]) > now then
+      if (tonumber(fields[i + 1]) or 0) > now then
         others = others + 1
       else
         redis.call('HDEL', KEYS[2], name)
