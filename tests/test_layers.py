@@ -205,6 +205,7 @@ FLOORS: dict[str, float] = {
     "_backends._generate": 6.3,
     "_supervisor": 7,
     "testing": 8,  # the testing helpers and pytest plugin (issue 21)
+    "pytest_plugin": 9,
 }
 
 
