@@ -188,6 +188,7 @@ FLOORS: dict[str, float] = {
     "_timers": 1,
     "_status": 1,
     "_testmode": 1,  # the testing switch's state (issue 21)
+    "_effective": 4,  # `ringfence config`: the effective configuration as TOML (issue 21)
     "_runtime": 2,
     "_spec": 2,
     "_rate_limits": 3,
