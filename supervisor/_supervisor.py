@@ -12,6 +12,8 @@ import functools
 import os
 import random
 import types
+import warnings
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
@@ -455,6 +457,8 @@ class Supervisor:
         self._specs[name] = spec
         if self._phase == _RUNNING:
             self._start_actor(actor)
+        if retry is not None:
+            _warn_sdk_retries(name, fn)
         handle: Dependency[Any, Any] = Dependency(self, actor, fn, binds=binds)
         self._handles[name] = handle
         return handle
@@ -894,6 +898,40 @@ class Supervisor:
     def __repr__(self) -> str:
         phase = ("new", "running", "closed")[self._phase]
         return f"<Supervisor {phase} dependencies={list(self._actors)!r}>"
+
+
+#: SDK clients already warned about (weakly held): the warning is said once per client.
+_WARNED: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _warn_sdk_retries(name: str, fn: Callable[..., Any]) -> None:
+    """
+    Warn once per client when *fn* is an openai or anthropic client's method and the client
+    retries by itself (``max_retries > 0``): under ringfence's retry each attempt would send
+    up to ``1 + max_retries`` requests (3 x 3 = 9 per call by default).
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    resource = getattr(fn, "__self__", None)
+    client = getattr(resource, "_client", None)  # the SDKs' resources keep their client so
+    package = type(client).__module__.partition(".")[0]
+    retries = getattr(client, "max_retries", 0)
+    if package not in ("openai", "anthropic") or not isinstance(retries, int) or retries <= 0:
+        return
+    try:
+        if client in _WARNED:
+            return
+        _WARNED.add(client)
+    except TypeError:  # not weakly referenceable: warn each time rather than never
+        pass
+    warnings.warn(
+        f"{name!r} is a method of an {package} client that retries by itself"
+        f" (max_retries={retries}): under ringfence's retry each attempt may send"
+        f" {1 + retries} requests. Build the client with max_retries=0, or register"
+        " client.with_options(max_retries=0)'s method",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 async def _raise(error: Exception) -> Any:
