@@ -131,3 +131,17 @@ def test_package_metadata() -> None:
         "Programming Language :: Python :: 3.12",
         "Intended Audience :: Developers",
     } <= classifiers
+
+
+def test_make_demo_installs_only_the_demo_extra(tmp_path: Path) -> None:
+    """`make demo` installs '.[demo]' (not the test toolchain); `make test` installs both."""
+    venv = tmp_path / "venv"  # absent: make plans the venv's creation too
+    demo = subprocess.run(
+        ["make", "-n", "demo", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    test = subprocess.run(
+        ["make", "-n", "test", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "pip install --quiet -e '.[demo]'" in demo
+    assert "[test" not in demo
+    assert "pip install --quiet -e '.[test,demo]'" in test
