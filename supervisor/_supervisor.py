@@ -9,6 +9,7 @@ queued calls and cuts off running ones with ``SupervisorClosed``.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import random
 import types
@@ -119,7 +120,10 @@ class Dependency(Generic[P, R]):
         self._actor = actor
         self._binds = binds
         self.name = actor.name
-        functools.update_wrapper(self, fn)
+        # A function's attributes are copied as functools.wraps copies them; a callable
+        # object's __dict__ is its state, not attributes of a function: left alone.
+        plain = inspect.isfunction(fn) or inspect.ismethod(fn)
+        functools.update_wrapper(self, fn, updated=functools.WRAPPER_UPDATES if plain else ())
         if not isinstance(self.__dict__.get("__name__"), str):
             self.__dict__["__name__"] = self.__dict__["__qualname__"] = actor.name
         if not actor.stream_only:  # an async generator function's handle is no coroutine one

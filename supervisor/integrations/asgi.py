@@ -143,7 +143,8 @@ def lifespan(
     ``async with supervisor: yield``.
 
     Args:
-        supervisor: a supervisor not entered yet (it can be entered once).
+        supervisor: a supervisor not running now (one that was left is entered again,
+            with fresh actors: the lifespan may run once per test).
 
     Returns:
         ``lifespan(app)``, an async context manager factory, for ``Starlette(lifespan=...)``
