@@ -60,8 +60,8 @@ def read_db(key: str) -> dict[str, str]:
 
 def create_app(failure_rate: float = 0.2, seed: int | None = None) -> FastAPI:
     """
-    The service, with a fresh supervisor (a supervisor can be entered once, so each app that
-    is started needs its own).
+    The service, with a fresh supervisor of its own (a supervisor that was left can be entered
+    again, but the app's backends keep state: a fresh app starts clean).
 
     Args:
         failure_rate: the share of ``llm`` calls that fail.

@@ -169,6 +169,12 @@ def _check_break_duration(_inst: object, _attr: attrs.Attribute[_T], value: _T) 
     assert callable(value)
 
 
+# What a breaker not told otherwise uses (Breaker.effective() writes them out).
+_THRESHOLD: Final = 5
+_MIN_THROUGHPUT: Final = 10
+_SAMPLING: Final = 30.0
+
+
 @final
 @attrs.frozen(kw_only=True)
 class Breaker:
@@ -249,6 +255,23 @@ class Breaker:
                 f" min_throughput={self.min_throughput!r}, sampling={self.sampling!r}"
             )
             raise ValueError(msg)
+
+    def effective(self) -> Breaker:
+        """
+        This configuration with the defaults the machine fills in written out: a
+        ``failure_threshold`` of 5 when no way to open was given; a ratio breaker's
+        ``min_throughput`` (10) and ``sampling`` (30 s). ``ringfence config`` prints it.
+        """
+        if self.failure_ratio is None:
+            threshold = self.failure_threshold
+            return attrs.evolve(
+                self, failure_threshold=_THRESHOLD if threshold is None else threshold
+            )
+        return attrs.evolve(
+            self,
+            min_throughput=_MIN_THROUGHPUT if self.min_throughput is None else self.min_throughput,
+            sampling=_SAMPLING if self.sampling is None else self.sampling,
+        )
 
     def is_failure(self, exc: Exception, kind: ErrorKind | None = None) -> bool | None:
         """
@@ -389,12 +412,12 @@ class CircuitBreaker:
         if config.failure_ratio is not None:
             self._ratio = _Ratio(
                 config.failure_ratio,
-                config.min_throughput if config.min_throughput is not None else 10,
-                config.sampling if config.sampling is not None else 30.0,
+                config.min_throughput if config.min_throughput is not None else _MIN_THROUGHPUT,
+                config.sampling if config.sampling is not None else _SAMPLING,
             )
             self._window = self._ratio.window
         threshold = config.failure_threshold
-        self._threshold = threshold if threshold is not None else 5
+        self._threshold = threshold if threshold is not None else _THRESHOLD
         #: True when reporting a success would change nothing (closed, no failure counted,
         #: no window to record in): the runtime may skip the report. A hint, kept exact.
         #: Never true in ratio mode: every success is recorded in the window, and a success

@@ -608,18 +608,26 @@ def _seconds(text: str, divisor: float) -> float | None:
     return float(text) / divisor
 
 
-def _date_delay(text: str, now: float) -> float | None:
+def _date_delay(text: str, now: float | None) -> float | None:
     """Seconds from *now* until the HTTP-date in *text* (0.0 if past), else ``None``."""
+    when = _timestamp(text)
+    if when is None or now is None:
+        return None
+    return max(0.0, when - now)
+
+
+def _timestamp(text: str) -> float | None:
+    """The HTTP-date in *text* as seconds since the epoch, else ``None``."""
     try:
         when = email.utils.parsedate_to_datetime(text.strip())
         if when.tzinfo is None:  # "-0000" parses naive; an HTTP-date is always GMT
             when = when.replace(tzinfo=datetime.UTC)
-        return max(0.0, when.timestamp() - now)
+        return when.timestamp()
     except Exception:  # ValueError, TypeError, OverflowError: not a date we can use
         return None
 
 
-def _headers_delay(headers: object, now: float) -> float | None:
+def _headers_delay(headers: object, now: float | None) -> float | None:
     """``retry-after-ms``, then ``retry-after``, from any mapping-like header object."""
     items = _attr(headers, "items")
     if not callable(items):
@@ -642,7 +650,11 @@ def _headers_delay(headers: object, now: float) -> float | None:
     if "retry-after" in found:
         text = found["retry-after"]
         delay = _seconds(text, 1.0)
-        return delay if delay is not None else _date_delay(text, now)
+        if delay is not None:
+            return delay
+        if now is None:  # the response's own Date: the server's clock, as its date is
+            now = _timestamp(found.get("date", ""))
+        return _date_delay(text, now)
     return None
 
 
@@ -659,7 +671,9 @@ def _hint_seconds(hint: object) -> float | None:
     return seconds if 0.0 <= seconds < math.inf else None
 
 
-def retry_after(exc: BaseException, *, now: float, cap: float = 300.0) -> float | None:
+def retry_after(
+    exc: BaseException, *, now: float | None = None, cap: float = 300.0
+) -> float | None:
     """
     Seconds the server asked us to wait before the next request, if *exc* says so.
 
@@ -681,7 +695,10 @@ def retry_after(exc: BaseException, *, now: float, cap: float = 300.0) -> float 
     Args:
         exc: any exception; it is only read.
         now: the current wall-clock time in seconds since the epoch (``time.time()``), the
-            clock HTTP dates are on. Passed in: policies read no clock.
+            clock HTTP dates are on. Passed in: policies read no clock. Omitted, an HTTP
+            date is measured from the same response's ``Date`` header (the server's own
+            clock, which also spares the client's clock skew), and ignored without one;
+            seconds and ``retry-after-ms`` need no clock at all.
         cap: the longest wait this returns, in seconds (``>= 0``, finite). A server asking
             for an hour is usually a misconfigured one, and a caller cannot wait that long.
 
@@ -693,7 +710,8 @@ def retry_after(exc: BaseException, *, now: float, cap: float = 300.0) -> float 
         TypeError, ValueError: *now* or *cap* is not a finite number, or *cap* is negative
             (a programming error). Nothing about *exc* ever makes this raise.
     """
-    check_number("now", now)
+    if now is not None:
+        check_number("now", now)
     check_number("cap", cap, ge=0.0)
     longest = _own_retry_after(exc, now, float(cap))
     if isinstance(exc, BaseExceptionGroup):
@@ -704,7 +722,7 @@ def retry_after(exc: BaseException, *, now: float, cap: float = 300.0) -> float 
     return longest
 
 
-def _own_retry_after(exc: BaseException, now: float, cap: float) -> float | None:
+def _own_retry_after(exc: BaseException, now: float | None, cap: float) -> float | None:
     """The hint *exc* itself carries (not its members), at most *cap*; else ``None``."""
     seconds = _hint_seconds(_attr(exc, "retry_after"))
     if seconds is not None:

@@ -6,6 +6,8 @@ send it calls with ``await supervisor.call(name, ...)``. Policies live in :mod:`
 
 from __future__ import annotations
 
+import logging as _logging
+
 from ._config import Config, ConfigError, load_config
 from ._errors import (
     AttemptTimeout,
@@ -31,6 +33,13 @@ from ._events import (
 from ._status import DependencyStatus, Health, HealthStatus
 from ._stream import Stream
 from ._supervisor import Dependency, Supervisor
+
+#: The ringfence distribution's version (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
+# A library prints nothing unless the application configures logging: without a handler of
+# its own, the "ringfence" logger's warnings would reach stderr through logging.lastResort.
+_logging.getLogger("ringfence").addHandler(_logging.NullHandler())
 
 __all__ = (
     "Supervisor",

@@ -1,8 +1,6 @@
 """
-The ``ringfence`` command line (also ``python -m supervisor``).
-
-``ringfence demo`` runs a flaky local "LLM API" and clients protected by the supervisor.
-``ringfence config FILE`` checks a configuration file and prints the effective configuration.
+The ``ringfence`` command line (also ``python -m supervisor``): ``ringfence demo`` and
+``ringfence config FILE`` (see ``ringfence --help``).
 """
 
 from __future__ import annotations
@@ -12,34 +10,74 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import __version__
+
 __all__ = ("main",)
 
 
+_DESCRIPTION = (
+    "ringfence demo runs a flaky local LLM API and clients protected by the supervisor;"
+    " ringfence config FILE checks a configuration file and prints the effective"
+    " configuration as TOML."
+)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Adds "(default: ...)" to an option's help, unless the help says its default itself."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ringfence", description=__doc__.split("\n\n")[1])
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="protect a flaky local LLM API and watch it live")
-    demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
-    demo.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
+    # Plain text (no reStructuredText), every option with its default.
+    formatter = _Formatter
+    parser = argparse.ArgumentParser(
+        prog="ringfence", description=_DESCRIPTION, formatter_class=formatter
+    )
+    parser.add_argument("--version", action="version", version=f"ringfence {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="protect a flaky local LLM API and watch it live (needs ringfence[demo])",
+        description="Run a flaky local LLM API and 20 clients protected by ringfence, show"
+        " it live, then print a summary and write a timeline plot. Needs the demo extra:"
+        " pip install 'ringfence[demo]'.",
+        formatter_class=formatter,
+    )
+    demo.add_argument("--duration", type=float, default=40.0, help="seconds to run")
+    demo.add_argument("--clients", type=int, default=20, help="concurrent clients")
     demo.add_argument("--seed", type=int, default=7, help="seed of the fault schedule and jitter")
     demo.add_argument(
         "--scenario",
         choices=("llm", "outage", "flaky", "rate-limited"),
         default="llm",
-        help="llm (default): streamed answers under request and token limits, with slow first"
+        help="llm: streamed answers under request and token limits, with slow first"
         " tokens, a 429 spell, mid-stream disconnects and an outage; outage: whole answers"
         " through every fault; flaky: 5xx bursts; rate-limited: 429 spells",
     )
-    demo.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    demo.add_argument("--no-live", action="store_true", help="plain lines instead of the live view")
     demo.add_argument(
-        "--plot", type=Path, default=Path("demo-out/timeline.png"), help="where to write the PNG"
+        "--backend", choices=("asyncio", "trio"), default="asyncio", help="the event loop"
+    )
+    demo.add_argument(
+        "--no-live",
+        action="store_true",
+        help="plain lines instead of the live view (default: the live view on a terminal)",
+    )
+    demo.add_argument(
+        "--plot",
+        type=Path,
+        default=Path("demo-out/timeline.png"),
+        help="where to write the timeline PNG",
     )
     demo.add_argument(
         "--web",
         action="store_true",
         help="serve the live dashboard on 127.0.0.1 beside the demo and print its URL"
-        " (needs --backend asyncio and ringfence[web])",
+        " (needs --backend asyncio; default: off)",
     )
     demo.add_argument(
         "--replicas",
@@ -47,20 +85,23 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="run N replica processes sharing one rate limit through a private redis-server"
-        " (needs redis-server and ringfence[redis]) and print what each admits every second",
+        " (needs redis-server and ringfence[redis]) and print what each admits every second"
+        " (default: 0, one process)",
     )
     demo.add_argument(
         "--web-port",
         type=int,
         default=None,
         metavar="PORT",
-        help="the dashboard's port (default 8642, or a free port when it is busy; 0: a free port)",
+        help="the dashboard's port (default: 8642, or a free port when it is busy; 0: a free port)",
     )
     config = commands.add_parser(
         "config",
         help="check a configuration file; print the effective configuration or every error",
         description="Validate FILE with the RINGFENCE_* environment variables applied, then"
-        " print each dependency's effective policies (exit 0) or every problem (exit 2).",
+        " print each dependency's effective policies as TOML, defaults filled in (exit 0),"
+        " or every problem (exit 2).",
+        formatter_class=formatter,
     )
     config.add_argument("file", metavar="FILE", help="a ringfence TOML file")
     return parser
@@ -81,7 +122,9 @@ def _check_config(file: str) -> int:
             return 2
     for warning in caught:
         sys.stderr.write(f"ringfence config: warning: {warning.message}\n")
-    sys.stdout.write(config.describe())
+    from ._effective import effective_toml
+
+    sys.stdout.write(effective_toml(config))
     return 0
 
 
@@ -134,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             import supervisor.integrations.asgi  # noqa: F401 - says which extra is missing
         except ImportError as error:
             _parser().error(f"--web: {error}")
-    from rich.console import Console
+    try:
+        from rich.console import Console
+    except ImportError:
+        _parser().error("demo needs the demo extra: pip install 'ringfence[demo]'")
 
     from ._demo import DemoConfig, run_demo
     from ._demo._report import plot_timeline, print_summary

@@ -454,7 +454,9 @@ class Actor:
                 in_flight=self._in_flight,
                 queued=len(self._queue),
             )
-        return BulkheadFull(self.name, self._max_concurrent, self._max_queued)
+        latency = self._latency  # the latest call's latency: BulkheadFull.retry_after's hint
+        latest = latency.ring[(latency.count - 1) & latency.mask] if latency.count else None
+        return BulkheadFull(self.name, self._max_concurrent, self._max_queued, latest)
 
     def _set_limits(self) -> None:
         """The rate limits' turn sources: local GCRA, or the shared state's (``shared=``)."""

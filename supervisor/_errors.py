@@ -141,11 +141,22 @@ class BulkheadFull(SupervisorError):
     Every concurrency slot and every queue place of the dependency was taken: the call was
     rejected at once, without reaching the dependency. Unlike :class:`BreakerOpen`, this says
     nothing about the dependency's health, only about its load.
+
+    Attributes:
+        dependency, max_concurrent, max_queued: the dependency and its bulkhead.
+        retry_after: a hint, seconds: the latest call's latency (a slot is likely free again
+            within one call's time), or ``None`` before any call ended.
     """
 
     if TYPE_CHECKING:  # no Python __init__, for the reason BreakerOpen gives
 
-        def __init__(self, dependency: str, max_concurrent: int, max_queued: int) -> None: ...
+        def __init__(
+            self,
+            dependency: str,
+            max_concurrent: int,
+            max_queued: int,
+            retry_after: float | None = None,
+        ) -> None: ...
 
     @property
     def dependency(self) -> str:
@@ -161,6 +172,11 @@ class BulkheadFull(SupervisorError):
     def max_queued(self) -> int:
         """The bulkhead's queue length."""
         return self.args[2]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds a slot may take to free: the latest call's latency (``None``: none yet)."""
+        return self.args[3] if len(self.args) > 3 else None
 
     def __str__(self) -> str:
         return (

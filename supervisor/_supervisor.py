@@ -8,8 +8,13 @@ queued calls and cuts off running ones with ``SupervisorClosed``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import random
+import types
+import warnings
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
@@ -17,6 +22,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Concatenate,
+    Final,
     Generic,
     ParamSpec,
     TypeVar,
@@ -40,10 +46,11 @@ from policies import (
     Transition,
 )
 
+from . import _testmode
 from ._actor import Actor
 from ._backends import paths_for
 from ._config import Config, load_config
-from ._errors import SupervisorClosed, UnknownDependency
+from ._errors import UnknownDependency
 from ._events import Event, EventHub, EventStream
 from ._runtime import (
     LazyEvent,
@@ -70,8 +77,21 @@ __all__ = ("Supervisor", "Dependency")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_P2 = ParamSpec("_P2")
+_S = TypeVar("_S")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _NEW, _RUNNING, _CLOSED = 0, 1, 2
+
+
+async def _coroutine_function(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover
+    """Never called: its code object marks a handle as a coroutine function (see Dependency)."""
+
+
+#: What ``inspect.iscoroutinefunction`` reads on a function-like object (Python 3.11 has no
+#: ``inspect.markcoroutinefunction``; its check accepts any object that looks like a function,
+#: as Cython's do: a ``__code__`` with ``CO_COROUTINE``, a ``__name__``, ``__defaults__``...).
+_COROUTINE_CODE: Final = _coroutine_function.__code__
 
 
 @final
@@ -79,19 +99,54 @@ class Dependency(Generic[P, R]):
     """
     A typed handle to a registered dependency: ``await handle(*args)`` is
     ``await supervisor.call(name, *args)`` and keeps the callable's parameter and return types.
+
+    It looks like the function it protects (``functools.update_wrapper``: ``__name__``,
+    ``__qualname__``, ``__doc__``, ``__wrapped__``, so ``inspect.signature`` reads the
+    function's) and like a coroutine function (``inspect.iscoroutinefunction(handle)``), so
+    frameworks await it. A handle made by ``@supervisor.protect`` on a method binds ``self``
+    as a function does.
     """
 
-    __slots__ = ("_actor", "_supervisor", "name")
+    __slots__ = ("__dict__", "_actor", "_binds", "_supervisor", "name")
 
-    def __init__(self, supervisor: Supervisor, actor: Actor) -> None:
+    # With __code__ (set per handle), what inspect's function-likeness check asks for.
+    __defaults__: Final = None
+    __kwdefaults__: Final = None
+
+    def __init__(
+        self, supervisor: Supervisor, actor: Actor, fn: Callable[..., Any], *, binds: bool = False
+    ) -> None:
         self._supervisor = supervisor
         self._actor = actor
+        self._binds = binds
         self.name = actor.name
+        # A function's attributes are copied as functools.wraps copies them; a callable
+        # object's __dict__ is its state, not attributes of a function: left alone.
+        plain = inspect.isfunction(fn) or inspect.ismethod(fn)
+        functools.update_wrapper(self, fn, updated=functools.WRAPPER_UPDATES if plain else ())
+        if not isinstance(self.__dict__.get("__name__"), str):
+            self.__dict__["__name__"] = self.__dict__["__qualname__"] = actor.name
+        if not actor.stream_only:  # an async generator function's handle is no coroutine one
+            self.__dict__["__code__"] = _COROUTINE_CODE
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
         # Returns the actor's coroutine itself rather than wrapping it in one more: each
         # coroutine layer costs ~80 ns, about the price of the call being protected.
         return self._actor.entry(args, kwargs, None)  # type: ignore[return-value]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Dependency[P, R]: ...
+
+    @overload
+    def __get__(
+        self: Dependency[Concatenate[_S, _P2], R], instance: _S, owner: type | None = None
+    ) -> Callable[_P2, Coroutine[Any, Any, R]]: ...
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        """A method's handle (``@supervisor.protect`` in a class) binds ``self`` on access."""
+        if instance is None or not self._binds:
+            return self
+        return types.MethodType(self, instance)
 
     def stream(self, *args: P.args, **kwargs: P.kwargs) -> Stream[R]:
         """``supervisor.stream(name, *args, **kwargs)`` for this dependency."""
@@ -103,6 +158,25 @@ class Dependency(Generic[P, R]):
         """This dependency's :class:`DependencyStatus`."""
         return self._actor.status()
 
+    def typed_as(self, fn: _F, /) -> _F:
+        """
+        This handle, typed as *fn* (the function it was registered with): an overloaded
+        function (openai's ``create(..., stream=True)``) keeps every overload, which a
+        ``Dependency[P, R]`` cannot carry. *fn* should be an ``async`` function (or one
+        returning an awaitable): the handle is awaited as it is.
+
+        Raises:
+            TypeError: *fn* is not the function this dependency was registered with.
+        """
+        if fn != self.__dict__["__wrapped__"]:
+            msg = f"typed_as({fn!r}): {self.name!r} was registered with another function"
+            raise TypeError(msg)
+        return self  # type: ignore[return-value]
+
+    def _attach(self, actor: Actor) -> None:
+        """The supervisor's, when it is entered again: calls go to the fresh *actor*."""
+        self._actor = actor
+
     def __repr__(self) -> str:
         return f"<Dependency {self.name!r}>"
 
@@ -111,10 +185,12 @@ class Dependency(Generic[P, R]):
 class _Protect:
     """What ``@supervisor.protect(...)`` returns: registers the function it decorates."""
 
-    __slots__ = ("_name", "_policies", "_supervisor")
+    __slots__ = ("_add", "_name", "_policies")
 
-    def __init__(self, supervisor: Supervisor, name: str | None, policies: dict[str, Any]) -> None:
-        self._supervisor = supervisor
+    def __init__(
+        self, add: Callable[..., Dependency[Any, Any]], name: str | None, policies: dict[str, Any]
+    ) -> None:
+        self._add = add
         self._name = name
         self._policies = policies
 
@@ -131,7 +207,7 @@ class _Protect:
             if not isinstance(name, str):
                 msg = f'cannot name {fn!r}: pass one, @supervisor.protect("name")'
                 raise TypeError(msg)
-        return self._supervisor.register(name, fn, **self._policies)
+        return self._add(name, fn, binds=True, **self._policies)
 
 
 @final
@@ -147,7 +223,11 @@ class Supervisor:
             verdicts): ``supervisor.integrations.redis.RedisShared(...)``; ``None`` (the
             default) keeps everything in this process.
 
-    Use it as an async context manager; it can be entered once.
+    Use it as an async context manager. Once left, it can be entered again (not while it
+    runs, and not with ``shared``): every dependency starts afresh — a new actor, its
+    policies as registered (a ``reconfigure`` is not kept), zero counters — and the handles
+    already given out call the new actors. A module-level supervisor thus serves one test
+    after another (Starlette's ``TestClient`` runs the lifespan per test).
     """
 
     def __init__(
@@ -180,6 +260,10 @@ class Supervisor:
         # The callables as registered (an actor may keep a wrapper): reconfigure() checks a
         # new fallback against their parameters, as register() did.
         self._registered: dict[str, Callable[..., Any]] = {}
+        # What each was registered with, and its handle: entering again after leaving makes
+        # fresh actors from these (testing.py's overrides applied) and attaches the handles.
+        self._specs: dict[str, dict[str, Any]] = {}
+        self._handles: dict[str, Dependency[Any, Any]] = {}
         self._phase = _NEW
         self._task_group: TaskGroup | None = None
         self._closing = LazyEvent()
@@ -296,8 +380,29 @@ class Supervisor:
                 generator function. An async generator function registers as a stream:
                 call it with :meth:`stream`.
             ValueError: *name* is empty or already registered.
-            SupervisorClosed: the supervisor has shut down.
+
+        Registered after the supervisor was left, a dependency starts when it is entered
+        again.
         """
+        return self._add(
+            name,
+            fn,
+            binds=False,
+            retry=retry,
+            breaker=breaker,
+            timeout=timeout,
+            bulkhead=bulkhead,
+            fallback=fallback,
+            critical=critical,
+            fallback_on=fallback_on,
+            classifier=classifier,
+            rate_limit=rate_limit,
+        )
+
+    def _add(
+        self, name: str, fn: Callable[..., Any], *, binds: bool, **policies: Any
+    ) -> Dependency[Any, Any]:
+        """:meth:`register`, and :meth:`protect`'s (whose handle on a method binds ``self``)."""
         if not isinstance(name, str):
             msg = f"'name' must be a str, got {name!r} of type {type(name).__name__}"
             raise TypeError(msg)
@@ -311,15 +416,18 @@ class Supervisor:
             msg = f"'fn' must be callable, got {fn!r} of type {type(fn).__name__}"
             raise TypeError(msg)
         configured = {} if self._config is None else self._config.policies_for(name)
-        retry = given_or_configured(retry, configured, "retry", None)
-        breaker = given_or_configured(breaker, configured, "breaker", None)
-        timeout = given_or_configured(timeout, configured, "timeout", None)
-        bulkhead = given_or_configured(bulkhead, configured, "bulkhead", None)
-        critical = given_or_configured(critical, configured, "critical", False)
+        retry = given_or_configured(policies["retry"], configured, "retry", None)
+        breaker = given_or_configured(policies["breaker"], configured, "breaker", None)
+        timeout = given_or_configured(policies["timeout"], configured, "timeout", None)
+        bulkhead = given_or_configured(policies["bulkhead"], configured, "bulkhead", None)
+        critical = given_or_configured(policies["critical"], configured, "critical", False)
         limits = check_policy(
-            "rate_limit", given_or_configured(rate_limit, configured, "rate_limit", None)
+            "rate_limit",
+            given_or_configured(policies["rate_limit"], configured, "rate_limit", None),
         )
-        fallback_filter = ErrorFilter.of(fallback_on, name="fallback_on")
+        fallback = policies["fallback"]
+        fallback_filter = ErrorFilter.of(policies["fallback_on"], name="fallback_on")
+        classifier = policies["classifier"]
         if classifier is not None and not callable(classifier):
             msg = f"'classifier' must be callable or None, got {classifier!r}"
             raise TypeError(msg)
@@ -333,27 +441,31 @@ class Supervisor:
         if not isinstance(critical, bool):
             msg = f"'critical' must be a bool, got {critical!r}"
             raise TypeError(msg)
-        if self._phase == _CLOSED:
-            raise SupervisorClosed("supervisor has shut down: cannot register")
-        actor = Actor(
-            name,
-            fn,
-            retry=retry,
-            breaker=breaker,
-            timeout=timeout,
-            bulkhead=bulkhead,
-            fallback=fallback,
-            critical=critical,
-            fallback_on=fallback_filter,
-            classifier=classifier,
-            rate_limit=limits,
-        )  # rejects a generator fn first: a clearer error than the fallback's arity
+        spec: dict[str, Any] = {
+            "retry": retry,
+            "breaker": breaker,
+            "timeout": timeout,
+            "bulkhead": bulkhead,
+            "fallback": fallback,
+            "critical": critical,
+            "fallback_on": fallback_filter,
+            "classifier": classifier,
+            "rate_limit": limits,
+        }
+        # Actor() rejects a generator fn first: a clearer error than the fallback's arity.
+        mode = _testmode.current() if self._phase == _RUNNING else None
+        actor = Actor(name, fn, **(spec if mode is None else mode.policies(spec)))
         check_fallback(fn, fallback)
         self._actors[name] = actor
         self._registered[name] = fn
+        self._specs[name] = spec
         if self._phase == _RUNNING:
             self._start_actor(actor)
-        return Dependency(self, actor)
+        if retry is not None:
+            _warn_sdk_retries(name, fn)
+        handle: Dependency[Any, Any] = Dependency(self, actor, fn, binds=binds)
+        self._handles[name] = handle
+        return handle
 
     def protect(
         self,
@@ -393,7 +505,7 @@ class Supervisor:
                 f"'name' must be a str or None, got {name!r}; use @protect() or @protect(\"name\")"
             )
             raise TypeError(msg)
-        return _Protect(self, name, policies)
+        return _Protect(self._add, name, policies)
 
     @classmethod
     def from_config(
@@ -440,15 +552,21 @@ class Supervisor:
     # Lifecycle
 
     async def __aenter__(self) -> Supervisor:
-        if self._phase != _NEW:
-            msg = "a Supervisor can be entered only once; create a new one"
+        if self._phase == _RUNNING:
+            msg = "this Supervisor is running already: leave its `async with` first"
             raise RuntimeError(msg)
+        mode = _testmode.current()
+        if self._phase == _CLOSED or mode is not None:
+            if self._phase == _CLOSED and self._shared is not None:
+                msg = "a Supervisor with shared state can be entered only once; create a new one"
+                raise RuntimeError(msg)
+            self._fresh_actors(mode)
         self._backend = current_backend()
         self._clock = backend_clock(self._backend)
         self._closing = LazyEvent(anyio.Event())
         self._runtime = Runtime(
             clock=self._clock,
-            rng=self._rng,
+            rng=self._rng if mode is None else random.Random(mode.seed),
             backend=self._backend,
             closing=self._closing,
             hub=self._hub,
@@ -494,6 +612,21 @@ class Supervisor:
         task_group.cancel_scope.cancel()
         await task_group.__aexit__(None, None, None)
         return None
+
+    def _fresh_actors(self, mode: _testmode.TestMode | None) -> None:
+        """
+        Entering again (or under ``supervisor.testing``): a fresh actor for every dependency,
+        from the policies it was registered with, and its handle attached to it.
+        """
+        if self._phase == _CLOSED:
+            self._hub = EventHub()  # the last run's hub ended its streams
+        for name, spec in self._specs.items():
+            actor = Actor(
+                name, self._registered[name], **(spec if mode is None else mode.policies(spec))
+            )
+            self._actors[name] = actor
+            # This module's handle; the supervisor is the only one that points it elsewhere.
+            self._handles[name]._attach(actor)  # noqa: SLF001
 
     def _start_actor(self, actor: Actor) -> None:
         assert self._runtime is not None
@@ -769,6 +902,40 @@ class Supervisor:
     def __repr__(self) -> str:
         phase = ("new", "running", "closed")[self._phase]
         return f"<Supervisor {phase} dependencies={list(self._actors)!r}>"
+
+
+#: SDK clients already warned about (weakly held): the warning is said once per client.
+_WARNED: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _warn_sdk_retries(name: str, fn: Callable[..., Any]) -> None:
+    """
+    Warn once per client when *fn* is an openai or anthropic client's method and the client
+    retries by itself (``max_retries > 0``): under ringfence's retry each attempt would send
+    up to ``1 + max_retries`` requests (3 x 3 = 9 per call by default).
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    resource = getattr(fn, "__self__", None)
+    client = getattr(resource, "_client", None)  # the SDKs' resources keep their client so
+    package = type(client).__module__.partition(".")[0]
+    retries = getattr(client, "max_retries", 0)
+    if package not in ("openai", "anthropic") or not isinstance(retries, int) or retries <= 0:
+        return
+    try:
+        if client in _WARNED:
+            return
+        _WARNED.add(client)
+    except TypeError:  # not weakly referenceable: warn each time rather than never
+        pass
+    warnings.warn(
+        f"{name!r} is a method of an {package} client that retries by itself"
+        f" (max_retries={retries}): under ringfence's retry each attempt may send"
+        f" {1 + retries} requests. Build the client with max_retries=0, or register"
+        " client.with_options(max_retries=0)'s method",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 async def _raise(error: Exception) -> Any:

@@ -11,6 +11,7 @@ import pytest
 
 import policies
 import supervisor
+import supervisor.testing
 from policies import backoff, break_duration
 
 # `policies.classify` is also the name of the function the package exports: reach the module
@@ -26,6 +27,7 @@ PUBLIC_MODULES = [
     rate_limit_module,
     budget_module,
     supervisor,
+    supervisor.testing,
 ]
 
 
@@ -61,12 +63,13 @@ def test_supervisor_exports_claim_the_package_as_their_module() -> None:
 
 
 def test_supervisor_implementation_modules_are_private() -> None:
-    """Every supervisor module but __init__/__main__ starts with an underscore."""
+    """Every supervisor module but __init__/__main__ and the testing helpers (issue 21: a
+    service's tests import supervisor.testing; pytest loads supervisor.pytest_plugin) starts
+    with an underscore."""
     root = Path(supervisor.__file__).parent
+    allowed = ("__init__.py", "__main__.py", "testing.py", "pytest_plugin.py")
     public = [
-        p.name
-        for p in root.glob("*.py")
-        if not p.name.startswith("_") and p.name not in ("__init__.py", "__main__.py")
+        p.name for p in root.glob("*.py") if not p.name.startswith("_") and p.name not in allowed
     ]
     assert [] == public
 

@@ -187,6 +187,8 @@ FLOORS: dict[str, float] = {
     "_events": 1,
     "_timers": 1,
     "_status": 1,
+    "_testmode": 1,  # the testing switch's state (issue 21)
+    "_effective": 4,  # `ringfence config`: the effective configuration as TOML (issue 21)
     "_runtime": 2,
     "_spec": 2,
     "_rate_limits": 3,
@@ -203,6 +205,8 @@ FLOORS: dict[str, float] = {
     "_backends": 6.3,
     "_backends._generate": 6.3,
     "_supervisor": 7,
+    "testing": 8,  # the testing helpers and pytest plugin (issue 21)
+    "pytest_plugin": 9,
 }
 
 

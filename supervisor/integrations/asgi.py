@@ -45,6 +45,22 @@ client has buffered go out in one send.
 
 JSON has no infinity or NaN (``BreakerOpen.retry_after`` is ``inf`` for an isolated
 dependency): such numbers are sent as ``null``.
+
+:func:`install_error_handlers` maps ringfence's errors, escaping a route, to HTTP answers:
+
+======================  ====  ================================================================
+error                   code  ``Retry-After``
+======================  ====  ================================================================
+``BreakerOpen``         503   the rest of the break, rounded up; ``0`` half-open with every
+                              probe busy; none while isolated (``inf``)
+``BulkheadFull``        503   its hint (the latest call's latency), rounded up
+``RateLimited``         429   the pause or the turn, rounded up
+``DeadlineExceeded``    504   none
+``AttemptTimeout``      504   none
+======================  ====  ================================================================
+
+with a small JSON body: ``{"error": "breaker_open", "dependency": "llm", "detail": "...",
+"retry_after": 12.5}``.
 """
 
 from __future__ import annotations
@@ -74,12 +90,23 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     )
     raise ImportError(msg) from error
 
-from supervisor import Event, EventStream, HealthStatus, UnknownDependency
+from supervisor import (
+    AttemptTimeout,
+    BreakerOpen,
+    BulkheadFull,
+    DeadlineExceeded,
+    Event,
+    EventStream,
+    HealthStatus,
+    RateLimited,
+    SupervisorError,
+    UnknownDependency,
+)
 
 if TYPE_CHECKING:
     from supervisor import Supervisor
 
-__all__ = ("lifespan", "app")
+__all__ = ("lifespan", "app", "install_error_handlers")
 
 #: Seconds between SSE keep-alive comments (proxies close idle connections).
 PING = 15.0
@@ -90,7 +117,19 @@ SEND_TIMEOUT = 10.0
 #: ``Retry-After`` (seconds) of the 503 answered past ``max_event_clients``.
 RETRY_AFTER = 5
 
+#: The longest ``Retry-After`` (seconds) :func:`install_error_handlers` sends: a day.
+MAX_RETRY_AFTER = 86_400
+
 _log = logging.getLogger("ringfence")
+
+#: Each error :func:`install_error_handlers` maps: its status code and its body's ``error``.
+_HTTP: Final[dict[type[SupervisorError], tuple[int, str]]] = {
+    BreakerOpen: (503, "breaker_open"),
+    BulkheadFull: (503, "bulkhead_full"),
+    RateLimited: (429, "rate_limited"),
+    DeadlineExceeded: (504, "deadline_exceeded"),
+    AttemptTimeout: (504, "attempt_timeout"),
+}
 
 
 def lifespan(
@@ -104,7 +143,8 @@ def lifespan(
     ``async with supervisor: yield``.
 
     Args:
-        supervisor: a supervisor not entered yet (it can be entered once).
+        supervisor: a supervisor not running now (one that was left is entered again,
+            with fresh actors: the lifespan may run once per test).
 
     Returns:
         ``lifespan(app)``, an async context manager factory, for ``Starlette(lifespan=...)``
@@ -190,6 +230,53 @@ def app(
             Route("/events", events, methods=["GET"]),
         ]
     )
+
+
+def install_error_handlers(app: Starlette) -> None:
+    """
+    Answer ringfence's rejections and timeouts escaping *app*'s routes as HTTP errors
+    (the table in this module's docstring): ``BreakerOpen`` and ``BulkheadFull`` 503,
+    ``RateLimited`` 429, each with ``Retry-After`` when it is known and finite (at most
+    :data:`MAX_RETRY_AFTER`); ``DeadlineExceeded`` and ``AttemptTimeout`` 504. The body is
+    JSON naming the dependency. Any other error is left to the app.
+
+    One handler per error type, not one for ``Exception``: Starlette re-raises an error its
+    ``Exception`` handler answered, and uvicorn then closes the keep-alive connection.
+
+    Args:
+        app: a Starlette or FastAPI application (anything with ``add_exception_handler``).
+
+    Raises:
+        TypeError: *app* has no ``add_exception_handler``.
+    """
+    add = getattr(app, "add_exception_handler", None)
+    if not callable(add):
+        msg = (
+            "'app' must be a Starlette or FastAPI application (with add_exception_handler),"
+            f" got {app!r} of type {type(app).__name__}"
+        )
+        raise TypeError(msg)
+    for error_type in _HTTP:
+        add(error_type, _error_response)
+
+
+async def _error_response(request: Request, error: Exception) -> Response:
+    """One of ringfence's errors as its HTTP answer (see :func:`install_error_handlers`)."""
+    status_code, name = next(
+        (code for error_type, code in _HTTP.items() if isinstance(error, error_type)),
+        (503, "unavailable"),
+    )
+    hint = getattr(error, "retry_after", None)
+    body = {
+        "error": name,
+        "dependency": getattr(error, "dependency", None),
+        "detail": str(error),
+        "retry_after": hint,
+    }
+    headers = {"Cache-Control": "no-store"}
+    if isinstance(hint, int | float) and math.isfinite(hint) and hint >= 0:
+        headers["Retry-After"] = str(min(math.ceil(hint), MAX_RETRY_AFTER))
+    return _json(body, status_code, headers)
 
 
 def _check_int(name: str, value: object) -> None:

@@ -21,6 +21,7 @@ from supervisor import (
 )  # not `_config`: attrs-generated code reads that global
 from supervisor.__main__ import main
 from supervisor._config import Config, ConfigError, load_config
+from supervisor._effective import effective_toml
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "ringfence.toml"
 KINDS = "transient, rate_limited, permanent, auth, invalid_input, unknown"
@@ -701,11 +702,11 @@ def no_ringfence_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_ringfence_env")
 def test_cli_prints_the_effective_configuration(capsys: pytest.CaptureFixture[str]) -> None:
-    """`ringfence config FILE` prints what load_config() gives and exits 0."""
+    """`ringfence config FILE` prints what load_config() gives, as TOML, and exits 0."""
     assert 0 == main(["config", str(EXAMPLE)])
 
     out, err = capsys.readouterr()
-    assert load_config(EXAMPLE, env={}).describe() == out
+    assert effective_toml(load_config(EXAMPLE, env={})) == out
     assert "" == err
 
 
@@ -739,7 +740,7 @@ def test_cli_reports_warnings_and_missing_files(
     assert err.startswith(
         "ringfence config: warning: dependencies.x.timeout: Timeout(attempt=3, total=2): "
     )
-    assert "timeout = Timeout(attempt=3, total=2, first_item=None, between_items=None)\n" in out
+    assert "[dependencies.x.timeout]\nattempt = 3\ntotal = 2\nfirst_item = false\n" in out
 
     monkeypatch.setenv("RINGFENCE_Y__CRITICAL", "true")
     assert 2 == main(["config", str(path)])

@@ -46,3 +46,33 @@ def test_readme_gives_the_two_commands_first() -> None:
     assert ["make demo", "make test"] == [
         line.split("#")[0].strip() for line in first.strip().splitlines()
     ]
+
+
+def test_readme_runs_the_integration_and_decorator_examples() -> None:
+    """Issue 21: the collector, instrument(), the ASGI routes and error handlers, and
+    @protect on a method are each in a block the README test runs."""
+    codes = [code for code, _ in blocks()]
+    for needle in (
+        "supervisor.integrations.prometheus import collector",
+        "supervisor.integrations.otel import instrument",
+        "install_error_handlers(api)",
+        '"/ringfence/status/search"',
+        "@supervisor.protect(retry=",
+    ):
+        assert any(needle in code for code in codes), needle
+
+
+def test_readme_says_how_to_install_from_a_checkout_or_a_wheel() -> None:
+    """The install commands a new user needs, since the distribution is not on PyPI."""
+    text = README.read_text()
+    install = text.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    for command in (
+        "python3 -m venv .venv",
+        "pip install .",
+        "pip wheel --no-deps -w dist .",
+        "python -m build",
+        "pip install ./dist/ringfence-*.whl",
+        "'.[demo]'",
+    ):
+        assert command in install, command
+    assert "supervisord" in install  # the note on unrelated packages of the same import names

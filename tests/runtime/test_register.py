@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policies import Retry
-from supervisor import Supervisor, SupervisorClosed
+from supervisor import Supervisor
 
 from .conftest import Fake, guard
 
@@ -83,16 +83,15 @@ def test_supervisor_rejects_bad_arguments(
         Supervisor(**kwargs)  # type: ignore[arg-type]
 
 
-async def test_a_supervisor_is_entered_once(sup: Supervisor) -> None:
-    """Entering twice is a RuntimeError; registering after shutdown is SupervisorClosed."""
+async def test_a_running_supervisor_is_not_entered_twice(sup: Supervisor) -> None:
+    """Entering while it runs is a RuntimeError; once left, it is entered again (issue 21)."""
     with guard():
         async with sup:
+            with pytest.raises(RuntimeError, match="running already"):
+                async with sup:
+                    pass
+        async with sup:
             pass
-        with pytest.raises(RuntimeError, match="entered only once"):
-            async with sup:
-                pass
-    with pytest.raises(SupervisorClosed):
-        sup.register("late", dep)
 
 
 async def test_plain_pass_through_is_still_counted(sup: Supervisor) -> None:

@@ -9,7 +9,7 @@ type; misuse is rejected (each ``# type: ignore[...]`` line must stay an error, 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, Generic, TypeVar, assert_type
+from typing import Any, Generic, Literal, TypeVar, assert_type, overload
 
 from policies import Breaker, Bulkhead, Retry, Timeout, backoff, break_duration
 from supervisor import BreakerOpen, DependencyStatus, Supervisor
@@ -146,3 +146,32 @@ async def check() -> None:
         await protected_sync("one")  # type: ignore[arg-type]
     error = BreakerOpen("llm", 1.0)
     assert_type(error.retry_after, float)
+
+
+class Client:
+    supervisor = Supervisor()
+
+    @supervisor.protect()
+    async def get(self, path: str) -> bytes:
+        return b""
+
+
+@overload
+async def create(prompt: str, *, stream: Literal[False] = ...) -> str: ...
+@overload
+async def create(prompt: str, *, stream: Literal[True]) -> SDKStream[str]: ...
+async def create(prompt: str, *, stream: bool = False) -> str | SDKStream[str]:
+    return SDKStream() if stream else prompt
+
+
+async def check_methods_and_overloads() -> None:
+    # @supervisor.protect on a method binds self: the bound handle takes the rest
+    assert_type(await Client().get("/a"), bytes)
+    await Client().get(1)  # type: ignore[arg-type]
+    assert_type(await Client.get(Client(), "/a"), bytes)
+    # an overloaded SDK method: typed_as keeps every overload (openai's stream=True)
+    supervisor = Supervisor()
+    handle = supervisor.register("create", create)
+    typed = handle.typed_as(create)
+    assert_type(await typed("hi"), str)
+    assert_type(await typed("hi", stream=True), SDKStream[str])
