@@ -642,7 +642,9 @@ async def test_a_call_queued_for_a_slot_does_not_go_during_a_pause(
         fn,
         retry=Retry(attempts=1),
         bulkhead=Bulkhead(max_concurrent=1, max_queued=1),
-        rate_limit=RateLimit(100, per=1.0) if limited else None,
+        # A slow refill (100 an hour), so asyncio's real time between the two readings of
+        # the bucket cannot add a visible fraction of a token on a loaded machine.
+        rate_limit=RateLimit(100, per=3600.0) if limited else None,
     )
     with guard():
         async with sup, anyio.create_task_group() as tg:
