@@ -490,6 +490,7 @@ def reserve_all(
     costs: Sequence[float],
     max_wait: float = _INF,
     charged: list[float] | None = None,
+    final: bool = False,
 ) -> float | Refusal:
     """
     Take a turn in every limiter for one call, or in none (rule 2 of the module docstring).
@@ -510,6 +511,8 @@ def reserve_all(
             call that never goes gives back exactly that, naming the turn each limiter gave
             it (``refund(now, charged[i], turns[i])``, ``turns[i]`` being
             ``limiters[i].last_turn`` read right after the admission).
+        final: as for :meth:`RateLimiter.reserve` (rule 9), for every limiter: turns due at
+            once (a common wait of 0.0) are used at once and never given back.
 
     Returns:
         The seconds to wait (0.0: at once); every turn is taken (each limiter's
@@ -529,7 +532,7 @@ def reserve_all(
         )
         raise ValueError(msg)
     if count == 1:
-        result = limiters[0].reserve(now, costs[0], max_wait)  # the same rules, one limiter
+        result = limiters[0].reserve(now, costs[0], max_wait, final)  # the same rules
         if charged is not None and not isinstance(result, Refusal):
             charged.append(costs[0])
         return result
@@ -586,10 +589,15 @@ def reserve_all(
         start = level if level > reached else reached
         limiter._level = start + cost
         limiter._t0 = now
-        limiter.last_turn = turn = next(_TURNS)
         charge = start - level + cost
-        if charge > 0.0:
-            limiter._held.append([turn, charge, 0.0])
+        if final and wait == 0.0:  # never given back (rule 9)
+            limiter.last_turn = 0
+            if charge > 0.0 and limiter._held:
+                limiter._held.clear()
+        else:
+            limiter.last_turn = turn = next(_TURNS)
+            if charge > 0.0:
+                limiter._held.append([turn, charge, 0.0])
         if charged is not None:
             charged.append(charge)
     return wait

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from policies.rate_limit import Refusal
+from policies.rate_limit import Refusal, reserve_all
 
 from ._actor import Actor
 from ._errors import DEQUEUED, DeadlineExceeded, SupervisorClosed, SupervisorError
@@ -122,6 +122,13 @@ async def admit_slow(
             # would then give nothing back if it never went: safe, rule 7.)
             charged = costs
             turns = [solo.last_turn]
+        elif limits.group is not None and self._in_flight < self._max_concurrent:
+            # Several local limits, the same case: all or none, and final in each.
+            charged = []
+            result = reserve_all(limits.group, now, costs, budget, charged, True)
+            if result == 0.0 and take_free_slot(self):  # free, as seen just above
+                return epoch
+            turns = limits.turns()
         elif limits.single is not None:
             single = limits.single
             result, charged = single.reserve(now, costs[0], budget), costs

@@ -38,6 +38,7 @@ class RateLimits:
 
     __slots__ = (
         "_local",
+        "group",
         "limiters",
         "limits",
         "name",
@@ -67,6 +68,10 @@ class RateLimits:
         #: the one turn source when it is local and nothing settles: a turn it gives due at
         #: once, taken with a free slot in the same step, is never given back (``final``)
         self.solo = self.single if self._local and not self.settles else None
+        #: several local turn sources, nothing settles: ``final`` turns as for ``solo``
+        self.group = (
+            self.limiters if self.single is None and self._local and not self.settles else None
+        )
 
     def costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
         """

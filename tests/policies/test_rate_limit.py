@@ -1117,3 +1117,59 @@ def test_a_final_turn_leaves_everything_as_a_turn_never_given_back(
         final.refund(now, cost, mine)
         plain.refund(now, cost, its)
         assert state(plain) == state(final)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    group=st.lists(limits, min_size=1, max_size=3),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "final", "final", "refund", "settle"]),
+            st.one_of(st.just(0.0), st.floats(-0.1, 1.0)),
+            st.lists(st.one_of(st.just(0.0), st.floats(0.0, 1.05)), min_size=3, max_size=3),
+            st.sampled_from([0.0, 0.5, math.inf]),
+            st.integers(0, 2**16),
+            st.floats(0.0, 1.5),
+        ),
+        max_size=60,
+    ),
+)
+def test_reserve_all_final_leaves_everything_as_turns_never_given_back(
+    group: list[RateLimit], ops: list[tuple[str, float, list[float], float, int, float]]
+) -> None:
+    """Rule 9 for several limits: reserve_all(final=True) and reserve_all() agree on every
+    verdict and what each limit was charged, and leave every limiter in the same state, for
+    whatever is given back later of the turns that were not final."""
+    final = [limit.machine() for limit in group]
+    plain = [limit.machine() for limit in group]
+    shortest = min(limit.per for limit in group)
+    now = 1000.0
+    held: list[tuple[list[int], list[int], list[float]]] = []  # turns, turns, charges
+    for how, dt, shares, max_wait, pick, actual in ops:
+        now += dt * shortest
+        if how in ("refund", "settle"):
+            if held:
+                mine, its, charges = held.pop(pick % len(held))
+                for limiters, turns in ((final, mine), (plain, its)):
+                    for limiter, turn, charge in zip(limiters, turns, charges, strict=True):
+                        if how == "refund":
+                            limiter.refund(now, charge, turn)
+                        else:
+                            limiter.settle(now, charge, actual * charge, turn)
+        else:
+            costs = [share * limit.capacity for share, limit in zip(shares, group, strict=False)]
+            charged: list[float] = []
+            expected: list[float] = []
+            got = reserve_all(final, now, costs, max_wait, charged, final=how == "final")
+            assert reserve_all(plain, now, costs, max_wait, expected) == got
+            assert expected == charged
+            if how == "final" and got == 0.0:
+                assert [0] * len(group) == [limiter.last_turn for limiter in final]
+            elif not isinstance(got, Refusal):
+                mine = [limiter.last_turn for limiter in final]
+                held.append((mine, [limiter.last_turn for limiter in plain], charged))
+        assert [state(limiter) for limiter in plain] == [state(limiter) for limiter in final]
+        for later in (now - 0.2 * shortest, now, now + 0.3 * shortest):
+            assert [limiter.available(later) for limiter in plain] == [
+                limiter.available(later) for limiter in final
+            ]
