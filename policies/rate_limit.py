@@ -89,6 +89,18 @@ Rules this file keeps:
    that would be ``inf`` is refused with ``retry_after`` the largest float (not ``never``:
    the cost fits the burst), a common start that would charge a level of ``inf`` likewise,
    and a settle charge that would is saturated (forgetting the turns held below it).
+9. *A turn nobody gives back needs no record.* ``reserve(..., final=True)`` is the caller's
+   promise that a turn due at once is used at once and never named by a refund or a settle
+   (the runtime's case: one local limit, nothing to settle, a free slot taken in the same
+   step). Such a turn gets no number (:attr:`~RateLimiter.last_turn` is 0, which names no
+   turn) and no record. It holds its units at the top of the schedule until the schedule
+   runs past them, so by rule 7 ``tat`` can never move back below it: the turns held below
+   it could give nothing back any more, and are forgotten at once (a turn of cost 0 holds
+   nothing and forgets nothing). Everything observable, the waits, the refusals,
+   :meth:`~RateLimiter.available` and what any later give-back gives back, is what the same
+   turn taken without ``final`` and never given back would leave; only the bookkeeping is
+   saved (a number and a record a turn: the success path of most rate-limited calls). A turn
+   that must be waited for is numbered and held as usual: its wait may be cancelled.
 """
 
 from __future__ import annotations
@@ -307,7 +319,9 @@ class RateLimiter:
         wait = excess * self._interval
         return wait if wait > _RESOLUTION else 0.0
 
-    def reserve(self, now: float, cost: float = 1, max_wait: float = _INF) -> float | Refusal:
+    def reserve(
+        self, now: float, cost: float = 1, max_wait: float = _INF, final: bool = False
+    ) -> float | Refusal:
         """
         Take a turn for a call of *cost* at *now*, or refuse it and change nothing.
 
@@ -316,6 +330,10 @@ class RateLimiter:
             cost: the call's price in units (1 for a request limit).
             max_wait: the caller's own bound on the wait (its remaining deadline, say); the
                 limit's ``max_wait`` applies as well, the smaller one wins.
+            final: the caller's promise that a turn due at once (a wait of 0.0) is used at
+                once and never given back: no refund or settle will name it. Such a turn is
+                not numbered (:attr:`last_turn` is 0) and not held (rule 9). A turn that
+                must be waited for is numbered and held as usual: the wait may be cancelled.
 
         Returns:
             The seconds to wait before the call may start (0.0: at once); the turn is taken,
@@ -351,6 +369,13 @@ class RateLimiter:
         # tat = max(tat, now) + cost*T, stored relative to now (rule 1: the turn is taken).
         self._t0 = now
         self._level = level
+        if final and wait == 0.0:
+            # A turn nobody will give back (rule 9): no number, no record; and with units,
+            # it stops the schedule moving back over anything held below it, for good.
+            self.last_turn = 0
+            if cost > 0.0 and self._held:
+                self._held.clear()
+            return wait
         self.last_turn = turn = next(_TURNS)
         if cost > 0.0:
             self._held.append([turn, cost, 0.0])
@@ -465,6 +490,7 @@ def reserve_all(
     costs: Sequence[float],
     max_wait: float = _INF,
     charged: list[float] | None = None,
+    final: bool = False,
 ) -> float | Refusal:
     """
     Take a turn in every limiter for one call, or in none (rule 2 of the module docstring).
@@ -485,6 +511,8 @@ def reserve_all(
             call that never goes gives back exactly that, naming the turn each limiter gave
             it (``refund(now, charged[i], turns[i])``, ``turns[i]`` being
             ``limiters[i].last_turn`` read right after the admission).
+        final: as for :meth:`RateLimiter.reserve` (rule 9), for every limiter: turns due at
+            once (a common wait of 0.0) are used at once and never given back.
 
     Returns:
         The seconds to wait (0.0: at once); every turn is taken (each limiter's
@@ -504,7 +532,7 @@ def reserve_all(
         )
         raise ValueError(msg)
     if count == 1:
-        result = limiters[0].reserve(now, costs[0], max_wait)  # the same rules, one limiter
+        result = limiters[0].reserve(now, costs[0], max_wait, final)  # the same rules
         if charged is not None and not isinstance(result, Refusal):
             charged.append(costs[0])
         return result
@@ -561,10 +589,15 @@ def reserve_all(
         start = level if level > reached else reached
         limiter._level = start + cost
         limiter._t0 = now
-        limiter.last_turn = turn = next(_TURNS)
         charge = start - level + cost
-        if charge > 0.0:
-            limiter._held.append([turn, charge, 0.0])
+        if final and wait == 0.0:  # never given back (rule 9)
+            limiter.last_turn = 0
+            if charge > 0.0 and limiter._held:
+                limiter._held.clear()
+        else:
+            limiter.last_turn = turn = next(_TURNS)
+            if charge > 0.0:
+                limiter._held.append([turn, charge, 0.0])
         if charged is not None:
             charged.append(charge)
     return wait

@@ -38,11 +38,13 @@ class RateLimits:
 
     __slots__ = (
         "_local",
+        "group",
         "limiters",
         "limits",
         "name",
         "settles",
         "single",
+        "solo",
         "unit_costs",
         "unit_priced",
     )
@@ -63,6 +65,13 @@ class RateLimits:
         self.unit_costs = [1.0] * len(self.limits)
         #: the one turn source, when there is one: reserved in one step (see :meth:`reserve`)
         self.single = self.limiters[0] if len(self.limiters) == 1 else None
+        #: the one turn source when it is local and nothing settles: a turn it gives due at
+        #: once, taken with a free slot in the same step, is never given back (``final``)
+        self.solo = self.single if self._local and not self.settles else None
+        #: several local turn sources, nothing settles: ``final`` turns as for ``solo``
+        self.group = (
+            self.limiters if self.single is None and self._local and not self.settles else None
+        )
 
     def costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
         """

@@ -192,6 +192,7 @@ FLOORS: dict[str, float] = {
     "_runtime": 2,
     "_spec": 2,
     "_rate_limits": 3,
+    "_config_source": 2.5,
     "_config": 3,
     "_actor": 4,
     "_call": 5,

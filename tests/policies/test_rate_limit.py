@@ -1013,3 +1013,163 @@ def test_limiter_matches_the_exact_model(
         assert float(model.available(now)) == pytest.approx(
             limiter.available(float(now)), rel=1e-9, abs=1e-9
         )
+
+
+# -- final turns (rule 9) ----------------------------------------------------------------------
+
+
+def test_a_final_turn_due_at_once_gets_no_number_and_one_that_waits_does() -> None:
+    """A final turn due at once is never given back: no number (0 names no turn). One that must
+    wait is numbered and held as usual, so a cancelled wait still gives it back."""
+    limiter = RateLimit(10, per=1, burst=1, max_wait=math.inf).machine()
+
+    assert 0.0 == limiter.reserve(0.0, 1, math.inf, final=True)
+    assert 0 == limiter.last_turn
+    limiter.refund(0.0, 1, limiter.last_turn)  # names no turn: nothing comes back
+    assert 0.1 == pytest.approx(limiter.peek(0.0))
+
+    assert 0.1 == pytest.approx(limiter.reserve(0.0, 1, math.inf, final=True))
+    waiting = limiter.last_turn
+    assert waiting > 0
+    limiter.refund(0.0, 1, waiting)  # cancelled while it waited: back at once
+    assert 0.1 == pytest.approx(limiter.peek(0.0))
+
+
+def test_turns_held_below_a_final_turn_give_nothing_back() -> None:
+    """A final turn holds its units until the schedule runs past them, so nothing below it can
+    move the schedule back: a turn given back from below it gives back nothing, exactly as
+    below a turn still held; turns above it give back down to it."""
+    limiter = RateLimit(10, per=1, burst=3, max_wait=math.inf).machine()
+    limiter.reserve(0.0, 1)
+    below = limiter.last_turn
+    limiter.reserve(0.0, 1, math.inf, final=True)
+    limiter.reserve(0.0, 1)
+    above = limiter.last_turn
+    assert 0.1 == pytest.approx(limiter.peek(0.0))
+
+    limiter.refund(0.0, 1, below)
+    assert 0.1 == pytest.approx(limiter.peek(0.0))
+    limiter.refund(0.0, 1, above)
+    assert (0.0, 1.0) == (limiter.peek(0.0), pytest.approx(limiter.available(0.0)))
+    limiter.refund(0.0, 1, below)
+    assert 1.0 == pytest.approx(limiter.available(0.0))  # still two units held
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    limit=limits,
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "final", "final", "refund", "settle"]),
+            st.one_of(st.just(0.0), st.floats(-0.2, 1.0)),
+            st.one_of(st.just(0.0), st.floats(0.0, 1.05)),
+            st.sampled_from([0.0, 0.25, math.inf]),
+            st.integers(0, 2**16),
+            st.floats(0.0, 1.5),
+        ),
+        max_size=80,
+    ),
+)
+@example(  # a final turn between two that are given back, the lower one first
+    limit=RateLimit(10, burst=3, max_wait=math.inf),
+    ops=[
+        ("reserve", 0.0, 1 / 3, math.inf, 0, 0.0),
+        ("final", 0.0, 1 / 3, math.inf, 0, 0.0),
+        ("reserve", 0.0, 1 / 3, math.inf, 0, 0.0),
+        ("refund", 0.0, 0.0, 0.0, 0, 0.0),
+        ("refund", 0.0, 0.0, 0.0, 0, 0.0),
+    ],
+)
+def test_a_final_turn_leaves_everything_as_a_turn_never_given_back(
+    limit: RateLimit, ops: list[tuple[str, float, float, float, int, float]]
+) -> None:
+    """Rule 9: a limiter taking some turns final and one taking them plainly, never giving
+    those back, agree on every wait and refusal, on the schedule, on the units left at any
+    time, and on what every other turn gives back (refunds and settles in any order, clock
+    backwards too), up to the last turn given back."""
+    final, plain = limit.machine(), limit.machine()
+    now = 1000.0
+    # The turns that may be given back: (final's number, plain's number, cost).
+    held: list[tuple[int, int, float]] = []
+    for how, dt, share, max_wait, pick, actual in ops:
+        now += dt * limit.per
+        if how in ("refund", "settle"):
+            if held:
+                mine, its, cost = held.pop(pick % len(held))
+                if how == "refund":
+                    final.refund(now, cost, mine)
+                    plain.refund(now, cost, its)
+                else:
+                    final.settle(now, cost, actual * cost, mine)
+                    plain.settle(now, cost, actual * cost, its)
+        else:
+            cost = share * limit.capacity
+            got = final.reserve(now, cost, max_wait * limit.per, final=how == "final")
+            assert plain.reserve(now, cost, max_wait * limit.per) == got
+            if how == "final" and got == 0.0:
+                assert 0 == final.last_turn  # used at once, never given back
+            elif not isinstance(got, Refusal):
+                held.append((final.last_turn, plain.last_turn, cost))
+        assert state(plain) == state(final)
+        for later in (now - 0.2 * limit.per, now, now + 0.3 * limit.per):
+            assert plain.available(later) == final.available(later)
+    for mine, its, cost in reversed(held):
+        final.refund(now, cost, mine)
+        plain.refund(now, cost, its)
+        assert state(plain) == state(final)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    group=st.lists(limits, min_size=1, max_size=3),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "final", "final", "refund", "settle"]),
+            st.one_of(st.just(0.0), st.floats(-0.1, 1.0)),
+            st.lists(st.one_of(st.just(0.0), st.floats(0.0, 1.05)), min_size=3, max_size=3),
+            st.sampled_from([0.0, 0.5, math.inf]),
+            st.integers(0, 2**16),
+            st.floats(0.0, 1.5),
+        ),
+        max_size=60,
+    ),
+)
+def test_reserve_all_final_leaves_everything_as_turns_never_given_back(
+    group: list[RateLimit], ops: list[tuple[str, float, list[float], float, int, float]]
+) -> None:
+    """Rule 9 for several limits: reserve_all(final=True) and reserve_all() agree on every
+    verdict and what each limit was charged, and leave every limiter in the same state, for
+    whatever is given back later of the turns that were not final."""
+    final = [limit.machine() for limit in group]
+    plain = [limit.machine() for limit in group]
+    shortest = min(limit.per for limit in group)
+    now = 1000.0
+    held: list[tuple[list[int], list[int], list[float]]] = []  # turns, turns, charges
+    for how, dt, shares, max_wait, pick, actual in ops:
+        now += dt * shortest
+        if how in ("refund", "settle"):
+            if held:
+                mine, its, charges = held.pop(pick % len(held))
+                for limiters, turns in ((final, mine), (plain, its)):
+                    for limiter, turn, charge in zip(limiters, turns, charges, strict=True):
+                        if how == "refund":
+                            limiter.refund(now, charge, turn)
+                        else:
+                            limiter.settle(now, charge, actual * charge, turn)
+        else:
+            costs = [share * limit.capacity for share, limit in zip(shares, group, strict=False)]
+            charged: list[float] = []
+            expected: list[float] = []
+            got = reserve_all(final, now, costs, max_wait, charged, final=how == "final")
+            assert reserve_all(plain, now, costs, max_wait, expected) == got
+            assert expected == charged
+            if how == "final" and got == 0.0:
+                assert [0] * len(group) == [limiter.last_turn for limiter in final]
+            elif not isinstance(got, Refusal):
+                mine = [limiter.last_turn for limiter in final]
+                held.append((mine, [limiter.last_turn for limiter in plain], charged))
+        assert [state(limiter) for limiter in plain] == [state(limiter) for limiter in final]
+        for later in (now - 0.2 * shortest, now, now + 0.3 * shortest):
+            assert [limiter.available(later) for limiter in plain] == [
+                limiter.available(later) for limiter in final
+            ]

@@ -161,27 +161,28 @@ async def test_admission_order_breaker_before_limits_takes_no_turn(sup: Supervis
             assert left == pytest.approx(sup.status("llm").rate_limit[0], abs=1e-3)
 
 
+@pytest.mark.parametrize("limits", [1, 2], ids=["one-limit", "two-limits"])
 async def test_admission_order_limits_before_bulkhead_refunds_a_refused_call(
-    sup: Supervisor,
+    sup: Supervisor, limits: int
 ) -> None:
     """A call that takes its turn and is then refused by the bulkhead never went: its turn
-    goes back to the limit."""
+    goes back to the limit (to each limit)."""
     gate = Gate()
     fake = Fake(gate)
     sup.register(
         "llm",
         fake,
-        rate_limit=RateLimit(10, per=3600.0),
+        rate_limit=[RateLimit(10, per=3600.0), RateLimit(1000, per=3600.0)][:limits],
         bulkhead=Bulkhead(max_concurrent=1, max_queued=0),
     )
     with guard():
         async with sup, anyio.create_task_group() as tg:
             tg.start_soon(sup.call, "llm")
             await fake.entered.wait()
-            left = sup.status("llm").rate_limit[0]
+            left = sup.status("llm").rate_limit
             with pytest.raises(BulkheadFull):
                 await sup.call("llm")
-            assert left == pytest.approx(sup.status("llm").rate_limit[0], abs=1e-3)
+            assert left == pytest.approx(sup.status("llm").rate_limit, abs=1e-3)
             gate.open()
     assert 1 == fake.count
 
