@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar, cast
 
-from policies import Breaker, Bulkhead, RateLimit, Retry, Timeout
+from policies import Breaker, Bulkhead, Hedge, RateLimit, Retry, Timeout
 
 __all__ = (
     "POLICY_TYPES",
@@ -41,6 +41,7 @@ POLICY_TYPES: Final[Mapping[str, tuple[type, str]]] = {
     "timeout": (Timeout, "policies.Timeout"),
     "bulkhead": (Bulkhead, "policies.Bulkhead"),
     "rate_limit": (RateLimit, "policies.RateLimit"),
+    "hedge": (Hedge, "policies.Hedge"),
 }
 
 
