@@ -22,7 +22,7 @@ from typing import Final, final
 
 import attrs
 
-from ._validators import check_number, integer, seconds
+from ._validators import _Validator, check_number, integer, seconds
 from .window import LatencyWindow
 
 __all__ = ("MIN_SAMPLES", "REFRESH", "Hedge", "HedgeDelay", "Quantile")
@@ -85,10 +85,9 @@ def _delay(value: float | datetime.timedelta | Quantile) -> float | Quantile:
     return seconds(value)
 
 
-def _check_delay(_inst: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _check_delay_value(name: str, value: object) -> None:
     if isinstance(value, Quantile):
         return
-    name = attribute.alias or attribute.name
     if isinstance(value, bool) or not isinstance(value, int | float):
         msg = (
             f"{name!r} must be seconds (a number > 0 or a timedelta) or Hedge.quantile(...),"
@@ -96,6 +95,9 @@ def _check_delay(_inst: object, attribute: attrs.Attribute[object], value: objec
         )
         raise TypeError(msg)
     check_number(name, value, gt=0)
+
+
+_check_delay: Final = _Validator(_check_delay_value)
 
 
 @final
@@ -117,9 +119,7 @@ class Hedge:
         TypeError, ValueError: naming the argument and the value.
     """
 
-    delay: float | Quantile = attrs.field(
-        default=0.5, converter=_delay, validator=_check_delay
-    )
+    delay: float | Quantile = attrs.field(default=0.5, converter=_delay, validator=_check_delay)
     max_hedges: int = attrs.field(default=1, validator=integer(ge=1))
 
     @staticmethod

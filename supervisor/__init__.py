@@ -25,6 +25,7 @@ from ._events import (
     DependencyPaused,
     Event,
     EventStream,
+    HedgeStarted,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -56,6 +57,7 @@ __all__ = (
     "RetryBudgetExhausted",
     "DependencyPaused",
     "ActorCrashed",
+    "HedgeStarted",
     "EventStream",
     # configuration
     "Config",
