@@ -190,9 +190,7 @@ async def test_the_call_fails_when_every_attempt_failed(sup: Supervisor) -> None
 
 async def test_a_retry_follows_when_every_attempt_failed(sup: Supervisor) -> None:
     """Attempt 1 and its hedge fail; the retry (attempt 2) answers before its delay."""
-    tail = Tail(
-        ("raise", 0.2, ConnectionError("a")), ("raise", 0.05, ConnectionError("b")), 0.01
-    )
+    tail = Tail(("raise", 0.2, ConnectionError("a")), ("raise", 0.05, ConnectionError("b")), 0.01)
     sup.register(
         "dep",
         tail,
@@ -255,7 +253,7 @@ async def test_no_hedge_into_a_pause(sup: Supervisor) -> None:
 
     class TooMany(Exception):
         status_code = 429
-        headers = {"retry-after": "30"}  # noqa: RUF012
+        headers = {"retry-after": "30"}
 
     tail = Tail(0.5, ("raise", 0.0, TooMany()))
     sup.register("dep", tail, hedge=Hedge(delay=0.1))
@@ -348,11 +346,10 @@ async def test_leaving_the_supervisor_cuts_every_attempt_off(sup: Supervisor) ->
             errors.append(exc)
 
     with guard():
-        async with anyio.create_task_group() as tg:
-            async with sup:
-                tg.start_soon(call)
-                await anyio.sleep(0.2)  # virtual: the hedge has started
-                assert 2 == len(tail.started)
+        async with anyio.create_task_group() as tg, sup:
+            tg.start_soon(call)
+            await anyio.sleep(0.2)  # virtual: the hedge has started
+            assert 2 == len(tail.started)
     assert (1, [0, 1]) == (len(errors), sorted(tail.cancelled))
 
 
