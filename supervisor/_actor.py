@@ -202,6 +202,14 @@ class Actor:
     :meth:`status`.
     """
 
+    # Hedging (policies.Hedge): the policy, its delay's cache and lifetime counters. Class
+    # defaults, set on the instance only once the dependency is hedged: a dependency that is
+    # never hedged carries nothing more (its attribute dict, and every lookup in it, unchanged).
+    hedge: Hedge | None = None
+    _hedge_delay: HedgeDelay | None = None
+    _hedges = 0
+    _hedge_wins = 0
+
     def __init__(
         self,
         name: str,
@@ -335,10 +343,6 @@ class Actor:
         self._rejections_since_transition = 0
         self._logged_breaker_epoch = -1
         self._bulkhead_full_logged = False
-        # hedging (policies.Hedge): the policy, its delay's cache, and lifetime counters
-        self.hedge: Hedge | None = None
-        self._hedge_delay: HedgeDelay | None = None
-        self._hedges = self._hedge_wins = 0
 
         self._apply(
             {
@@ -1250,6 +1254,8 @@ class Actor:
     # Hedging (policies.Hedge): the race itself is _call.py's
 
     def _set_hedge(self, hedge: Hedge | None) -> None:
+        if hedge is None and self.hedge is None:
+            return  # (never hedged: the class's defaults stand, the instance grows nothing)
         self.hedge = hedge
         self._hedge_delay = hedge.machine() if hedge is not None else None
 

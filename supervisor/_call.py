@@ -110,25 +110,20 @@ async def with_policies(
     attempt = 0
     last: Exception | None = None
     run = self.attempt if stream is None else stream.attempt
-    hedge = self.hedge  # (the call keeps the hedge it started with)
-    hedges = 0  # hedges started, over every attempt
+    hedged = None
+    if self.hedge is not None:  # each attempt is a race: one load and one test per call
+        hedged = _Hedged(self, self.hedge, stream)
+        run = hedged.race
     while True:
         attempt += 1
         try:
-            if hedge is None:
-                result = await run(args, kwargs, deadline)
-            else:
-                race = _Race()
-                try:
-                    result = await _race(self, race, hedge, attempt, args, kwargs, deadline, stream)
-                finally:
-                    hedges += race.started
+            result = await run(args, kwargs, deadline)
         except Exception as exc:
             final = stream is not None and exc is stream.refused
             error, fall_back, delay = self.after_failure(exc, attempt, deadline, last, final)
             if error is not None:
-                if hedges:
-                    note_hedges(error, self.name, attempt, hedges)
+                if hedged is not None and hedged.started:
+                    note_hedges(error, self.name, attempt, hedged.started)
                 if fall_back:
                     self.fell_back()
                     if stream is not None:
@@ -150,6 +145,33 @@ async def with_policies(
                 await _sleep_before_retry(self, decision)
                 continue
         return result
+
+
+@final
+class _Hedged:
+    """A hedged call's attempts, each a race (:func:`_race`), and its hedges so far."""
+
+    __slots__ = ("actor", "attempts", "hedge", "started", "stream")
+
+    def __init__(self, actor: Actor, hedge: Hedge, stream: StreamAttempts | None) -> None:
+        self.actor = actor
+        self.hedge = hedge  # the call keeps the hedge it started with
+        self.stream = stream
+        self.attempts = 0
+        self.started = 0  # hedges started, over every attempt
+
+    async def race(
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+    ) -> object:
+        """One attempt for the loop: the attempt and its hedges, first success wins."""
+        self.attempts += 1
+        race = _Race()
+        try:
+            return await _race(
+                self.actor, race, self.hedge, self.attempts, args, kwargs, deadline, self.stream
+            )
+        finally:
+            self.started += race.started
 
 
 @final
