@@ -202,10 +202,10 @@ class Actor:
     :meth:`status`.
     """
 
-    # Hedging (policies.Hedge): the policy, its delay's cache and lifetime counters. Class
-    # defaults, set on the instance only once the dependency is hedged: a dependency that is
-    # never hedged carries nothing more (its attribute dict, and every lookup in it, unchanged).
-    hedge: Hedge | None = None
+    # Hedging (policies.Hedge): its delay's cache and lifetime counters. Class defaults, set
+    # on the instance only once the dependency is hedged: read by hedged calls and status()
+    # only. (The policy itself, read by every call of the loop, is an instance attribute: a
+    # class attribute read through an instance is not specialised by CPython 3.11.)
     _hedge_delay: HedgeDelay | None = None
     _hedges = 0
     _hedge_wins = 0
@@ -343,6 +343,7 @@ class Actor:
         self._rejections_since_transition = 0
         self._logged_breaker_epoch = -1
         self._bulkhead_full_logged = False
+        self.hedge: Hedge | None = None  # policies.Hedge: see _set_hedge
 
         self._apply(
             {
