@@ -30,6 +30,7 @@ from .breaker import (
 from .budget import Budget, BudgetStatus, RetryBudget
 from .bulkhead import Bulkhead
 from .classify import Classifier, ErrorClassifier, ErrorKind, Matcher, classify, retry_after
+from .hedge import Hedge, HedgeDelay, Quantile
 from .rate_limit import CostFunction, RateLimit, RateLimiter, Refusal, SettleFunction, reserve_all
 from .retry import ResultPredicate, Retry, RetryPredicate
 from .timeout import Timeout
@@ -43,6 +44,8 @@ __all__ = (
     "Bulkhead",
     "RateLimit",
     "Budget",
+    "Hedge",
+    "Quantile",
     # errors of real clients
     "ErrorKind",
     "classify",
@@ -73,6 +76,7 @@ __all__ = (
     "reserve_all",
     "RetryBudget",
     "BudgetStatus",
+    "HedgeDelay",
     # protocols for the callables users write
     "Backoff",
     "BreakDuration",

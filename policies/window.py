@@ -136,3 +136,10 @@ class LatencyWindow:
             return ordered[max(0, math.ceil(q * n) - 1)]
 
         return Percentiles(p50=rank(0.50), p95=rank(0.95), p99=rank(0.99), samples=n)
+
+    def quantile(self, q: float) -> float | None:
+        """The nearest-rank *q*-quantile (``0 < q < 1``) of the ring; ``None`` when empty."""
+        ordered = sorted(x for x in self.ring if not math.isnan(x))
+        if not ordered:
+            return None
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]

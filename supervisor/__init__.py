@@ -27,6 +27,7 @@ from ._events import (
     DependencyPaused,
     Event,
     EventStream,
+    HedgeStarted,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -65,6 +66,7 @@ __all__ = (
     "RetryBudgetExhausted",
     "DependencyPaused",
     "ActorCrashed",
+    "HedgeStarted",
     "EventStream",
     # configuration
     "Config",

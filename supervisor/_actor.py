@@ -53,6 +53,7 @@ from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
 from policies.classify import _kind_or_unknown as _kind_or_unknown
+from policies.hedge import Hedge, HedgeDelay
 from policies.rate_limit import RateLimit
 
 from ._errors import (
@@ -75,6 +76,7 @@ from ._events import (
     CallRejected,
     DependencyPaused,
     Event,
+    HedgeStarted,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -154,6 +156,14 @@ class Actor:
     :meth:`status`.
     """
 
+    # Hedging (policies.Hedge): its delay's cache and lifetime counters. Class defaults, set
+    # on the instance only once the dependency is hedged: read by hedged calls and status()
+    # only. (The policy itself, read by every call of the loop, is an instance attribute: a
+    # class attribute read through an instance is not specialised by CPython 3.11.)
+    _hedge_delay: HedgeDelay | None = None
+    _hedges = 0
+    _hedge_wins = 0
+
     def __init__(
         self,
         name: str,
@@ -168,6 +178,7 @@ class Actor:
         fallback_on: _ErrorFilter | None = None,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: tuple[RateLimit, ...] = (),
+        hedge: Hedge | None = None,
     ) -> None:
         self.name = name
         self.critical = critical
@@ -269,6 +280,7 @@ class Actor:
         self._rejections_since_transition = 0
         self._logged_breaker_epoch = -1
         self._bulkhead_full_logged = False
+        self.hedge: Hedge | None = None  # policies.Hedge: see _set_hedge
 
         self._apply(
             {
@@ -279,6 +291,7 @@ class Actor:
                 "fallback": fallback,
                 "fallback_on": fallback_on,
                 "rate_limit": rate_limit,
+                "hedge": hedge,
             }
         )
 
@@ -494,10 +507,12 @@ class Actor:
         self._settles = self._limits is not None and self._limits.settles
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = self.retry is None and self.total is None and self.fallback is None
+        hedged = self.hedge is not None  # its attempts run in tasks of their own: off the fast path
+        self._simple = self._simple and not hedged
         # Attempts that need no timer and no thread take the asyncio fast path.
         self._plain = (
             FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
-        )
+        ) and not hedged
         if not self.accepting:
             self.attempt = self.entry = self._attempt_closed
         elif self.stream_only:
@@ -919,6 +934,8 @@ class Actor:
             self._fallback_on = filter_ if filter_ is not None else _DEFAULT_FALLBACK_ON
         if "bulkhead" in changes:
             self._bulkhead = changes["bulkhead"]
+        if "hedge" in changes:
+            self._set_hedge(changes["hedge"])
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
@@ -1005,7 +1022,67 @@ class Actor:
             budget=budget.snapshot(now) if budget is not None and self._started else None,
             rate_limit=() if limits is None else limits.available(now),
             shared_open_until=forced if forced is not None and now < forced else None,
+            hedges=self._hedges,
+            hedge_wins=self._hedge_wins,
         )
+
+    # ==========================================================================================
+    # Hedging (policies.Hedge): the race itself is _call.py's
+
+    def _set_hedge(self, hedge: Hedge | None) -> None:
+        if hedge is None and self.hedge is None:
+            return  # (never hedged: the class's defaults stand, the instance grows nothing)
+        self.hedge = hedge
+        self._hedge_delay = hedge.machine() if hedge is not None else None
+
+    def hedge_delay(self) -> float:
+        """Seconds a hedged call's attempt may run before a hedge starts, from the latencies."""
+        machine = self._hedge_delay
+        assert machine is not None  # (asked only by a call that started with a hedge)
+        return machine.delay(self._latency)
+
+    def hedged(
+        self,
+        attempt: int,
+        hedge: int,
+        delay: float,
+        args: tuple[object, ...],
+        kwargs: dict[str, Any],
+    ) -> bool:
+        """
+        Whether hedge number *hedge* of attempt *attempt* starts now: only when it is admitted
+        at once, as the attempt path will admit it next with no await in between. Never into
+        a breaker that is not closed, a pause, a shared open verdict or shutdown; a
+        rate-limit turn must be free now and a bulkhead slot too (a hedge never queues); and
+        it spends a retry of the budget (none left: no hedge). Counted and published when yes.
+        """
+        machine = self._machine
+        if not self.accepting or self._down is not None or machine.state is not _CLOSED_STATE:
+            return False
+        now = self.clock()
+        paused, forced = self._paused_until, self._forced_until
+        if (paused is not None and now < paused) or (forced is not None and now < forced):
+            return False
+        if self._queue or self._in_flight >= self._max_concurrent:
+            return False
+        limits = self._limits
+        if limits is not None and not limits.ready(now, args, kwargs):
+            return False
+        budget = self.budget
+        if budget is not None and not budget.try_retry(now):
+            return False
+        self._hedges += 1
+        self._publish(HedgeStarted, at=now, attempt=attempt, hedge=hedge, delay=delay)
+        return True
+
+    def hedge_won(self) -> None:
+        """A hedge, not the attempt it raced, answered the call."""
+        self._hedge_wins += 1
+
+    def adopt_stream(self, sibling: object, stream: object) -> None:
+        """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
+        del self._streams[sibling]
+        self._streams[stream] = None
 
 
 _DEFAULT_FALLBACK_ON: Final = _ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")

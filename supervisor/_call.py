@@ -26,6 +26,19 @@ What is decided, and where:
 * the fallback: ``fallback_on`` decides (:func:`_may_fall_back`), :meth:`Actor.fell_back`
   counts it; its answer is awaited here.
 
+Hedging (``policies.Hedge``, issue 19): a hedged dependency's attempts run as contenders of
+a *race* (:func:`_race`), each in a task of a task group: the attempt, and after the delay
+(``Actor.hedge_delay``) a hedge beside it, up to ``max_hedges``, each ``delay`` after the
+previous one. A hedge is started only when :meth:`Actor.hedged` admits it at once (breaker
+closed, no pause, a rate-limit turn, a free bulkhead slot, the retry budget); it then runs
+the attempt path with no await in between, so the slot it found is the one it takes. The
+first success wins and cancels the others, which count nothing (``released``, like a
+cancelled call). A failure while another contender runs is counted as usual and ends
+nothing; the race fails when every contender has failed, with the last error, and the loop
+decides about a retry as for any failed attempt. A stream races sibling streams
+(``StreamAttempts.sibling``) to its first item: the winner is adopted, a contender that got
+an item too late is closed here, in the caller's task.
+
 This module awaits; it writes no actor state itself (the handlers do).
 """
 
@@ -33,7 +46,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import anyio
 
@@ -50,10 +63,15 @@ from ._errors import (
     UnknownDependency,
     all_of,
     note_attempts,
+    note_hedges,
 )
 from ._timers import Deadline
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from policies import Hedge
+
     from ._actor import Actor
 
 
@@ -68,6 +86,15 @@ class StreamAttempts(Protocol):
     ) -> None: ...
 
     async def fall_back(self, error: Exception) -> None: ...
+
+    def sibling(self) -> StreamAttempts:
+        """A fresh stream of the same call, for a hedge: its own slot, iterator and outcome."""
+
+    def adopt(self, winner: StreamAttempts) -> None:
+        """Take over *winner* (a :meth:`sibling` whose attempt got the first item)."""
+
+    async def discard(self) -> None:
+        """A sibling that lost the race after its attempt got an item: close it, count nothing."""
 
 
 __all__ = ("StreamAttempts", "with_policies")
@@ -114,6 +141,10 @@ async def with_policies(
     attempt = 0
     last: Exception | None = None
     run = self.attempt if stream is None else stream.attempt
+    hedged = None
+    if self.hedge is not None:  # each attempt is a race: one load and one test per call
+        hedged = _Hedged(self, self.hedge, stream)
+        run = hedged.race
     while True:
         attempt += 1
         try:
@@ -122,6 +153,8 @@ async def with_policies(
             final = stream is not None and exc is stream.refused
             error, fall_back, delay = _after_failure(self, exc, attempt, deadline, last, final)
             if error is not None:
+                if hedged is not None and hedged.started:
+                    note_hedges(error, self.name, attempt, hedged.started)
                 if fall_back:
                     self.fell_back()
                     if stream is not None:
@@ -210,6 +243,177 @@ def _may_fall_back(self: Actor, exc: Exception, kind: ErrorKind | None) -> bool:
         if exc.__context__ is None and rule_error is not exc:
             exc.__context__ = rule_error
         return False
+
+
+@final
+class _Hedged:
+    """A hedged call's attempts, each a race (:func:`_race`), and its hedges so far."""
+
+    __slots__ = ("actor", "attempts", "hedge", "started", "stream")
+
+    def __init__(self, actor: Actor, hedge: Hedge, stream: StreamAttempts | None) -> None:
+        self.actor = actor
+        self.hedge = hedge  # the call keeps the hedge it started with
+        self.stream = stream
+        self.attempts = 0
+        self.started = 0  # hedges started, over every attempt
+
+    async def race(
+        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+    ) -> object:
+        """One attempt for the loop: the attempt and its hedges, first success wins."""
+        self.attempts += 1
+        race = _Race()
+        try:
+            return await _race(
+                self.actor, race, self.hedge, self.attempts, args, kwargs, deadline, self.stream
+            )
+        finally:
+            self.started += race.started
+
+
+@final
+class _Race:
+    """One attempt and its hedges (:func:`_race`): who is running, who won, the last error."""
+
+    __slots__ = ("error", "losers", "refused", "result", "running", "started", "wake", "winner")
+
+    def __init__(self) -> None:
+        self.running = 0  # contenders scheduled and not ended
+        self.started = 0  # hedges admitted (Actor.hedged said yes)
+        self.winner = -1  # 0: the attempt; n: the n-th hedge; -1: nobody yet
+        self.result: object = None  # the winner's result (a call) or its sibling (a stream)
+        self.error: Exception | None = None  # the latest failure
+        self.refused = False  # the latest failure is final (a stream's "not an async iterable")
+        self.losers: list[StreamAttempts] = []  # siblings that got an item after the winner
+        self.wake = anyio.Event()  # set when a contender ends
+
+    def ended(self) -> None:
+        self.running -= 1
+        self.wake.set()
+
+
+async def _race(
+    self: Actor,
+    race: _Race,
+    hedge: Hedge,
+    attempt: int,
+    args: tuple[object, ...],
+    kwargs: dict[str, Any],
+    deadline: Deadline | None,
+    stream: StreamAttempts | None,
+) -> object:
+    """
+    Attempt *attempt* of a hedged call, with its hedges (see the module's docstring).
+
+    Returns:
+        The winner's result (a stream: ``None``, the winner adopted by *stream*).
+
+    Raises:
+        The last contender's error, when every one failed (``stream.refused`` is set when
+        that error is final).
+    """
+    delay = self.hedge_delay()
+    clock = self.clock
+    try:
+        async with anyio.create_task_group() as group:
+            race.running = 1
+            contender = (race, group, 0, 0.0, attempt, args, kwargs, deadline, stream)
+            group.start_soon(_contend, self, *contender)
+            next_at = clock() + delay
+            hedges = 0
+            while race.winner < 0 and race.running and hedges < hedge.max_hedges:
+                with anyio.move_on_after(next_at - clock()):
+                    await race.wake.wait()
+                if race.wake.is_set():  # a contender ended: look again, same schedule
+                    race.wake = anyio.Event()
+                    continue
+                hedges += 1
+                race.running += 1
+                contender = (race, group, hedges, delay, attempt, args, kwargs, deadline, stream)
+                group.start_soon(_contend, self, *contender)
+                next_at += delay
+    except BaseExceptionGroup as group_error:
+        # A contender's KeyboardInterrupt or the like (failures and cancellations do not
+        # come here): raised as itself, as an attempt in the caller's task would raise it.
+        if len(group_error.exceptions) == 1:
+            raise group_error.exceptions[0] from None
+        raise
+    winner = race.winner
+    if winner < 0:
+        error = race.error
+        assert error is not None  # every contender failed (a cancellation left above)
+        if race.refused and stream is not None:
+            stream.refused = error  # type: ignore[assignment]  # a TypeError, checked there
+        raise error
+    if winner:
+        self.hedge_won()
+    if stream is None:
+        return race.result
+    sibling: StreamAttempts = race.result  # type: ignore[assignment]
+    try:
+        await _discard(race.losers)
+    except BaseException:
+        await _discard([sibling])
+        raise
+    stream.adopt(sibling)
+    return None
+
+
+async def _contend(
+    self: Actor,
+    race: _Race,
+    group: TaskGroup,
+    index: int,
+    delay: float,
+    attempt: int,
+    args: tuple[object, ...],
+    kwargs: dict[str, Any],
+    deadline: Deadline | None,
+    stream: StreamAttempts | None,
+) -> None:
+    """
+    One contender, in its own task: the attempt (*index* 0) or hedge number *index*, which
+    first asks :meth:`Actor.hedged` (no: it ends, having run nothing). Between that yes and
+    the attempt's own admission nothing awaits.
+    """
+    try:
+        if index and not self.hedged(attempt, index, delay, args, kwargs):
+            return
+        if index:
+            race.started += 1
+        sibling = None if stream is None else stream.sibling()
+        try:
+            if sibling is None:
+                result: object = await self.attempt(args, kwargs, deadline)
+            else:
+                await sibling.attempt(args, kwargs, deadline)
+                result = sibling
+        except Exception as exc:
+            race.error = exc
+            race.refused = sibling is not None and exc is sibling.refused
+            return
+        if race.winner < 0:
+            race.winner = index
+            race.result = result
+            group.cancel_scope.cancel()  # the others: cancelled, counting nothing
+        elif sibling is not None:
+            race.losers.append(sibling)  # an item too late: closed in the caller's task
+    finally:
+        race.ended()
+
+
+async def _discard(siblings: list[StreamAttempts]) -> None:
+    """Close each sibling (counting nothing), each one even when closing another is cut."""
+    error: BaseException | None = None
+    for sibling in siblings:
+        try:
+            await sibling.discard()
+        except BaseException as exc:  # each is closed whatever the others do
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error
 
 
 async def _fallback(

@@ -274,6 +274,24 @@ def note_attempts(exc: Exception, dependency: str, attempt: int) -> None:
             pass
 
 
+def note_hedges(exc: Exception, dependency: str, attempts: int, hedges: int) -> None:
+    """
+    Note on *exc* that hedges ran (``policies.Hedge``): how many attempts and hedges the
+    call made, replacing the note an earlier raise of the same object left.
+    """
+    prefix = "ringfence: hedged call on "
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [n for n in notes if not (isinstance(n, str) and n.startswith(prefix))]
+    try:
+        exc.add_note(
+            f"{prefix}{dependency!r}: {attempts} attempt{'s' if attempts != 1 else ''} and"
+            f" {hedges} hedge{'s' if hedges != 1 else ''} ran; this is the last error"
+        )
+    except TypeError:  # the user's __notes__ is not a list: leave it alone
+        pass
+
+
 #: The message of the ``SupervisorClosed`` a call gets when the supervisor leaves while the
 #: call waits for a bulkhead slot (failed from the queue, or handed a slot as it left).
 DEQUEUED: Final = "supervisor shut down while the call was queued"

@@ -54,6 +54,7 @@ __all__ = (
     "RetryScheduled",
     "CallRejected",
     "RetryBudgetExhausted",
+    "HedgeStarted",
     "DependencyPaused",
     "ActorCrashed",
     "EventStream",
@@ -171,6 +172,22 @@ class RetryBudgetExhausted(Event):
 
 @final
 @attrs.frozen(kw_only=True)
+class HedgeStarted(Event):
+    """
+    A hedge was started: attempt ``attempt`` of a call had not answered after ``delay``
+    seconds, so another attempt (its ``hedge``-th) runs beside it; the first success wins.
+    """
+
+    kind: ClassVar[str] = "hedge_started"
+    _log: ClassVar[tuple[str, str]] = ("debug", "ringfence.hedge_started")
+
+    attempt: int
+    hedge: int
+    delay: float
+
+
+@final
+@attrs.frozen(kw_only=True)
 class DependencyPaused(Event):
     """The dependency said "come back later": admissions pause until ``until``."""
 
@@ -227,6 +244,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         RetryBudgetExhausted,
         DependencyPaused,
         ActorCrashed,
+        HedgeStarted,
     )
 }
 

@@ -189,6 +189,14 @@ class RateLimits:
                     type(exc).__name__,
                 )
 
+    def ready(self, now: float, args: tuple[object, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether a call of *args* would get a turn in every limit at once (a hedge's test)."""
+        try:
+            costs = self.unit_costs if self.unit_priced else self.costs(args, kwargs)
+        except Exception:  # the cost function's error is the call's to raise, not a hedge's
+            return False
+        return all(left >= cost for left, cost in zip(self.available(now), costs, strict=True))
+
     def available(self, now: float) -> tuple[float, ...]:
         """What each limit has left now (``status().rate_limit``)."""
         return tuple(limiter.available(now) for limiter in self.limiters)

@@ -45,6 +45,8 @@ class DependencyStatus:
         crash: ``"TypeName: message"`` of the latest crash, ``None`` if none.
         retries: retries made (lifetime; a call's first attempt is not a retry).
         fallbacks: calls the fallback answered.
+        hedges: hedged attempts started (``policies.Hedge``; lifetime).
+        hedge_wins: calls answered by a hedge rather than by the attempt it raced.
         rejected_by: why calls were turned away (``breaker_open``, ``breaker_half_open``,
             ``breaker_isolated``, ``bulkhead_full``, ``rate_limited``, ``paused``, ``shared_open``,
             ``down``) → how many; the counts add up to ``rejected``.
@@ -96,6 +98,8 @@ class DependencyStatus:
     rate_limit: tuple[float, ...] = ()
     transitions_total: Mapping[str, int] = attrs.field(factory=dict)
     shared_open_until: float | None = None
+    hedges: int = 0
+    hedge_wins: int = 0
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""

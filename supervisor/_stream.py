@@ -89,6 +89,21 @@ _FAILED: Final = 1  # the dependency raised, or an item was late: failure
 _NOTHING: Final = 2  # the caller was cancelled, the deadline passed: counts nothing
 
 
+#: What a hedged stream's winning sibling hands over to the stream (Stream.adopt).
+_HANDED_OVER: Final = (
+    "_phase",
+    "_iterable",
+    "_iterator",
+    "_first",
+    "_cut",
+    "_holding",
+    "_counted",
+    "_epoch",
+    "_start",
+    "_to_first",
+    "_deadline",
+)
+
 _NO_ITEM: Final[Any] = object()  # no first item is kept
 _END: Final[Any] = object()  # the first wait ended the stream
 
@@ -333,6 +348,41 @@ class Stream(Generic[R_co]):
             return
         self._to_first = end - start
         self._first = first
+
+    # -- hedging (policies.Hedge): the race to the first item is _call._race's ----------------
+
+    def sibling(self) -> Stream[R_co]:
+        """A fresh stream of the same call and limits: one contender of a hedged opening."""
+        sibling: Stream[R_co] = Stream(self._actor, self._args, self._kwargs)
+        sibling._phase = _OPENING
+        sibling._timeout = self._timeout
+        sibling._between = self._between
+        return sibling
+
+    def adopt(self, winner: object) -> None:
+        """
+        Take over *winner*, the sibling whose attempt got the first item (or ended empty):
+        its slot (the actor's cut-off now reaches this stream), its iterator, its first item
+        and the outcome it has yet to count.
+        """
+        assert isinstance(winner, Stream)
+        winner.hand_over(self)
+
+    def hand_over(self, stream: Stream[Any]) -> None:
+        """:meth:`adopt`, from the winner's side: everything it holds moves to *stream*."""
+        for name in _HANDED_OVER:
+            setattr(stream, name, getattr(self, name))
+        if self._holding:
+            self._holding = False
+            self._actor.adopt_stream(self, stream)
+        self._iterator = self._iterable = None
+        self._phase = _DONE
+
+    async def discard(self) -> None:
+        """A sibling that got its first item after the race was won: close it, count nothing."""
+        self._phase = _DONE
+        self._first = _NO_ITEM
+        await self._finish(_NOTHING, None, self._actor.clock())
 
     async def fall_back(self, error: Exception) -> None:
         """The fallback answers *error*: its items stream with no policy (no slot held)."""

@@ -40,6 +40,7 @@ from policies import (
     ErrorFilter,
     ErrorKind,
     ErrorSpec,
+    Hedge,
     Retry,
     State,
     Timeout,
@@ -301,6 +302,7 @@ class Supervisor:
         fallback_on: ErrorSpec = ...,
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
         rate_limit: RateLimits = ...,
+        hedge: Hedge | None = ...,
     ) -> Dependency[P, R]: ...
 
     @overload
@@ -318,6 +320,7 @@ class Supervisor:
         fallback_on: ErrorSpec = ...,
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
         rate_limit: RateLimits = ...,
+        hedge: Hedge | None = ...,
     ) -> Dependency[P, R]: ...
 
     def register(
@@ -334,6 +337,7 @@ class Supervisor:
         fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: RateLimits | Unset = UNSET,
+        hedge: Hedge | Unset | None = UNSET,
     ) -> Dependency[Any, Any]:
         """
         Protect *fn* under *name*. Every policy is optional; with none, calls pass straight
@@ -366,6 +370,10 @@ class Supervisor:
                 none, after the breaker and before the bulkhead; waiting for a turn holds no
                 slot and ends at the total deadline; ``RateLimited`` when the wait would be
                 longer than a limit's ``max_wait`` or the deadline.
+            hedge: a :class:`policies.Hedge`: when an attempt has not answered after its
+                delay, another starts beside it (admitted at once or not at all, spending
+                the retry budget); the first success wins, the others are cancelled and
+                count nothing. Streams are hedged until their first item.
 
         Policies not given here come from the configuration of a supervisor built with
         :meth:`from_config` (given arguments win, ``None`` included), else none.
@@ -397,6 +405,7 @@ class Supervisor:
             fallback_on=fallback_on,
             classifier=classifier,
             rate_limit=rate_limit,
+            hedge=hedge,
         )
 
     def _add(
@@ -420,6 +429,7 @@ class Supervisor:
         breaker = given_or_configured(policies["breaker"], configured, "breaker", None)
         timeout = given_or_configured(policies["timeout"], configured, "timeout", None)
         bulkhead = given_or_configured(policies["bulkhead"], configured, "bulkhead", None)
+        hedge = given_or_configured(policies["hedge"], configured, "hedge", None)
         critical = given_or_configured(policies["critical"], configured, "critical", False)
         limits = check_policy(
             "rate_limit",
@@ -436,6 +446,7 @@ class Supervisor:
             ("breaker", breaker),
             ("timeout", timeout),
             ("bulkhead", bulkhead),
+            ("hedge", hedge),
         ):
             check_policy(key, value)
         if not isinstance(critical, bool):
@@ -451,6 +462,7 @@ class Supervisor:
             "fallback_on": fallback_filter,
             "classifier": classifier,
             "rate_limit": limits,
+            "hedge": hedge,
         }
         # Actor() rejects a generator fn first: a clearer error than the fallback's arity.
         mode = _testmode.current() if self._phase == _RUNNING else None
@@ -480,6 +492,7 @@ class Supervisor:
         fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: RateLimits | Unset = UNSET,
+        hedge: Hedge | Unset | None = UNSET,
     ) -> _Protect:
         """
         Register the decorated function, as :meth:`register` would, and return its typed
@@ -499,6 +512,7 @@ class Supervisor:
             "fallback_on": fallback_on,
             "classifier": classifier,
             "rate_limit": rate_limit,
+            "hedge": hedge,
         }
         if name is not None and not isinstance(name, str):
             msg = (
@@ -765,6 +779,7 @@ class Supervisor:
         fallback: Callable[..., Any] | Unset | None = UNSET,
         fallback_on: ErrorSpec | Unset = UNSET,
         rate_limit: RateLimits | Unset = UNSET,
+        hedge: Hedge | Unset | None = UNSET,
     ) -> None:
         """
         Swap *name*'s policies while it runs; what is not given stays. The actor handles it
@@ -790,6 +805,7 @@ class Supervisor:
             ("breaker", breaker),
             ("timeout", timeout),
             ("bulkhead", bulkhead),
+            ("hedge", hedge),
         ):
             if not isinstance(value, Unset):
                 changes[key] = check_policy(key, value)

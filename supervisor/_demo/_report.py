@@ -115,8 +115,11 @@ def _stream_table(table: Table, result: DemoResult) -> Table:
     )
     retried = result.retried_before_first_token()
     then_ok = sum(1 for o in retried if o.kind == "success")
-    table.add_row("retried before their first token", f"{len(retried)} ({then_ok} then streamed)")
+    table.add_row(
+        "retried or hedged before their first token", f"{len(retried)} ({then_ok} then streamed)"
+    )
     table.add_row("retries", str(result.retries))
+    table.add_row("hedges (first token first)", f"{result.hedges} ({result.hedge_wins})")
     table.add_row("client limits", result.client_limits)
     table.add_row("server's quota", result.server_quota)
     table.add_row(

@@ -65,6 +65,9 @@ class DemoResult:
     outcomes: list[Outcome] = attrs.Factory(list)
     issued: int = 0
     retries: int = 0
+    #: status("llm").hedges and .hedge_wins at the end: hedges sent, and streams they answered
+    hedges: int = 0
+    hedge_wins: int = 0
     transitions: list[tuple[float, str, str]] = attrs.Factory(list)  # (t, target, reason)
     states: list[tuple[float, str, str, int, int]] = attrs.Factory(
         list
@@ -164,7 +167,10 @@ class DemoResult:
         return _quantile([o.sent - o.start for o in self.outcomes if o.sent is not None], q)
 
     def retried_before_first_token(self) -> list[Outcome]:
-        """Streams that sent more than one request: every retry comes before the first token."""
+        """
+        Streams that sent more than one request (retries and hedges): both come only before
+        the first token.
+        """
         return [o for o in self.outcomes if o.attempts > 1]
 
     def failed_mid_stream(self) -> list[Outcome]:

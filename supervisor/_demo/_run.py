@@ -209,6 +209,7 @@ async def _main(config: DemoConfig, out: TextIO) -> DemoResult:
                     tg.start_soon(_view, config, supervisor, server, result, started, stop_at, out)
                 final = supervisor.status("llm")
                 result.retries = final.retries
+                result.hedges, result.hedge_wins = final.hedges, final.hedge_wins
                 result.rejected_by = dict(final.rejected_by)
                 result.in_flight_at_end = final.in_flight
                 result.queued_at_end = final.queued

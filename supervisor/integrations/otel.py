@@ -19,6 +19,8 @@ instrument                        kind                      attributes besides `
 ``ringfence.rejections``          counter                   ``reason``
 ``ringfence.retries``             counter
 ``ringfence.fallbacks``           counter
+``ringfence.hedges``              counter
+``ringfence.hedge_wins``          counter
 ``ringfence.breaker.state``       gauge (1 current, else 0) ``state``
 ``ringfence.breaker.transitions`` counter                   ``target``
 ``ringfence.in_flight``           up-down counter
@@ -102,6 +104,16 @@ _INSTRUMENTS: Final = (
         _one(attrgetter("fallbacks")),
         "{call}",
         "Calls answered by the fallback.",
+    ),
+    _Spec(
+        "counter", "ringfence.hedges", _one(attrgetter("hedges")), "{attempt}", "Hedges started."
+    ),
+    _Spec(
+        "counter",
+        "ringfence.hedge_wins",
+        _one(attrgetter("hedge_wins")),
+        "{call}",
+        "Calls answered by a hedge.",
     ),
     _Spec(
         "gauge",

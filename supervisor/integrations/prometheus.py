@@ -26,6 +26,8 @@ name                                            type     value
                                                          (``status().rejected_by``)
 ``ringfence_retries_total``                     counter  retries made
 ``ringfence_fallbacks_total``                   counter  calls the fallback answered
+``ringfence_hedges_total``                      counter  hedged attempts started (``policies.Hedge``)
+``ringfence_hedge_wins_total``                  counter  calls a hedge answered
 ``ringfence_breaker_state{state}``              gauge    1 for the current state, 0 for the others
 ``ringfence_breaker_transitions_total{target}`` counter  transitions into ``target`` since the
                                                          supervisor started
@@ -109,6 +111,8 @@ class RingfenceCollector:
                 out.rejections.add_metric([name, reason], count)
             out.retries.add_metric([name], status.retries)
             out.fallbacks.add_metric([name], status.fallbacks)
+            out.hedges.add_metric([name], status.hedges)
+            out.hedge_wins.add_metric([name], status.hedge_wins)
             for state, value in breaker_states(status):
                 out.state.add_metric([name, state], value)
             for target, count in transitions(status):
@@ -140,6 +144,12 @@ class _Families:
         self.fallbacks = CounterMetricFamily(
             "ringfence_fallbacks", "Calls answered by the fallback.", labels=dependency
         )
+        self.hedges = CounterMetricFamily(
+            "ringfence_hedges", "Hedged attempts started.", labels=dependency
+        )
+        self.hedge_wins = CounterMetricFamily(
+            "ringfence_hedge_wins", "Calls answered by a hedge.", labels=dependency
+        )
         self.state = GaugeMetricFamily(
             "ringfence_breaker_state",
             "1 for the breaker's current state, 0 for the others.",
@@ -168,6 +178,8 @@ class _Families:
             self.rejections,
             self.retries,
             self.fallbacks,
+            self.hedges,
+            self.hedge_wins,
             self.state,
             self.transitions,
             self.in_flight,

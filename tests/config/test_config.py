@@ -305,7 +305,7 @@ def test_four_mistakes_give_four_problems(tmp_path: Path) -> None:
             (
                 "dependencies.x.fallback",
                 "unknown policy; expected one of: retry, breaker, timeout, bulkhead,"
-                " rate_limit, critical",
+                " rate_limit, hedge, critical",
             ),
         ),
         (

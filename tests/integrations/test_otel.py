@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from trio.testing import MockClock
 
-from policies import Breaker, Retry, backoff
+from policies import Breaker, Hedge, Retry, backoff
 from supervisor import BreakerOpen, Supervisor
 from supervisor.integrations.otel import instrument
 from tests.runtime.conftest import Fake, guard
@@ -190,3 +191,23 @@ async def test_transitions_are_lifetime_counts(
         points, "ringfence.breaker.transitions", "dep"
     )
     assert 32 == len(sup.status("dep").transitions)
+
+
+@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
+async def test_hedges_and_their_wins_are_counted(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """A stalled attempt raced by a hedge that answers: one hedge started, one win."""
+    sup = Supervisor()
+    sup.register(
+        "search", Fake(("sleep", 10.0, "late"), ("sleep", 0.01, "ok")), hedge=Hedge(delay=0.1)
+    )
+    instrument(sup, meter_provider=provider)
+    with guard():
+        async with sup:
+            assert "ok" == await sup.call("search")
+    points = collect(reader)
+    assert ({"": 1}, {"": 1}) == (
+        of(points, "ringfence.hedges", "search"),
+        of(points, "ringfence.hedge_wins", "search"),
+    )

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
-from policies import Breaker, Retry, backoff
+from policies import Breaker, Hedge, Retry, backoff
 from supervisor import BreakerOpen, Supervisor
 from supervisor.integrations.prometheus import collector
 from tests.runtime.conftest import Fake, guard
@@ -201,4 +201,26 @@ async def test_rejection_without_fallback_is_counted_by_reason() -> None:
     assert {"breaker_isolated": 3.0} == of(samples, "ringfence_rejections_total", "dep")
     assert {"closed": 0.0, "open": 0.0, "half_open": 0.0, "isolated": 1.0} == of(
         samples, "ringfence_breaker_state", "dep"
+    )
+
+
+@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
+async def test_hedges_and_their_wins_are_counted() -> None:
+    """A stalled attempt raced by a hedge that answers: one hedge started, one win."""
+    sup = Supervisor()
+    sup.register(
+        "search", Fake(("sleep", 10.0, "late"), ("sleep", 0.01, "ok")), hedge=Hedge(delay=0.1)
+    )
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with guard():
+        async with sup:
+            assert "ok" == await sup.call("search")
+    samples = scrape(registry)
+    assert ({"": 1.0}, {"": 1.0}) == (
+        of(samples, "ringfence_hedges_total", "search"),
+        of(samples, "ringfence_hedge_wins_total", "search"),
+    )
+    assert {"success": 1.0, "failure": 0.0, "slow": 0.0} == of(
+        samples, "ringfence_calls_total", "search"
     )
