@@ -106,6 +106,8 @@ def test_demo_serves_status_events_and_the_page(
         "ringfence_in_flight",
         "ringfence_queued",
         "ringfence_call_duration_seconds",
+        "ringfence_hedges",
+        "ringfence_hedge_wins",
     } == set(families)
     [current] = [
         sample.labels["state"]
