@@ -126,6 +126,11 @@ class RedisShared:
         window: seconds of calls each replica reports; default the breaker's ``sampling``
             (30 s for a consecutive breaker).
         replica_id: this replica's name in ``cluster_status()``; default ``host:pid:random``.
+        max_clock_skew: seconds a replica's clock may be off the live replicas' median
+            (measured against Redis's clock at every heartbeat). Beyond it a replica is
+            reported (``cluster_status()["clock_skew"]``; degraded on the replicas' clocks),
+            and on the replicas' clocks the scripts clamp its time to the median +- this, so
+            one wrong clock cannot hold the others' limits back by more. Default 1.0.
 
     A dependency registered without a breaker shares its limits and pauses, but no open
     verdict. A shared open is not a transition of the local breakers: it refuses calls (as
@@ -155,6 +160,7 @@ class RedisShared:
         open_for: float | None = None,
         window: float | None = None,
         replica_id: str | None = None,
+        max_clock_skew: float = 1.0,
     ) -> None:
         self.url = _check_url(url)
         self.namespace = check_namespace(namespace)
@@ -189,6 +195,7 @@ class RedisShared:
         self.replica_id = replica_id or (
             f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
         )
+        self.max_clock_skew = _number("max_clock_skew", max_clock_skew)
         self._keys = Keys(self.namespace)
         self._sync = SyncActor(
             url=self.url,
@@ -203,6 +210,7 @@ class RedisShared:
             open_for=self._open_for,
             window=self._window,
             replica_id=self.replica_id,
+            max_clock_skew=self.max_clock_skew,
         )
 
     def __repr__(self) -> str:
@@ -244,7 +252,15 @@ class RedisShared:
           ``clock`` (``server``/``client``), ``synced_wall`` (``time.time()`` of the last
           answer), ``live_replicas``;
         - ``replicas``: every live replica's summary (its dependencies' states and counts,
-          its limits' modes, its own ``degraded``), this one included;
+          its limits' modes, its own ``degraded``), this one's as of the last tick, the others'
+          as of ``replicas_wall`` (``time.time()``; None: not fetched yet). Each call asks the
+          next tick to fetch them afresh: they are not part of every tick (a replica's traffic
+          would grow with the fleet), so a monitor calling this every few seconds sees
+          summaries at most one call old;
+        - ``clock_skew``: this replica's clock minus the live replicas' median (``this``) and
+          the largest distance of any live replica's from it (``fleet``), seconds, and the
+          ``tolerance`` (``max_clock_skew``); ``this`` and ``fleet`` are None before the
+          first answer;
         - ``dependencies``: per dependency, the aggregate window of the live replicas
           (``calls``, ``failures``, ``failure_ratio``, ``reporting``, ``failing``), the shared
           ``open`` (``remaining``, ``opened_by``, ``calls``, ``failures``, ``applied_after``:
@@ -254,6 +270,7 @@ class RedisShared:
           ``connecting``), units ``leased`` so far and ``available`` now;
         - ``warnings``: things worth a look that do not degrade anything.
         """
+        self._sync.ask_detail()
         now = self._sync.now() if self._sync.running else 0.0
         dependencies: dict[str, Any] = {}
         for name, dep in self._sync.dependencies.items():
@@ -285,6 +302,9 @@ class RedisShared:
                     "available": source.available(now) if self._sync.running else None,
                 }
             )
+        replicas = dict(self._sync.summaries)
+        if self._sync.own_summary is not None:
+            replicas[self.replica_id] = self._sync.own_summary
         return {
             "replica": self.replica_id,
             "namespace": self.namespace,
@@ -294,7 +314,13 @@ class RedisShared:
             "synced_wall": self._sync.synced_wall,
             "sync_interval": self.sync_interval,
             "live_replicas": self._sync.replicas if self._sync.connected else None,
-            "replicas": dict(self._sync.summaries),
+            "replicas": replicas,
+            "replicas_wall": self._sync.summaries_wall,
+            "clock_skew": {
+                "this": self._sync.skew,
+                "fleet": self._sync.fleet_skew,
+                "tolerance": self.max_clock_skew,
+            },
             "dependencies": dependencies,
             "limits": limits,
             "warnings": sorted(self._sync.warnings.values()),
