@@ -36,11 +36,14 @@ The lease's life (``cut`` at each tick, then ``install`` of the answer):
   stop;
 * the answer adds a segment ``[base, granted, used]``; a reservation takes from the segment
   whose next unit is due first (there is one, or two around a tick);
-* while Redis cannot be reached (and before the first answer) the replica admits from a local
-  GCRA at ``rate / replicas`` (the last known number of live replicas; 1 before the first
-  answer), starting *empty*, and behind the leased units it still holds (they are used first):
-  what the shared bucket still held belongs to every replica. The next answer ends the
-  fallback;
+* while Redis cannot be reached the replica admits from a local GCRA at ``rate / replicas``
+  (the last known number of live replicas, and at least ``expected_replicas``), starting
+  *empty*, and behind the leased units it still holds (they are used first): what the shared
+  bucket still held belongs to every replica. The next answer ends the fallback;
+* before the first answer (``connecting``) the same local share starts *full* (its share of
+  the burst): a replica that just started has used nothing, and serves its first calls at once
+  instead of refusing them. What it admits meanwhile is charged to the shared limit at its
+  first lease, so a replica whose Redis answers promptly adds nothing to the fleet's total;
 * back from a fallback, for three intervals, the replica asks for its fallback's pace only and
   Redis grants it units at the limit's pace from an empty bucket (``lua/lease.lua``): all the
   replicas admitted their share meanwhile, and they come back one by one;
@@ -88,6 +91,7 @@ class LeasedLimiter:
         interval: the sync interval, seconds: the span a lease is meant to cover.
         replicas: live replicas to split the rate by while falling back to local admission.
         now: the loop clock now.
+        expected: the fewest replicas to split by (``expected_replicas``; 1: not set).
     """
 
     __slots__ = (
@@ -96,6 +100,7 @@ class LeasedLimiter:
         "_credit",
         "_cut_at",
         "_demand",
+        "_expected",
         "_hungry",
         "_interval",
         "_largest",
@@ -113,7 +118,9 @@ class LeasedLimiter:
         "mode",
     )
 
-    def __init__(self, limit: RateLimit, *, interval: float, replicas: int, now: float) -> None:
+    def __init__(
+        self, limit: RateLimit, *, interval: float, replicas: int, now: float, expected: int = 1
+    ) -> None:
         self.config = limit
         self._interval = limit.per / limit.rate  # T: seconds per unit
         self._burst = float(limit.capacity)
@@ -124,8 +131,9 @@ class LeasedLimiter:
         self._local: RateLimiter | None = None
         # Until when (loop clock) leases keep to the fallback's pace after a fallback ended.
         self._recovering = -_INF
-        self._split = 1  # the replicas the latest fallback split the rate by
-        self._replicas = 1
+        self._expected = max(1, expected)
+        self._split = self._expected  # the replicas the latest fallback split the rate by
+        self._replicas = self._expected
         self._asked = 0.0  # units reserved or refused since the last cut: the demand
         self._demand = 0.0  # units per second, remembered over a few ticks (halved at each)
         self._cut_at = now
@@ -140,7 +148,7 @@ class LeasedLimiter:
         #: the latest reservation, for a give-back to name (``policies.rate_limit``, rule 7):
         #: ``(segment, its units used after it, cost)``, or ``(None, the fallback's turn)``
         self.last_turn: object = None
-        self.fall_back(now, replicas)
+        self._fall_back(now, replicas, empty=False)
         self.mode = "connecting"
 
     # ==========================================================================================
@@ -230,6 +238,8 @@ class LeasedLimiter:
         if local is not None:
             result = local.reserve(now, cost, max_wait)
             if not isinstance(result, Refusal):
+                if self.mode == "connecting":
+                    self._credit -= cost  # charged at the first lease (see the module's doc)
                 self._hungry = False
                 self.last_turn = (None, local.last_turn)
                 return result
@@ -411,9 +421,13 @@ class LeasedLimiter:
     def fall_back(self, now: float, replicas: int) -> None:
         """
         Redis cannot be asked: admit from a local GCRA at ``rate / replicas`` (and burst /
-        replicas, at least 1) from now on, starting empty. Leased units still due come first.
+        replicas, at least 1; *replicas* at least the expected) from now on, starting empty.
+        Leased units still due come first.
         """
-        replicas = max(1, replicas)
+        self._fall_back(now, replicas, empty=True)
+
+    def _fall_back(self, now: float, replicas: int, *, empty: bool) -> None:
+        replicas = max(1, self._expected, replicas)
         self._replicas = self._split = replicas
         if self._local is not None and self._local.config.rate * replicas == self.config.rate:
             self.mode = "local"
@@ -426,7 +440,8 @@ class LeasedLimiter:
             max_wait=limit.max_wait,
         )
         local = share.machine()
-        local.reserve(now, share.capacity)  # empty: the shared bucket's burst is not ours
+        if empty:
+            local.reserve(now, share.capacity)  # the shared bucket's burst is not ours
         # And behind the leased units still held: they are used first, at the shared pace.
         held = sum(s[1] - s[2] for s in self._segments)
         if held > 0:
@@ -440,7 +455,7 @@ class LeasedLimiter:
 
     def set_replicas(self, replicas: int) -> None:
         """The live replicas, as the last answer counted them (what a fallback splits by)."""
-        self._replicas = max(1, replicas)
+        self._replicas = max(1, self._expected, replicas)
 
 
 def _local_turn(turn: object) -> int | None:

@@ -386,8 +386,12 @@ def lease_args(
     replica_id: str,
     elapsed: float,
     replicas: int,
+    expected: int | None,
 ) -> list[Arg]:
-    """*cut*: ``LeasedLimiter.cut`` (given back, wanted, hungry, recovering)."""
+    """
+    *cut*: ``LeasedLimiter.cut`` (given back, wanted, hungry, recovering); *expected*:
+    ``RedisShared``'s ``expected_replicas``.
+    """
     given, want, hungry, recovering = cut
     interval_ms = config.per / config.rate * 1000
     settings = f"{config.rate!r}/{config.per!r}/{config.capacity!r}"
@@ -405,6 +409,7 @@ def lease_args(
         repr(hungry),
         replicas,
         1 if recovering else 0,
+        expected or 0,
     ]
 
 

@@ -131,6 +131,14 @@ class RedisShared:
             reported (``cluster_status()["clock_skew"]``; degraded on the replicas' clocks),
             and on the replicas' clocks the scripts clamp its time to the median +- this, so
             one wrong clock cannot hold the others' limits back by more. Default 1.0.
+        expected_replicas: how many replicas the service runs (None: not said). The basis of
+            the local fallback: a replica without Redis (starting while it is unreachable, or
+            cut off from it) admits ``rate / max(expected_replicas, last live count)``; and
+            while fewer replicas are live in Redis, the live ones keep the missing ones'
+            shares free (they may be admitting them locally), so the fleet admits at most
+            the limit (and only ``live / expected_replicas`` of it while replicas are
+            missing). Without it a replica that starts while Redis is unreachable admits the
+            full rate, and one cut off admits its share on top of the others' full rate.
 
     A dependency registered without a breaker shares its limits and pauses, but no open
     verdict. A shared open is not a transition of the local breakers: it refuses calls (as
@@ -161,6 +169,7 @@ class RedisShared:
         window: float | None = None,
         replica_id: str | None = None,
         max_clock_skew: float = 1.0,
+        expected_replicas: int | None = None,
     ) -> None:
         self.url = _check_url(url)
         self.namespace = check_namespace(namespace)
@@ -196,6 +205,7 @@ class RedisShared:
             f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
         )
         self.max_clock_skew = _number("max_clock_skew", max_clock_skew)
+        self.expected_replicas = _integer("expected_replicas", expected_replicas, allow_none=True)
         self._keys = Keys(self.namespace)
         self._sync = SyncActor(
             url=self.url,
@@ -211,6 +221,7 @@ class RedisShared:
             window=self._window,
             replica_id=self.replica_id,
             max_clock_skew=self.max_clock_skew,
+            expected_replicas=self.expected_replicas,
         )
 
     def __repr__(self) -> str:
@@ -235,7 +246,11 @@ class RedisShared:
         if source is not None:  # replaced (reconfigure): what the old one holds goes back
             self._sync.retire(dependency, index, source)
         source = LeasedLimiter(
-            limit, interval=self.sync_interval, replicas=self._sync.replicas, now=now
+            limit,
+            interval=self.sync_interval,
+            replicas=self._sync.replicas,
+            now=now,
+            expected=self.expected_replicas or 1,
         )
         self._sync.sources[key] = source
         return source

@@ -219,6 +219,7 @@ class SyncActor:
         window: float | None,
         replica_id: str,
         max_clock_skew: float,
+        expected_replicas: int | None,
     ) -> None:
         self.url = url
         self.namespace = namespace
@@ -233,6 +234,7 @@ class SyncActor:
         self._window = window
         self.replica_id = replica_id
         self.max_clock_skew = max_clock_skew
+        self.expected_replicas = expected_replicas
         # Who told a pause: this replica id *and* this process (a nonce), so a replica restarted
         # under a fixed replica_id still keeps to the pause its previous life was told.
         self._pauser = f"{self.replica_id} {random.getrandbits(32):08x}"
@@ -439,7 +441,7 @@ class SyncActor:
             why = f"Redis at {_redact(self.url)} refused ringfence ({_reason(exc)})"
         else:
             why = f"the sync with Redis failed ({_reason(exc)})"
-        replicas = self.replicas
+        replicas = max(self.replicas, self.expected_replicas or 1)
         self.problems = {
             "connection": f"{why}; local protection only, rate limits split by {replicas}"
             f" replica{'s' if replicas != 1 else ''}"
@@ -819,6 +821,7 @@ class SyncActor:
             replica_id=self.replica_id,
             elapsed=elapsed,
             replicas=self.replicas,
+            expected=self.expected_replicas,
         )
 
         def done(reply: Any, received: float) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from policies import RateLimit
-from supervisor import Supervisor
+from supervisor import RateLimited, Supervisor
 from supervisor.integrations.redis import RedisShared
 from supervisor.integrations.redis._keys import Keys
 from supervisor.integrations.redis._server import RedisServer
@@ -166,3 +166,68 @@ async def test_a_fast_idle_replica_cannot_hold_the_limit_back(
                 seconds, micros = admin.time()
             ahead = tat - (seconds * 1000 + micros / 1000)
             assert ahead < 2000  # 1 s of clamp, a horizon, a standing lease: not 5 s
+
+
+# -- replicas without Redis -------------------------------------------------------------------------
+
+
+def readme_block() -> str:
+    """The README's Redis example, as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("## Beyond one process", 1)[1]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+async def test_the_readme_redis_block_serves_its_first_call(redis_server: RedisServer) -> None:
+    """The README's block as written (its URL pointed at the test's server): the first call,
+    made as soon as the supervisor is entered, before Redis first answers, is served."""
+    code = readme_block()
+    assert 'RedisShared("redis://redis:6379/0"' in code
+    assert "        ...\n" in code + "\n"
+    code = code.replace("redis://redis:6379/0", redis_server.url)
+    code = code.replace("        ...", "        calls.append(await supervisor.call('llm'))")
+    namespace: dict[str, Any] = {"calls": []}
+
+    async def ask_llm() -> str:
+        return "a summary"
+
+    namespace["ask_llm"] = ask_llm
+    exec(compile(code, "README.md", "exec"), namespace)
+    with guard():
+        await namespace["main"]()
+    assert ["a summary"] == namespace["calls"]
+
+
+async def test_expected_replicas_split_a_replica_that_never_reached_redis() -> None:
+    """Redis unreachable from the start: with expected_replicas=4 a replica admits a quarter
+    of the limit (its share of the burst, at once), and says so; without, the whole of it."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: connections are refused at once
+    url = f"redis://127.0.0.1:{port}/0"
+    for expected, split, share in ((4, "4 replicas", 25), (None, "1 replica", 100)):
+        sup, shared = replica(url, expected_replicas=expected)
+        sup.register("llm", ok, rate_limit=RateLimit(100, per=3600))  # refills in 36 s a unit
+        with guard():
+            async with sup:
+                await until(shared, lambda: "cannot reach Redis" in (shared.degraded() or ""))
+                assert f"split by {split}" in (shared.degraded() or "")
+                admitted = 0
+                for _ in range(150):
+                    try:
+                        await sup.call("llm")
+                        admitted += 1
+                    except RateLimited:
+                        pass
+                assert share == admitted
+
+
+def test_expected_replicas_must_be_a_positive_int() -> None:
+    with pytest.raises(ValueError, match="'expected_replicas' must be an int >= 1, got 0"):
+        RedisShared("redis://localhost", "svc", expected_replicas=0)
+    with pytest.raises(TypeError, match="'expected_replicas' must be an int >= 1, got 2.0"):
+        RedisShared("redis://localhost", "svc", expected_replicas=2.0)  # type: ignore[arg-type]

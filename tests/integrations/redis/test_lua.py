@@ -83,6 +83,7 @@ def lease(
     need: float = 0,
     known: int = 1,
     recovering: bool = False,
+    expected: int = 0,
 ) -> tuple[float, float, int]:
     reply = run(
         r,
@@ -90,7 +91,7 @@ def lease(
         [LIMIT, KEYS.replicas],
         [
             *(t_ms, burst, given, want, horizon, settings, replica, int(hungry)),
-            *(elapsed, need, known, int(recovering)),
+            *(elapsed, need, known, int(recovering), expected),
         ],
         now=now,
     )
@@ -146,7 +147,7 @@ def test_a_script_run_after_its_deadline_does_nothing(r: fakeredis.FakeRedis) ->
             r,
             "lease",
             [LIMIT, KEYS.replicas],
-            [10, 100, 0, 50, 250, "s", "a", 0, 250, 0, 1, 0],
+            [10, 100, 0, 50, 250, "s", "a", 0, 250, 0, 1, 0, 0],
             now=2000,
             deadline=1500,
         )
@@ -417,3 +418,18 @@ def test_heartbeat_measures_each_clock_against_redis(r: fakeredis.FakeRedis) -> 
     assert 4000 < offset - median < 5500
     assert 4000 < spread < 5500
     assert {b"a", b"b", b"fast", b"fleet median", b"fleet tolerance"} == set(r.hkeys(KEYS.clocks))
+
+
+def test_expected_replicas_keep_the_missing_ones_shares(r: fakeredis.FakeRedis) -> None:
+    """One live replica of four expected: the others may be admitting their quarters locally
+    (cut off, or started while Redis was away), so the live one gets a quarter of the pace;
+    without expected_replicas, all of it."""
+    for expected, pace in ((4, 0.25), (0, 1.0)):
+        r.flushall()
+        heartbeat(r, "a", now=0, ttl=60_000)
+        granted = lease(r, 0, want=100, expected=expected)[0]  # the burst, at once
+        assert 100 == granted
+        total = 0.0
+        for tick in range(1, 41):  # 10 s of ticks, always asking for more than accrues
+            total += lease(r, tick * 250, want=50, expected=expected)[0]
+        assert pace * 1000 == pytest.approx(total, abs=25 + 3)  # 100/s x 10 s, +- a horizon

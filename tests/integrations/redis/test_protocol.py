@@ -388,9 +388,10 @@ def test_lease_arguments(elapsed: float, accrued: str) -> None:
         replica_id="r1",
         elapsed=elapsed,
         replicas=3,
+        expected=None,
     )
     assert ["10.0", "20.0", "1.5", "4.0", 250, "100/1/20"] == args[:6]
-    assert ["r1", 1, accrued, "2.0", 3, 1] == args[6:]
+    assert ["r1", 1, accrued, "2.0", 3, 1, 0] == args[6:]
 
 
 def test_a_lease_reply_decodes() -> None:
