@@ -214,7 +214,7 @@ async def test_expected_replicas_split_a_replica_that_never_reached_redis() -> N
         sup.register("llm", ok, rate_limit=RateLimit(100, per=3600))  # refills in 36 s a unit
         with guard():
             async with sup:
-                await until(shared, lambda: "cannot reach Redis" in (shared.degraded() or ""))
+                await until(shared, lambda s=shared: "cannot reach Redis" in (s.degraded() or ""))
                 assert f"split by {split}" in (shared.degraded() or "")
                 admitted = 0
                 for _ in range(150):
@@ -229,5 +229,5 @@ async def test_expected_replicas_split_a_replica_that_never_reached_redis() -> N
 def test_expected_replicas_must_be_a_positive_int() -> None:
     with pytest.raises(ValueError, match="'expected_replicas' must be an int >= 1, got 0"):
         RedisShared("redis://localhost", "svc", expected_replicas=0)
-    with pytest.raises(TypeError, match="'expected_replicas' must be an int >= 1, got 2.0"):
+    with pytest.raises(TypeError, match=r"'expected_replicas' must be an int >= 1, got 2\.0"):
         RedisShared("redis://localhost", "svc", expected_replicas=2.0)  # type: ignore[arg-type]
