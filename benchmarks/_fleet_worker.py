@@ -3,9 +3,10 @@ One replica of ``benchmarks.fleet``, run as a script (``python PATH CONFIG``) so
 it runs against is the one on ``PYTHONPATH`` (``--tree``: a change against its base, one run).
 
 It registers ``deps`` dependencies (each with a breaker and a shared ``RateLimit``), waits,
-tick by tick, until every replica is live, then calls each dependency every ``call_every``
-seconds until the run ends, counting its ticks: answered, and failed (a tick past its deadline
-or refused: the replica fell back to local limits for a while). Prints one JSON line.
+tick by tick, until every replica is live, says ``{"ready": true}`` and reads the run's start
+(wall clock) from stdin; from then on, for ``duration`` seconds, it calls each dependency every
+``call_every`` seconds and counts its ticks: answered, and failed (a tick past its deadline or
+refused: the replica fell back to local limits for a while). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
     names = [f"dep{i:02d}" for i in range(config["deps"])]
     for name in names:
         sup.register(name, _ok, rate_limit=RateLimit(1000, per=1))
-    start, end = config["start"], config["start"] + config["duration"]
+    start = end = 0.0
     ticks = {"ok": 0, "failed": 0}
     calls = {"admitted": 0, "refused": 0}
 
@@ -48,7 +49,10 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
 
     async def watch() -> None:
         while time.time() < end:
-            if await shared.wait_tick():
+            answered = await shared.wait_tick()
+            if time.time() > end:
+                break
+            if answered:
                 ticks["ok"] += 1
             else:
                 ticks["failed"] += 1
@@ -58,6 +62,8 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
             while (shared.cluster_status()["live_replicas"] or 0) < config["replicas"]:
                 await shared.wait_tick()
             print(json.dumps({"ready": True}), flush=True)
+            start = float(await anyio.to_thread.run_sync(sys.stdin.readline))
+            end = start + config["duration"]
             await anyio.sleep(max(0.0, start - time.time()))
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(watch)

@@ -56,7 +56,6 @@ def _one(tree: Path, replicas: int, deps: int, duration: float, interval: float)
     from supervisor.integrations.redis._server import RedisServer
 
     with RedisServer() as server:
-        start = time.time() + 3.0 + 0.6 * replicas  # interpreters to start, replicas to meet
         config = {
             "url": server.url,
             "namespace": "fleet",
@@ -64,7 +63,6 @@ def _one(tree: Path, replicas: int, deps: int, duration: float, interval: float)
             "deps": deps,
             "interval": interval,
             "duration": duration,
-            "start": start,
             "call_every": 0.2,
         }
         env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -73,23 +71,25 @@ def _one(tree: Path, replicas: int, deps: int, duration: float, interval: float)
                 [sys.executable, str(WORKER), json.dumps(config)],
                 cwd=tree,
                 env=env,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
             for _ in range(replicas)
         ]
-        late_start = 0
         for process in processes:
             assert process.stdout is not None
-            process.stdout.readline()  # {"ready": true}
-        if time.time() > start:
-            late_start = 1
+            process.stdout.readline()  # {"ready": true}: every replica is live
+        start = time.time() + 0.5  # one start for all, a moment ahead for the line to reach them
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(f"{start!r}\n")
+            process.stdin.flush()
         socket_path = str(server.socket_path)
-        # Measure the middle of the run: past the start, before the first replica stops.
-        time.sleep(max(0.0, start + 1.0 - time.time()))
+        time.sleep(max(0.0, start - time.time()))
         first = _info(socket_path)
-        time.sleep(max(0.0, start + duration - 0.5 - time.time()))
+        time.sleep(max(0.0, start + duration - time.time()))
         last = _info(socket_path)
         results = []
         for process in processes:
@@ -101,8 +101,7 @@ def _one(tree: Path, replicas: int, deps: int, duration: float, interval: float)
     window = last["at"] - first["at"]
     ok = sum(r["ticks"]["ok"] for r in results)
     failed = sum(r["ticks"]["failed"] for r in results)
-    # Ticks over the whole run, scaled to the measured window.
-    ticks = (ok + failed) * window / duration
+    ticks = ok + failed  # in the same window: from the start to its end
     return {
         "replicas": replicas,
         "deps": deps,
@@ -113,7 +112,6 @@ def _one(tree: Path, replicas: int, deps: int, duration: float, interval: float)
         "out_per_tick": (last["out"] - first["out"]) / ticks,
         "out_per_s": (last["out"] - first["out"]) / window,
         "cpu": (last["cpu"] - first["cpu"]) / window,
-        "late_start": late_start,
         "calls": sum(r["calls"]["admitted"] for r in results),
     }
 

@@ -37,7 +37,8 @@ The lease's life (``cut`` at each tick, then ``install`` of the answer):
 * the answer adds a segment ``[base, granted, used]``; a reservation takes from the segment
   whose next unit is due first (there is one, or two around a tick);
 * while Redis cannot be reached the replica admits from a local GCRA at ``rate / replicas``
-  (the last known number of live replicas, and at least ``expected_replicas``), starting
+  (``SyncActor.split``: the last known number of live replicas, at least
+  ``expected_replicas``), starting
   *empty*, and behind the leased units it still holds (they are used first): what the shared
   bucket still held belongs to every replica. The next answer ends the fallback;
 * before the first answer (``connecting``) the same local share starts *full* (its share of
@@ -91,7 +92,6 @@ class LeasedLimiter:
         interval: the sync interval, seconds: the span a lease is meant to cover.
         replicas: live replicas to split the rate by while falling back to local admission.
         now: the loop clock now.
-        expected: the fewest replicas to split by (``expected_replicas``; 1: not set).
     """
 
     __slots__ = (
@@ -100,7 +100,6 @@ class LeasedLimiter:
         "_credit",
         "_cut_at",
         "_demand",
-        "_expected",
         "_hungry",
         "_interval",
         "_largest",
@@ -118,9 +117,7 @@ class LeasedLimiter:
         "mode",
     )
 
-    def __init__(
-        self, limit: RateLimit, *, interval: float, replicas: int, now: float, expected: int = 1
-    ) -> None:
+    def __init__(self, limit: RateLimit, *, interval: float, replicas: int, now: float) -> None:
         self.config = limit
         self._interval = limit.per / limit.rate  # T: seconds per unit
         self._burst = float(limit.capacity)
@@ -131,9 +128,8 @@ class LeasedLimiter:
         self._local: RateLimiter | None = None
         # Until when (loop clock) leases keep to the fallback's pace after a fallback ended.
         self._recovering = -_INF
-        self._expected = max(1, expected)
-        self._split = self._expected  # the replicas the latest fallback split the rate by
-        self._replicas = self._expected
+        self._split = 1  # the replicas the latest fallback split the rate by
+        self._replicas = 1
         self._asked = 0.0  # units reserved or refused since the last cut: the demand
         self._demand = 0.0  # units per second, remembered over a few ticks (halved at each)
         self._cut_at = now
@@ -421,13 +417,12 @@ class LeasedLimiter:
     def fall_back(self, now: float, replicas: int) -> None:
         """
         Redis cannot be asked: admit from a local GCRA at ``rate / replicas`` (and burst /
-        replicas, at least 1; *replicas* at least the expected) from now on, starting empty.
-        Leased units still due come first.
+        replicas, at least 1) from now on, starting empty. Leased units still due come first.
         """
         self._fall_back(now, replicas, empty=True)
 
     def _fall_back(self, now: float, replicas: int, *, empty: bool) -> None:
-        replicas = max(1, self._expected, replicas)
+        replicas = max(1, replicas)
         self._replicas = self._split = replicas
         if self._local is not None and self._local.config.rate * replicas == self.config.rate:
             self.mode = "local"
@@ -455,7 +450,7 @@ class LeasedLimiter:
 
     def set_replicas(self, replicas: int) -> None:
         """The live replicas, as the last answer counted them (what a fallback splits by)."""
-        self._replicas = max(1, self._expected, replicas)
+        self._replicas = max(1, replicas)
 
 
 def _local_turn(turn: object) -> int | None:

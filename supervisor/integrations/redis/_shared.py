@@ -248,9 +248,8 @@ class RedisShared:
         source = LeasedLimiter(
             limit,
             interval=self.sync_interval,
-            replicas=self._sync.replicas,
+            replicas=self._sync.split,
             now=now,
-            expected=self.expected_replicas or 1,
         )
         self._sync.sources[key] = source
         return source

@@ -295,6 +295,14 @@ class SyncActor:
         source.retire()
         self._retiring.append((dependency, index, source))
 
+    @property
+    def split(self) -> int:
+        """
+        The replicas a rate limit is split by without Redis: the live ones as last counted,
+        and at least ``expected_replicas``.
+        """
+        return max(self.replicas, self.expected_replicas or 1)
+
     def ask_detail(self) -> None:
         """``cluster_status()`` was called: the next tick fetches every live replica's summary."""
         self._detail = True
@@ -441,7 +449,7 @@ class SyncActor:
             why = f"Redis at {_redact(self.url)} refused ringfence ({_reason(exc)})"
         else:
             why = f"the sync with Redis failed ({_reason(exc)})"
-        replicas = max(self.replicas, self.expected_replicas or 1)
+        replicas = self.split
         self.problems = {
             "connection": f"{why}; local protection only, rate limits split by {replicas}"
             f" replica{'s' if replicas != 1 else ''}"
@@ -609,7 +617,7 @@ class SyncActor:
                 self.summaries = decoded.summaries
                 self.summaries_wall = time.time()
             for source in self.sources.values():
-                source.set_replicas(self.replicas)
+                source.set_replicas(self.split)
             self._clocks(decoded, problems)
 
         def failed(exc: BaseException) -> None:
@@ -838,7 +846,7 @@ class SyncActor:
                 self.warnings.pop(f"limit:{name}:{index}", None)
 
         def failed(exc: BaseException) -> None:
-            source.fall_back(self.now(), self.replicas)
+            source.fall_back(self.now(), self.split)
             self._problem(
                 problems, f"limit:{name}:{index}", f"rate_limit[{index}] of {name!r}", exc
             )

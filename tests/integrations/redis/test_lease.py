@@ -83,22 +83,12 @@ def test_a_new_replica_serves_its_share_at_once_and_pays_for_it() -> None:
     """Before the first answer the local share starts full (a replica that just started has
     used nothing: its first calls are not refused); what it admits is charged at its first
     lease, so a prompt Redis sees no more than the limit."""
-    source = LeasedLimiter(LIMIT, interval=INTERVAL, replicas=1, now=0.0, expected=4)
+    source = LeasedLimiter(LIMIT, interval=INTERVAL, replicas=4, now=0.0)
     assert "connecting" == source.mode
     admitted = [source.reserve(0.0) for _ in range(30)]
     assert 25 == sum(1 for turn in admitted if not isinstance(turn, Refusal))  # 100 / 4
     given, *_ = source.cut(0.1)
     assert -25 == pytest.approx(given)  # charged: the schedule moves on by 25 units
-
-
-def test_expected_replicas_floor_every_split() -> None:
-    """expected_replicas is the fewest a fallback splits by, whatever the last count said."""
-    source = LeasedLimiter(LIMIT, interval=INTERVAL, replicas=1, now=0.0, expected=4)
-    source.install(0.1, granted=0, base=0.1)
-    source.set_replicas(2)
-    source.fall_back(1.0, 2)
-    assert 0.0 == source.reserve(1.04)  # 25 per second: one unit in 40 ms, not 20
-    assert isinstance(source.reserve(1.06), Refusal)
 
 
 def test_back_from_a_fallback_it_keeps_to_its_pace_for_three_intervals() -> None:
