@@ -65,10 +65,12 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
             start = float(await anyio.to_thread.run_sync(sys.stdin.readline))
             end = start + config["duration"]
             await anyio.sleep(max(0.0, start - time.time()))
+            cpu = time.process_time()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(watch)
                 tasks.start_soon(caller)
-    return {"ticks": ticks, "calls": calls}
+            cpu = time.process_time() - cpu
+    return {"ticks": ticks, "calls": calls, "cpu": cpu}
 
 
 if __name__ == "__main__":

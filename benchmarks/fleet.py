@@ -7,7 +7,11 @@ against one private redis-server. For each fleet size, over the same window:
 
 - **bytes per replica per tick**: Redis's network bytes in and out (``INFO stats``) divided by
   the ticks the replicas made; the goal is flat (within +-20 %) from 4 to 16 replicas;
-- **Redis CPU**: ``used_cpu_user + used_cpu_sys`` over the window, as a share of one core;
+- **Redis CPU**: ``used_cpu_user + used_cpu_sys`` over the window, as a share of one core,
+  and the microseconds Redis spent per script call (``INFO commandstats``, ``EVALSHA``);
+- **replicas' CPU**: the worker processes' CPU time over the window, in cores (on a machine
+  with fewer cores than that asks for, ticks miss their deadline for want of CPU, not of
+  Redis);
 - **failed ticks**: ticks past their deadline (``timeout``) or refused; each one puts a replica
   on its local limits until the next answer. The goal is none at 16 x 50.
 
@@ -44,7 +48,10 @@ def _info(url_socket: str) -> dict[str, float]:
     with redis.Redis(unix_socket_path=url_socket) as admin:
         stats = admin.info("stats")
         cpu = admin.info("cpu")
+        scripts = admin.info("commandstats").get("cmdstat_evalsha", {})
     return {
+        "scripts": float(scripts.get("calls", 0)),
+        "script_usec": float(scripts.get("usec", 0)),
         "in": float(stats["total_net_input_bytes"]),
         "out": float(stats["total_net_output_bytes"]),
         "cpu": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
@@ -112,6 +119,9 @@ def _one(tree: Path, replicas: int, deps: int, duration: float, interval: float)
         "out_per_tick": (last["out"] - first["out"]) / ticks,
         "out_per_s": (last["out"] - first["out"]) / window,
         "cpu": (last["cpu"] - first["cpu"]) / window,
+        "usec_per_script": (last["script_usec"] - first["script_usec"])
+        / max(1.0, last["scripts"] - first["scripts"]),
+        "replicas_cpu": sum(r["cpu"] for r in results) / window,
         "calls": sum(r["calls"]["admitted"] for r in results),
     }
 
@@ -134,6 +144,8 @@ def run(
             "bytes in / replica / tick",
             "Redis out",
             "Redis CPU",
+            "µs per script",
+            "replicas' CPU",
             "ticks",
             "failed ticks",
         ]
@@ -146,6 +158,8 @@ def run(
             f"{row['in_per_tick']:,.0f}",
             f"{row['out_per_s'] / 1e6:.2f} MB/s",
             f"{row['cpu']:.1%}",
+            f"{row['usec_per_script']:.1f}",
+            f"{row['replicas_cpu']:.2f} cores",
             row["ticks"],
             f"{row['failed']} ({row['failed'] / max(row['ticks'], 1):.1%})",
         )
