@@ -87,7 +87,12 @@ def _one(tree: Path, replicas: int, deps: int, duration: float, interval: float)
         ]
         for process in processes:
             assert process.stdout is not None
-            process.stdout.readline()  # {"ready": true}: every replica is live
+            if not process.stdout.readline():  # {"ready": true}: every replica is live
+                for other in processes:
+                    other.kill()
+                err = process.communicate(timeout=60)[1]
+                msg = f"a worker failed before the run ({process.returncode}): {err[-3000:]}"
+                raise RuntimeError(msg)
         start = time.time() + 0.5  # one start for all, a moment ahead for the line to reach them
         for process in processes:
             assert process.stdin is not None
