@@ -168,8 +168,10 @@ def run(
             row["ticks"],
             f"{row['failed']} ({row['failed'] / max(row['ticks'], 1):.1%})",
         )
+    load = os.getloadavg()
     text = (
         header("shared state: traffic against fleet size (ringfence[redis])", "asyncio")
+        + f"- load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}\n"
         + f"- sync_interval {interval:g} s, {duration:g} s per run, a fresh redis-server per"
         " run, every dependency called every 0.2 s\n\n" + table.markdown()
     )
