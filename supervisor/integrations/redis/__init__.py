@@ -11,7 +11,7 @@ leases a few turns at a time, so no call ever waits for Redis), the pause a 429'
 asks for, the decision to open a breaker (from the failure ratio of all live replicas
 together), and operator ``isolate``/``reset`` with ``scope="cluster"``. While Redis cannot be
 reached every replica keeps its local protection, with its rate limits split by the last known
-number of replicas, and ``health()`` says ``degraded`` and why.
+number of replicas (at least ``expected_replicas``), and ``health()`` says ``degraded`` and why.
 
 Built on coredis (anyio: asyncio and trio). See :class:`RedisShared` (``_shared.py``) for the
 settings, ``_sync.py`` for how a tick works, ``_protocol.py`` for what the scripts are given

@@ -68,13 +68,15 @@ class DependencyKeys:
 class Keys:
     """Every key name of one namespace."""
 
-    __slots__ = ("base", "meta", "replicas", "summaries")
+    __slots__ = ("base", "clock", "clocks", "meta", "replicas", "summaries")
 
     def __init__(self, namespace: str) -> None:
         self.base = f"ringfence:{{{check_namespace(namespace)}}}"
         self.meta = f"{self.base}:meta"  # hash: format
         self.replicas = f"{self.base}:replicas"  # sorted set: replica id -> expiry (ms)
         self.summaries = f"{self.base}:summaries"  # hash: replica id -> JSON summary
+        self.clocks = f"{self.base}:clocks"  # hash: replica id -> clock offset (ms), fleet's
+        self.clock = f"{self.base}:clock"  # string whose expiry tells Redis's time (no TIME)
 
     def dependency(self, name: str) -> DependencyKeys:
         base = f"{self.base}:dep:{quote(name, safe='')}"

@@ -36,11 +36,15 @@ The lease's life (``cut`` at each tick, then ``install`` of the answer):
   stop;
 * the answer adds a segment ``[base, granted, used]``; a reservation takes from the segment
   whose next unit is due first (there is one, or two around a tick);
-* while Redis cannot be reached (and before the first answer) the replica admits from a local
-  GCRA at ``rate / replicas`` (the last known number of live replicas; 1 before the first
-  answer), starting *empty*, and behind the leased units it still holds (they are used first):
-  what the shared bucket still held belongs to every replica. The next answer ends the
-  fallback;
+* while Redis cannot be reached the replica admits from a local GCRA at ``rate / replicas``
+  (``SyncActor.split``: the last known number of live replicas, at least
+  ``expected_replicas``), starting
+  *empty*, and behind the leased units it still holds (they are used first): what the shared
+  bucket still held belongs to every replica. The next answer ends the fallback;
+* before the first answer (``connecting``) the same local share starts *full* (its share of
+  the burst): a replica that just started has used nothing, and serves its first calls at once
+  instead of refusing them. What it admits meanwhile is charged to the shared limit at its
+  first lease, so a replica whose Redis answers promptly adds nothing to the fleet's total;
 * back from a fallback, for three intervals, the replica asks for its fallback's pace only and
   Redis grants it units at the limit's pace from an empty bucket (``lua/lease.lua``): all the
   replicas admitted their share meanwhile, and they come back one by one;
@@ -140,7 +144,7 @@ class LeasedLimiter:
         #: the latest reservation, for a give-back to name (``policies.rate_limit``, rule 7):
         #: ``(segment, its units used after it, cost)``, or ``(None, the fallback's turn)``
         self.last_turn: object = None
-        self.fall_back(now, replicas)
+        self._fall_back(now, replicas, empty=False)
         self.mode = "connecting"
 
     # ==========================================================================================
@@ -230,6 +234,8 @@ class LeasedLimiter:
         if local is not None:
             result = local.reserve(now, cost, max_wait)
             if not isinstance(result, Refusal):
+                if self.mode == "connecting":
+                    self._credit -= cost  # charged at the first lease (see the module's doc)
                 self._hungry = False
                 self.last_turn = (None, local.last_turn)
                 return result
@@ -413,6 +419,9 @@ class LeasedLimiter:
         Redis cannot be asked: admit from a local GCRA at ``rate / replicas`` (and burst /
         replicas, at least 1) from now on, starting empty. Leased units still due come first.
         """
+        self._fall_back(now, replicas, empty=True)
+
+    def _fall_back(self, now: float, replicas: int, *, empty: bool) -> None:
         replicas = max(1, replicas)
         self._replicas = self._split = replicas
         if self._local is not None and self._local.config.rate * replicas == self.config.rate:
@@ -426,7 +435,8 @@ class LeasedLimiter:
             max_wait=limit.max_wait,
         )
         local = share.machine()
-        local.reserve(now, share.capacity)  # empty: the shared bucket's burst is not ours
+        if empty:
+            local.reserve(now, share.capacity)  # the shared bucket's burst is not ours
         # And behind the leased units still held: they are used first, at the shared pace.
         held = sum(s[1] - s[2] for s in self._segments)
         if held > 0:

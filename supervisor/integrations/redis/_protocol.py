@@ -117,8 +117,10 @@ def redirected(where: str, text: str) -> str:
 def _expected_type(suffix: str) -> str | None:
     """The Redis type of a key of this format, from its name after the prefix; None: not ours."""
     parts = suffix.split(":")
-    if parts in (["meta"], ["summaries"]):
+    if parts in (["meta"], ["summaries"], ["clocks"]):
         return "hash"
+    if parts == ["clock"]:
+        return "string"
     if parts == ["replicas"]:
         return "zset"
     if len(parts) == 3 and parts[0] == "dep":
@@ -188,25 +190,48 @@ def script_head(clock: str, client_ms: float, offset: float | None, timeout: flo
 # -- heartbeat ----------------------------------------------------------------------------------
 
 
-def heartbeat_args(replica_id: str, ttl_ms: int, summary: str) -> list[Arg]:
-    return [replica_id, ttl_ms, summary]
+def heartbeat_args(
+    replica_id: str, ttl_ms: int, summary: str, *, detail: bool, tolerance_ms: int
+) -> list[Arg]:
+    """*detail*: send back every live replica's summary (``cluster_status()`` asked)."""
+    return [replica_id, ttl_ms, summary, 1 if detail else 0, tolerance_ms]
 
 
 class HeartbeatReply(NamedTuple):
     clock: str | None  # the scripts' clock: "server" or "client"
     time_ms: float  # the scripts' time
     replicas: int  # live replicas, at least 1
-    summaries: dict[str, Any]  # replica id -> its summary
+    # This replica's clock minus Redis's, the live replicas' median of that, and the largest
+    # distance of one from the median (ms); None: Redis's time unknown.
+    offset_ms: float | None
+    median_ms: float | None
+    spread_ms: float | None
+    summaries: dict[str, Any] | None  # replica id -> its summary; None: not asked
 
 
-def decode_heartbeat(reply: Any) -> HeartbeatReply:
-    summaries: dict[str, Any] = {}
-    for i in range(3, len(reply) - 1, 2):
-        try:
-            summaries[_text(reply[i]) or "?"] = json.loads(reply[i + 1])
-        except ValueError:
-            continue
-    return HeartbeatReply(_text(reply[0]), float(reply[1]), max(1, int(reply[2])), summaries)
+def _maybe_number(value: object) -> float | None:
+    text = _text(value)
+    return None if text is None else float(text)
+
+
+def decode_heartbeat(reply: Any, *, detail: bool) -> HeartbeatReply:
+    summaries: dict[str, Any] | None = None
+    if detail:
+        summaries = {}
+        for i in range(6, len(reply) - 1, 2):
+            try:
+                summaries[_text(reply[i]) or "?"] = json.loads(reply[i + 1])
+            except ValueError:
+                continue
+    return HeartbeatReply(
+        _text(reply[0]),
+        float(reply[1]),
+        max(1, int(reply[2])),
+        _maybe_number(reply[3]),
+        _maybe_number(reply[4]),
+        _maybe_number(reply[5]),
+        summaries,
+    )
 
 
 def summary(
@@ -485,8 +510,12 @@ def lease_args(
     replica_id: str,
     elapsed: float,
     replicas: int,
+    expected: int | None,
 ) -> list[Arg]:
-    """*cut*: ``LeasedLimiter.cut`` (given back, wanted, hungry, recovering)."""
+    """
+    *cut*: ``LeasedLimiter.cut`` (given back, wanted, hungry, recovering); *expected*:
+    ``RedisShared``'s ``expected_replicas``.
+    """
     given, want, hungry, recovering = cut
     interval_ms = config.per / config.rate * 1000
     settings = f"{config.rate!r}/{config.per!r}/{config.capacity!r}"
@@ -504,6 +533,7 @@ def lease_args(
         repr(hungry),
         replicas,
         1 if recovering else 0,
+        expected or 0,
     ]
 
 

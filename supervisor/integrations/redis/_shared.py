@@ -153,6 +153,19 @@ class RedisShared:
         cluster: the URL names a node of a Redis Cluster (as a ``+cluster`` scheme does): the
             client learns the cluster's layout and follows its redirections. Every key of a
             namespace lives in one hash slot, so one node serves a replica's whole tick.
+        max_clock_skew: seconds a replica's clock may be off the live replicas' median
+            (measured against Redis's clock at every heartbeat). Beyond it a replica is
+            reported (``cluster_status()["clock_skew"]``; degraded on the replicas' clocks),
+            and on the replicas' clocks the scripts clamp its time to the median +- this, so
+            one wrong clock cannot hold the others' limits back by more. Default 1.0.
+        expected_replicas: how many replicas the service runs (None: not said). The basis of
+            the local fallback: a replica without Redis (starting while it is unreachable, or
+            cut off from it) admits ``rate / max(expected_replicas, last live count)``; and
+            while fewer replicas are live in Redis, the live ones keep the missing ones'
+            shares free (they may be admitting them locally), so the fleet admits at most
+            the limit (and only ``live / expected_replicas`` of it while replicas are
+            missing). Without it a replica that starts while Redis is unreachable admits the
+            full rate, and one cut off admits its share on top of the others' full rate.
 
     A dependency registered without a breaker shares its limits and pauses, but no open
     verdict. A shared open is not a transition of the local breakers: it refuses calls (as
@@ -183,6 +196,8 @@ class RedisShared:
         window: float | None = None,
         replica_id: str | None = None,
         cluster: bool = False,
+        max_clock_skew: float = 1.0,
+        expected_replicas: int | None = None,
     ) -> None:
         self.url, self.cluster = _check_url(url, cluster)
         self.namespace = check_namespace(namespace)
@@ -217,6 +232,8 @@ class RedisShared:
         self.replica_id = replica_id or (
             f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
         )
+        self.max_clock_skew = _number("max_clock_skew", max_clock_skew)
+        self.expected_replicas = _integer("expected_replicas", expected_replicas, allow_none=True)
         self._keys = Keys(self.namespace)
         self._sync = SyncActor(
             url=self.url,
@@ -232,6 +249,8 @@ class RedisShared:
             open_for=self._open_for,
             window=self._window,
             replica_id=self.replica_id,
+            max_clock_skew=self.max_clock_skew,
+            expected_replicas=self.expected_replicas,
         )
 
     def __repr__(self) -> str:
@@ -256,7 +275,10 @@ class RedisShared:
         if source is not None:  # replaced (reconfigure): what the old one holds goes back
             self._sync.retire(dependency, index, source)
         source = LeasedLimiter(
-            limit, interval=self.sync_interval, replicas=self._sync.replicas, now=now
+            limit,
+            interval=self.sync_interval,
+            replicas=self._sync.split,
+            now=now,
         )
         self._sync.sources[key] = source
         return source
@@ -273,7 +295,15 @@ class RedisShared:
           ``clock`` (``server``/``client``), ``synced_wall`` (``time.time()`` of the last
           answer), ``live_replicas``;
         - ``replicas``: every live replica's summary (its dependencies' states and counts,
-          its limits' modes, its own ``degraded``), this one included;
+          its limits' modes, its own ``degraded``), this one's as of the last tick, the others'
+          as of ``replicas_wall`` (``time.time()``; None: not fetched yet). Each call asks the
+          next tick to fetch them afresh: they are not part of every tick (a replica's traffic
+          would grow with the fleet), so a monitor calling this every few seconds sees
+          summaries at most one call old;
+        - ``clock_skew``: this replica's clock minus the live replicas' median (``this``) and
+          the largest distance of any live replica's from it (``fleet``), seconds, and the
+          ``tolerance`` (``max_clock_skew``); ``this`` and ``fleet`` are None before the
+          first answer;
         - ``dependencies``: per dependency, the aggregate window of the live replicas
           (``calls``, ``failures``, ``failure_ratio``, ``reporting``, ``failing``), the shared
           ``open`` (``remaining``, ``opened_by``, ``calls``, ``failures``, ``applied_after``:
@@ -283,6 +313,7 @@ class RedisShared:
           ``connecting``), units ``leased`` so far and ``available`` now;
         - ``warnings``: things worth a look that do not degrade anything.
         """
+        self._sync.ask_detail()
         now = self._sync.now() if self._sync.running else 0.0
         dependencies: dict[str, Any] = {}
         for name, dep in self._sync.dependencies.items():
@@ -314,6 +345,9 @@ class RedisShared:
                     "available": source.available(now) if self._sync.running else None,
                 }
             )
+        replicas = dict(self._sync.summaries)
+        if self._sync.own_summary is not None:
+            replicas[self.replica_id] = self._sync.own_summary
         return {
             "replica": self.replica_id,
             "namespace": self.namespace,
@@ -323,7 +357,13 @@ class RedisShared:
             "synced_wall": self._sync.synced_wall,
             "sync_interval": self.sync_interval,
             "live_replicas": self._sync.replicas if self._sync.connected else None,
-            "replicas": dict(self._sync.summaries),
+            "replicas": replicas,
+            "replicas_wall": self._sync.summaries_wall,
+            "clock_skew": {
+                "this": self._sync.skew,
+                "fleet": self._sync.fleet_skew,
+                "tolerance": self.max_clock_skew,
+            },
             "dependencies": dependencies,
             "limits": limits,
             "warnings": sorted(self._sync.warnings.values()),

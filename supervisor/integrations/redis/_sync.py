@@ -8,8 +8,10 @@ One background task per supervisor, the *sync actor* (:meth:`RedisShared.run`), 
 nothing else does. Every ``sync_interval`` (jittered by ±10 %, so replicas drift apart rather
 than tick together) it sends **one pipelined round trip**:
 
-* ``heartbeat.lua``: this replica is alive (a TTL) and its summary; back come the live
-  replicas' summaries (``cluster_status()``) and their number (what local fallbacks split by);
+* ``heartbeat.lua``: this replica is alive (a TTL), its summary and its clock; back come the
+  live replicas' number (what local fallbacks split by) and how far the clocks are apart, and
+  the live replicas' summaries only at the tick after ``cluster_status()`` asked for them, so
+  what a replica receives per tick does not grow with the fleet;
 * ``dependency.lua`` per dependency: this replica's calls and failures over the window; back
   comes the *aggregate* of the live replicas, and the verdicts: a shared open (decided in the
   script when the aggregate crosses the line), a pause (a 429 another replica saw), a
@@ -36,7 +38,11 @@ Clocks: the scripts run on Redis's ``TIME`` (one clock for every replica), so a 
 clock may jump without effect. Where scripts may not call ``TIME`` the replicas pass their own
 time (``clock="auto"`` or ``"client"``), taken from the monotonic clock anchored to the wall
 clock at start, so a later jump moves nothing; it is reported (degraded under
-``clock="client"``, where the replicas must agree on the time).
+``clock="client"``, where the replicas must agree on the time). ``clock="auto"`` on the
+replicas' clocks is degraded, and says so in a log line. Every heartbeat measures this
+replica's clock against Redis's (``TIME``, or a key's expiry where ``TIME`` is refused); the
+scripts keep the live replicas' median offset, and clamp a replica's time to it, plus or minus
+``max_clock_skew``: one replica's clock cannot move the others' limits by more than that.
 
 Calls never wait for any of this: the actor only changes, between two awaits, state the
 dependency actors read synchronously (lease segments, a pause, a forced-open gate).
@@ -70,6 +76,7 @@ from ._keys import DependencyKeys, Keys
 from ._lease import LeasedLimiter
 from ._protocol import (
     DependencyReply,
+    HeartbeatReply,
     MalformedReply,
     _leaf,
     _problem,
@@ -103,6 +110,8 @@ __all__ = ("SharedStateError", "SyncActor")
 _JUMP: Final = 1.0
 # Why a replica is degraded before Redis first answers (its limits are in "connecting" mode).
 _CONNECTING: Final = "no answer from Redis yet; local protection only"
+# Problems about clocks: logged (ringfence.shared_clock) when they appear.
+_CLOCK_PROBLEMS: Final = ("clock", "skew")
 
 _structlog = structlog.get_logger("ringfence")
 _stdlib = logging.getLogger("ringfence")
@@ -213,6 +222,8 @@ class SyncActor:
         open_for: float | None,
         window: float | None,
         replica_id: str,
+        max_clock_skew: float,
+        expected_replicas: int | None,
     ) -> None:
         self.url = url
         self.cluster = cluster
@@ -227,6 +238,8 @@ class SyncActor:
         self._open_for = open_for
         self._window = window
         self.replica_id = replica_id
+        self.max_clock_skew = max_clock_skew
+        self.expected_replicas = expected_replicas
         # Who told a pause: this replica id *and* this process (a nonce), so a replica restarted
         # under a fixed replica_id still keeps to the pause its previous life was told.
         self._pauser = f"{self.replica_id} {random.getrandbits(32):08x}"
@@ -255,7 +268,14 @@ class SyncActor:
         self.connected = False
         self.problems: dict[str, str] = {"connecting": _CONNECTING}  # scope -> why
         self.replicas = 1  # live replicas, as last counted (1 before any answer)
-        self.summaries: dict[str, Any] = {}
+        self.summaries: dict[str, Any] = {}  # the live replicas', at the last detail asked
+        self.summaries_wall: float | None = None  # time.time() of that answer
+        self.own_summary: dict[str, Any] | None = None  # this replica's, at the last tick
+        self._detail = False  # cluster_status() asked: the next heartbeat brings the summaries
+        # This replica's clock minus the live replicas' median (seconds), and the largest
+        # distance of any live replica's from it; None: unknown.
+        self.skew: float | None = None
+        self.fleet_skew: float | None = None
         self.source_clock: str | None = None
         # The scripts' clock minus this replica's (ms), measured at the last answer.
         self._offset: float | None = None
@@ -279,6 +299,18 @@ class SyncActor:
             del self.sources[(dependency, index)]
         source.retire()
         self._retiring.append((dependency, index, source))
+
+    @property
+    def split(self) -> int:
+        """
+        The replicas a rate limit is split by without Redis: the live ones as last counted,
+        and at least ``expected_replicas``.
+        """
+        return max(self.replicas, self.expected_replicas or 1)
+
+    def ask_detail(self) -> None:
+        """``cluster_status()`` was called: the next tick fetches every live replica's summary."""
+        self._detail = True
 
     def degraded(self) -> str | None:
         """Why the shared state cannot be relied on now (``health()`` says degraded), or None."""
@@ -435,7 +467,7 @@ class SyncActor:
             why = f"Redis at {_redact(self.url)} refused ringfence ({_reason(exc)})"
         else:
             why = f"the sync with Redis failed ({_reason(exc)})"
-        replicas = self.replicas
+        replicas = self.split
         self.problems = {
             "connection": f"{why}; local protection only, rate limits split by {replicas}"
             f" replica{'s' if replicas != 1 else ''}"
@@ -521,6 +553,9 @@ class SyncActor:
                     op.failed(exc)
         if "connection" in self.problems:
             _log("info", "ringfence.shared_restored", replicas=self.replicas)
+        for scope in _CLOCK_PROBLEMS:
+            if scope in problems and scope not in self.problems:
+                _log("warning", "ringfence.shared_clock", reason=problems[scope])
         self.problems = problems
         self._signal_tick()
 
@@ -568,7 +603,7 @@ class SyncActor:
             " started; the shared state keeps to the clock it started with"
         )
         if self.source_clock == "client":
-            problems["clock"] = text + " (clock='client': the replicas must agree on the time)"
+            problems["jump"] = text + " (clock='client': the replicas must agree on the time)"
         else:
             self.warnings["clock"] = text
 
@@ -592,24 +627,70 @@ class SyncActor:
     def _heartbeat_op(
         self, statuses: Mapping[str, DependencyStatus], problems: dict[str, str]
     ) -> _Op:
-        text = json.dumps(self._summary(statuses), separators=(",", ":"))
-        keys = [self._keys.replicas, self._keys.summaries]
+        own = self._summary(statuses)
+        text = json.dumps(own, separators=(",", ":"))
+        keys = [self._keys.replicas, self._keys.summaries, self._keys.clocks]
         ttl_ms = round(self.heartbeat_ttl * 1000)
+        detail, self._detail = self._detail, False
 
         def done(reply: Any, received: float) -> None:
-            decoded = decode_heartbeat(reply)
+            decoded = decode_heartbeat(reply, detail=detail)
             self.source_clock = decoded.clock
             self._offset = decoded.time_ms - self._client_ms()
             self.replicas = decoded.replicas
-            self.summaries = decoded.summaries
+            self.own_summary = own
+            if decoded.summaries is not None:
+                self.summaries = decoded.summaries
+                self.summaries_wall = time.time()
             for source in self.sources.values():
-                source.set_replicas(self.replicas)
+                source.set_replicas(self.split)
+            self._clocks(decoded, problems)
 
         def failed(exc: BaseException) -> None:
+            self._detail = self._detail or detail
             self._problem(problems, "heartbeat", "heartbeat", exc)
 
-        args = heartbeat_args(self.replica_id, ttl_ms, text)
+        tolerance_ms = round(self.max_clock_skew * 1000)
+        args = heartbeat_args(
+            self.replica_id, ttl_ms, text, detail=detail, tolerance_ms=tolerance_ms
+        )
         return self._op("heartbeat", keys, args, done, failed)
+
+    def _clocks(self, decoded: HeartbeatReply, problems: dict[str, str]) -> None:
+        """What the heartbeat measured of the clocks: degraded or a warning, as it matters."""
+        if decoded.offset_ms is None or decoded.median_ms is None:
+            self.skew = self.fleet_skew = None
+        else:
+            self.skew = (decoded.offset_ms - decoded.median_ms) / 1000
+            self.fleet_skew = (decoded.spread_ms or 0.0) / 1000
+        on_client = decoded.clock == "client"
+        if on_client and self.clock == "auto":
+            problems["clock"] = (
+                "Redis refuses TIME to scripts: they run on the replicas' own clocks"
+                f" (clamped to the fleet's median +- {self.max_clock_skew:g} s); allow TIME"
+                " (ACL +time) or keep the replicas' clocks in sync (NTP)"
+            )
+        self.warnings.pop("skew", None)
+        self.warnings.pop("fleet_skew", None)
+        tolerance = self.max_clock_skew
+        if self.skew is not None and abs(self.skew) > tolerance:
+            text = (
+                f"this replica's clock is {self.skew:+.3f} s off the live replicas' median"
+                f" (max_clock_skew {tolerance:g} s)"
+            )
+            if on_client:
+                problems["skew"] = (
+                    text + ": the scripts clamp its time to the median +- max_clock_skew;"
+                    " fix its clock (NTP)"
+                )
+            else:
+                self.warnings["skew"] = text + " (harmless: the scripts run on Redis's TIME)"
+        elif self.fleet_skew is not None and self.fleet_skew > tolerance:
+            self.warnings["fleet_skew"] = (
+                f"a live replica's clock is {self.fleet_skew:.3f} s off the live replicas'"
+                f" median (max_clock_skew {tolerance:g} s)"
+                + (": the scripts clamp its time" if on_client else " (harmless: Redis's TIME)")
+            )
 
     def _summary(self, statuses: Mapping[str, DependencyStatus]) -> dict[str, Any]:
         return summary(
@@ -786,6 +867,7 @@ class SyncActor:
             replica_id=self.replica_id,
             elapsed=elapsed,
             replicas=self.replicas,
+            expected=self.expected_replicas,
         )
 
         def done(reply: Any, received: float) -> None:
@@ -802,7 +884,7 @@ class SyncActor:
                 self.warnings.pop(f"limit:{name}:{index}", None)
 
         def failed(exc: BaseException) -> None:
-            source.fall_back(self.now(), self.replicas)
+            source.fall_back(self.now(), self.split)
             self._problem(
                 problems, f"limit:{name}:{index}", f"rate_limit[{index}] of {name!r}", exc
             )

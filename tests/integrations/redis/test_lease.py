@@ -79,6 +79,18 @@ def test_without_a_lease_it_admits_its_share_from_an_empty_local_bucket() -> Non
     assert 0 < source.available(10.0) <= 25
 
 
+def test_a_new_replica_serves_its_share_at_once_and_pays_for_it() -> None:
+    """Before the first answer the local share starts full (a replica that just started has
+    used nothing: its first calls are not refused); what it admits is charged at its first
+    lease, so a prompt Redis sees no more than the limit."""
+    source = LeasedLimiter(LIMIT, interval=INTERVAL, replicas=4, now=0.0)
+    assert "connecting" == source.mode
+    admitted = [source.reserve(0.0) for _ in range(30)]
+    assert 25 == sum(1 for turn in admitted if not isinstance(turn, Refusal))  # 100 / 4
+    given, *_ = source.cut(0.1)
+    assert -25 == pytest.approx(given)  # charged: the schedule moves on by 25 units
+
+
 def test_back_from_a_fallback_it_keeps_to_its_pace_for_three_intervals() -> None:
     """The first leases after an outage ask for the fallback's pace, and say they recover."""
     source = leased()

@@ -47,8 +47,24 @@ def text(value: object) -> str:
     return value.decode()
 
 
-def heartbeat(r: fakeredis.FakeRedis, replica: str, now: float, ttl: float = 1000) -> list[object]:
-    return run(r, "heartbeat", [KEYS.replicas, KEYS.summaries], [replica, ttl, "{}"], now=now)
+#: A clock tolerance that clamps nothing: the times here are small numbers, far from Redis's.
+NO_CLAMP = 10**15
+
+
+def heartbeat(
+    r: fakeredis.FakeRedis,
+    replica: str,
+    now: float,
+    ttl: float = 1000,
+    *,
+    detail: bool = True,
+    summary: str = "{}",
+    tolerance: int = NO_CLAMP,
+    mode: str = "client",
+) -> list[object]:
+    keys = [KEYS.replicas, KEYS.summaries, KEYS.clocks]
+    args = [replica, ttl, summary, int(detail), tolerance]
+    return run(r, "heartbeat", keys, args, now=now, mode=mode)
 
 
 def lease(
@@ -67,6 +83,7 @@ def lease(
     need: float = 0,
     known: int = 1,
     recovering: bool = False,
+    expected: int = 0,
 ) -> tuple[float, float, int]:
     reply = run(
         r,
@@ -74,7 +91,7 @@ def lease(
         [LIMIT, KEYS.replicas],
         [
             *(t_ms, burst, given, want, horizon, settings, replica, int(hungry)),
-            *(elapsed, need, known, int(recovering)),
+            *(elapsed, need, known, int(recovering), expected),
         ],
         now=now,
     )
@@ -110,9 +127,7 @@ def test_client_clock_is_the_callers_time(r: fakeredis.FakeRedis) -> None:
 
 def test_server_clock_is_redis_time(r: fakeredis.FakeRedis) -> None:
     """With clock="auto" the scripts run on Redis's TIME, whatever the caller says."""
-    reply = run(
-        r, "heartbeat", [KEYS.replicas, KEYS.summaries], ["a", 1000, "{}"], now=5, mode="auto"
-    )
+    reply = heartbeat(r, "a", now=5, mode="auto")
     assert b"server" == reply[0]
     assert float(text(reply[1])) > 1e12
 
@@ -132,7 +147,7 @@ def test_a_script_run_after_its_deadline_does_nothing(r: fakeredis.FakeRedis) ->
             r,
             "lease",
             [LIMIT, KEYS.replicas],
-            [10, 100, 0, 50, 250, "s", "a", 0, 250, 0, 1, 0],
+            [10, 100, 0, 50, 250, "s", "a", 0, 250, 0, 1, 0, 0],
             now=2000,
             deadline=1500,
         )
@@ -149,7 +164,7 @@ def test_heartbeat_counts_live_replicas_and_drops_expired_ones(r: fakeredis.Fake
     heartbeat(r, "b", now=1500, ttl=1000)
     reply = heartbeat(r, "c", now=2200, ttl=1000)  # a expired at 2000
     assert 2 == reply[2]
-    assert {b"b", b"c"} == set(reply[3::2])
+    assert {b"b", b"c"} == set(reply[6::2])
     assert {b"b", b"c"} == set(r.hkeys(KEYS.summaries))
     assert FORMAT == text(r.hget(KEYS.meta, "format"))
 
@@ -373,3 +388,48 @@ def test_a_schedule_within_the_cap_is_left_alone(r: fakeredis.FakeRedis) -> None
     granted, base, differ = lease(r, 10_000, want=10, settings="100/1/200")
     assert (10, 1) == (granted, differ)
     assert 100 == base + 1000  # continues at tat 10_100 (base = tat - burst*T)
+
+
+def test_a_heartbeat_carries_other_replicas_summaries_only_when_asked(
+    r: fakeredis.FakeRedis,
+) -> None:
+    """What a replica receives per tick does not grow with the fleet: the summaries come
+    back only at the heartbeat that asks for them (cluster_status())."""
+    summary = "x" * 2000
+    for i in range(10):
+        heartbeat(r, f"r{i}", now=1000 + i, summary=summary)
+    quiet = heartbeat(r, "r0", now=1100, summary=summary, detail=False)
+    assert 10 == quiet[2]
+    assert 6 == len(quiet)  # clock, now, live, and the three clock figures: nothing per replica
+    asked = heartbeat(r, "r0", now=1101, summary=summary, detail=True)
+    assert {f"r{i}".encode() for i in range(10)} == set(asked[6::2])
+
+
+def test_heartbeat_measures_each_clock_against_redis(r: fakeredis.FakeRedis) -> None:
+    """On Redis's TIME the heartbeat reports this replica's offset, the live replicas' median
+    and the largest distance from it; an expired replica's offset is dropped."""
+    import time
+
+    wall = time.time() * 1000
+    heartbeat(r, "a", now=wall, mode="auto", ttl=60_000)
+    heartbeat(r, "b", now=wall + 10, mode="auto", ttl=60_000)
+    reply = heartbeat(r, "fast", now=wall + 5000, mode="auto", ttl=60_000)
+    offset, median, spread = (float(text(v)) for v in reply[3:6])
+    assert 4000 < offset - median < 5500
+    assert 4000 < spread < 5500
+    assert {b"a", b"b", b"fast", b"fleet median", b"fleet tolerance"} == set(r.hkeys(KEYS.clocks))
+
+
+def test_expected_replicas_keep_the_missing_ones_shares(r: fakeredis.FakeRedis) -> None:
+    """One live replica of four expected: the others may be admitting their quarters locally
+    (cut off, or started while Redis was away), so the live one gets a quarter of the pace;
+    without expected_replicas, all of it."""
+    for expected, pace in ((4, 0.25), (0, 1.0)):
+        r.flushall()
+        heartbeat(r, "a", now=0, ttl=60_000)
+        granted = lease(r, 0, want=100, expected=expected)[0]  # the burst, at once
+        assert 100 == granted
+        total = 0.0
+        for tick in range(1, 41):  # 10 s of ticks, always asking for more than accrues
+            total += lease(r, tick * 250, want=50, expected=expected)[0]
+        assert pace * 1000 == pytest.approx(total, abs=25 + 3)  # 100/s x 10 s, +- a horizon

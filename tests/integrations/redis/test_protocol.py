@@ -202,7 +202,10 @@ def test_the_head_deadline_is_on_the_scripts_clock_with_slack() -> None:
 
 
 def test_heartbeat_arguments() -> None:
-    assert ["r1", 3000, "{}"] == heartbeat_args("r1", 3000, "{}")
+    assert ["r1", 3000, "{}", 1, 1000] == heartbeat_args(
+        "r1", 3000, "{}", detail=True, tolerance_ms=1000
+    )
+    assert 0 == heartbeat_args("r1", 3000, "{}", detail=False, tolerance_ms=1000)[3]
 
 
 def test_a_heartbeat_reply_decodes_and_skips_bad_summaries() -> None:
@@ -210,6 +213,9 @@ def test_a_heartbeat_reply_decodes_and_skips_bad_summaries() -> None:
         b"server",
         b"1700000000000.5",
         0,
+        b"-12.5",
+        b"2.5",
+        b"40",
         b"r1",
         json.dumps({"id": "r1"}).encode(),
         b"r2",
@@ -218,11 +224,24 @@ def test_a_heartbeat_reply_decodes_and_skips_bad_summaries() -> None:
         b"{}",
         b"dangling",
     ]
-    decoded = decode_heartbeat(reply)
+    decoded = decode_heartbeat(reply, detail=True)
     assert "server" == decoded.clock
     assert 1700000000000.5 == decoded.time_ms
     assert 1 == decoded.replicas  # never fewer than this one
+    assert (-12.5, 2.5, 40.0) == (decoded.offset_ms, decoded.median_ms, decoded.spread_ms)
     assert {"r1": {"id": "r1"}, "?": {}} == decoded.summaries
+
+
+def test_a_heartbeat_reply_without_detail_or_clock_figures() -> None:
+    """Not asked: no summaries (None, not empty); Redis's time unknown: no clock figures."""
+    decoded = decode_heartbeat([b"client", b"1000", 3, None, None, None], detail=False)
+    assert (3, None, None, None, None) == (
+        decoded.replicas,
+        decoded.offset_ms,
+        decoded.median_ms,
+        decoded.spread_ms,
+        decoded.summaries,
+    )
 
 
 def status(**fields: Any) -> Any:
@@ -493,9 +512,10 @@ def test_lease_arguments(elapsed: float, accrued: str) -> None:
         replica_id="r1",
         elapsed=elapsed,
         replicas=3,
+        expected=None,
     )
     assert ["10.0", "20.0", "1.5", "4.0", 250, "100/1/20"] == args[:6]
-    assert ["r1", 1, accrued, "2.0", 3, 1] == args[6:]
+    assert ["r1", 1, accrued, "2.0", 3, 1, 0] == args[6:]
 
 
 def test_a_lease_reply_decodes() -> None:

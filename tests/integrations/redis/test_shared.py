@@ -475,19 +475,6 @@ def no_time_url(redis_server: RedisServer) -> str:
     return f"unix://app:secret@{redis_server.socket_path}"
 
 
-async def test_time_refused_falls_back_to_the_replicas_clocks(no_time_url: str) -> None:
-    """clock="auto": the scripts run on the time the replicas pass, and it works."""
-    sup, shared = replica(no_time_url)
-    sup.register("llm", ok, rate_limit=RateLimit(100, per=1))
-    with guard():
-        async with sup:
-            await until(
-                shared, lambda: shared.cluster_status()["limits"]["llm"][0]["mode"] == "lease"
-            )
-            assert "client" == shared.cluster_status()["clock"]
-            assert shared.degraded() is None
-
-
 async def test_time_refused_with_clock_server_is_degraded(no_time_url: str) -> None:
     """clock="server" and no TIME: degraded, saying so; check() raises at once."""
     from supervisor.integrations.redis import SharedStateError
@@ -521,6 +508,5 @@ async def test_a_wall_clock_jump_on_a_client_clock_replica(
                 time=lambda: real_time.time() + 3600, monotonic=real_time.monotonic
             )
             monkeypatch.setattr(_sync, "time", jumped)
-            await until(shared, lambda: degraded_by_something(shared))
-            assert "wall clock moved +3600" in (shared.degraded() or "")
+            await until(shared, lambda: "wall clock moved +3600" in (shared.degraded() or ""))
             assert "lease" == shared.cluster_status()["limits"]["llm"][0]["mode"]

@@ -28,19 +28,57 @@ if rf_format and rf_format ~= ARGV[3] then
     .. rf_format .. ', and this replica speaks format ' .. ARGV[3])
 end
 
--- Now, and which clock said so ("server" or "client"); nil when TIME is refused in "server" mode.
+-- The namespace's key prefix ("ringfence:{ns}:"), from the meta key's name. The clock keys
+-- below are read only on the replicas' clocks, and live in the namespace's slot like the rest.
+local rf_base = string.sub(KEYS[1], 1, -5)
+
+-- Redis's own time when scripts may not call TIME: a key's expiry set at the caller's time
+-- plus a day, read back (PTTL counts on the server's clock, to the millisecond). nil when the
+-- caller's clock is more than a day behind (the key expired at once).
+local function rf_reference(client)
+  local probe = rf_base .. 'clock'
+  local at = math.floor(client) + 86400000
+  redis.call('SET', probe, '1')
+  redis.call('PEXPIREAT', probe, at)
+  local left = redis.call('PTTL', probe)
+  if left < 0 then
+    return nil
+  end
+  return at - left
+end
+
+-- Now, which clock said so ("server" or "client"; nil when TIME is refused in "server" mode),
+-- and Redis's time (nil: unknown). On the replicas' clocks a replica's time is clamped to the
+-- fleet's median offset from Redis's time, +- the tolerance (both kept by heartbeat.lua): a
+-- replica whose clock is off cannot move the shared schedules, or the heartbeats' expiry,
+-- further than that for everyone else.
 local function rf_now()
   local mode = ARGV[1]
+  local client = tonumber(ARGV[2])
   if mode ~= 'client' then
     local ok, t = pcall(redis.call, 'TIME')
     if ok and type(t) == 'table' and t[2] then
-      return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000, 'server'
+      local server = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+      return server, 'server', server
     end
     if mode == 'server' then
-      return nil, 'refused'
+      return nil, 'refused', nil
     end
   end
-  return tonumber(ARGV[2]), 'client'
+  local reference = rf_reference(client)
+  if reference then
+    local fleet = redis.call('HMGET', rf_base .. 'clocks', 'fleet median', 'fleet tolerance')
+    local median, tolerance = tonumber(fleet[1]), tonumber(fleet[2])
+    if median and tolerance then
+      local low, high = reference + median - tolerance, reference + median + tolerance
+      if client < low then
+        return low, 'client', reference
+      elseif client > high then
+        return high, 'client', reference
+      end
+    end
+  end
+  return client, 'client', reference
 end
 
 -- The caller's deadline has passed: its answer would go to nobody.
@@ -69,7 +107,7 @@ local function rf_alive(replicas, id, now)
 end
 
 -- Every script runs at `now`, on `clock`; none runs without a time, or past its deadline.
-local now, clock = rf_now()
+local now, clock, rf_server_ms = rf_now()
 if not now then
   return rf_notime()
 end

@@ -27,12 +27,18 @@ if tonumber(ARGV[8]) == epoch then
 else
   redis.call('HDEL', KEYS[3], id)
 end
+-- The live replicas, read once (one call, not one per replica reporting).
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. rf_str(now), '+inf')
+local alive = {}
+for i = 1, #ids do
+  alive[ids[i]] = true
+end
 local calls, failures, reporting, failing = 0, 0, 0, 0
 local fields = redis.call('HGETALL', KEYS[3])
 for i = 1, #fields, 2 do
   local c, f, e = string.match(fields[i + 1], '^(%S+) (%S+) (%S+)$')
   c, f = tonumber(c), tonumber(f)  -- nil unless numbers: dropped like an expired report
-  if c and f and tonumber(e) == epoch and rf_alive(KEYS[2], fields[i], now) then
+  if c and f and tonumber(e) == epoch and alive[fields[i]] then
     calls = calls + c
     failures = failures + f
     reporting = reporting + 1
@@ -51,8 +57,7 @@ if open then
   open_ttl = redis.call('PTTL', KEYS[4])
 else
   local ratio = tonumber(ARGV[9])
-  local live = redis.call('ZCOUNT', KEYS[2], '(' .. rf_str(now), '+inf')
-  local need = math.min(tonumber(ARGV[11]), math.max(live, 1))
+  local need = math.min(tonumber(ARGV[11]), math.max(#ids, 1))
   if ratio > 0 and calls >= tonumber(ARGV[10]) and calls > 0 and failures >= ratio * calls
       and failing >= need then
     epoch = redis.call('HINCRBY', KEYS[7], 'epoch', 1)

@@ -12,7 +12,8 @@
 --   two replicas splitting the last unit in halves would never admit it; ARGV[15] the replicas
 --   it last knew to be live (after an outage the heartbeats have expired: the first replica
 --   back must not count itself alone and take the whole bucket); ARGV[16] 1 while the replica
---   is recovering from a fallback (its first intervals back), else 0.
+--   is recovering from a fallback (its first intervals back), else 0; ARGV[17] the replicas
+--   the fleet is expected to run (RedisShared's expected_replicas; 0: not set).
 --
 -- Recovering: while Redis could not be asked, every replica admitted its share of the rate
 -- locally, so the bucket is as empty as it was when they lost it (a saturated bucket), and
@@ -32,10 +33,23 @@ local T = tonumber(ARGV[5])
 local burst = tonumber(ARGV[6])
 local id = ARGV[11]
 local hungry_field = 'h:' .. id
-local stored = redis.call('HMGET', KEYS[2], 'tat', 'cfg')
+local stored = redis.call('HMGET', KEYS[2], 'tat', 'cfg', 'absent')
 local tat = tonumber(stored[1] or '0') or 0  -- not a number: as if absent
 if tat < now then
   tat = now
+end
+-- Expected replicas that are not live (cut off from Redis, or not started yet) admit their
+-- share, rate / expected, locally: the schedule runs on as if they used it, so the live ones
+-- together get rate * live / expected, and the fleet no more than the limit. Charged once for
+-- the time since the last lease of any replica (at most two horizons: the bucket idle meanwhile
+-- was full anyway).
+local expected = tonumber(ARGV[17])
+if expected > 0 then
+  local live = redis.call('ZCOUNT', KEYS[3], '(' .. rf_str(now), '+inf')
+  if live < expected then
+    local since = math.min(math.max(0, now - tonumber(stored[3] or rf_str(now))), 2 * tonumber(ARGV[9]))
+    tat = tat + since * (expected - live) / expected
+  end
 end
 -- Another limit's schedule: limits are stored by their position in the dependency's list, so
 -- after a reconfigure this one may find the state of the limit that was there before (an
@@ -96,7 +110,7 @@ if granted < 0 or granted < tonumber(ARGV[14]) then
 end
 local base = tat - burst * T
 tat = tat + granted * T
-redis.call('HSET', KEYS[2], 'tat', rf_str(tat), 'cfg', ARGV[10])
+redis.call('HSET', KEYS[2], 'tat', rf_str(tat), 'cfg', ARGV[10], 'absent', rf_str(now))
 -- Once tat has passed the bucket is full again, and the key says nothing a missing key does not
 -- (the hungry marks last at most two horizons).
 redis.call('PEXPIRE', KEYS[2], math.ceil(math.max(tat - now, 4 * tonumber(ARGV[9]))) + 1000)
