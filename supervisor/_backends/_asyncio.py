@@ -61,7 +61,10 @@ async def attempt_fast(
         return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
     tasks[task] = task.cancelling()
     try:
-        result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+        if kwargs:
+            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+        else:  # `**kwargs` would copy the empty dict into a new one
+            result = await self.fn(*args)  # type: ignore[misc]  # checked async
     except BaseException as exc:
         end = self.clock()
         base = tasks.pop(task)

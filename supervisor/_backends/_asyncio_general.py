@@ -50,7 +50,10 @@ async def attempt_general(
         self._timers.push(limit, running, len(self._running))
     try:
         if self._is_async:
-            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+            if kwargs:
+                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+            else:  # `**kwargs` would copy the empty dict into a new one
+                result = await self.fn(*args)  # type: ignore[misc]  # checked async
         else:
             result = await in_thread(self, running, args, kwargs)
     except BaseException as exc:

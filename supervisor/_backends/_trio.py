@@ -91,7 +91,10 @@ async def attempt(
     try:
         with scope:
             if self._is_async:
-                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked
+                if kwargs:
+                    result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked
+                else:  # `**kwargs` would copy the empty dict into a new one
+                    result = await self.fn(*args)  # type: ignore[misc]  # checked
             else:
                 result = await in_thread(self, running, args, kwargs)
     except BaseException as exc:
