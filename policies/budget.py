@@ -144,7 +144,17 @@ class RetryBudget:
     :meth:`try_retry` before each retry it would make.
     """
 
-    __slots__ = ("_allowance", "_ratio", "_sampling", "_slice", "_slices", "config", "refused")
+    __slots__ = (
+        "_allowance",
+        "_open",
+        "_open_end",
+        "_ratio",
+        "_sampling",
+        "_slice",
+        "_slices",
+        "config",
+        "refused",
+    )
 
     def __init__(self, config: Budget) -> None:
         self.config = config
@@ -152,14 +162,22 @@ class RetryBudget:
         self._allowance = config.min_per_second * config.window + _SLACK
         self._sampling = config.window
         self._slice = config.window / _BUCKETS
-        # Each slice: [slice_start, calls, retries], oldest first. Only _count() changes them.
+        # Each slice: [slice_start, calls, retries], oldest first. Only _count() and on_call()
+        # change them.
         self._slices: deque[list[float]] = deque()
+        # The newest slice (the last of _slices) and when it ends: a call before then is one
+        # increment (on_call, once per call), with no slice to find or open.
+        self._open: list[float] = [-math.inf, 0, 0]
+        self._open_end = -math.inf
         #: retries refused since creation.
         self.refused = 0
 
     def on_call(self, now: float) -> None:
         """Count one call (its first attempt; retries are counted by :meth:`try_retry`)."""
-        self._count(now, 1)
+        if now < self._open_end:
+            self._open[1] += 1
+        else:
+            self._count(now, 1)
 
     def _count(self, now: float, column: int) -> None:
         """Add one event at *now* to *column* (1: calls, 2: retries) of its slice."""
@@ -172,6 +190,7 @@ class RetryBudget:
                 slices.popleft()
             current = [now - (now % self._slice), 0, 0]
             slices.append(current)
+            self._open, self._open_end = current, current[0] + self._slice
         current[column] += 1
 
     def _remaining(self, now: float) -> tuple[int, int, float]:

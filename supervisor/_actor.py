@@ -122,6 +122,10 @@ _REJECTIONS: Final = (
     UnknownDependency,
 )
 _NO_FAILURE: Final = (None, ErrorKind.UNKNOWN, None)
+# The latency window times every attempt until this many have ended, then 1 in 16 (call_start).
+_SAMPLE_ALL: Final = 1024
+# An attempt's start and end when its latency is not sampled: the clock was not read.
+_UNTIMED: Final = math.nan
 _NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
@@ -268,9 +272,13 @@ class Actor:
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
         self._slow_calls = 0
         self._errors: dict[str, int] = {}
-        # One latency per outcome (success, failure, ignored): its count is the calls made.
+        # Attempts that ended with an outcome (success, failure, ignored): status().calls.
+        self._calls = 0
+        # A sample of their latencies (call_start says which): status().latency.
         self._latency = LatencyWindow()
         self._latency_ring = self._latency.ring  # inlined LatencyWindow.record on the hot path
+        # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
+        self._time_all_below = _SAMPLE_ALL
         # crash bookkeeping
         self._crash_times: deque[float] = deque()
         self._restarts = 0
@@ -393,22 +401,40 @@ class Actor:
         raise SupervisorClosed(self._closed_reason)
 
     @inline
-    def admit_nowait(self, machine: CircuitBreaker, now: float) -> int:
+    def admit_nowait(self, machine: CircuitBreaker) -> int:
         """
         Admission, breaker part: the epoch to run in, or a raised BreakerOpen /
         DependencyCrashed. It raises ``self._reject_...()`` directly, with no local holding
         the error: a local would close a frame -> error -> traceback -> frame cycle that only
-        the garbage collector frees (~600 ns per rejection, measured).
+        the garbage collector frees (~600 ns per rejection, measured). A closed breaker
+        admits without reading the clock.
         """
         if machine.state is _CLOSED_STATE:
             epoch = machine.epoch
         else:
             if self._down is not None:
                 raise self._reject_down()
+            now = self.clock()
             epoch = machine.acquire(now)
             if epoch < 0:
                 raise self._reject_breaker(machine, now)
         return epoch
+
+    @inline
+    def call_start(self) -> float:
+        """
+        When an attempt starts, on the loop clock, if its latency is sampled; else NaN (the
+        clock is not read). The sampling rule: every attempt while fewer than 1,024 have
+        ended with an outcome, then those starting while that count is a multiple of 16;
+        every attempt when ``Breaker.slow_call`` is set (each success is checked against it).
+        """
+        calls = self._calls
+        return self.clock() if calls < self._time_all_below or not calls & 15 else _UNTIMED
+
+    @inline
+    def call_end(self, start: float) -> float:
+        """When an attempt that started at *start* ended: NaN (unread) if its start was."""
+        return self.clock() if start == start else start
 
     @inline
     def slot_free(self) -> bool:
@@ -655,20 +681,25 @@ class Actor:
     @inline
     def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
         """
-        A success admitted in *epoch* by *machine*: its latency recorded
-        (``LatencyWindow.record``), then a failure to the breaker if slower than
+        A success admitted in *epoch* by *machine*: counted, its latency recorded if it was
+        sampled (``LatencyWindow.record``; *start*, and *end* on the fast path, are NaN when
+        not: see :meth:`call_start`), then a failure to the breaker if slower than
         ``slow_call``, else a success to *machine* (skipped when it is quiet: nothing would
         change). A breaker replaced while the call ran is retired (``_new_machine``): it
         tells nobody, as the new one, to which this is a late outcome, would not.
         """
-        latency = end - start
-        window = self._latency
-        self._latency_ring[window.count & 1023] = latency
-        window.count += 1
-        if latency > self._slow_after:
-            self._slow(epoch, end)
+        self._calls += 1
+        if start == start:  # (NaN: not sampled)
+            latency = end - start
+            window = self._latency
+            self._latency_ring[window.count & 1023] = latency
+            window.count += 1
+            if latency > self._slow_after:
+                self._slow(epoch, end)
+            elif not machine.quiet:
+                machine.on_success(epoch, end)
         elif not machine.quiet:
-            machine.on_success(epoch, end)
+            machine.on_success(epoch, self.clock())
 
     def succeeded(self, epoch: int, start: float, end: float) -> None:
         """A success (of the general and trio attempts, and of streams)."""
@@ -683,7 +714,9 @@ class Actor:
     def _failed(self, epoch: int, exc: Exception, start: float, end: float) -> None:
         name = type(exc).__name__
         self._errors[name] = self._errors.get(name, 0) + 1
-        self._latency.record(end - start)
+        self._calls += 1
+        if start == start:  # sampled (see call_start)
+            self._latency.record(end - start)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = all_of(exc, _REJECTIONS)
         kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(self._classify, exc)
@@ -941,6 +974,7 @@ class Actor:
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
             slow_call = config.slow_call
             self._slow_after = slow_call if slow_call is not None else math.inf
+            self._time_all_below = _SAMPLE_ALL if slow_call is None else sys.maxsize
             if self._started:
                 now = self.clock()
                 isolated = self._machine.state is _ISOLATED_STATE
@@ -977,7 +1011,7 @@ class Actor:
         if state is _OPEN_STATE and self.accepting and self.clock() >= machine.open_until:
             state = State.HALF_OPEN  # decided lazily at the next call; report it now
         since = machine.since
-        calls = self._latency.count  # every outcome records exactly one latency
+        calls = self._calls
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
         now = self.clock() if self.accepting else self._closed_at

@@ -55,7 +55,7 @@ async def acquire(
     slot back. Returns the epoch to run in.
     """
     machine = self._machine
-    epoch = self.admit_nowait(machine, self.clock())
+    epoch = self.admit_nowait(machine)
     if self.take_slot_nowait():
         return epoch
     return await admit_slow(self, machine, epoch, deadline, args, kwargs)
@@ -211,7 +211,7 @@ async def _wait_out_pause(
     if not waited:
         return epoch
     # Admitted again: the breaker may have moved meanwhile.
-    return self.admit_nowait(self._machine, now)
+    return self.admit_nowait(self._machine)
 
 
 async def _wait_for_turn(
@@ -242,7 +242,7 @@ async def _wait_for_turn(
             raise SupervisorClosed(_IN_RATE_LIMIT)
         now = self.clock()
         machine = self._machine  # admitted again: the breaker may have moved meanwhile
-        epoch = self.admit_nowait(machine, now)
+        epoch = self.admit_nowait(machine)
         if self.paused_now():
             limits.refund(now, charged, turns)
             return epoch, True
@@ -286,7 +286,7 @@ async def _wait_for_slot(
         # The breaker moved while the slot was on its way to us (say, a probe closed it,
         # or a crash restart): ask again rather than run as a late call.
         try:
-            return self.admit_nowait(current, self.clock())
+            return self.admit_nowait(current)
         except SupervisorError:
             self.release_slot()
             raise

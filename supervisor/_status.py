@@ -39,7 +39,11 @@ class DependencyStatus:
         break_duration: seconds of the current or latest opening; ``None`` before any.
         transitions: recent state changes, oldest first.
         errors: exception type name → how many attempts ended with it.
-        latency: p50/p95/p99 of recent attempt latencies.
+        latency: p50/p95/p99 of a sample of recent attempt latencies (the latest 1,024
+            sampled): every attempt is timed until 1,024 have ended, then one in 16 (those
+            starting while ``calls`` is a multiple of 16), so a success costs no clock read;
+            every attempt when ``Breaker.slow_call`` is set, and every stream's first item.
+            ``calls``, ``failures``, ``slow_calls`` and the breaker's decisions are exact.
         slow_calls: successful attempts slower than ``Breaker.slow_call``.
         restarts: crash restarts so far.
         crash: ``"TypeName: message"`` of the latest crash, ``None`` if none.

@@ -35,19 +35,18 @@ async def attempt_fast(
     self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
 ) -> object:
     """The hot path: a call with no timer, no thread and no policy loop, on asyncio."""
-    clock = self.clock
-    now = clock()
     machine = self._machine
     # admission: breaker, then bulkhead
-    epoch = self.admit_nowait(machine, now)
+    epoch = self.admit_nowait(machine)
     if self.slot_free():
         self.take_slot()
+        now = self.call_start()  # NaN when this call's latency is not sampled
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         # Admitted again after a wait: by the breaker in force now (a reconfigure or a
         # crash restart may have replaced it), to which this call reports.
         machine = self._machine
-        now = clock()
+        now = self.call_start()
         if self._settles:
             # A settle trues up the turns admit_slow just gave this call (self.admitted, set
             # as it returned): the general path takes them.
@@ -62,9 +61,12 @@ async def attempt_fast(
         return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
     tasks[task] = task.cancelling()
     try:
-        result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+        if kwargs:
+            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+        else:  # `**kwargs` would copy the empty dict into a new one
+            result = await self.fn(*args)  # type: ignore[misc]  # checked async
     except BaseException as exc:
-        end = clock()
+        end = self.clock()
         base = tasks.pop(task)
         why = self._cut_tasks.pop(task, 0) if self._cut_tasks else 0
         try:
@@ -76,7 +78,7 @@ async def attempt_fast(
             # The outcome first, the slot second: if the outcome opens the breaker, the
             # queue is failed before the slot could pass to a waiter (guarantee 10).
             self.release_slot()
-    end = clock()
+    end = self.call_end(now)
     del tasks[task]
     if self._cut_tasks and self._cut_tasks.pop(task, 0):
         task.uncancel()  # the dependency swallowed our cancellation and answered anyway

@@ -44,12 +44,16 @@ async def attempt_general(
     running = Running(task, task.cancelling(), epoch)
     self._running[running] = None
     if deadline is not None or self._attempt_timeout is not None:
-        limit = attempt_limit(running, now, self._attempt_timeout, deadline)
+        start = now if now == now else self.clock()  # (NaN: the latency is not sampled)
+        limit = attempt_limit(running, start, self._attempt_timeout, deadline)
         assert self._timers is not None
         self._timers.push(limit, running, len(self._running))
     try:
         if self._is_async:
-            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+            if kwargs:
+                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+            else:  # `**kwargs` would copy the empty dict into a new one
+                result = await self.fn(*args)  # type: ignore[misc]  # checked async
         else:
             result = await in_thread(self, running, args, kwargs)
     except BaseException as exc:

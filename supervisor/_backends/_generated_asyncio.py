@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from supervisor._actor import _CLOSED_STATE
+from supervisor._actor import _CLOSED_STATE, _UNTIMED
 from supervisor._admission import admit_slow
 from supervisor._call import with_policies
 from supervisor._runtime import Paths
@@ -41,8 +41,6 @@ async def attempt_fast(
     self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
 ) -> object:
     """The hot path: a call with no timer, no thread and no policy loop, on asyncio."""
-    clock = self.clock
-    now = clock()
     machine = self._machine
     # admission: breaker, then bulkhead
     # inlined: Actor.admit_nowait
@@ -51,18 +49,32 @@ async def attempt_fast(
     else:
         if self._down is not None:
             raise self._reject_down()
-        epoch = machine.acquire(now)
+        _h_admit_nowait_now = self.clock()
+        epoch = machine.acquire(_h_admit_nowait_now)
         if epoch < 0:
-            raise self._reject_breaker(machine, now)
+            raise self._reject_breaker(machine, _h_admit_nowait_now)
     if self._in_flight < self._slots:
         # inlined: Actor.take_slot
         self._in_flight += 1
+        # inlined: Actor.call_start
+        _h_call_start_calls = self._calls
+        now = (
+            self.clock()
+            if _h_call_start_calls < self._time_all_below or not _h_call_start_calls & 15
+            else _UNTIMED
+        )  # NaN when this call's latency is not sampled
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         # Admitted again after a wait: by the breaker in force now (a reconfigure or a
         # crash restart may have replaced it), to which this call reports.
         machine = self._machine
-        now = clock()
+        # inlined: Actor.call_start
+        _h_call_start_calls = self._calls
+        now = (
+            self.clock()
+            if _h_call_start_calls < self._time_all_below or not _h_call_start_calls & 15
+            else _UNTIMED
+        )
         if self._settles:
             # A settle trues up the turns admit_slow just gave this call (self.admitted, set
             # as it returned): the general path takes them.
@@ -77,9 +89,12 @@ async def attempt_fast(
         return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
     tasks[task] = task.cancelling()
     try:
-        result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+        if kwargs:
+            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+        else:  # `**kwargs` would copy the empty dict into a new one
+            result = await self.fn(*args)  # type: ignore[misc]  # checked async
     except BaseException as exc:
-        end = clock()
+        end = self.clock()
         base = tasks.pop(task)
         why = self._cut_tasks.pop(task, 0) if self._cut_tasks else 0
         try:
@@ -96,20 +111,25 @@ async def attempt_fast(
             else:
                 self._in_flight -= 1
                 self._bulkhead_full_logged = False
-    end = clock()
+    # inlined: Actor.call_end
+    end = self.clock() if now == now else now
     del tasks[task]
     if self._cut_tasks and self._cut_tasks.pop(task, 0):
         task.uncancel()  # the dependency swallowed our cancellation and answered anyway
     try:
         # inlined: Actor.record_success
-        _h_record_success_latency = end - now
-        _h_record_success_window = self._latency
-        self._latency_ring[_h_record_success_window.count & 1023] = _h_record_success_latency
-        _h_record_success_window.count += 1
-        if _h_record_success_latency > self._slow_after:
-            self._slow(epoch, end)
+        self._calls += 1
+        if now == now:  # (NaN: not sampled)
+            _h_record_success_latency = end - now
+            _h_record_success_window = self._latency
+            self._latency_ring[_h_record_success_window.count & 1023] = _h_record_success_latency
+            _h_record_success_window.count += 1
+            if _h_record_success_latency > self._slow_after:
+                self._slow(epoch, end)
+            elif not machine.quiet:
+                machine.on_success(epoch, end)
         elif not machine.quiet:
-            machine.on_success(epoch, end)
+            machine.on_success(epoch, self.clock())
     finally:
         # inlined: Actor.release_slot
         if self._queue:

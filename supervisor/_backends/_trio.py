@@ -71,26 +71,30 @@ async def wait(signal: TrioSignal) -> None:
 async def attempt(
     self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
 ) -> object:
-    now = self.clock()
     machine = self._machine
     # trio's cancel scope below costs far more than a handler call: nothing is inlined.
-    epoch = self.admit_nowait(machine, now)
+    epoch = self.admit_nowait(machine)
     admitted = None
+    now = self.call_start()  # NaN when this call's latency is not sampled
     if not self.take_slot_nowait():  # no free slot, or a gate is down (pause, limits, shutdown)
         epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
         if self._settles:  # this call's limits and turns, for settle (set as it returned)
             admitted = self.admitted
-        now = self.clock()
+        now = self.call_start()
     scope = self._cancel_scope()
     running = Running(scope, 0, epoch)
     if self._attempt_timeout is not None or deadline is not None:
-        scope.deadline = attempt_limit(running, now, self._attempt_timeout, deadline)
+        start = now if now == now else self.clock()
+        scope.deadline = attempt_limit(running, start, self._attempt_timeout, deadline)
     self._running[running] = None
     result: object = None
     try:
         with scope:
             if self._is_async:
-                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked
+                if kwargs:
+                    result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked
+                else:  # `**kwargs` would copy the empty dict into a new one
+                    result = await self.fn(*args)  # type: ignore[misc]  # checked
             else:
                 result = await in_thread(self, running, args, kwargs)
     except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from collections import deque
 
 import attrs
 import pytest
@@ -226,3 +227,87 @@ def test_snapshots_at_any_time_never_change_a_decision(
             assert untouched.try_retry(now) == read.try_retry(now)
     for later in (now, now + window / 2, now + 2 * window):
         assert untouched.snapshot(later) == read.snapshot(later)
+
+
+# -- property: the O(1) call count against the implementation it replaced (issue 18) --------
+
+
+class PreviousBudget:
+    """RetryBudget before issue 18: every call found (or opened) its slice through _count."""
+
+    def __init__(self, config: Budget) -> None:
+        self.ratio = config.ratio
+        self.allowance = config.min_per_second * config.window + 1e-9
+        self.sampling = config.window
+        self.slice = config.window / 10
+        self.slices: deque[list[float]] = deque()
+        self.refused = 0
+
+    def on_call(self, now: float) -> None:
+        self._count(now, 1)
+
+    def _count(self, now: float, column: int) -> None:
+        slices = self.slices
+        if slices and now < slices[-1][0] + self.slice:
+            current = slices[-1]
+        else:
+            horizon = now - self.sampling
+            while slices and slices[0][0] + self.slice <= horizon:
+                slices.popleft()
+            current = [now - (now % self.slice), 0, 0]
+            slices.append(current)
+        current[column] += 1
+
+    def _remaining(self, now: float) -> tuple[int, int, float]:
+        horizon = now - self.sampling
+        calls = retries = 0.0
+        for start, slice_calls, slice_retries in tuple(self.slices):
+            if start + self.slice > horizon:
+                calls += slice_calls
+                retries += slice_retries
+        return int(calls), int(retries), self.ratio * calls + self.allowance - retries
+
+    def try_retry(self, now: float) -> bool:
+        if self._remaining(now)[2] >= 1.0:
+            self._count(now, 2)
+            return True
+        self.refused += 1
+        return False
+
+    def snapshot(self, now: float) -> BudgetStatus:
+        calls, retries, left = self._remaining(now)
+        return BudgetStatus(
+            calls=calls, retries=retries, remaining=max(0, math.floor(left)), refused=self.refused
+        )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    window=st.sampled_from([0.3, 1.0, 2.5, 10.0, 7.0]),
+    start=st.floats(0.0, 1e6, allow_nan=False),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["call", "call", "call", "retry", "snapshot"]),
+            # any float step, slice edges and repeats included
+            st.one_of(st.just(0.0), st.floats(0.0, 3.0), st.sampled_from([0.03, 0.1, 0.25])),
+        ),
+        max_size=200,
+    ),
+)
+def test_the_open_slice_counter_matches_the_previous_budget(
+    window: float, start: float, ops: list[tuple[str, float]]
+) -> None:
+    """Same slices (starts and counts), same verdicts, same snapshots, for any times."""
+    config = Budget(ratio=0.3, min_per_second=0.5, window=window)
+    budget, previous = config.machine(), PreviousBudget(config)
+    now = start
+    for op, step in ops:
+        now += step
+        if op == "call":
+            budget.on_call(now)
+            previous.on_call(now)
+        elif op == "retry":
+            assert previous.try_retry(now) == budget.try_retry(now)
+        else:
+            assert previous.snapshot(now) == budget.snapshot(now)
+        assert list(previous.slices) == list(budget._slices)
