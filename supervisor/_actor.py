@@ -193,6 +193,8 @@ class Actor:
         )
         self._breaker_config = _NO_BREAKER
         self._slow_after = math.inf
+        #: Breaker.slow_call is set: attempts are watched while they run (watch_slow)
+        self.watches_slow = False
         # Rate limits, and their turn sources (local or shared: made at start): _admission.py.
         self._rate_limits: tuple[RateLimit, ...] = ()
         self._limits: RateLimits | None = None
@@ -225,6 +227,9 @@ class Actor:
         self._tasks: dict[asyncio.Task[Any], int] = {}
         self._cut_tasks: dict[asyncio.Task[Any], int] = {}
         self._timers: DeadlineHeap | None = None
+        # When running calls become slow (Breaker.slow_call): made on first use (watch_slow).
+        self._slow_timers: DeadlineHeap | None = None
+        self._timer_loop: Any = None  # what it runs on: the loop, or the backend's (at start)
         # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
         self._deliver: Callable[[Running], None] = _not_started
         self._cut_fast: Callable[[Any], None] = _not_started
@@ -307,6 +312,7 @@ class Actor:
             self._timers = DeadlineHeap(loop, self._cut)
             self._loop = loop
             self._task_of = paths.task_of()
+        self._timer_loop = paths.timer_loop() if paths.timer_loop is not None else self._loop
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
         self._set_limits()
@@ -343,6 +349,8 @@ class Actor:
             stream.cut_off()
         if self._timers is not None:
             self._timers.close()
+        if self._slow_timers is not None:
+            self._slow_timers.close()
         if self._mailbox is not None:
             self._mailbox.close()
 
@@ -494,7 +502,11 @@ class Actor:
         self._simple = self.retry is None and self.total is None and self.fallback is None
         # Attempts that need no timer and no thread take the asyncio fast path.
         self._plain = (
-            FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
+            FAST_PATH
+            and self._is_async
+            and self._attempt_timeout is None
+            and not self._settles
+            and not self.watches_slow  # a timer per attempt (watch_slow)
         )
         if not self.accepting:
             self.attempt = self.entry = self._attempt_closed
@@ -648,17 +660,50 @@ class Actor:
         elif not machine.quiet:
             machine.on_success(epoch, end)
 
-    def succeeded(self, epoch: int, start: float, end: float) -> None:
-        """A success (of the general and trio attempts, and of streams)."""
-        self.record_success(self._machine, epoch, start, end)
+    def succeeded(self, epoch: int, start: float, end: float, slow: bool = False) -> None:
+        """
+        A success (of the general and trio attempts, and of streams). *slow*: the call was
+        counted slow while it ran (:meth:`crossed_slow`): only its latency is left to record.
+        """
+        if slow:
+            self._latency.record(end - start)
+        else:
+            self.record_success(self._machine, epoch, start, end)
 
     def _slow(self, epoch: int, end: float) -> None:
-        """A success slower than ``Breaker.slow_call``: a failure to the breaker."""
+        """
+        A slow call (longer than ``Breaker.slow_call``): a failure to the breaker. Counted
+        once per call: when it crosses ``slow_call`` while running (:meth:`crossed_slow`),
+        or, if it ended before its timer could fire, by the success it ends with.
+        """
         self._failures += 1
         self._slow_calls += 1
         self._report(epoch, end, True)
 
-    def _failed(self, epoch: int, exc: Exception, start: float, end: float) -> None:
+    def watch_slow(self, running: Running, start: float) -> None:
+        """The attempt *running* since *start* becomes slow after ``slow_call``: watch it."""
+        timers = self._slow_timers
+        if timers is None:
+            timers = self._slow_timers = DeadlineHeap(self._timer_loop, self.crossed_slow)
+        timers.push(start + self._slow_after, running, len(self._running))
+
+    def crossed_slow(self, running: Running, why: int) -> None:
+        """
+        The attempt *running* has run longer than ``slow_call`` and is still running (its
+        timer, :meth:`watch_slow`): it is a slow call now, a failure to the breaker at this
+        moment: a hung dependency opens the breaker while its calls hang (issue 20). Its end
+        counts nothing more: a success only records its latency, a failure its error type
+        (one failure per call), a cancellation nothing.
+        """
+        running.slow = True
+        try:
+            self._slow(running.epoch, self.clock())
+        except DependencyCrashed:
+            pass  # the actor restarted (or is down) and said so: nobody to raise it to here
+
+    def _failed(
+        self, epoch: int, exc: Exception, start: float, end: float, slow: bool = False
+    ) -> None:
         name = type(exc).__name__
         self._errors[name] = self._errors.get(name, 0) + 1
         self._latency.record(end - start)
@@ -672,19 +717,33 @@ class Actor:
                 self._pause(hint)
         self._last_failure = (exc, kind, hint)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
-        if failed is None:  # ignored: a call, but neither success nor failure
+        if failed is None or slow:  # ignored, or counted already (crossed_slow)
             self.released(epoch)
             return
         if failed:
             self._failures += 1
         self._report(epoch, end, failed)
 
-    def ended_with(self, exc: BaseException, epoch: int, start: float, end: float) -> None:
-        """An attempt raised *exc*: count it, unless it is a cancellation or the like."""
+    def ended_with(
+        self, exc: BaseException, epoch: int, start: float, end: float, slow: bool = False
+    ) -> None:
+        """
+        An attempt raised *exc*: count it, unless it is a cancellation or the like. *slow*:
+        it was counted slow while it ran (:meth:`crossed_slow`), its one failure.
+        """
         if isinstance(exc, Exception):
-            self._failed(epoch, exc, start, end)
-        else:
-            self.released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
+            self._failed(epoch, exc, start, end, slow)
+        else:  # cancellation, KeyboardInterrupt: counts nothing
+            self._no_outcome(epoch, start, end, slow)
+
+    def _no_outcome(self, epoch: int, start: float, end: float, slow: bool) -> None:
+        """
+        An attempt ended without an outcome (cancelled, cut off by shutdown or the call's
+        deadline). One counted slow while it ran had one, though: a call, so its latency.
+        """
+        if slow:
+            self._latency.record(end - start)
+        self.released(epoch)
 
     def released(self, epoch: int) -> None:
         """The attempt ended without an outcome: give a half-open probe permit back."""
@@ -699,17 +758,24 @@ class Actor:
             raise self._crashed(crash) from crash
 
     def _cut_off(
-        self, why: int, epoch: int, start: float, end: float, seconds: float
+        self,
+        why: int,
+        epoch: int,
+        start: float,
+        end: float,
+        seconds: float,
+        slow: bool = False,
     ) -> SupervisorError:
         """
         The error an attempt cut off by us raises; counts it where it counts. *seconds* is
-        the limit that cut it (``Running.seconds``: the policy the call started with).
+        the limit that cut it (``Running.seconds``: the policy the call started with);
+        *slow*: it was counted slow already (:meth:`crossed_slow`).
         """
         error = self.cut_error(why, seconds)
         if why == TIMEOUT:
-            self._failed(epoch, error, start, end)
+            self._failed(epoch, error, start, end, slow)
         else:
-            self.released(epoch)
+            self._no_outcome(epoch, start, end, slow)
         return error
 
     def cut_error(self, why: int, seconds: float) -> SupervisorError:
@@ -917,6 +983,7 @@ class Actor:
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
             slow_call = config.slow_call
             self._slow_after = slow_call if slow_call is not None else math.inf
+            self.watches_slow = slow_call is not None
             if self._started:
                 now = self.clock()
                 isolated = self._machine.state is _ISOLATED_STATE
