@@ -25,6 +25,7 @@ from ._events import (
     DependencyPaused,
     Event,
     EventStream,
+    LimitChanged,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -55,6 +56,7 @@ __all__ = (
     "CallRejected",
     "RetryBudgetExhausted",
     "DependencyPaused",
+    "LimitChanged",
     "ActorCrashed",
     "EventStream",
     # configuration

@@ -53,6 +53,7 @@ from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
 from policies.classify import _kind_or_unknown as _kind_or_unknown
+from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.rate_limit import RateLimit
 
 from ._errors import (
@@ -75,6 +76,7 @@ from ._events import (
     CallRejected,
     DependencyPaused,
     Event,
+    LimitChanged,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -184,6 +186,10 @@ class Actor:
         self.timeout_policy: Timeout | None = None  # first_item / between_items: _stream.py
         self._bulkhead: Bulkhead | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
+        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome, and
+        # the limit a LimitChanged event last told.
+        self._adaptive: GradientLimit | None = None
+        self._limit_told = 0
         # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
         self.fallback: Callable[..., object] | None = None
@@ -495,6 +501,8 @@ class Actor:
         verdict, a sync callable found to be async); nothing else assigns these.
         """
         self._max_concurrent, self._max_queued = bulkhead_size(self._bulkhead, self._is_async)
+        if self._adaptive is not None:
+            self._max_concurrent = self._adaptive.limit
         if self._limiter is not None and not self._is_async:
             self._limiter.total_tokens = self._max_concurrent
         self._settles = self._limits is not None and self._limits.settles
@@ -507,6 +515,7 @@ class Actor:
             and self._attempt_timeout is None
             and not self._settles
             and not self.watches_slow  # a timer per attempt (watch_slow)
+            and self._adaptive is None  # a sample per outcome (_sample)
         )
         if not self.accepting:
             self.attempt = self.entry = self._attempt_closed
@@ -637,7 +646,13 @@ class Actor:
             self._bulkhead_full_logged = False
 
     def _hand_over(self) -> None:
-        """A freed slot passes straight to the oldest waiter (FIFO), which wakes."""
+        """
+        A freed slot passes straight to the oldest waiter (FIFO), which wakes; unless an
+        adaptive limit shrank below the calls running: then the slot goes.
+        """
+        if self._in_flight > self._max_concurrent:
+            self._in_flight -= 1
+            return
         waiter, _ = self._queue.popitem(last=False)
         waiter.granted = True
         self._wake(waiter)
@@ -669,6 +684,27 @@ class Actor:
             self._latency.record(end - start)
         else:
             self.record_success(self._machine, epoch, start, end)
+        if self._adaptive is not None:
+            self._sample(start, end, dropped=False)
+
+    def _sample(self, start: float, end: float, *, dropped: bool) -> None:
+        """
+        An outcome, as a sample of an adaptive limit (``policies.concurrency``): a new limit
+        becomes the bulkhead's (``_derive``); more room goes to the queue, less is taken
+        back as slots are released (``_hand_over``). A move of more than a tenth since the
+        last one told is told (``LimitChanged``), a probe's half limit not.
+        """
+        adaptive = self._adaptive
+        assert adaptive is not None
+        limit = adaptive.on_sample(end, end - start, self._in_flight, dropped)
+        if limit is None:
+            return
+        self._derive()
+        self._fill_from_queue()
+        told = self._limit_told
+        if abs(limit - told) > told / 10 and not adaptive.probing:
+            self._limit_told = limit
+            self._publish(LimitChanged, at=end, previous=told, limit=limit)
 
     def _slow(self, epoch: int, end: float) -> None:
         """
@@ -716,6 +752,9 @@ class Actor:
             if hint is not None and hint > 0:
                 self._pause(hint)
         self._last_failure = (exc, kind, hint)
+        if self._adaptive is not None and not rejected:  # too much: a timeout, a 429
+            dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
+            self._sample(start, end, dropped=dropped)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
         if failed is None or slow:  # ignored, or counted already (crossed_slow)
             self.released(epoch)
@@ -939,7 +978,10 @@ class Actor:
         """
         self._apply(changes)
         self._derive()
-        # More room now (a larger bulkhead): hand it to the queue, oldest first.
+        self._fill_from_queue()
+
+    def _fill_from_queue(self) -> None:
+        """More room now (a larger bulkhead): hand it to the queue, oldest first."""
         while self._queue and self._in_flight < self._max_concurrent:
             self._in_flight += 1
             self.release_slot()
@@ -977,7 +1019,14 @@ class Actor:
             filter_ = changes["fallback_on"]
             self._fallback_on = filter_ if filter_ is not None else _DEFAULT_FALLBACK_ON
         if "bulkhead" in changes:
-            self._bulkhead = changes["bulkhead"]
+            bulkhead: Bulkhead | None = changes["bulkhead"]
+            self._bulkhead = bulkhead
+            adaptive = bulkhead.max_concurrent if bulkhead is not None else None
+            if not isinstance(adaptive, AdaptiveLimit):
+                self._adaptive = None
+            elif self._adaptive is None or self._adaptive.config != adaptive:
+                self._adaptive = adaptive.machine()  # a new one starts at its initial limit
+                self._limit_told = adaptive.initial
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
@@ -1031,7 +1080,7 @@ class Actor:
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
         budget, forced, limits = self.budget, self._forced_until, self._limits
-        paused_until = self._paused_until
+        paused_until, limit = self._paused_until, self._max_concurrent
         if paused_until is not None and now >= paused_until:
             paused_until = None
         return DependencyStatus(
@@ -1045,6 +1094,7 @@ class Actor:
             failure_rate=self._failures / calls if calls else 0.0,
             in_flight=self._in_flight,
             queued=len(self._queue),
+            limit=limit if limit < sys.maxsize else None,
             break_duration=machine.break_duration,
             transitions=tuple(machine.transitions),
             errors=dict(self._errors),

@@ -40,7 +40,8 @@ class DependencyStatus:
         transitions: recent state changes, oldest first.
         errors: exception type name → how many attempts ended with it.
         latency: p50/p95/p99 of recent attempt latencies.
-        slow_calls: successful attempts slower than ``Breaker.slow_call``.
+        slow_calls: attempts that ran longer than ``Breaker.slow_call`` (counted as they
+            crossed it, still running).
         restarts: crash restarts so far.
         crash: ``"TypeName: message"`` of the latest crash, ``None`` if none.
         retries: retries made (lifetime; a call's first attempt is not a retry).
@@ -62,6 +63,8 @@ class DependencyStatus:
             dependency open, when it ends, on the loop clock; ``None`` otherwise.
         transitions_total: target state (``open``, ``half_open``, ...) -> transitions into it
             since the supervisor started (lifetime; ``transitions`` keeps only the latest).
+        limit: calls allowed to run at once now: the bulkhead's ``max_concurrent``, or where
+            an ``AdaptiveLimit`` has moved it; ``None`` when unbounded.
     """
 
     name: str
@@ -96,6 +99,7 @@ class DependencyStatus:
     rate_limit: tuple[float, ...] = ()
     transitions_total: Mapping[str, int] = attrs.field(factory=dict)
     shared_open_until: float | None = None
+    limit: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""

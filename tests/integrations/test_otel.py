@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from policies import Breaker, Retry, backoff
+from policies import AdaptiveLimit, Breaker, Bulkhead, Retry, backoff
 from supervisor import BreakerOpen, Supervisor
 from supervisor.integrations.otel import instrument
 from tests.runtime.conftest import Fake, guard
@@ -190,3 +190,21 @@ async def test_transitions_are_lifetime_counts(
         points, "ringfence.breaker.transitions", "dep"
     )
     assert 32 == len(sup.status("dep").transitions)
+
+
+async def test_the_concurrency_limit_gauge(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """ringfence.concurrency.limit: the bulkhead's limit, fixed or adaptive; none unbounded."""
+    sup = Supervisor()
+    sup.register("fixed", Fake(), bulkhead=Bulkhead(max_concurrent=7))
+    sup.register("adaptive", Fake(), bulkhead=Bulkhead(max_concurrent=AdaptiveLimit(initial=5)))
+    sup.register("unbounded", Fake())
+    instrument(sup, meter_provider=provider)
+    with guard():
+        async with sup:
+            points = collect(reader)
+    name = "ringfence.concurrency.limit"
+    assert of(points, name, "fixed") == {"": 7}
+    assert of(points, name, "adaptive") == {"": 5}
+    assert of(points, name, "unbounded") == {}

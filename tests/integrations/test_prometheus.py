@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
-from policies import Breaker, Retry, backoff
+from policies import AdaptiveLimit, Breaker, Bulkhead, Retry, backoff
 from supervisor import BreakerOpen, Supervisor
 from supervisor.integrations.prometheus import collector
 from tests.runtime.conftest import Fake, guard
@@ -202,3 +202,20 @@ async def test_rejection_without_fallback_is_counted_by_reason() -> None:
     assert {"closed": 0.0, "open": 0.0, "half_open": 0.0, "isolated": 1.0} == of(
         samples, "ringfence_breaker_state", "dep"
     )
+
+
+async def test_the_concurrency_limit_gauge() -> None:
+    """ringfence_concurrency_limit: the bulkhead's limit, fixed or adaptive; none unbounded."""
+    sup = Supervisor()
+    sup.register("fixed", Fake(), bulkhead=Bulkhead(max_concurrent=7))
+    sup.register("adaptive", Fake(), bulkhead=Bulkhead(max_concurrent=AdaptiveLimit(initial=5)))
+    sup.register("unbounded", Fake())
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with guard():
+        async with sup:
+            samples = scrape(registry)
+    name = "ringfence_concurrency_limit"
+    assert of(samples, name, "fixed") == {"": 7.0}
+    assert of(samples, name, "adaptive") == {"": 5.0}
+    assert of(samples, name, "unbounded") == {}
