@@ -30,6 +30,7 @@ from .breaker import (
 from .budget import Budget, BudgetStatus, RetryBudget
 from .bulkhead import Bulkhead
 from .classify import Classifier, ErrorClassifier, ErrorKind, Matcher, classify, retry_after
+from .concurrency import AdaptiveLimit, GradientLimit
 from .hedge import Hedge, HedgeDelay, Quantile
 from .rate_limit import CostFunction, RateLimit, RateLimiter, Refusal, SettleFunction, reserve_all
 from .retry import ResultPredicate, Retry, RetryPredicate
@@ -42,6 +43,8 @@ __all__ = (
     "Breaker",
     "Timeout",
     "Bulkhead",
+    "AdaptiveLimit",
+    "GradientLimit",
     "RateLimit",
     "Budget",
     "Hedge",

@@ -193,8 +193,13 @@ class Breaker:
             time buckets (a tenth of it must be a float ``> 0`` too, and 1.2 times it finite).
         half_open_probes: trial calls let through at once in half-open (``>= 1``).
         success_threshold: successful probes needed to close (``>= 1``).
-        slow_call: seconds or a ``timedelta``; a successful call slower than this counts as
-            a failure.
+        slow_call: seconds or a ``timedelta``; a call that runs longer than this is a slow
+            call, which counts as a failure, once, at the moment it crosses ``slow_call``
+            while still running (so a hung dependency opens the breaker while its calls
+            hang, in ratio mode entering the window then). Its end counts nothing more: a
+            slow call that then succeeds stays one failure; one that then fails (its own
+            error, or an attempt timeout) is still one failure, not two; one cancelled stays
+            counted. ``status().slow_calls`` counts slow calls, ``failures`` them once each.
         record: errors that count as failures: an exception type, an
             :class:`~policies.ErrorKind` (or its value), a plain predicate ``(exc) -> bool``,
             or a tuple, list or set mixing those (see :meth:`~policies.ErrorFilter.of`).

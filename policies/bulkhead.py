@@ -4,6 +4,10 @@ Bulkhead: how many calls may run at once, and how many may wait for a slot.
 The runtime keeps the slots and a FIFO queue inside the dependency's actor. A call that finds
 every slot taken waits in the queue if there is a place, and fails at once with
 ``BulkheadFull`` if there is none. Backoff sleeps between retries hold no slot.
+
+``max_concurrent`` is a number, or an :class:`~policies.concurrency.AdaptiveLimit`: a limit
+the runtime moves with the dependency's measured latency (queueing and rejections work the
+same).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import final
 import attrs
 
 from ._validators import integer
+from .concurrency import AdaptiveLimit
 
 __all__ = ("Bulkhead",)
 
@@ -24,12 +29,25 @@ class Bulkhead:
     Concurrency limit for one dependency.
 
     Args:
-        max_concurrent: calls running at once, ``>= 1``.
+        max_concurrent: calls running at once: an int ``>= 1``, or an
+            :class:`~policies.concurrency.AdaptiveLimit` that finds the number itself.
         max_queued: calls waiting (FIFO) for a slot, ``>= 0``; 0 fails at once when full.
 
     Raises:
-        TypeError, ValueError: an argument is not an int in range.
+        TypeError, ValueError: an argument is not an int in range (nor an ``AdaptiveLimit``).
     """
 
-    max_concurrent: int = attrs.field(validator=integer(ge=1))
+    max_concurrent: int | AdaptiveLimit = attrs.field()
     max_queued: int = attrs.field(default=0, validator=integer(ge=0))
+
+    @max_concurrent.validator
+    def _check_max_concurrent(self, _attribute: object, value: object) -> None:
+        if isinstance(value, AdaptiveLimit):
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            # (the message every int argument gives; the docstring names AdaptiveLimit)
+            msg = f"'max_concurrent' must be an int >= 1, got {value!r} of type {type(value).__name__}"
+            raise TypeError(msg)
+        if value < 1:
+            msg = f"'max_concurrent' must be an int >= 1, got {value!r}"
+            raise ValueError(msg)

@@ -28,6 +28,7 @@ from ._events import (
     Event,
     EventStream,
     HedgeStarted,
+    LimitChanged,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -65,6 +66,7 @@ __all__ = (
     "CallRejected",
     "RetryBudgetExhausted",
     "DependencyPaused",
+    "LimitChanged",
     "ActorCrashed",
     "HedgeStarted",
     "EventStream",

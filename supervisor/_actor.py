@@ -53,6 +53,7 @@ from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
 from policies.classify import _kind_or_unknown as _kind_or_unknown
+from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge, HedgeDelay
 from policies.rate_limit import RateLimit
 
@@ -77,6 +78,7 @@ from ._events import (
     DependencyPaused,
     Event,
     HedgeStarted,
+    LimitChanged,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -199,6 +201,10 @@ class Actor:
         self.timeout_policy: Timeout | None = None  # first_item / between_items: _stream.py
         self._bulkhead: Bulkhead | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
+        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome, and
+        # the limit a LimitChanged event last told.
+        self._adaptive: GradientLimit | None = None
+        self._limit_told = 0
         # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
         self.fallback: Callable[..., object] | None = None
@@ -208,6 +214,8 @@ class Actor:
         )
         self._breaker_config = _NO_BREAKER
         self._slow_after = math.inf
+        #: Breaker.slow_call is set: attempts are watched while they run (watch_slow)
+        self.watches_slow = False
         # Rate limits, and their turn sources (local or shared: made at start): _admission.py.
         self._rate_limits: tuple[RateLimit, ...] = ()
         self._limits: RateLimits | None = None
@@ -240,6 +248,9 @@ class Actor:
         self._tasks: dict[asyncio.Task[Any], int] = {}
         self._cut_tasks: dict[asyncio.Task[Any], int] = {}
         self._timers: DeadlineHeap | None = None
+        # When running calls become slow (Breaker.slow_call): made on first use (watch_slow).
+        self._slow_timers: DeadlineHeap | None = None
+        self._timer_loop: Any = None  # what it runs on: the loop, or the backend's (at start)
         # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
         self._deliver: Callable[[Running], None] = _not_started
         self._cut_fast: Callable[[Any], None] = _not_started
@@ -328,6 +339,7 @@ class Actor:
             self._timers = DeadlineHeap(loop, self._cut)
             self._loop = loop
             self._task_of = paths.task_of()
+        self._timer_loop = paths.timer_loop() if paths.timer_loop is not None else self._loop
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
         self._set_limits()
@@ -364,6 +376,8 @@ class Actor:
             stream.cut_off()
         if self._timers is not None:
             self._timers.close()
+        if self._slow_timers is not None:
+            self._slow_timers.close()
         if self._mailbox is not None:
             self._mailbox.close()
 
@@ -528,6 +542,8 @@ class Actor:
         verdict, a sync callable found to be async); nothing else assigns these.
         """
         self._max_concurrent, self._max_queued = bulkhead_size(self._bulkhead, self._is_async)
+        if self._adaptive is not None:
+            self._max_concurrent = self._adaptive.limit
         if self._limiter is not None and not self._is_async:
             self._limiter.total_tokens = self._max_concurrent
         self._settles = self._limits is not None and self._limits.settles
@@ -536,9 +552,19 @@ class Actor:
         hedged = self.hedge is not None  # its attempts run in tasks of their own: off the fast path
         self._simple = self._simple and not hedged
         # Attempts that need no timer and no thread take the asyncio fast path.
+        # Every attempt timed where a reading decides something (slow calls, an adaptive
+        # limit's samples); else every one of the first 1,024, then 1 in 16 (call_start).
+        timed_all = self.watches_slow or self._adaptive is not None
+        self._time_all_below = sys.maxsize if timed_all else _SAMPLE_ALL
         self._plain = (
-            FAST_PATH and self._is_async and self._attempt_timeout is None and not self._settles
-        ) and not hedged
+            FAST_PATH
+            and self._is_async
+            and self._attempt_timeout is None
+            and not self._settles
+            and not self.watches_slow  # a timer per attempt (watch_slow)
+            and self._adaptive is None  # a sample per outcome (_sample)
+            and not hedged  # a race per attempt (_call)
+        )
         if not self.accepting:
             self.attempt = self.entry = self._attempt_closed
         elif self.stream_only:
@@ -673,7 +699,13 @@ class Actor:
             self._bulkhead_full_logged = False
 
     def _hand_over(self) -> None:
-        """A freed slot passes straight to the oldest waiter (FIFO), which wakes."""
+        """
+        A freed slot passes straight to the oldest waiter (FIFO), which wakes; unless an
+        adaptive limit shrank below the calls running: then the slot goes.
+        """
+        if self._in_flight > self._max_concurrent:
+            self._in_flight -= 1
+            return
         waiter, _ = self._queue.popitem(last=False)
         waiter.granted = True
         self._wake(waiter)
@@ -701,17 +733,71 @@ class Actor:
         elif not machine.quiet:
             machine.on_success(epoch, self.clock())
 
-    def succeeded(self, epoch: int, start: float, end: float) -> None:
-        """A success (of the general and trio attempts, and of streams)."""
-        self.record_success(self._machine, epoch, start, end)
+    def succeeded(self, epoch: int, start: float, end: float, slow: bool = False) -> None:
+        """
+        A success (of the general and trio attempts, and of streams). *slow*: the call was
+        counted slow while it ran (:meth:`crossed_slow`): only its latency is left to record.
+        """
+        if slow:
+            self._latency.record(end - start)
+        else:
+            self.record_success(self._machine, epoch, start, end)
+        if self._adaptive is not None:
+            self._sample(start, end, dropped=False)
+
+    def _sample(self, start: float, end: float, *, dropped: bool) -> None:
+        """
+        An outcome, as a sample of an adaptive limit (``policies.concurrency``): a new limit
+        becomes the bulkhead's (``_derive``); more room goes to the queue, less is taken
+        back as slots are released (``_hand_over``). A move of more than a tenth since the
+        last one told is told (``LimitChanged``), a probe's half limit not.
+        """
+        adaptive = self._adaptive
+        assert adaptive is not None
+        limit = adaptive.on_sample(end, end - start, self._in_flight, dropped)
+        if limit is None:
+            return
+        self._derive()
+        self._fill_from_queue()
+        told = self._limit_told
+        if abs(limit - told) > told / 10 and not adaptive.probing:
+            self._limit_told = limit
+            self._publish(LimitChanged, at=end, previous=told, limit=limit)
 
     def _slow(self, epoch: int, end: float) -> None:
-        """A success slower than ``Breaker.slow_call``: a failure to the breaker."""
+        """
+        A slow call (longer than ``Breaker.slow_call``): a failure to the breaker. Counted
+        once per call: when it crosses ``slow_call`` while running (:meth:`crossed_slow`),
+        or, if it ended before its timer could fire, by the success it ends with.
+        """
         self._failures += 1
         self._slow_calls += 1
         self._report(epoch, end, True)
 
-    def _failed(self, epoch: int, exc: Exception, start: float, end: float) -> None:
+    def watch_slow(self, running: Running, start: float) -> None:
+        """The attempt *running* since *start* becomes slow after ``slow_call``: watch it."""
+        timers = self._slow_timers
+        if timers is None:
+            timers = self._slow_timers = DeadlineHeap(self._timer_loop, self.crossed_slow)
+        timers.push(start + self._slow_after, running, len(self._running))
+
+    def crossed_slow(self, running: Running, why: int) -> None:
+        """
+        The attempt *running* has run longer than ``slow_call`` and is still running (its
+        timer, :meth:`watch_slow`): it is a slow call now, a failure to the breaker at this
+        moment: a hung dependency opens the breaker while its calls hang (issue 20). Its end
+        counts nothing more: a success only records its latency, a failure its error type
+        (one failure per call), a cancellation nothing.
+        """
+        running.slow = True
+        try:
+            self._slow(running.epoch, self.clock())
+        except DependencyCrashed:
+            pass  # the actor restarted (or is down) and said so: nobody to raise it to here
+
+    def _failed(
+        self, epoch: int, exc: Exception, start: float, end: float, slow: bool = False
+    ) -> None:
         name = type(exc).__name__
         self._errors[name] = self._errors.get(name, 0) + 1
         self._calls += 1
@@ -726,20 +812,37 @@ class Actor:
             if hint is not None and hint > 0:
                 self._pause(hint)
         self._last_failure = (exc, kind, hint)
+        if self._adaptive is not None and not rejected:  # too much: a timeout, a 429
+            dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
+            self._sample(start, end, dropped=dropped)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
-        if failed is None:  # ignored: a call, but neither success nor failure
+        if failed is None or slow:  # ignored, or counted already (crossed_slow)
             self.released(epoch)
             return
         if failed:
             self._failures += 1
         self._report(epoch, end, failed)
 
-    def ended_with(self, exc: BaseException, epoch: int, start: float, end: float) -> None:
-        """An attempt raised *exc*: count it, unless it is a cancellation or the like."""
+    def ended_with(
+        self, exc: BaseException, epoch: int, start: float, end: float, slow: bool = False
+    ) -> None:
+        """
+        An attempt raised *exc*: count it, unless it is a cancellation or the like. *slow*:
+        it was counted slow while it ran (:meth:`crossed_slow`), its one failure.
+        """
         if isinstance(exc, Exception):
-            self._failed(epoch, exc, start, end)
-        else:
-            self.released(epoch)  # cancellation, KeyboardInterrupt: counts nothing
+            self._failed(epoch, exc, start, end, slow)
+        else:  # cancellation, KeyboardInterrupt: counts nothing
+            self._no_outcome(epoch, start, end, slow)
+
+    def _no_outcome(self, epoch: int, start: float, end: float, slow: bool) -> None:
+        """
+        An attempt ended without an outcome (cancelled, cut off by shutdown or the call's
+        deadline). One counted slow while it ran had one, though: a call, so its latency.
+        """
+        if slow:
+            self._latency.record(end - start)
+        self.released(epoch)
 
     def released(self, epoch: int) -> None:
         """The attempt ended without an outcome: give a half-open probe permit back."""
@@ -754,17 +857,24 @@ class Actor:
             raise self._crashed(crash) from crash
 
     def _cut_off(
-        self, why: int, epoch: int, start: float, end: float, seconds: float
+        self,
+        why: int,
+        epoch: int,
+        start: float,
+        end: float,
+        seconds: float,
+        slow: bool = False,
     ) -> SupervisorError:
         """
         The error an attempt cut off by us raises; counts it where it counts. *seconds* is
-        the limit that cut it (``Running.seconds``: the policy the call started with).
+        the limit that cut it (``Running.seconds``: the policy the call started with);
+        *slow*: it was counted slow already (:meth:`crossed_slow`).
         """
         error = self.cut_error(why, seconds)
         if why == TIMEOUT:
-            self._failed(epoch, error, start, end)
+            self._failed(epoch, error, start, end, slow)
         else:
-            self.released(epoch)
+            self._no_outcome(epoch, start, end, slow)
         return error
 
     def cut_error(self, why: int, seconds: float) -> SupervisorError:
@@ -928,7 +1038,10 @@ class Actor:
         """
         self._apply(changes)
         self._derive()
-        # More room now (a larger bulkhead): hand it to the queue, oldest first.
+        self._fill_from_queue()
+
+    def _fill_from_queue(self) -> None:
+        """More room now (a larger bulkhead): hand it to the queue, oldest first."""
         while self._queue and self._in_flight < self._max_concurrent:
             self._in_flight += 1
             self.release_slot()
@@ -966,7 +1079,14 @@ class Actor:
             filter_ = changes["fallback_on"]
             self._fallback_on = filter_ if filter_ is not None else _DEFAULT_FALLBACK_ON
         if "bulkhead" in changes:
-            self._bulkhead = changes["bulkhead"]
+            bulkhead: Bulkhead | None = changes["bulkhead"]
+            self._bulkhead = bulkhead
+            adaptive = bulkhead.max_concurrent if bulkhead is not None else None
+            if not isinstance(adaptive, AdaptiveLimit):
+                self._adaptive = None
+            elif self._adaptive is None or self._adaptive.config != adaptive:
+                self._adaptive = adaptive.machine()  # a new one starts at its initial limit
+                self._limit_told = adaptive.initial
         if "hedge" in changes:
             self._set_hedge(changes["hedge"])
         if "breaker" in changes:
@@ -974,7 +1094,7 @@ class Actor:
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
             slow_call = config.slow_call
             self._slow_after = slow_call if slow_call is not None else math.inf
-            self._time_all_below = _SAMPLE_ALL if slow_call is None else sys.maxsize
+            self.watches_slow = slow_call is not None
             if self._started:
                 now = self.clock()
                 isolated = self._machine.state is _ISOLATED_STATE
@@ -1022,7 +1142,7 @@ class Actor:
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
         budget, forced, limits = self.budget, self._forced_until, self._limits
-        paused_until = self._paused_until
+        paused_until, limit = self._paused_until, self._max_concurrent
         if paused_until is not None and now >= paused_until:
             paused_until = None
         return DependencyStatus(
@@ -1036,6 +1156,7 @@ class Actor:
             failure_rate=self._failures / calls if calls else 0.0,
             in_flight=self._in_flight,
             queued=len(self._queue),
+            limit=limit if limit < sys.maxsize else None,
             break_duration=machine.break_duration,
             transitions=tuple(machine.transitions),
             errors=dict(self._errors),

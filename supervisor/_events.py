@@ -57,6 +57,7 @@ __all__ = (
     "HedgeStarted",
     "DependencyPaused",
     "ActorCrashed",
+    "LimitChanged",
     "EventStream",
     "EventHub",
     "LogListener",
@@ -227,6 +228,21 @@ class ActorCrashed(Event):
         return [crashed, ("warning", "ringfence.actor_restarted", {"restarts": self.restarts + 1})]
 
 
+@final
+@attrs.frozen(kw_only=True)
+class LimitChanged(Event):
+    """
+    An adaptive bulkhead limit (``AdaptiveLimit``) moved by more than a tenth since the last
+    one told: from ``previous`` to ``limit`` calls at once.
+    """
+
+    kind: ClassVar[str] = "limit_changed"
+    _log: ClassVar[tuple[str, str]] = ("info", "ringfence.limit_changed")
+
+    previous: int
+    limit: int
+
+
 _EVENT_OF_TARGET: Final = {
     "open": "ringfence.breaker_opened",
     "half_open": "ringfence.breaker_half_opened",
@@ -245,6 +261,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         DependencyPaused,
         ActorCrashed,
         HedgeStarted,
+        LimitChanged,
     )
 }
 

@@ -209,6 +209,8 @@ class Paths:
     cancel_scope: Callable[[], Callable[[], Any]] | None = None
     #: asyncio: cuts off a fast-path attempt (no ``Running`` record) by its task at shutdown
     cut_fast: Callable[..., None] | None = None
+    #: trio: what a ``_timers.DeadlineHeap`` schedules its one timer on (asyncio: the loop)
+    timer_loop: Callable[[], Any] | None = None
 
 
 class Waiter(Protocol):

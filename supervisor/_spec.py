@@ -38,12 +38,14 @@ SYNC_THREADS: Final = 40
 
 def bulkhead_size(bulkhead: Bulkhead | None, is_async: bool) -> tuple[int, int]:
     """
-    A dependency's ``(max_concurrent, max_queued)``: its bulkhead's; for a sync callable
+    A dependency's ``(max_concurrent, max_queued)``: its bulkhead's (an adaptive limit's
+    initial one); for a sync callable
     without one, at most :data:`SYNC_THREADS` calls in threads and the rest in the queue
     (FIFO, shown in ``status().queued``, not timed as an attempt); else no bound.
     """
     if bulkhead is not None:
-        return bulkhead.max_concurrent, bulkhead.max_queued
+        limit = bulkhead.max_concurrent  # an adaptive one starts here (the actor moves it)
+        return limit if isinstance(limit, int) else limit.initial, bulkhead.max_queued
     if not is_async:
         return SYNC_THREADS, sys.maxsize
     return sys.maxsize, 0

@@ -44,7 +44,8 @@ class DependencyStatus:
             starting while ``calls`` is a multiple of 16), so a success costs no clock read;
             every attempt when ``Breaker.slow_call`` is set, and every stream's first item.
             ``calls``, ``failures``, ``slow_calls`` and the breaker's decisions are exact.
-        slow_calls: successful attempts slower than ``Breaker.slow_call``.
+        slow_calls: attempts that ran longer than ``Breaker.slow_call`` (counted as they
+            crossed it, still running).
         restarts: crash restarts so far.
         crash: ``"TypeName: message"`` of the latest crash, ``None`` if none.
         retries: retries made (lifetime; a call's first attempt is not a retry).
@@ -68,6 +69,8 @@ class DependencyStatus:
             dependency open, when it ends, on the loop clock; ``None`` otherwise.
         transitions_total: target state (``open``, ``half_open``, ...) -> transitions into it
             since the supervisor started (lifetime; ``transitions`` keeps only the latest).
+        limit: calls allowed to run at once now: the bulkhead's ``max_concurrent``, or where
+            an ``AdaptiveLimit`` has moved it; ``None`` when unbounded.
     """
 
     name: str
@@ -104,6 +107,7 @@ class DependencyStatus:
     shared_open_until: float | None = None
     hedges: int = 0
     hedge_wins: int = 0
+    limit: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""

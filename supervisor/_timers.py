@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable
-from typing import Final, final
+from typing import Final, Protocol, final
 
 from policies.timeout import limit_of
 
@@ -75,6 +75,7 @@ class Running:
         "keep_slot",
         "reason",
         "seconds",
+        "slow",
         "task",
     )
 
@@ -88,6 +89,7 @@ class Running:
         self.seconds = 0.0  # its limit: Timeout.attempt, or .total when the deadline is first
         self.done = False
         self.keep_slot = False  # a sync callable's abandoned thread still holds the slot
+        self.slow = False  # counted slow while running (Breaker.slow_call): not again at its end
 
 
 def attempt_limit(
@@ -129,18 +131,34 @@ def cancel_pending(task: asyncio.Task[object]) -> bool:
     return waiter is not None and bool(waiter.done())
 
 
+class TimerLoop(Protocol):
+    """What a :class:`DeadlineHeap` needs of its loop: an asyncio loop, or trio's stand-in
+    (``_backends._trio.TrioTimers``)."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> TimerHandle: ...
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
 @final
 class DeadlineHeap:
-    """Deadlines of running attempts on one asyncio loop, fired by a single timer."""
+    """
+    Deadlines of running attempts on one loop, fired by a single timer: the attempts' cut-off
+    on asyncio; on both backends, the moment a call becomes slow (``Breaker.slow_call``).
+    """
 
     __slots__ = ("_at", "_fire", "_handle", "_heap", "_loop", "_seq")
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, fire: Callable[[Running, int], None]
+        self, loop: asyncio.AbstractEventLoop | TimerLoop, fire: Callable[[Running, int], None]
     ) -> None:
         self._heap: list[tuple[float, int, Running]] = []
         self._seq = 0
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: TimerHandle | None = None
         self._at = float("inf")
         self._loop = loop
         self._fire = fire

@@ -48,6 +48,8 @@ async def attempt_general(
         limit = attempt_limit(running, start, self._attempt_timeout, deadline)
         assert self._timers is not None
         self._timers.push(limit, running, len(self._running))
+    if self.watches_slow:
+        self.watch_slow(running, now)
     try:
         if self._is_async:
             if kwargs:
@@ -65,8 +67,10 @@ async def attempt_general(
                 and task.uncancel() <= running.base
                 and isinstance(exc, asyncio.CancelledError)
             ):
-                raise self._cut_off(running.fired, epoch, now, end, running.seconds) from None
-            self.ended_with(exc, epoch, now, end)
+                raise self._cut_off(
+                    running.fired, epoch, now, end, running.seconds, running.slow
+                ) from None
+            self.ended_with(exc, epoch, now, end, running.slow)
             raise
         finally:
             if not running.keep_slot:  # outcome first, slot second: see above
@@ -76,7 +80,7 @@ async def attempt_general(
     if running.delivered:  # the dependency swallowed our cancellation and answered anyway
         task.uncancel()
     try:
-        self.succeeded(epoch, now, end)
+        self.succeeded(epoch, now, end, running.slow)
         if self._settles:
             self.settle(args, kwargs, result, admitted)
     finally:

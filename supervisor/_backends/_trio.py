@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from supervisor._errors import SupervisorError
     from supervisor._timers import Deadline
 
-__all__ = ("PATHS", "TrioSignal", "attempt", "wait", "wake")
+__all__ = ("PATHS", "TrioSignal", "TrioTimers", "attempt", "wait", "wake")
 
 
 @final
@@ -87,6 +87,8 @@ async def attempt(
         start = now if now == now else self.clock()
         scope.deadline = attempt_limit(running, start, self._attempt_timeout, deadline)
     self._running[running] = None
+    if self.watches_slow:
+        self.watch_slow(running, now)
     result: object = None
     try:
         with scope:
@@ -101,7 +103,7 @@ async def attempt(
         end = self.clock()
         self._end(running)
         try:
-            self.ended_with(exc, epoch, now, end)
+            self.ended_with(exc, epoch, now, end, running.slow)
             raise
         finally:
             if not running.keep_slot:  # outcome first, slot second: see _asyncio.attempt_fast
@@ -112,8 +114,8 @@ async def attempt(
         if scope.cancelled_caught:
             if not running.fired:
                 running.fired = running.reason
-            raise self._cut_off(running.fired, epoch, now, end, running.seconds)
-        self.succeeded(epoch, now, end)
+            raise self._cut_off(running.fired, epoch, now, end, running.seconds, running.slow)
+        self.succeeded(epoch, now, end, running.slow)
         if self._settles:
             self.settle(args, kwargs, result, admitted)
     finally:
@@ -125,6 +127,51 @@ async def attempt(
 def _deliver(self: Actor, running: Running) -> None:
     """Deliver the cut-off of *running* (``Actor.cut``): cancel its scope."""
     running.task.cancel()  # type: ignore[attr-defined]  # a trio.CancelScope
+
+
+@final
+class TrioTimers:
+    """
+    ``loop.call_at`` and ``loop.time`` on trio, for a ``_timers.DeadlineHeap`` (its one
+    timer: the moment the next running call becomes slow). A timer is a system task asleep
+    in a cancel scope whose deadline is the time: trio's way to wait for a time.
+    """
+
+    __slots__ = ()
+
+    def time(self) -> float:
+        import trio
+
+        return trio.current_time()
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> _Timer:
+        import trio
+
+        timer = _Timer(trio.CancelScope(deadline=when))
+        trio.lowlevel.spawn_system_task(_fire_at, timer, callback, name="ringfence timer")
+        return timer
+
+
+@final
+class _Timer:
+    __slots__ = ("cancelled", "scope")
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.scope.cancel()
+
+
+async def _fire_at(timer: _Timer, callback: Callable[[], object]) -> None:
+    import trio
+
+    with timer.scope:
+        await trio.sleep_forever()
+    if not timer.cancelled:
+        callback()
 
 
 def _signals() -> tuple[Callable[[], Any], Callable[[Any], None], Callable[[Any], Any]]:
@@ -143,4 +190,5 @@ PATHS = Paths(
     signals=_signals,
     deliver=_deliver,
     cancel_scope=_cancel_scope,
+    timer_loop=TrioTimers,
 )

@@ -25,6 +25,7 @@ instrument                        kind                      attributes besides `
 ``ringfence.breaker.transitions`` counter                   ``target``
 ``ringfence.in_flight``           up-down counter
 ``ringfence.queued``              up-down counter
+``ringfence.concurrency.limit``   gauge                     (none; absent when unbounded)
 ``ringfence.call.duration``       gauge, seconds            ``quantile`` (0.5, 0.95, 0.99)
 ================================  ========================  ===================================
 """
@@ -142,6 +143,13 @@ _INSTRUMENTS: Final = (
         _one(attrgetter("queued")),
         "{call}",
         "Calls waiting for a bulkhead slot.",
+    ),
+    _Spec(
+        "gauge",
+        "ringfence.concurrency.limit",
+        lambda status: [] if status.limit is None else [({}, status.limit)],
+        "{call}",
+        "Calls allowed to run at once now (the bulkhead's, fixed or adaptive).",
     ),
     _Spec(
         "gauge",

@@ -33,6 +33,10 @@ name                                            type     value
                                                          supervisor started
 ``ringfence_in_flight``                         gauge    attempts running now
 ``ringfence_queued``                            gauge    calls waiting for a bulkhead slot
+``ringfence_concurrency_limit``                 gauge    calls allowed at once now
+                                                         (``status().limit``: the bulkhead's, or
+                                                         where an ``AdaptiveLimit`` moved it);
+                                                         absent for an unbounded dependency
 ``ringfence_call_duration_seconds{quantile}``   gauge    p50/p95/p99 (``0.5``/``0.95``/``0.99``) of
                                                          the latest attempts' latencies; absent
                                                          before the first attempt
@@ -119,6 +123,8 @@ class RingfenceCollector:
                 out.transitions.add_metric([name, target], count)
             out.in_flight.add_metric([name], status.in_flight)
             out.queued.add_metric([name], status.queued)
+            if status.limit is not None:
+                out.limit.add_metric([name], status.limit)
             for quantile, seconds in latencies(status):
                 out.duration.add_metric([name, quantile], seconds)
         return out.all()
@@ -166,6 +172,11 @@ class _Families:
         self.queued = GaugeMetricFamily(
             "ringfence_queued", "Calls waiting for a bulkhead slot.", labels=dependency
         )
+        self.limit = GaugeMetricFamily(
+            "ringfence_concurrency_limit",
+            "Calls allowed to run at once now (the bulkhead's, fixed or adaptive).",
+            labels=dependency,
+        )
         self.duration = GaugeMetricFamily(
             "ringfence_call_duration_seconds",
             "Latency quantiles of the latest attempts, in seconds.",
@@ -184,5 +195,6 @@ class _Families:
             self.transitions,
             self.in_flight,
             self.queued,
+            self.limit,
             self.duration,
         ]

@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from trio.testing import MockClock
 
-from policies import Breaker, Hedge, Retry, backoff
+from policies import AdaptiveLimit, Breaker, Bulkhead, Hedge, Retry, backoff
 from supervisor import BreakerOpen, Supervisor
 from supervisor.integrations.otel import instrument
 from tests.runtime.conftest import Fake, guard
@@ -211,3 +211,21 @@ async def test_hedges_and_their_wins_are_counted(
         of(points, "ringfence.hedges", "search"),
         of(points, "ringfence.hedge_wins", "search"),
     )
+
+
+async def test_the_concurrency_limit_gauge(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """ringfence.concurrency.limit: the bulkhead's limit, fixed or adaptive; none unbounded."""
+    sup = Supervisor()
+    sup.register("fixed", Fake(), bulkhead=Bulkhead(max_concurrent=7))
+    sup.register("adaptive", Fake(), bulkhead=Bulkhead(max_concurrent=AdaptiveLimit(initial=5)))
+    sup.register("unbounded", Fake())
+    instrument(sup, meter_provider=provider)
+    with guard():
+        async with sup:
+            points = collect(reader)
+    name = "ringfence.concurrency.limit"
+    assert of(points, name, "fixed") == {"": 7}
+    assert of(points, name, "adaptive") == {"": 5}
+    assert of(points, name, "unbounded") == {}

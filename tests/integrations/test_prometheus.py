@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
-from policies import Breaker, Hedge, Retry, backoff
+from policies import AdaptiveLimit, Breaker, Bulkhead, Hedge, Retry, backoff
 from supervisor import BreakerOpen, Supervisor
 from supervisor.integrations.prometheus import collector
 from tests.runtime.conftest import Fake, guard
@@ -224,3 +224,20 @@ async def test_hedges_and_their_wins_are_counted() -> None:
     assert {"success": 1.0, "failure": 0.0, "slow": 0.0} == of(
         samples, "ringfence_calls_total", "search"
     )
+
+
+async def test_the_concurrency_limit_gauge() -> None:
+    """ringfence_concurrency_limit: the bulkhead's limit, fixed or adaptive; none unbounded."""
+    sup = Supervisor()
+    sup.register("fixed", Fake(), bulkhead=Bulkhead(max_concurrent=7))
+    sup.register("adaptive", Fake(), bulkhead=Bulkhead(max_concurrent=AdaptiveLimit(initial=5)))
+    sup.register("unbounded", Fake())
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with guard():
+        async with sup:
+            samples = scrape(registry)
+    name = "ringfence_concurrency_limit"
+    assert of(samples, name, "fixed") == {"": 7.0}
+    assert of(samples, name, "adaptive") == {"": 5.0}
+    assert of(samples, name, "unbounded") == {}
