@@ -108,6 +108,7 @@ def test_demo_serves_status_events_and_the_page(
         "ringfence_call_duration_seconds",
         "ringfence_hedges",
         "ringfence_hedge_wins",
+        "ringfence_concurrency_limit",
     } == set(families)
     [current] = [
         sample.labels["state"]
