@@ -75,7 +75,6 @@ import functools
 import inspect
 import math
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Final, Protocol, final, runtime_checkable
 
@@ -655,8 +654,6 @@ def _headers_delay(headers: object, now: float | None) -> float | None:
             return delay
         if now is None:  # the response's own Date: the server's clock, as its date is
             now = _timestamp(found.get("date", ""))
-        if now is None:  # no Date either: the wall clock (issue 21), read only here
-            now = time.time()  # noqa: TID251 - only when the caller gave no now
         return _date_delay(text, now)
     return None
 
@@ -700,8 +697,7 @@ def retry_after(
         now: the current wall-clock time in seconds since the epoch (``time.time()``), the
             clock HTTP dates are on. Passed in: policies read no clock. Omitted, an HTTP
             date is measured from the same response's ``Date`` header (the server's own
-            clock, which also spares the client's clock skew), or from the wall clock
-            (``time.time()``) without one;
+            clock, which also spares the client's clock skew), and ignored without one;
             seconds and ``retry-after-ms`` need no clock at all.
         cap: the longest wait this returns, in seconds (``>= 0``, finite). A server asking
             for an hour is usually a misconfigured one, and a caller cannot wait that long.

@@ -739,7 +739,7 @@ class Actor:
         counted slow while it ran (:meth:`crossed_slow`): only its latency is left to record.
         """
         if slow:
-            self._latency.record(end - start)
+            self._call_ended(start, end)
         else:
             self.record_success(self._machine, epoch, start, end)
         if self._adaptive is not None:
@@ -841,8 +841,14 @@ class Actor:
         deadline). One counted slow while it ran had one, though: a call, so its latency.
         """
         if slow:
-            self._latency.record(end - start)
+            self._call_ended(start, end)
         self.released(epoch)
+
+    def _call_ended(self, start: float, end: float) -> None:
+        """A call whose outcome was counted while it ran (slow): counted, its latency kept."""
+        self._calls += 1
+        if start == start:  # (NaN: not sampled)
+            self._latency.record(end - start)
 
     def released(self, epoch: int) -> None:
         """The attempt ended without an outcome: give a half-open probe permit back."""
