@@ -246,6 +246,10 @@ class Actor:
         self._rejected_by: dict[str, int] = {}  # reason -> count; adds up to _rejected
         self._retries = 0
         self._fallbacks = 0
+        self._ignored = 0  # exceptions the breaker did not record (a 400, a 429)
+        self._cut_offs = 0  # attempts the call's total deadline cut off
+        self._result_retries = 0  # retries of a result (retry_on_result), not of an error
+        self._chaos: dict[str, int] = {}  # what Chaos injected (error, latency, result) -> count
         self._transitions_to: dict[str, int] = {}  # target state -> lifetime count
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
@@ -349,10 +353,15 @@ class Actor:
     # ==========================================================================================
     # The call path
 
-    def retry_scheduled(self, attempt: int, delay: float, error: str | None) -> None:
-        """A retry will follow attempt *attempt* after *delay* (of an *error*, or a result)."""
+    def retry_scheduled(
+        self, attempt: int, delay: float, error: str | None, status: int | None = None
+    ) -> None:
+        """A retry will follow attempt *attempt* after *delay* (of an *error*, with its HTTP
+        *status* if it has one, or a result)."""
         self._retries += 1
-        self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error)
+        if error is None:
+            self._result_retries += 1
+        self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error, status=status)
 
     def budget_refused(self, attempt: int, error: str) -> None:
         """The retry budget refused a retry after attempt *attempt* (of an *error*)."""
@@ -672,6 +681,8 @@ class Actor:
                 self._pause(hint)
         self._last_failure = (exc, kind, hint)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
+        if not failed:  # an error, but not the dependency's failure (a 400, a 429)
+            self._ignored += 1
         if failed is None:  # ignored: a call, but neither success nor failure
             self.released(epoch)
             return
@@ -708,6 +719,9 @@ class Actor:
         error = self.cut_error(why, seconds)
         if why == TIMEOUT:
             self._failed(epoch, error, start, end)
+        elif why == DEADLINE:  # it reached the dependency: counted, but not as its failure
+            self._cut_offs += 1
+            self.released(epoch)
         else:
             self.released(epoch)
         return error
@@ -967,6 +981,13 @@ class Actor:
         paused_until = self._paused_until
         if paused_until is not None and now >= paused_until:
             paused_until = None
+        # What callers got, from the attempts' counts: a retry follows exactly one attempt
+        # (of an error or a result) and makes another; a fallback answers exactly one failed
+        # attempt. Calls cancelled or cut off by shutdown are in none of these.
+        errors = dict(self._errors)
+        counted_errors = sum(errors.values())
+        raised_attempts = counted_errors + self._rejected + self._cut_offs
+        retries, result_retries, fallbacks = self._retries, self._result_retries, self._fallbacks
         return DependencyStatus(
             name=self.name,
             state=state,
@@ -980,13 +1001,19 @@ class Actor:
             queued=len(self._queue),
             break_duration=machine.break_duration,
             transitions=tuple(machine.transitions),
-            errors=dict(self._errors),
+            errors=errors,
             latency=self._latency.percentiles(),
             slow_calls=self._slow_calls,
             restarts=self._restarts,
             crash=self._crash,
-            retries=self._retries,
-            fallbacks=self._fallbacks,
+            retries=retries,
+            fallbacks=fallbacks,
+            ignored=self._ignored,
+            cut_off=self._cut_offs,
+            requests=calls + self._rejected + self._cut_offs - retries,
+            successes=calls - counted_errors - result_retries,
+            raised=raised_attempts - (retries - result_retries) - fallbacks,
+            chaos=dict(self._chaos),
             rejected_by=dict(self._rejected_by),
             paused_until=paused_until,
             pause_remaining=paused_until - now if paused_until is not None else 0.0,

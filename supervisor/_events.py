@@ -125,7 +125,10 @@ class BreakerTransition(Event):
 @final
 @attrs.frozen(kw_only=True)
 class RetryScheduled(Event):
-    """A retry will be made after ``delay`` seconds; ``error`` is the type name (None: a result)."""
+    """
+    A retry will be made after ``delay`` seconds; ``error`` is the type name (None: a result),
+    ``status`` the failed attempt's HTTP status when its exception carries one (a 503, a 429).
+    """
 
     kind: ClassVar[str] = "retry_scheduled"
     _log: ClassVar[tuple[str, str]] = ("info", "ringfence.retry_scheduled")
@@ -133,6 +136,7 @@ class RetryScheduled(Event):
     attempt: int
     delay: float
     error: str | None
+    status: int | None = None
 
 
 @final
