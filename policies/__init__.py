@@ -29,6 +29,7 @@ from .breaker import (
 )
 from .budget import Budget, BudgetStatus, RetryBudget
 from .bulkhead import Bulkhead
+from .chaos import Chaos
 from .classify import Classifier, ErrorClassifier, ErrorKind, Matcher, classify, retry_after
 from .rate_limit import CostFunction, RateLimit, RateLimiter, Refusal, SettleFunction, reserve_all
 from .retry import ResultPredicate, Retry, RetryPredicate
@@ -43,6 +44,7 @@ __all__ = (
     "Bulkhead",
     "RateLimit",
     "Budget",
+    "Chaos",
     # errors of real clients
     "ErrorKind",
     "classify",
