@@ -22,6 +22,7 @@ from ._events import (
     ActorCrashed,
     BreakerTransition,
     CallRejected,
+    ChaosInjected,
     DependencyPaused,
     Event,
     EventStream,
@@ -55,6 +56,7 @@ __all__ = (
     "CallRejected",
     "RetryBudgetExhausted",
     "DependencyPaused",
+    "ChaosInjected",
     "ActorCrashed",
     "EventStream",
     # configuration

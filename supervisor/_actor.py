@@ -52,9 +52,11 @@ from policies import (
 from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
+from policies.chaos import Chaos
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.rate_limit import RateLimit
 
+from ._chaos import wrap as wrap_chaos
 from ._errors import (
     DEQUEUED,
     AttemptTimeout,
@@ -73,6 +75,7 @@ from ._events import (
     ActorCrashed,
     BreakerTransition,
     CallRejected,
+    ChaosInjected,
     DependencyPaused,
     Event,
     RetryBudgetExhausted,
@@ -168,11 +171,14 @@ class Actor:
         fallback_on: _ErrorFilter | None = None,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: tuple[RateLimit, ...] = (),
+        chaos: Chaos | None = None,
     ) -> None:
         self.name = name
         self.critical = critical
         kind = callable_kind(fn, "fn")
         self.fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
+        self._unwrapped = self.fn  # self.fn without Chaos (see _set_chaos)
+        self._chaos_policy: Chaos | None = None
         self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
@@ -283,6 +289,7 @@ class Actor:
                 "fallback": fallback,
                 "fallback_on": fallback_on,
                 "rate_limit": rate_limit,
+                "chaos": chaos,
             }
         )
 
@@ -613,8 +620,9 @@ class Actor:
         client that looks up its event loop when called) in the wrong thread.
         """
         if not self._is_async:
-            self.fn = awaiting(self.fn)
+            self.fn = self._unwrapped = awaiting(self._unwrapped)
             self._is_async = True
+            self._set_chaos(self._chaos_policy)
             self._derive()  # no thread left to wait for: unbounded without a bulkhead
 
     # ==========================================================================================
@@ -926,6 +934,8 @@ class Actor:
             self._fallback_on = filter_ if filter_ is not None else _DEFAULT_FALLBACK_ON
         if "bulkhead" in changes:
             self._bulkhead = changes["bulkhead"]
+        if "chaos" in changes:
+            self._set_chaos(changes["chaos"])
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
@@ -1026,6 +1036,39 @@ class Actor:
             rate_limit=() if limits is None else limits.available(now),
             shared_open_until=forced if forced is not None and now < forced else None,
         )
+
+    # ==========================================================================================
+    # Fault injection (policies.Chaos): the function is wrapped only while it is configured
+
+    def _set_chaos(self, chaos: Chaos | None) -> None:
+        self._chaos_policy = chaos
+        self.fn = (
+            self._unwrapped
+            if chaos is None
+            else wrap_chaos(
+                self._unwrapped,
+                chaos,
+                self.chaos_drawn,
+                is_async=self._is_async,
+                stream=self.stream_only,
+            )
+        )
+
+    def chaos_drawn(self, chaos: Chaos) -> bool:
+        """Whether *chaos* injects into this call: the draw, counted and published."""
+        if not chaos.draw(self.rng):
+            return False
+        injected = chaos.injects()
+        for kind in injected:
+            self._chaos[kind] = self._chaos.get(kind, 0) + 1
+        error = chaos.error
+        self._publish(
+            ChaosInjected,
+            injected=injected,
+            latency=chaos.latency,
+            error=None if error is None else getattr(error, "__name__", type(error).__name__),
+        )
+        return True
 
 
 _DEFAULT_FALLBACK_ON: Final = _ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")

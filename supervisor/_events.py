@@ -55,6 +55,7 @@ __all__ = (
     "CallRejected",
     "RetryBudgetExhausted",
     "DependencyPaused",
+    "ChaosInjected",
     "ActorCrashed",
     "EventStream",
     "EventHub",
@@ -137,6 +138,23 @@ class RetryScheduled(Event):
     delay: float
     error: str | None
     status: int | None = None
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ChaosInjected(Event):
+    """
+    ``policies.Chaos`` injected into a call: ``injected`` says what (``latency``, then
+    ``error`` or ``result``), ``error`` the injected exception's type name, ``latency`` its
+    seconds.
+    """
+
+    kind: ClassVar[str] = "chaos_injected"
+    _log: ClassVar[tuple[str, str]] = ("info", "ringfence.chaos_injected")
+
+    injected: tuple[str, ...]
+    error: str | None = None
+    latency: float | None = None
 
 
 @final
@@ -230,6 +248,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         CallRejected,
         RetryBudgetExhausted,
         DependencyPaused,
+        ChaosInjected,
         ActorCrashed,
     )
 }

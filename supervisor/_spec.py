@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar, cast
 
-from policies import Breaker, Bulkhead, RateLimit, Retry, Timeout
+from policies import Breaker, Bulkhead, Chaos, RateLimit, Retry, Timeout
 
 __all__ = (
     "POLICY_TYPES",
@@ -57,6 +57,7 @@ POLICY_TYPES: Final[Mapping[str, tuple[type, str]]] = {
     "timeout": (Timeout, "policies.Timeout"),
     "bulkhead": (Bulkhead, "policies.Bulkhead"),
     "rate_limit": (RateLimit, "policies.RateLimit"),
+    "chaos": (Chaos, "policies.Chaos"),
 }
 
 

@@ -31,6 +31,7 @@ from policies import (
     DEFAULT_FALLBACK_ON,
     Breaker,
     Bulkhead,
+    Chaos,
     ErrorFilter,
     ErrorKind,
     ErrorSpec,
@@ -217,6 +218,7 @@ class Supervisor:
         fallback_on: ErrorSpec = ...,
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
         rate_limit: RateLimits = ...,
+        chaos: Chaos | None = ...,
     ) -> Dependency[P, R]: ...
 
     @overload
@@ -234,6 +236,7 @@ class Supervisor:
         fallback_on: ErrorSpec = ...,
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
         rate_limit: RateLimits = ...,
+        chaos: Chaos | None = ...,
     ) -> Dependency[P, R]: ...
 
     def register(
@@ -250,6 +253,7 @@ class Supervisor:
         fallback_on: ErrorSpec = DEFAULT_FALLBACK_ON,
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: RateLimits | Unset = UNSET,
+        chaos: Chaos | Unset | None = UNSET,
     ) -> Dependency[Any, Any]:
         """
         Protect *fn* under *name*. Every policy is optional; with none, calls pass straight
@@ -282,6 +286,9 @@ class Supervisor:
                 none, after the breaker and before the bulkhead; waiting for a turn holds no
                 slot and ends at the total deadline; ``RateLimited`` when the wait would be
                 longer than a limit's ``max_wait`` or the deadline.
+            chaos: a :class:`policies.Chaos`: inject errors, latency or a substitute result
+                into a share of the calls (off unless configured; without it the function
+                is not wrapped).
 
         Policies not given here come from the configuration of a supervisor built with
         :meth:`from_config` (given arguments win, ``None`` included), else none.
@@ -315,6 +322,9 @@ class Supervisor:
         breaker = given_or_configured(breaker, configured, "breaker", None)
         timeout = given_or_configured(timeout, configured, "timeout", None)
         bulkhead = given_or_configured(bulkhead, configured, "bulkhead", None)
+        injected: Chaos | None = check_policy(
+            "chaos", given_or_configured(chaos, configured, "chaos", None)
+        )
         critical = given_or_configured(critical, configured, "critical", False)
         limits = check_policy(
             "rate_limit", given_or_configured(rate_limit, configured, "rate_limit", None)
@@ -347,6 +357,7 @@ class Supervisor:
             fallback_on=fallback_filter,
             classifier=classifier,
             rate_limit=limits,
+            chaos=injected,
         )  # rejects a generator fn first: a clearer error than the fallback's arity
         check_fallback(fn, fallback)
         self._actors[name] = actor
@@ -632,6 +643,7 @@ class Supervisor:
         fallback: Callable[..., Any] | Unset | None = UNSET,
         fallback_on: ErrorSpec | Unset = UNSET,
         rate_limit: RateLimits | Unset = UNSET,
+        chaos: Chaos | Unset | None = UNSET,
     ) -> None:
         """
         Swap *name*'s policies while it runs; what is not given stays. The actor handles it
@@ -657,6 +669,7 @@ class Supervisor:
             ("breaker", breaker),
             ("timeout", timeout),
             ("bulkhead", bulkhead),
+            ("chaos", chaos),
         ):
             if not isinstance(value, Unset):
                 changes[key] = check_policy(key, value)

@@ -190,6 +190,7 @@ FLOORS: dict[str, float] = {
     "_runtime": 2,
     "_spec": 2,
     "_rate_limits": 3,
+    "_chaos": 3,
     "_config": 3,
     "_actor": 4,
     "_call": 5,
