@@ -52,15 +52,16 @@ async def test_errors_injected_at_the_rate_counted_and_told() -> None:
     assert (N, raised) == (status.requests, status.raised)
 
 
-async def test_a_substitute_result_and_latency_from_a_toml_file(
-    tmp_path: Path, is_trio: bool
-) -> None:
+async def test_a_substitute_result_and_latency_from_a_toml_file(tmp_path: Path) -> None:
     path = tmp_path / "ringfence.toml"
     path.write_text(
-        '[dependencies.dep.chaos]\nrate = 0.5\nresult = "canned"\nlatency = "1ms"\n',
+        '[dependencies.dep.chaos]\nrate = 0.9\nresult = "canned"\nlatency = "1ms"\n',
         encoding="utf-8",
     )
-    sup = Supervisor.from_config(path, rng=random.Random(7))
+    # a staging deploy's override wins over the file
+    sup = Supervisor.from_config(
+        path, env={"RINGFENCE_DEP__CHAOS__RATE": "0.5"}, rng=random.Random(7)
+    )
     fake = Fake()
     sup.register("dep", fake)
     with guard():
