@@ -29,6 +29,7 @@ from .breaker import (
 )
 from .budget import Budget, BudgetStatus, RetryBudget
 from .bulkhead import Bulkhead
+from .chaos import Chaos
 from .classify import Classifier, ErrorClassifier, ErrorKind, Matcher, classify, retry_after
 from .concurrency import AdaptiveLimit, GradientLimit
 from .hedge import Hedge, HedgeDelay, Quantile
@@ -49,6 +50,7 @@ __all__ = (
     "Budget",
     "Hedge",
     "Quantile",
+    "Chaos",
     # errors of real clients
     "ErrorKind",
     "classify",

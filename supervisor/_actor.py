@@ -52,11 +52,13 @@ from policies import (
 from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
+from policies.chaos import Chaos
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge, HedgeDelay
 from policies.rate_limit import RateLimit
 
+from ._chaos import wrap as wrap_chaos
 from ._errors import (
     DEQUEUED,
     AttemptTimeout,
@@ -75,6 +77,7 @@ from ._events import (
     ActorCrashed,
     BreakerTransition,
     CallRejected,
+    ChaosInjected,
     DependencyPaused,
     Event,
     HedgeStarted,
@@ -185,11 +188,14 @@ class Actor:
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: tuple[RateLimit, ...] = (),
         hedge: Hedge | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
         self.name = name
         self.critical = critical
         kind = callable_kind(fn, "fn")
         self.fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
+        self._unwrapped = self.fn  # self.fn without Chaos (see _set_chaos)
+        self._chaos_policy: Chaos | None = None
         self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
@@ -272,6 +278,10 @@ class Actor:
         self._rejected_by: dict[str, int] = {}  # reason -> count; adds up to _rejected
         self._retries = 0
         self._fallbacks = 0
+        self._ignored = 0  # exceptions the breaker did not record (a 400, a 429)
+        self._cut_offs = 0  # attempts the call's total deadline cut off
+        self._result_retries = 0  # retries of a result (retry_on_result), not of an error
+        self._chaos: dict[str, int] = {}  # what Chaos injected (error, latency, result) -> count
         self._transitions_to: dict[str, int] = {}  # target state -> lifetime count
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
@@ -311,6 +321,7 @@ class Actor:
                 "fallback_on": fallback_on,
                 "rate_limit": rate_limit,
                 "hedge": hedge,
+                "chaos": chaos,
             }
         )
 
@@ -384,10 +395,15 @@ class Actor:
     # ==========================================================================================
     # The call path
 
-    def retry_scheduled(self, attempt: int, delay: float, error: str | None) -> None:
-        """A retry will follow attempt *attempt* after *delay* (of an *error*, or a result)."""
+    def retry_scheduled(
+        self, attempt: int, delay: float, error: str | None, status: int | None = None
+    ) -> None:
+        """A retry will follow attempt *attempt* after *delay* (of an *error*, with its HTTP
+        *status* if it has one, or a result)."""
         self._retries += 1
-        self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error)
+        if error is None:
+            self._result_retries += 1
+        self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error, status=status)
 
     def budget_refused(self, attempt: int, error: str) -> None:
         """The retry budget refused a retry after attempt *attempt* (of an *error*)."""
@@ -678,8 +694,9 @@ class Actor:
         client that looks up its event loop when called) in the wrong thread.
         """
         if not self._is_async:
-            self.fn = awaiting(self.fn)
+            self.fn = self._unwrapped = awaiting(self._unwrapped)
             self._is_async = True
+            self._set_chaos(self._chaos_policy)
             self._derive()  # no thread left to wait for: unbounded without a bulkhead
 
     # ==========================================================================================
@@ -816,6 +833,8 @@ class Actor:
             dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
             self._sample(start, end, dropped=dropped)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
+        if not failed and not slow:  # an error, not the dependency's failure (a 400, a 429)
+            self._ignored += 1
         if failed is None or slow:  # ignored, or counted already (crossed_slow)
             self.released(epoch)
             return
@@ -879,6 +898,9 @@ class Actor:
         error = self.cut_error(why, seconds)
         if why == TIMEOUT:
             self._failed(epoch, error, start, end, slow)
+        elif why == DEADLINE:  # it reached the dependency: counted, but not as its failure
+            self._cut_offs += 1
+            self._no_outcome(epoch, start, end, slow)
         else:
             self._no_outcome(epoch, start, end, slow)
         return error
@@ -1095,6 +1117,8 @@ class Actor:
                 self._limit_told = adaptive.initial
         if "hedge" in changes:
             self._set_hedge(changes["hedge"])
+        if "chaos" in changes:
+            self._set_chaos(changes["chaos"])
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
@@ -1151,6 +1175,13 @@ class Actor:
         paused_until, limit = self._paused_until, self._max_concurrent
         if paused_until is not None and now >= paused_until:
             paused_until = None
+        # What callers got, from the attempts' counts: a retry follows exactly one attempt
+        # (of an error or a result) and makes another; a fallback answers exactly one failed
+        # attempt. Calls cancelled or cut off by shutdown are in none of these.
+        errors = dict(self._errors)
+        counted_errors = sum(errors.values())
+        raised_attempts = counted_errors + self._rejected + self._cut_offs
+        retries, result_retries, fallbacks = self._retries, self._result_retries, self._fallbacks
         return DependencyStatus(
             name=self.name,
             state=state,
@@ -1165,13 +1196,19 @@ class Actor:
             limit=limit if limit < sys.maxsize else None,
             break_duration=machine.break_duration,
             transitions=tuple(machine.transitions),
-            errors=dict(self._errors),
+            errors=errors,
             latency=self._latency.percentiles(),
             slow_calls=self._slow_calls,
             restarts=self._restarts,
             crash=self._crash,
-            retries=self._retries,
-            fallbacks=self._fallbacks,
+            retries=retries,
+            fallbacks=fallbacks,
+            ignored=self._ignored,
+            cut_off=self._cut_offs,
+            requests=calls + self._rejected + self._cut_offs - retries,
+            successes=calls - counted_errors - result_retries,
+            raised=raised_attempts - (retries - result_retries) - fallbacks,
+            chaos=dict(self._chaos),
             rejected_by=dict(self._rejected_by),
             paused_until=paused_until,
             pause_remaining=paused_until - now if paused_until is not None else 0.0,
@@ -1244,6 +1281,38 @@ class Actor:
         """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
         del self._streams[sibling]
         self._streams[stream] = None
+
+    # Fault injection (policies.Chaos): the function is wrapped only while it is configured
+
+    def _set_chaos(self, chaos: Chaos | None) -> None:
+        self._chaos_policy = chaos
+        self.fn = (
+            self._unwrapped
+            if chaos is None
+            else wrap_chaos(
+                self._unwrapped,
+                chaos,
+                self.chaos_drawn,
+                is_async=self._is_async,
+                stream=self.stream_only,
+            )
+        )
+
+    def chaos_drawn(self, chaos: Chaos) -> bool:
+        """Whether *chaos* injects into this call: the draw, counted and published."""
+        if not chaos.draw(self.rng):
+            return False
+        injected = chaos.injects()
+        for kind in injected:
+            self._chaos[kind] = self._chaos.get(kind, 0) + 1
+        error = chaos.error
+        self._publish(
+            ChaosInjected,
+            injected=injected,
+            latency=chaos.latency,
+            error=None if error is None else getattr(error, "__name__", type(error).__name__),
+        )
+        return True
 
 
 _DEFAULT_FALLBACK_ON: Final = _ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, final
 import anyio
 
 from policies import ErrorKind, retry_after
+from policies.classify import _http_status as http_status
 from policies.retry import Stop
 
 from ._errors import (
@@ -229,7 +230,7 @@ def _after_failure(
         if attempt > 1 or hasattr(exc, "__notes__"):
             note_attempts(exc, self.name, attempt)
         return exc, self.fallback is not None and _may_fall_back(self, exc, kind), 0.0
-    self.retry_scheduled(attempt, decision, type(exc).__name__)
+    self.retry_scheduled(attempt, decision, type(exc).__name__, http_status(exc))
     return None, False, decision
 
 

@@ -56,6 +56,7 @@ __all__ = (
     "RetryBudgetExhausted",
     "HedgeStarted",
     "DependencyPaused",
+    "ChaosInjected",
     "ActorCrashed",
     "LimitChanged",
     "EventStream",
@@ -127,7 +128,10 @@ class BreakerTransition(Event):
 @final
 @attrs.frozen(kw_only=True)
 class RetryScheduled(Event):
-    """A retry will be made after ``delay`` seconds; ``error`` is the type name (None: a result)."""
+    """
+    A retry will be made after ``delay`` seconds; ``error`` is the type name (None: a result),
+    ``status`` the failed attempt's HTTP status when its exception carries one (a 503, a 429).
+    """
 
     kind: ClassVar[str] = "retry_scheduled"
     _log: ClassVar[tuple[str, str]] = ("info", "ringfence.retry_scheduled")
@@ -135,6 +139,24 @@ class RetryScheduled(Event):
     attempt: int
     delay: float
     error: str | None
+    status: int | None = None
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ChaosInjected(Event):
+    """
+    ``policies.Chaos`` injected into a call: ``injected`` says what (``latency``, then
+    ``error`` or ``result``), ``error`` the injected exception's type name, ``latency`` its
+    seconds.
+    """
+
+    kind: ClassVar[str] = "chaos_injected"
+    _log: ClassVar[tuple[str, str]] = ("info", "ringfence.chaos_injected")
+
+    injected: tuple[str, ...]
+    error: str | None = None
+    latency: float | None = None
 
 
 @final
@@ -259,6 +281,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         CallRejected,
         RetryBudgetExhausted,
         DependencyPaused,
+        ChaosInjected,
         ActorCrashed,
         HedgeStarted,
         LimitChanged,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar, cast
 
-from policies import Breaker, Bulkhead, Hedge, RateLimit, Retry, Timeout
+from policies import Breaker, Bulkhead, Chaos, Hedge, RateLimit, Retry, Timeout
 
 __all__ = (
     "POLICY_TYPES",
@@ -60,6 +60,7 @@ POLICY_TYPES: Final[Mapping[str, tuple[type, str]]] = {
     "bulkhead": (Bulkhead, "policies.Bulkhead"),
     "rate_limit": (RateLimit, "policies.RateLimit"),
     "hedge": (Hedge, "policies.Hedge"),
+    "chaos": (Chaos, "policies.Chaos"),
 }
 
 

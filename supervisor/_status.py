@@ -30,7 +30,9 @@ class DependencyStatus:
         state: ``closed``, ``open``, ``half_open`` or ``isolated`` (a ``str`` enum).
         since: time of the last transition.
         consecutive_failures: failures in a row, as the breaker counts them.
-        calls: attempts that ended with an outcome (ignored exceptions included).
+        calls: attempts that ended with an outcome (ignored exceptions included). An
+            attempt, not a caller's call: a retried call counts once per attempt (see
+            *requests* for the callers' calls).
         failures: attempts that counted as failures (slow calls included).
         rejected: calls turned away by the breaker or the bulkhead.
         failure_rate: ``failures / calls`` (0.0 before any call).
@@ -52,9 +54,24 @@ class DependencyStatus:
         fallbacks: calls the fallback answered.
         hedges: hedged attempts started (``policies.Hedge``; lifetime).
         hedge_wins: calls answered by a hedge rather than by the attempt it raced.
+        ignored: attempts that ended with an exception the breaker does not record
+            (``Breaker.ignore``, or outside ``Breaker.record``: a 400, a 429), included in
+            *calls* and in neither *failures* nor successes (Resilience4j's "ignored").
+        cut_off: attempts the call's total deadline (``Timeout.total``) cut off: they reached
+            the dependency, but are not its failure (not in *calls*).
+        requests: calls callers made that have ended, each counted once however many
+            attempts it took: ``requests == successes + fallbacks + raised`` at every
+            moment. A call the caller cancelled, or one the supervisor's exit cut off, is
+            in none of them.
+        successes: of *requests*, those the dependency answered (slow ones included).
+        raised: of *requests*, those that ended with an exception raised to the caller
+            (the dependency's own, a timeout, a rejection), the fallback not answering.
+        chaos: what ``policies.Chaos`` injected (``error``, ``latency``, ``result``) → how
+            many calls; empty without it.
         rejected_by: why calls were turned away (``breaker_open``, ``breaker_half_open``,
             ``breaker_isolated``, ``bulkhead_full``, ``rate_limited``, ``paused``, ``shared_open``,
-            ``down``) → how many; the counts add up to ``rejected``.
+            ``down``, ``deadline``: the total deadline passed in the bulkhead's queue) → how
+            many; the counts add up to ``rejected``.
         paused_until: while the dependency is paused (a Retry-After), when the pause ends, on
             the supervisor's clock; ``None`` when not paused.
         pause_remaining: seconds of pause left (0.0 when not paused).
@@ -108,6 +125,12 @@ class DependencyStatus:
     hedges: int = 0
     hedge_wins: int = 0
     limit: int | None = None
+    ignored: int = 0
+    cut_off: int = 0
+    requests: int = 0
+    successes: int = 0
+    raised: int = 0
+    chaos: Mapping[str, int] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""
@@ -123,9 +146,11 @@ class DependencyStatus:
                 "rejected_by",
                 "budget",
                 "transitions_total",
+                "chaos",
             )
         }
         data["transitions_total"] = dict(self.transitions_total)
+        data["chaos"] = dict(self.chaos)
         data["state"] = str(self.state)
         data["errors"] = dict(self.errors)
         data["rejected_by"] = dict(self.rejected_by)

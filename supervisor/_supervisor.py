@@ -37,6 +37,7 @@ from policies import (
     DEFAULT_FALLBACK_ON,
     Breaker,
     Bulkhead,
+    Chaos,
     ErrorFilter,
     ErrorKind,
     ErrorSpec,
@@ -303,6 +304,7 @@ class Supervisor:
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
         rate_limit: RateLimits = ...,
         hedge: Hedge | None = ...,
+        chaos: Chaos | None = ...,
     ) -> Dependency[P, R]: ...
 
     @overload
@@ -321,6 +323,7 @@ class Supervisor:
         classifier: Callable[[BaseException], ErrorKind] | None = ...,
         rate_limit: RateLimits = ...,
         hedge: Hedge | None = ...,
+        chaos: Chaos | None = ...,
     ) -> Dependency[P, R]: ...
 
     def register(
@@ -338,6 +341,7 @@ class Supervisor:
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: RateLimits | Unset = UNSET,
         hedge: Hedge | Unset | None = UNSET,
+        chaos: Chaos | Unset | None = UNSET,
     ) -> Dependency[Any, Any]:
         """
         Protect *fn* under *name*. Every policy is optional; with none, calls pass straight
@@ -374,6 +378,9 @@ class Supervisor:
                 delay, another starts beside it (admitted at once or not at all, spending
                 the retry budget); the first success wins, the others are cancelled and
                 count nothing. Streams are hedged until their first item.
+            chaos: a :class:`policies.Chaos`: inject errors, latency or a substitute result
+                into a share of the calls (off unless configured; without it the function
+                is not wrapped).
 
         Policies not given here come from the configuration of a supervisor built with
         :meth:`from_config` (given arguments win, ``None`` included), else none.
@@ -406,6 +413,7 @@ class Supervisor:
             classifier=classifier,
             rate_limit=rate_limit,
             hedge=hedge,
+            chaos=chaos,
         )
 
     def _add(
@@ -431,6 +439,9 @@ class Supervisor:
         bulkhead = given_or_configured(policies["bulkhead"], configured, "bulkhead", None)
         hedge = given_or_configured(policies["hedge"], configured, "hedge", None)
         critical = given_or_configured(policies["critical"], configured, "critical", False)
+        injected: Chaos | None = check_policy(
+            "chaos", given_or_configured(policies["chaos"], configured, "chaos", None)
+        )
         limits = check_policy(
             "rate_limit",
             given_or_configured(policies["rate_limit"], configured, "rate_limit", None),
@@ -463,6 +474,7 @@ class Supervisor:
             "classifier": classifier,
             "rate_limit": limits,
             "hedge": hedge,
+            "chaos": injected,
         }
         # Actor() rejects a generator fn first: a clearer error than the fallback's arity.
         mode = _testmode.current() if self._phase == _RUNNING else None
@@ -493,6 +505,7 @@ class Supervisor:
         classifier: Callable[[BaseException], ErrorKind] | None = None,
         rate_limit: RateLimits | Unset = UNSET,
         hedge: Hedge | Unset | None = UNSET,
+        chaos: Chaos | Unset | None = UNSET,
     ) -> _Protect:
         """
         Register the decorated function, as :meth:`register` would, and return its typed
@@ -513,6 +526,7 @@ class Supervisor:
             "classifier": classifier,
             "rate_limit": rate_limit,
             "hedge": hedge,
+            "chaos": chaos,
         }
         if name is not None and not isinstance(name, str):
             msg = (
@@ -780,6 +794,7 @@ class Supervisor:
         fallback_on: ErrorSpec | Unset = UNSET,
         rate_limit: RateLimits | Unset = UNSET,
         hedge: Hedge | Unset | None = UNSET,
+        chaos: Chaos | Unset | None = UNSET,
     ) -> None:
         """
         Swap *name*'s policies while it runs; what is not given stays. The actor handles it
@@ -806,6 +821,7 @@ class Supervisor:
             ("timeout", timeout),
             ("bulkhead", bulkhead),
             ("hedge", hedge),
+            ("chaos", chaos),
         ):
             if not isinstance(value, Unset):
                 changes[key] = check_policy(key, value)

@@ -193,6 +193,7 @@ FLOORS: dict[str, float] = {
     "_spec": 2,
     "_rate_limits": 3,
     "_config_source": 2.5,
+    "_chaos": 3,
     "_config": 3,
     "_actor": 4,
     "_call": 5,

@@ -33,21 +33,36 @@ QUANTILES: tuple[tuple[str, str], ...] = (("0.5", "p50"), ("0.95", "p95"), ("0.9
 
 def outcomes(status: DependencyStatus) -> Iterator[tuple[str, int]]:
     """
-    Split ``status.calls`` (attempts that ended with an outcome) by outcome, so the three add
-    up to ``calls``:
+    Every attempt that reached the dependency, by outcome (Resilience4j's split, plus ours):
 
+    - ``success``: answered (not slow);
+    - ``ignored``: ended with an exception the breaker does not record (``Breaker.ignore``,
+      or outside ``Breaker.record``: a 400, a 429);
     - ``failure``: counted as a failure by the breaker, slow calls excluded;
     - ``slow``: succeeded, but slower than ``Breaker.slow_call`` (a failure to the breaker);
-    - ``success``: everything else: successes, and exceptions the breaker does not record
-      (``Breaker.ignore``, or outside ``Breaker.record``: the dependency answered).
+    - ``cut_off``: cut off by the call's total deadline (not the dependency's failure).
 
-    Cancelled attempts end without an outcome and appear nowhere; rejected calls never made an
-    attempt (see the rejection figures).
+    The first four add up to ``status.calls``. Cancelled attempts end without an outcome and
+    appear nowhere; rejected calls never made an attempt (see the rejection figures).
     """
     slow = status.slow_calls
-    yield "success", status.calls - status.failures
+    yield "success", status.calls - status.failures - status.ignored
+    yield "ignored", status.ignored
     yield "failure", status.failures - slow
     yield "slow", slow
+    yield "cut_off", status.cut_off
+
+
+def requests(status: DependencyStatus) -> Iterator[tuple[str, int]]:
+    """
+    The callers' calls that have ended, by what the caller got: ``success`` (the dependency's
+    answer), ``fallback`` (the fallback's), ``error`` (an exception: the dependency's, a
+    timeout, a rejection). They add up to ``status.requests``; each call counts once, however
+    many attempts it took.
+    """
+    yield "success", status.successes
+    yield "fallback", status.fallbacks
+    yield "error", status.raised
 
 
 def breaker_states(status: DependencyStatus) -> Iterator[tuple[str, int]]:

@@ -15,7 +15,9 @@ carries the attribute ``dependency``.
 ================================  ========================  ===================================
 instrument                        kind                      attributes besides ``dependency``
 ================================  ========================  ===================================
-``ringfence.calls``               counter                   ``outcome`` (success/failure/slow)
+``ringfence.calls``               counter                   ``outcome`` (success/ignored/failure/
+                                                            slow/cut_off)
+``ringfence.requests``            counter                   ``result`` (success/fallback/error)
 ``ringfence.rejections``          counter                   ``reason``
 ``ringfence.retries``             counter
 ``ringfence.fallbacks``           counter
@@ -47,7 +49,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from supervisor import DependencyStatus
 
-from . import breaker_states, latencies, outcomes, transitions
+from . import breaker_states, latencies, outcomes, requests, transitions
 
 if TYPE_CHECKING:
     from supervisor import Supervisor
@@ -89,7 +91,15 @@ _INSTRUMENTS: Final = (
         "ringfence.calls",
         _by("outcome", outcomes),
         "{attempt}",
-        "Attempts that ended with an outcome (success, failure, slow).",
+        "Attempts that reached the dependency, by outcome"
+        " (success, ignored, failure, slow, cut_off).",
+    ),
+    _Spec(
+        "counter",
+        "ringfence.requests",
+        _by("result", requests),
+        "{call}",
+        "Callers' calls that have ended, by result (success, fallback, error).",
     ),
     _Spec(
         "counter",

@@ -16,12 +16,18 @@ Metrics (every one labelled ``dependency``):
 ==============================================  =======  ===========================================
 name                                            type     value
 ==============================================  =======  ===========================================
-``ringfence_calls_total{outcome}``              counter  attempts that ended with an outcome, by
-                                                         ``outcome``: ``success`` (incl. exceptions
-                                                         the breaker does not record), ``failure``,
-                                                         ``slow`` (over ``Breaker.slow_call``).
-                                                         Each attempt of a retried call counts;
-                                                         cancelled attempts count nowhere.
+``ringfence_calls_total{outcome}``              counter  attempts that reached the dependency, by
+                                                         ``outcome``: ``success``, ``ignored``
+                                                         (exceptions the breaker does not record:
+                                                         a 400, a 429), ``failure``, ``slow`` (over
+                                                         ``Breaker.slow_call``), ``cut_off`` (by
+                                                         the total deadline). Each attempt of a
+                                                         retried call counts; cancelled attempts
+                                                         count nowhere.
+``ringfence_requests_total{result}``            counter  callers' calls that have ended, each once,
+                                                         by ``result``: ``success``, ``fallback``,
+                                                         ``error``; they add up to
+                                                         ``status().requests``
 ``ringfence_rejections_total{reason}``          counter  calls turned away, by reason
                                                          (``status().rejected_by``)
 ``ringfence_retries_total``                     counter  retries made
@@ -67,7 +73,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     )
     raise ImportError(msg) from error
 
-from . import breaker_states, latencies, outcomes, transitions
+from . import breaker_states, latencies, outcomes, requests, transitions
 
 if TYPE_CHECKING:
     from supervisor import Supervisor
@@ -111,6 +117,8 @@ class RingfenceCollector:
         for name, status in self._supervisor.status().items():
             for outcome, count in outcomes(status):
                 out.calls.add_metric([name, outcome], count)
+            for result, count in requests(status):
+                out.requests.add_metric([name, result], count)
             for reason, count in sorted(status.rejected_by.items()):
                 out.rejections.add_metric([name, reason], count)
             out.retries.add_metric([name], status.retries)
@@ -138,8 +146,14 @@ class _Families:
         dependency = ["dependency"]
         self.calls = CounterMetricFamily(
             "ringfence_calls",
-            "Attempts that ended with an outcome (success, failure, slow).",
+            "Attempts that reached the dependency, by outcome"
+            " (success, ignored, failure, slow, cut_off).",
             labels=[*dependency, "outcome"],
+        )
+        self.requests = CounterMetricFamily(
+            "ringfence_requests",
+            "Callers' calls that have ended, by result (success, fallback, error).",
+            labels=[*dependency, "result"],
         )
         self.rejections = CounterMetricFamily(
             "ringfence_rejections",
@@ -186,6 +200,7 @@ class _Families:
     def all(self) -> list[Metric]:
         return [
             self.calls,
+            self.requests,
             self.rejections,
             self.retries,
             self.fallbacks,

@@ -204,3 +204,82 @@ def test_dashboard_retries_events_after_a_503(tmp_path: Path) -> None:
             )
     finally:
         server.stop()
+
+
+def test_dashboard_shows_http_status_window_and_every_event(tmp_path: Path) -> None:
+    """A retry's line names its HTTP status; the failure rate names its window; 60 events stay."""
+    from selenium.webdriver.common.by import By
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Mount, Route
+
+    from policies import Retry, backoff
+    from supervisor import Supervisor
+    from supervisor.integrations.asgi import app as ringfence_app
+    from supervisor.integrations.asgi import lifespan
+
+    class Unavailable(Exception):
+        status_code = 503
+
+    failures = [Unavailable()]
+
+    async def flaky() -> str:
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    supervisor = Supervisor()
+    supervisor.register("api", flaky, retry=Retry(attempts=2, backoff=backoff.constant(0.0)))
+
+    async def call(request: Request) -> Response:
+        return JSONResponse({"answer": await supervisor.call("api")})
+
+    async def cycle(request: Request) -> Response:
+        for _ in range(30):  # 60 transitions
+            await supervisor.isolate("api")
+            await supervisor.reset("api")
+        return JSONResponse({})
+
+    web = Starlette(
+        lifespan=lifespan(supervisor),
+        routes=[
+            Route("/call", call),
+            Route("/cycle", cycle, methods=["POST"]),
+            Mount("/ringfence", ringfence_app(supervisor)),
+        ],
+    )
+    server = LiveServer(web)
+    server.start()
+    try:
+        with (
+            httpx.Client(base_url=server.base, timeout=10.0) as client,
+            _browser(tmp_path) as browser,
+        ):
+            browser.get(server.base + "/ringfence/")
+            wait_for(browser, "live", lambda d: d.find_element(By.ID, "conn").text == "live")
+            assert {"answer": "ok"} == client.get("/call").json()
+            wait_for(
+                browser,
+                "the retry with its status",
+                lambda d: "after Unavailable (HTTP 503)" in d.find_element(By.ID, "log").text,
+            )
+            wait_for(
+                browser,
+                "the failure rate's window",
+                lambda d: (
+                    client.get("/call").status_code == 200  # traffic while the page polls
+                    and "failure rate (last 5 s)"
+                    in d.find_element(
+                        By.CSS_SELECTOR, 'article[data-dependency="api"]'
+                    ).text.lower()
+                ),
+            )
+            assert 200 == client.post("/cycle").status_code
+            wait_for(
+                browser,
+                "every event kept",
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log li")) >= 61,
+            )
+    finally:
+        server.stop()

@@ -76,7 +76,7 @@ NAMES = (
 )
 NO_TRANSITIONS = {"closed": 0, "open": 0, "half_open": 0, "isolated": 0}
 IDLE = {
-    "ringfence.calls": {"success": 0, "failure": 0, "slow": 0},
+    "ringfence.calls": {"success": 0, "ignored": 0, "failure": 0, "slow": 0, "cut_off": 0},
     "ringfence.rejections": {},
     "ringfence.retries": {"": 0},
     "ringfence.fallbacks": {"": 0},
@@ -118,7 +118,7 @@ async def test_data_points_before_during_and_after(
     api = table(during, "api")
     durations = api.pop("ringfence.call.duration")
     assert {
-        "ringfence.calls": {"success": 2, "failure": 2, "slow": 0},
+        "ringfence.calls": {"success": 2, "ignored": 0, "failure": 2, "slow": 0, "cut_off": 0},
         "ringfence.rejections": {"breaker_open": 1},
         "ringfence.retries": {"": 1},
         "ringfence.fallbacks": {"": 2},
@@ -144,7 +144,7 @@ async def test_unregister_silences_every_instrument(
     with guard():
         async with sup:
             await sup.call("dep")
-            assert {"success": 1, "failure": 0, "slow": 0} == of(
+            assert {"success": 1, "ignored": 0, "failure": 0, "slow": 0, "cut_off": 0} == of(
                 collect(reader), "ringfence.calls", "dep"
             )
             instrumentation.unregister()

@@ -63,7 +63,13 @@ def blank(samples: Samples, dependency: str) -> dict[str, dict[str, float]]:
 CLOSED = {"closed": 1.0, "open": 0.0, "half_open": 0.0, "isolated": 0.0}
 NO_TRANSITIONS = dict.fromkeys(CLOSED, 0.0)
 IDLE = {
-    "ringfence_calls_total": {"success": 0.0, "failure": 0.0, "slow": 0.0},
+    "ringfence_calls_total": {
+        "success": 0.0,
+        "ignored": 0.0,
+        "failure": 0.0,
+        "slow": 0.0,
+        "cut_off": 0.0,
+    },
     "ringfence_rejections_total": {},
     "ringfence_retries_total": {"": 0.0},
     "ringfence_fallbacks_total": {"": 0.0},
@@ -111,7 +117,13 @@ async def test_scrape_before_during_and_after(is_trio: bool) -> None:
     api = blank(during, "api")
     durations = api.pop("ringfence_call_duration_seconds")
     assert {
-        "ringfence_calls_total": {"success": 2.0, "failure": 2.0, "slow": 0.0},
+        "ringfence_calls_total": {
+            "success": 2.0,
+            "ignored": 0.0,
+            "failure": 2.0,
+            "slow": 0.0,
+            "cut_off": 0.0,
+        },
         "ringfence_rejections_total": {"breaker_open": 1.0},
         "ringfence_retries_total": {"": 1.0},
         "ringfence_fallbacks_total": {"": 2.0},
@@ -140,7 +152,7 @@ async def test_slow_calls_and_exact_latency_quantiles() -> None:
             for _ in range(10):
                 await sup.call("slowish")
     samples = scrape(registry)
-    assert {"success": 8.0, "failure": 0.0, "slow": 2.0} == of(
+    assert {"success": 8.0, "ignored": 0.0, "failure": 0.0, "slow": 2.0, "cut_off": 0.0} == of(
         samples, "ringfence_calls_total", "slowish"
     )
     latency = sup.status("slowish").latency

@@ -118,6 +118,7 @@ async def test_events_are_named_and_carry_only_types_and_numbers(sup: Supervisor
             "attempt": 1,
             "delay": 0.0,
             "error": "ConnectionError",
+            "status": None,
             "log_level": "info",
         },
         {
