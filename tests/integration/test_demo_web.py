@@ -109,6 +109,7 @@ def test_demo_serves_status_events_and_the_page(
         "ringfence_hedges",
         "ringfence_hedge_wins",
         "ringfence_concurrency_limit",
+        "ringfence_requests",
     } == set(families)
     [current] = [
         sample.labels["state"]

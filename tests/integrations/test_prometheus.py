@@ -233,7 +233,7 @@ async def test_hedges_and_their_wins_are_counted() -> None:
         of(samples, "ringfence_hedges_total", "search"),
         of(samples, "ringfence_hedge_wins_total", "search"),
     )
-    assert {"success": 1.0, "failure": 0.0, "slow": 0.0} == of(
+    assert {"success": 1.0, "failure": 0.0, "slow": 0.0, "ignored": 0.0, "cut_off": 0.0} == of(
         samples, "ringfence_calls_total", "search"
     )
 
