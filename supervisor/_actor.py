@@ -456,7 +456,8 @@ class Actor:
         When an attempt starts, on the loop clock, if its latency is sampled; else NaN (the
         clock is not read). The sampling rule: every attempt while fewer than 1,024 have
         ended with an outcome, then those starting while that count is a multiple of 16;
-        every attempt when ``Breaker.slow_call`` is set (each success is checked against it).
+        every attempt when ``Breaker.slow_call`` is set (each success is checked against it)
+        or the limit is adaptive (each outcome is its sample): ``_derive`` sets the threshold.
         """
         calls = self._calls
         return self.clock() if calls < self._time_all_below or not calls & 15 else _UNTIMED
@@ -817,9 +818,7 @@ class Actor:
     ) -> None:
         name = type(exc).__name__
         self._errors[name] = self._errors.get(name, 0) + 1
-        self._calls += 1
-        if start == start:  # sampled (see call_start)
-            self._latency.record(end - start)
+        self._call_ended(start, end)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = all_of(exc, _REJECTIONS)
         kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(self._classify, exc)
@@ -864,7 +863,8 @@ class Actor:
         self.released(epoch)
 
     def _call_ended(self, start: float, end: float) -> None:
-        """A call whose outcome was counted while it ran (slow): counted, its latency kept."""
+        """An attempt ended (a failure, or a success counted slow while it ran): counted, its
+        latency kept if sampled. ``record_success`` does the same inline (the fast path)."""
         self._calls += 1
         if start == start:  # (NaN: not sampled)
             self._latency.record(end - start)
