@@ -703,7 +703,9 @@ class Actor:
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.
 
+    @inline
     def _end(self, running: Running) -> None:
+        """The attempt *running* ended: its timers skip it, shutdown no longer cuts it."""
         running.done = True
         del self._running[running]
 
@@ -751,15 +753,17 @@ class Actor:
         elif not machine.quiet:
             machine.on_success(epoch, self.clock())
 
+    @inline
     def succeeded(self, epoch: int, start: float, end: float, slow: bool = False) -> None:
         """
         A success (of the general and trio attempts, and of streams). *slow*: the call was
         counted slow while it ran (:meth:`crossed_slow`): only its latency is left to record.
         """
+        machine = self._machine
         if slow:
             self._call_ended(start, end)
         else:
-            self.record_success(self._machine, epoch, start, end)
+            self.record_success(machine, epoch, start, end)
         if self._adaptive is not None:
             self._sample(start, end, dropped=False)
 

@@ -133,7 +133,7 @@ def cancel_pending(task: asyncio.Task[object]) -> bool:
 
 class TimerLoop(Protocol):
     """What a :class:`DeadlineHeap` needs of its loop: an asyncio loop, or trio's stand-in
-    (``_backends._trio.TrioTimers``)."""
+    (``_backends._trio_general.TrioTimers``)."""
 
     def time(self) -> float: ...
 

@@ -8,8 +8,9 @@ The attempt paths of each backend, chosen once when the supervisor starts (anyio
 * ``_generated_asyncio``: the fast path with the ``@inline`` handlers' bodies inlined,
   written by ``_generate`` from the template (``make generate``); what asyncio runs, unless
   ``RINGFENCE_INLINE=0`` asks for the template (CI runs the runtime tests once that way).
-* ``_trio``: the trio attempt (one ``CancelScope``, cancelled to cut it off) and the
-  queued calls' waiters (a parked task each).
+* ``_trio``: the trio attempt's template (one ``CancelScope``, cancelled to cut it off);
+  ``_generated_trio`` the same with the handlers inlined, written by ``_generate`` too; with
+  ``_trio_general``: the queued calls' waiters (a parked task each), timers, delivery.
 * ``_threads``: a sync callable's worker threads.
 
 A backend module is imported on first use, so asyncio never imports trio.
@@ -26,11 +27,16 @@ __all__ = ("paths_for",)
 
 def paths_for(backend: str) -> Paths:
     """The paths for *backend* (``"asyncio"`` or ``"trio"``)."""
-    if backend == "trio":
+    template = os.environ.get("RINGFENCE_INLINE", "1") == "0"
+    if backend == "trio" and template:
         from . import _trio
 
         return _trio.PATHS
-    if os.environ.get("RINGFENCE_INLINE", "1") == "0":
+    if backend == "trio":
+        from . import _generated_trio
+
+        return _generated_trio.PATHS
+    if template:
         from . import _asyncio
 
         return _asyncio.PATHS

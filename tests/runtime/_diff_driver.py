@@ -83,8 +83,14 @@ __all__ = (
 
 #: The ways a scenario runs: asyncio's fast path (generated, inlined), the fast path's
 #: template (``RINGFENCE_INLINE=0``; where there is none, the fast path again), asyncio's
-#: general path (``FAST_PATH = False``), and trio.
-VARIANTS: Final = ("asyncio-fast", "asyncio-template", "asyncio-general", "trio")
+#: general path (``FAST_PATH = False``), and trio's attempt, generated and its template.
+VARIANTS: Final = (
+    "asyncio-fast",
+    "asyncio-template",
+    "asyncio-general",
+    "trio",
+    "trio-template",
+)
 #: Virtual seconds after which a run is stuck (the hang guard, on both clocks).
 HANG: Final = 100_000.0
 #: The name of a call's task (then its id): the tie watch counts these.
@@ -565,13 +571,14 @@ def run(config: Config, ops: Sequence[Op], variant: str) -> Run:
                 backend="asyncio",
                 backend_options={"loop_factory": VirtualClockLoop},
             )
-    assert variant == "trio", variant
-    return anyio.run(
-        _Driver(config).run,
-        ops,
-        backend="trio",
-        backend_options={"clock": trio.testing.MockClock(autojump_threshold=0)},
-    )
+    assert variant in ("trio", "trio-template"), variant
+    with _asyncio_path(fast=True, inline=variant != "trio-template"):
+        return anyio.run(
+            _Driver(config).run,
+            ops,
+            backend="trio",
+            backend_options={"clock": trio.testing.MockClock(autojump_threshold=0)},
+        )
 
 
 def first_difference(a: list[Entry], b: list[Entry]) -> int:
@@ -609,7 +616,8 @@ def compare_paths(config: Config, ops: Sequence[Op]) -> Run:
     """
     Replay *ops* on every variant; AssertionError at the first difference from asyncio's
     general path. The asyncio variants are compared to the end (one scheduler: even a tie
-    resolves the same way on each); trio up to its first timer tie (see :class:`_TieWatch`).
+    resolves the same way on each); trio, generated and template, up to its first timer tie
+    (see :class:`_TieWatch`).
     Returns trio's run.
     """
     general = run(config, ops, "asyncio-general").trace
@@ -623,4 +631,11 @@ def compare_paths(config: Config, ops: Sequence[Op]) -> Run:
         raise AssertionError(
             explain(config, ops, ("trio", "asyncio-general"), on_trio.trace, general)
         )
+    # trio's template against asyncio's general path the same way (trio's scheduler breaks
+    # a tie at random: two trio runs agree up to a tie, not beyond).
+    template = run(config, ops, "trio-template")
+    end = template.first_tie if template.first_tie is not None else len(template.trace)
+    if general[:end] != template.trace[:end]:
+        names = ("trio-template", "asyncio-general")
+        raise AssertionError(explain(config, ops, names, template.trace, general))
     return on_trio
