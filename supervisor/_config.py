@@ -26,8 +26,9 @@ Theory of operation
    never a copy of their field lists: a field added to ``Retry`` is configurable the day it is
    added. What a field accepts is read from its annotation: schedules (``Backoff``,
    ``BreakDuration``) by factory name, error selectors (exceptions, predicates, kinds) as
-   ``ErrorKind`` names, nested attrs classes (``Retry.budget``) as tables, seconds as numbers
-   or duration strings, ``false`` as ``None`` where ``None`` is allowed.
+   ``ErrorKind`` names, nested attrs classes (``Retry.budget``; ``Bulkhead.max_concurrent``'s
+   ``AdaptiveLimit`` and ``Hedge.delay``'s ``Quantile``, beside a number) as tables, seconds
+   as numbers or duration strings, ``false`` as ``None`` where ``None`` is allowed.
 4. *Build.* Each policy is constructed, so the policies' own validators judge every value and
    their messages reach the operator unchanged, behind the key path. Each field is first
    checked alone (its converter and validator), so one table with three bad fields reports
@@ -222,6 +223,9 @@ def load_config(
       ``backoff = { full = { exponential = {} } }`` (a wrapper's ``inner`` schedule, written
       inside it), ``backoff = "decorrelated"`` (its defaults), ``break_duration = 30`` or
       ``{ adaptive = { start = 5 } }``;
+    - a field that takes a policy object is a table of its fields:
+      ``max_concurrent = { min = 1, max = 64 }`` is an ``AdaptiveLimit`` (a number stays a
+      fixed limit), ``delay = { q = 0.95 }`` a ``Quantile``;
     - ``retry_on``, ``record`` and ``ignore`` list error kinds, ``["transient",
       "rate_limited"]`` (see ``policies.ErrorKind``); exception types and predicates cannot
       come from a file, they are given in code;
@@ -306,6 +310,20 @@ def _nested_class(cls: type, field: attrs.Attribute[object]) -> type | None:
         if isinstance(candidate, type) and attrs.has(candidate):
             return candidate
     return None
+
+
+def _table_hint(cls: type, field: attrs.Attribute[object]) -> str:
+    """
+    What a file may write instead, when a field that also takes a nested class's table got a
+    value of the wrong type: ``max_concurrent = "adaptive"`` is told that a table of
+    ``AdaptiveLimit``'s fields is the adaptive limit (a policy's message names only the number).
+    """
+    nested = _nested_class(cls, field)
+    if nested is None:
+        return ""
+    names = list(_init_fields(nested))
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"; or a table of {nested.__name__} fields ({shown})"
 
 
 def _label(module: types.ModuleType) -> str:
@@ -651,7 +669,7 @@ class _Loader(Reader):
         # Every field alone first, so one table with three bad values reports three problems.
         stub = self._stub(fields, given.values)
         for name, value in given.values.items():
-            if not self._check_alone(fields[name], value, stub, (*path, name)):
+            if not self._check_alone(cls, fields[name], value, stub, (*path, name)):
                 given.bad.add(name)
         if given.flawed or given.bad or len(self.problems) > before:
             return None
@@ -681,7 +699,12 @@ class _Loader(Reader):
         return stub
 
     def _check_alone(
-        self, field: attrs.Attribute[object], value: object, stub: object, path: _KeyPath
+        self,
+        cls: type,
+        field: attrs.Attribute[object],
+        value: object,
+        stub: object,
+        path: _KeyPath,
     ) -> bool:
         """Run one field's converter and validator; report a message about that field."""
         name = field.alias or field.name
@@ -694,7 +717,8 @@ class _Loader(Reader):
         except (TypeError, ValueError) as exc:
             match = _ABOUT_FIELD.fullmatch(str(exc))
             if match is not None and match["name"] == name:
-                self.add(path, match["rule"])
+                hint = _table_hint(cls, field) if isinstance(exc, TypeError) else ""
+                self.add(path, match["rule"] + hint)
                 return False
         except Exception:
             # A cross-field validator tripping over the stub: cross-field rules are checked when the whole object is built, with real values.

@@ -1,7 +1,8 @@
 """
 What registering a dependency means, decided once: how to run its function, and the checks
 every policy argument passes, the same for ``register``, ``protect``, ``reconfigure`` and the
-configuration file (:data:`POLICY_TYPES` is the one table of the policy classes).
+configuration file (:data:`POLICY_TYPES` is the one table of the policy classes), and the
+warning a registration gets when its SDK client retries by itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import enum
 import functools
 import inspect
 import sys
+import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar, cast
 
@@ -29,6 +32,7 @@ __all__ = (
     "check_type",
     "given_or_configured",
     "rate_limits",
+    "warn_sdk_retries",
 )
 
 #: Calls a sync callable registered without a bulkhead runs at once, each in a worker thread
@@ -271,3 +275,37 @@ def check_fallback(fn: Callable[..., Any], fallback: object) -> None:
 
 def _name(fn: object) -> str:
     return str(getattr(fn, "__qualname__", type(fn).__qualname__))
+
+
+#: SDK clients already warned about (weakly held): the warning is said once per client.
+_WARNED: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def warn_sdk_retries(name: str, fn: Callable[..., Any]) -> None:
+    """
+    Warn once per client when *fn* is an openai or anthropic client's method and the client
+    retries by itself (``max_retries > 0``): under ringfence's retry each attempt would send
+    up to ``1 + max_retries`` requests (3 x 3 = 9 per call by default).
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    resource = getattr(fn, "__self__", None)
+    client = getattr(resource, "_client", None)  # the SDKs' resources keep their client so
+    package = type(client).__module__.partition(".")[0]
+    retries = getattr(client, "max_retries", 0)
+    if package not in ("openai", "anthropic") or not isinstance(retries, int) or retries <= 0:
+        return
+    try:
+        if client in _WARNED:
+            return
+        _WARNED.add(client)
+    except TypeError:  # not weakly referenceable: warn each time rather than never
+        pass
+    warnings.warn(
+        f"{name!r} is a method of an {package} client that retries by itself"
+        f" (max_retries={retries}): under ringfence's retry each attempt may send"
+        f" {1 + retries} requests. Build the client with max_retries=0, or register"
+        " client.with_options(max_retries=0)'s method",
+        UserWarning,
+        stacklevel=4,
+    )

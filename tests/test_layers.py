@@ -208,6 +208,7 @@ FLOORS: dict[str, float] = {
     "_backends._generated_trio": 6.2,
     "_backends": 6.3,
     "_backends._generate": 6.3,
+    "_handle": 6.5,  # Dependency and Protect: the handles a registration gives out (issue 17)
     "_supervisor": 7,
     "testing": 8,  # the testing helpers and pytest plugin (issue 21)
     "pytest_plugin": 9,

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from policies import AdaptiveLimit, Bulkhead
-from supervisor import BulkheadFull, LimitChanged, Supervisor
+from supervisor import BulkheadFull, LimitChanged, Supervisor, load_config
 
 from ._virtual_loop import VirtualClockLoop, wait_idle
 from .conftest import Gate, guard
@@ -160,6 +160,36 @@ async def test_reconfigure_between_fixed_and_adaptive(sup: Supervisor) -> None:
             await wait_idle()
             assert (sup.status("dep").in_flight, sup.status("dep").queued) == (2, 1)
             while sup.status("dep").in_flight or sup.status("dep").queued:
+                for gate in list(dep.gates):
+                    gate.open()
+                await wait_idle()
+
+
+async def test_a_configuration_file_gives_and_swaps_an_adaptive_limit() -> None:
+    """From a file: register() takes the table as an AdaptiveLimit (status().limit is its
+    initial); a fixed limit loaded from another file replaces it through reconfigure (there is
+    no reload: an operator's new file reaches a running dependency this way), and back."""
+    adaptive = {"dependencies": {"dep": {"bulkhead": {"max_concurrent": {"initial": 3}}}}}
+    fixed = load_config({"dependencies": {"dep": {"bulkhead": {"max_concurrent": 2}}}}, env={})
+    sup = Supervisor.from_config(adaptive, env={})
+    dep = Gated()
+    sup.register("dep", dep)
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(sup.call, "dep")
+            await wait_idle()
+            status = sup.status("dep")
+            assert (status.limit, status.in_flight) == (3, 3)
+            assert sup.config is not None
+            with pytest.raises(BulkheadFull):  # max_queued = 0, as the file leaves it
+                await sup.call("dep")
+            await sup.reconfigure("dep", bulkhead=fixed.policies_for("dep")["bulkhead"])
+            assert sup.status("dep").limit == 2
+            again = sup.config.policies_for("dep")["bulkhead"]
+            await sup.reconfigure("dep", bulkhead=again)
+            assert sup.status("dep").limit == 3
+            while sup.status("dep").in_flight:
                 for gate in list(dep.gates):
                     gate.open()
                 await wait_idle()

@@ -72,10 +72,10 @@ import structlog
 from supervisor import BreakerTransition, DependencyPaused, DependencyStatus, SupervisorError
 
 from ._client import Client, explain, make_client
-from ._keys import DependencyKeys, Keys
+from ._dependency import DependencySync
+from ._keys import Keys
 from ._lease import LeasedLimiter
 from ._protocol import (
-    DependencyReply,
     HeartbeatReply,
     MalformedReply,
     _leaf,
@@ -94,10 +94,8 @@ from ._protocol import (
     lease_args,
     pause_args,
     pause_ms,
-    pause_origin,
     script_head,
     summary,
-    verdict_delay,
 )
 from ._scripts import SCRIPTS, Script
 
@@ -163,42 +161,6 @@ class _Command:
 
 
 @final
-class _Dependency:
-    """What the sync actor keeps about one dependency (only the sync actor writes it)."""
-
-    __slots__ = (
-        "aggregate",
-        "control",
-        "epoch",
-        "keys",
-        "last",
-        "name",
-        "open",
-        "open_delay",
-        "open_until",
-        "pause",
-        "pause_until",
-        "ring",
-        "window",
-    )
-
-    def __init__(self, name: str, keys: DependencyKeys) -> None:
-        self.name = name
-        self.keys = keys
-        self.ring: deque[tuple[float, int, int]] = deque()  # (time, calls, failures) per tick
-        self.last = (0, 0)  # lifetime (calls, failures) at the last tick
-        self.epoch = -1  # the shared window's epoch the ring counts in; -1: not known yet
-        self.window = (0, 0)
-        self.aggregate: dict[str, Any] = {}
-        self.open: str | None = None  # the shared open verdict applied here (its value)
-        self.open_until = 0.0  # loop clock
-        self.open_delay: float | None = None  # verdict -> applied here, seconds
-        self.pause: str | None = None  # the latest pause applied from another replica
-        self.pause_until = 0.0
-        self.control: tuple[str | None, ...] | None = None  # the latest command seen
-
-
-@final
 class SyncActor:
     """
     The sync actor of a :class:`RedisShared` (which holds the settings, checked): the one task
@@ -256,7 +218,7 @@ class SyncActor:
         self.sources: dict[tuple[str, int], LeasedLimiter] = {}
         # Limits replaced or removed by a reconfigure: one last lease gives back what they hold.
         self._retiring: list[tuple[str, int, LeasedLimiter]] = []
-        self.dependencies: dict[str, _Dependency] = {}
+        self.dependencies: dict[str, DependencySync] = {}
         self.commands: deque[_Command] = deque()
         self._pending_pauses: dict[str, float] = {}  # dependency -> until (loop clock)
         self._pause_seq = 0
@@ -723,35 +685,36 @@ class SyncActor:
     def _dependency_op(
         self,
         name: str,
-        actor: Any,
+        actor: ReplicaDependency,
         status: DependencyStatus,
         now: float,
         problems: dict[str, str],
     ) -> _Op:
         dep = self.dependencies.get(name)
         if dep is None:
-            dep = self.dependencies[name] = _Dependency(name, self._keys.dependency(name))
+            dep = self.dependencies[name] = DependencySync(name, self._keys.dependency(name))
         settings = self._verdict_settings(actor)
         window = settings[3]
-        totals = (status.calls, status.failures)
-        calls = max(0, totals[0] - dep.last[0])
-        failures = max(0, totals[1] - dep.last[1])
-        if calls or failures:
-            dep.ring.append((now, calls, failures))
-        dep.last = totals
-        while dep.ring and dep.ring[0][0] <= now - window:
-            dep.ring.popleft()
-        dep.window = (sum(c for _, c, _ in dep.ring), sum(f for _, _, f in dep.ring))
+        counted = dep.count(status, now, window)
         keys = dep.keys
         args = dependency_args(
-            self.replica_id, dep.window, dep.epoch, settings, self._open_min_replicas
+            self.replica_id, counted, dep.epoch, settings, self._open_min_replicas
         )
 
         def done(reply: Any, received: float) -> None:
             decoded = decode_dependency(reply, keys)
             if decoded.garbage:
                 problems[f"garbage:{name}"] = garbage_problem(decoded.garbage)
-            self._apply_dependency(dep, actor, decoded, received, settings[2])
+            action = dep.apply(
+                actor,
+                decoded,
+                received,
+                settings[2],
+                pauser=self._pauser,
+                replica_id=self.replica_id,
+            )
+            if action is not None:
+                self._actions.append(action)
 
         def failed(exc: BaseException) -> None:
             self._problem(problems, f"dependency:{name}", f"dependency {name!r}", exc)
@@ -763,69 +726,6 @@ class SyncActor:
             done,
             failed,
         )
-
-    def _apply_dependency(
-        self, dep: _Dependency, actor: Any, decoded: DependencyReply, now: float, longest: float
-    ) -> None:
-        """*decoded*: the dependency's reply; *longest*: this replica's own ``open_for``."""
-        epoch = decoded.epoch
-        if epoch != dep.epoch:
-            if dep.epoch >= 0:
-                # A new shared window (a shared open or a cluster reset): count from now on.
-                dep.ring.clear()
-                dep.window = (0, 0)
-            dep.epoch = epoch
-        dep.aggregate = decoded.aggregate()
-        # The shared open verdict.
-        verdict, verdict_ttl = decoded.verdict, decoded.verdict_ttl
-        if verdict is not None and verdict_ttl > 0:
-            if verdict != dep.open:
-                # No longer than this replica would open for itself: a verdict planted with a
-                # day's TTL does not refuse calls for a day.
-                seconds = min(verdict_ttl / 1000, longest)
-                actor.shared_open(seconds)
-                dep.open = verdict
-                dep.open_until = now + seconds
-                dep.open_delay = None
-                if decoded.clock == "server":
-                    dep.open_delay = verdict_delay(verdict, time.time())
-        elif dep.open is not None:
-            if dep.open_until > now + 0.001:
-                actor.shared_open(None)  # lifted early: a cluster-wide reset
-            dep.open = None
-        # A pause another replica was told.
-        pause, pause_ttl = decoded.pause, decoded.pause_ttl
-        if pause is not None and pause_ttl > 0:
-            origin = pause_origin(pause)
-            until = now + pause_ttl / 1000
-            if origin != self._pauser and pause != dep.pause:
-                # at most the dependency's max_retry_after (the actor caps it)
-                until = now + actor.shared_pause(pause_ttl / 1000)
-                dep.pause = pause
-            elif origin != self._pauser:
-                until = min(until, dep.pause_until)  # as capped when it was applied
-            dep.pause_until = until
-        # The latest cluster-wide command.
-        command = decoded.command
-        if command[0] is None and dep.control is None:
-            # Read, and no command yet: the first one sent is news (not a first reading).
-            dep.control = ()
-        if command[0] is not None:
-            dep.aggregate["control"] = {
-                "seq": int(command[0]),
-                "op": command[1],
-                "reason": command[2],
-                "origin": command[3],
-            }
-            first = dep.control is None
-            if command != dep.control:
-                dep.control = command
-                op, sender = command[1], command[3]
-                # A first reading (this replica just started) applies a standing isolation,
-                # whoever sent it (this replica's previous life too, under a fixed replica_id),
-                # and no older reset; later, every new command but this replica's own.
-                if (op == "isolate") if first else (sender != self.replica_id):
-                    self._actions.append((dep.name, op or "", command[2] or ""))
 
     async def _after_tick(self, supervisor: Replica) -> None:
         """Apply other replicas' commands here (acknowledged by the actors; no Redis)."""
