@@ -30,7 +30,7 @@ import random
 import sys
 import time
 import types
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
@@ -70,7 +70,6 @@ from ._errors import (
     SupervisorClosed,
     SupervisorError,
     UnknownDependency,
-    _describe,
     all_of,
 )
 from ._events import (
@@ -85,6 +84,7 @@ from ._events import (
     RetryBudgetExhausted,
     RetryScheduled,
 )
+from ._ledger import Ledger
 from ._rate_limits import RateLimits
 from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter
 from ._spec import (
@@ -165,13 +165,11 @@ class Actor:
     :meth:`status`.
     """
 
-    # Hedging (policies.Hedge): its delay's cache and lifetime counters. Class defaults, set
-    # on the instance only once the dependency is hedged: read by hedged calls and status()
-    # only. (The policy itself, read by every call of the loop, is an instance attribute: a
-    # class attribute read through an instance is not specialised by CPython 3.11.)
+    # Hedging (policies.Hedge): its delay's cache. A class default, set on the instance only
+    # once the dependency is hedged: read by hedged calls only. (The policy itself, read by
+    # every call of the loop, is an instance attribute: a class attribute read through an
+    # instance is not specialised by CPython 3.11.)
     _hedge_delay: HedgeDelay | None = None
-    _hedges = 0
-    _hedge_wins = 0
 
     def __init__(
         self,
@@ -272,17 +270,7 @@ class Actor:
         self._wake: Callable[[Waiter], None] = _not_started
         self._wait_on: Callable[[Waiter], Any] = _not_started
         self._mailbox: Mailbox | None = None  # control messages (made at start)
-        # lifetime counters
-        self._failures = 0
-        self._rejected = 0
-        self._rejected_by: dict[str, int] = {}  # reason -> count; adds up to _rejected
-        self._retries = 0
-        self._fallbacks = 0
-        self._ignored = 0  # exceptions the breaker did not record (a 400, a 429)
-        self._cut_offs = 0  # attempts the call's total deadline cut off
-        self._result_retries = 0  # retries of a result (retry_on_result), not of an error
-        self._chaos: dict[str, int] = {}  # what Chaos injected (error, latency, result) -> count
-        self._transitions_to: dict[str, int] = {}  # target state -> lifetime count
+        self._ledger = Ledger()  # lifetime counts and the crash record: status()
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
         self._pause_rejection_published = False
@@ -291,8 +279,6 @@ class Actor:
         # which sees the same exception next with no await in between, reuses them.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
-        self._slow_calls = 0
-        self._errors: dict[str, int] = {}
         # Attempts that ended with an outcome (success, failure, ignored): status().calls.
         self._calls = 0
         # A sample of their latencies (call_start says which): status().latency.
@@ -300,11 +286,7 @@ class Actor:
         self._latency_ring = self._latency.ring  # inlined LatencyWindow.record on the hot path
         # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
         self._time_all_below = _SAMPLE_ALL
-        # crash bookkeeping
-        self._crash_times: deque[float] = deque()
-        self._restarts = 0
-        self._crash: str | None = None
-        self._down: BaseException | None = None
+        self._down: BaseException | None = None  # the crash that left it down: calls refused
         # log throttling: one rejection event per breaker epoch / per full bulkhead spell
         self._rejections_since_transition = 0
         self._logged_breaker_epoch = -1
@@ -400,9 +382,7 @@ class Actor:
     ) -> None:
         """A retry will follow attempt *attempt* after *delay* (of an *error*, with its HTTP
         *status* if it has one, or a result)."""
-        self._retries += 1
-        if error is None:
-            self._result_retries += 1
+        self._ledger.retry(of_result=error is None)
         self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error, status=status)
 
     def budget_refused(self, attempt: int, error: str) -> None:
@@ -411,7 +391,7 @@ class Actor:
 
     def fell_back(self) -> None:
         """The fallback answers this call (or stream)."""
-        self._fallbacks += 1
+        self._ledger.fallback()
 
     # -- one attempt ----------------------------------------------------------------------------
 
@@ -788,8 +768,7 @@ class Actor:
         once per call: when it crosses ``slow_call`` while running (:meth:`crossed_slow`),
         or, if it ended before its timer could fire, by the success it ends with.
         """
-        self._failures += 1
-        self._slow_calls += 1
+        self._ledger.failure(slow=True)
         self._report(epoch, end, True)
 
     def watch_slow(self, running: Running, start: float) -> None:
@@ -816,8 +795,7 @@ class Actor:
     def _failed(
         self, epoch: int, exc: Exception, start: float, end: float, slow: bool = False
     ) -> None:
-        name = type(exc).__name__
-        self._errors[name] = self._errors.get(name, 0) + 1
+        self._ledger.error(type(exc).__name__)
         self._call_ended(start, end)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = all_of(exc, _REJECTIONS)
@@ -833,12 +811,12 @@ class Actor:
             self._sample(start, end, dropped=dropped)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
         if not failed and not slow:  # an error, not the dependency's failure (a 400, a 429)
-            self._ignored += 1
+            self._ledger.ignore()
         if failed is None or slow:  # ignored, or counted already (crossed_slow)
             self.released(epoch)
             return
         if failed:
-            self._failures += 1
+            self._ledger.failure()
         self._report(epoch, end, failed)
 
     def ended_with(
@@ -899,7 +877,7 @@ class Actor:
         if why == TIMEOUT:
             self._failed(epoch, error, start, end, slow)
         elif why == DEADLINE:  # it reached the dependency: counted, but not as its failure
-            self._cut_offs += 1
+            self._ledger.cut_off()
             self._no_outcome(epoch, start, end, slow)
         else:
             self._no_outcome(epoch, start, end, slow)
@@ -976,7 +954,7 @@ class Actor:
     def _on_transition(self, transition: _Transition) -> None:
         """Listener the breaker machine calls after every state change."""
         target = transition.target
-        self._transitions_to[target.value] = self._transitions_to.get(target.value, 0) + 1
+        self._ledger.transition(target.value)
         if target is _OPEN_STATE or target is _ISOLATED_STATE:
             # Queued callers fail at once when the breaker opens (guarantee 10).
             if target is _ISOLATED_STATE:
@@ -998,8 +976,7 @@ class Actor:
         self._rejections_since_transition = 0
 
     def _count_rejection(self, reason: str, n: int = 1) -> None:
-        self._rejected += n
-        self._rejected_by[reason] = self._rejected_by.get(reason, 0) + n
+        self._ledger.rejection(reason, n)
 
     def _publish(self, event_type: type[Event], at: float | None = None, **fields: Any) -> None:
         """Tell the event hub (and so the log) what the actor decided; *at* defaults to now."""
@@ -1017,10 +994,10 @@ class Actor:
         """The actor's state can no longer be trusted: restart it, or give up (guarantee 15)."""
         now = self.clock()
         assert self._runtime is not None
-        down = not self._runtime.may_restart(self._crash_times, now)
-        self._crash = _describe(crash)  # the crash's __str__ is user code: it may raise
+        ledger = self._ledger
+        down = ledger.crashed(crash, now, self._runtime.may_restart)
         self._publish(
-            ActorCrashed, at=now, error=type(crash).__name__, restarts=self._restarts, down=down
+            ActorCrashed, at=now, error=type(crash).__name__, restarts=ledger.restarts, down=down
         )
         error = DependencyCrashed(self.name, crash, down=down)
         self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down))
@@ -1029,7 +1006,7 @@ class Actor:
             self._down = crash
             machine.isolate(now, "crashed")
         else:
-            self._restarts += 1
+            ledger.restarted()
         return error
 
     async def control(self, op: str, reason: str) -> _Transition:
@@ -1157,71 +1134,43 @@ class Actor:
     def status(self) -> DependencyStatus:
         """A frozen snapshot; a blank closed one before the supervisor starts."""
         machine = self._machine  # before start: a placeholder, closed since 0.0 (_apply)
-        state = machine.state
-        if state is _OPEN_STATE and self.accepting and self.clock() >= machine.open_until:
-            state = State.HALF_OPEN  # decided lazily at the next call; report it now
-        since = machine.since
-        calls = self._calls
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
         now = self.clock() if self.accepting else self._closed_at
         wall = time.time()
+        state, since = machine.state, machine.since
         open_remaining = None
-        if machine.state is _OPEN_STATE and self._started:  # (open_until is on the loop clock)
+        if state is _OPEN_STATE and self._started:  # (open_until is on the loop clock)
             open_remaining = max(0.0, machine.open_until - now)
+            if self.accepting and now >= machine.open_until:
+                state = State.HALF_OPEN  # decided lazily at the next call; report it now
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
         budget, forced, limits = self.budget, self._forced_until, self._limits
         paused_until, limit = self._paused_until, self._max_concurrent
         if paused_until is not None and now >= paused_until:
             paused_until = None
-        # What callers got, from the attempts' counts: a retry follows exactly one attempt
-        # (of an error or a result) and makes another; a fallback answers exactly one failed
-        # attempt. Calls cancelled or cut off by shutdown are in none of these.
-        errors = dict(self._errors)
-        counted_errors = sum(errors.values())
-        raised_attempts = counted_errors + self._rejected + self._cut_offs
-        retries, result_retries, fallbacks = self._retries, self._result_retries, self._fallbacks
         return DependencyStatus(
             name=self.name,
             state=state,
             since=since,
             consecutive_failures=machine.consecutive_failures,
-            calls=calls,
-            failures=self._failures,
-            rejected=self._rejected,
-            failure_rate=self._failures / calls if calls else 0.0,
             in_flight=self._in_flight,
             queued=len(self._queue),
             limit=limit if limit < sys.maxsize else None,
             break_duration=machine.break_duration,
             transitions=tuple(machine.transitions),
-            errors=errors,
             latency=self._latency.percentiles(),
-            slow_calls=self._slow_calls,
-            restarts=self._restarts,
-            crash=self._crash,
-            retries=retries,
-            fallbacks=fallbacks,
-            ignored=self._ignored,
-            cut_off=self._cut_offs,
-            requests=calls + self._rejected + self._cut_offs - retries,
-            successes=calls - counted_errors - result_retries,
-            raised=raised_attempts - (retries - result_retries) - fallbacks,
-            chaos=dict(self._chaos),
-            rejected_by=dict(self._rejected_by),
             paused_until=paused_until,
             pause_remaining=paused_until - now if paused_until is not None else 0.0,
             open_remaining=open_remaining,
             now=now,
             wall=wall,
             since_wall=wall - (now - since) if self._started else 0.0,
-            transitions_total=dict(self._transitions_to),
             budget=budget.snapshot(now) if budget is not None and self._started else None,
             rate_limit=() if limits is None else limits.available(now),
             shared_open_until=forced if forced is not None and now < forced else None,
-            hedges=self._hedges,
-            hedge_wins=self._hedge_wins,
+            **self._ledger.fields(self._calls),
         )
 
     # ==========================================================================================
@@ -1269,13 +1218,13 @@ class Actor:
         budget = self.budget
         if budget is not None and not budget.try_retry(now):
             return False
-        self._hedges += 1
+        self._ledger.hedge()
         self._publish(HedgeStarted, at=now, attempt=attempt, hedge=hedge, delay=delay)
         return True
 
     def hedge_won(self) -> None:
         """A hedge, not the attempt it raced, answered the call."""
-        self._hedge_wins += 1
+        self._ledger.hedge_won()
 
     def adopt_stream(self, sibling: object, stream: object) -> None:
         """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
@@ -1303,8 +1252,7 @@ class Actor:
         if not chaos.draw(self.rng):
             return False
         injected = chaos.injects()
-        for kind in injected:
-            self._chaos[kind] = self._chaos.get(kind, 0) + 1
+        self._ledger.injected(injected)
         error = chaos.error
         self._publish(
             ChaosInjected,
