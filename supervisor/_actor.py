@@ -74,11 +74,9 @@ from ._errors import (
 )
 from ._events import (
     ActorCrashed,
-    BreakerTransition,
     CallRejected,
     ChaosInjected,
     DependencyPaused,
-    Event,
     HedgeStarted,
     LimitChanged,
     RetryBudgetExhausted,
@@ -97,10 +95,11 @@ from ._spec import (
     callable_kind,
 )
 from ._status import DependencyStatus
+from ._teller import Teller
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running
 
 if TYPE_CHECKING:
-    from ._events import EventHub
+    pass
 
 # SYNC_THREADS is re-exported here for the two tests that import it from this module.
 __all__ = ("Actor", "SYNC_THREADS")
@@ -232,9 +231,10 @@ class Actor:
         self._streams: dict[Any, None] = {}
         self._simple = self._plain = False  # (derived: see _derive)
         # Given at start: the actor never reaches into the supervisor. What it decides goes
-        # out as events (_publish); ringfence's log lines are one listener of them.
+        # out as events, through its teller (attached to the hub at start).
         self._runtime: Runtime | None = None
-        self._hub: EventHub | None = None
+        self._tell = Teller(name)
+        self._publish = self._tell.publish
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
         self._with_policies: _Entry = self._attempt_closed  # bound at start (_call.py)
@@ -273,7 +273,6 @@ class Actor:
         self._ledger = Ledger()  # lifetime counts and the crash record: status()
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
-        self._pause_rejection_published = False
         self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
         # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
         # which sees the same exception next with no await in between, reuses them.
@@ -287,9 +286,7 @@ class Actor:
         # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
         self._time_all_below = _SAMPLE_ALL
         self._down: BaseException | None = None  # the crash that left it down: calls refused
-        # log throttling: one rejection event per breaker epoch / per full bulkhead spell
-        self._rejections_since_transition = 0
-        self._logged_breaker_epoch = -1
+        # one rejection event per spell of full bulkhead (the others': the teller's)
         self._bulkhead_full_logged = False
         self.hedge: Hedge | None = None  # policies.Hedge: see _set_hedge
 
@@ -313,10 +310,10 @@ class Actor:
     def start(self, runtime: Runtime, paths: Paths) -> None:
         """Attach to a running supervisor: a fresh closed breaker, accepting calls."""
         self._runtime = runtime
-        self._hub = runtime.hub
         self.closing = runtime.closing
         self._with_policies = types.MethodType(paths.with_policies, self)
         clock = self.clock = runtime.clock
+        self._tell.attach(runtime.hub, clock)
         self.rng = runtime.rng
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
         self._started = True
@@ -640,9 +637,7 @@ class Actor:
 
     def _reject_paused(self, retry_after: float) -> RateLimited:
         self._count_rejection("paused")
-        if not self._pause_rejection_published:
-            self._pause_rejection_published = True
-            self._publish(CallRejected, reason="paused", retry_after=retry_after)
+        self._tell.pause_rejected(retry_after)
         return RateLimited(self.name, retry_after)
 
     def _pause(self, seconds: float, source: str = "local") -> None:
@@ -664,7 +659,7 @@ class Actor:
 
     def _end_pause(self) -> None:
         self._paused_until = None
-        self._pause_rejection_published = False
+        self._tell.pause_ended()
         self._derive()
 
     def learned_async(self) -> None:
@@ -937,17 +932,8 @@ class Actor:
             return SupervisorClosed(self._closed_reason)
         reason = _REJECTED_BY_STATE[machine.state]
         self._count_rejection(reason)
-        self._rejections_since_transition += 1
         retry_after = machine.retry_after(now)
-        if self._logged_breaker_epoch != machine.epoch:
-            self._logged_breaker_epoch = machine.epoch
-            self._publish(
-                CallRejected,
-                at=now,
-                reason=reason,
-                state=machine.state.value,
-                retry_after=retry_after,
-            )
+        self._tell.breaker_rejected(machine.epoch, now, reason, machine.state.value, retry_after)
         # The State member is itself a str; its .value is an enum descriptor (~300 ns).
         return BreakerOpen(self.name, retry_after, machine.state)
 
@@ -964,28 +950,10 @@ class Actor:
             failed = self._fail_queued(lambda: BreakerOpen(self.name, retry_after, target.value))
             if failed:
                 self._count_rejection(_REJECTED_BY_STATE[target], failed)
-        self._publish(
-            BreakerTransition,
-            at=transition.at,
-            source=transition.source.value,
-            target=target.value,
-            reason=transition.reason,
-            break_duration=transition.break_duration,
-            rejected_since_last=self._rejections_since_transition,
-        )
-        self._rejections_since_transition = 0
+        self._tell.transition(transition)
 
     def _count_rejection(self, reason: str, n: int = 1) -> None:
         self._ledger.rejection(reason, n)
-
-    def _publish(self, event_type: type[Event], at: float | None = None, **fields: Any) -> None:
-        """Tell the event hub (and so the log) what the actor decided; *at* defaults to now."""
-        now = self.clock()
-        if at is None:
-            at = now
-        event = event_type(dependency=self.name, at=at, wall=time.time() - (now - at), **fields)
-        assert self._hub is not None  # (nothing is decided before start)
-        self._hub.publish(event)
 
     # ==========================================================================================
     # Crashes and control
