@@ -58,7 +58,7 @@ from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge, HedgeDelay
 from policies.rate_limit import RateLimit
 
-from ._chaos import wrap as wrap_chaos
+from ._chaos import Faults
 from ._errors import (
     DEQUEUED,
     AttemptTimeout,
@@ -191,11 +191,13 @@ class Actor:
         self.critical = critical
         kind = callable_kind(fn, "fn")
         self.fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
-        self._unwrapped = self.fn  # self.fn without Chaos (see _set_chaos)
-        self._chaos_policy: Chaos | None = None
         self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
+        # What makes self.fn: the function, or wrapped with Chaos while configured.
+        self._faults = Faults(
+            self.fn, self.chaos_drawn, is_async=self._is_async, stream=self.stream_only
+        )
         self.retry: Retry | None = None
         self.budget: RetryBudget | None = None
         self._max_pause = _MAX_PAUSE
@@ -670,9 +672,8 @@ class Actor:
         client that looks up its event loop when called) in the wrong thread.
         """
         if not self._is_async:
-            self.fn = self._unwrapped = awaiting(self._unwrapped)
+            self.fn = self._faults.learned_async()
             self._is_async = True
-            self._set_chaos(self._chaos_policy)
             self._derive()  # no thread left to wait for: unbounded without a bulkhead
 
     # ==========================================================================================
@@ -1063,7 +1064,7 @@ class Actor:
         if "hedge" in changes:
             self._set_hedge(changes["hedge"])
         if "chaos" in changes:
-            self._set_chaos(changes["chaos"])
+            self.fn = self._faults.inject(changes["chaos"])
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
@@ -1199,21 +1200,7 @@ class Actor:
         del self._streams[sibling]
         self._streams[stream] = None
 
-    # Fault injection (policies.Chaos): the function is wrapped only while it is configured
-
-    def _set_chaos(self, chaos: Chaos | None) -> None:
-        self._chaos_policy = chaos
-        self.fn = (
-            self._unwrapped
-            if chaos is None
-            else wrap_chaos(
-                self._unwrapped,
-                chaos,
-                self.chaos_drawn,
-                is_async=self._is_async,
-                stream=self.stream_only,
-            )
-        )
+    # Fault injection (policies.Chaos): the function is wrapped while it is configured (Faults)
 
     def chaos_drawn(self, chaos: Chaos) -> bool:
         """Whether *chaos* injects into this call: the draw, counted and published."""
