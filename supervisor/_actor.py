@@ -78,7 +78,6 @@ from ._events import (
     ChaosInjected,
     DependencyPaused,
     HedgeStarted,
-    LimitChanged,
     RetryBudgetExhausted,
     RetryScheduled,
 )
@@ -94,7 +93,7 @@ from ._spec import (
     bulkhead_size,
     callable_kind,
 )
-from ._status import DependencyStatus
+from ._status import DependencyStatus, breaker_fields
 from ._teller import Teller
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running
 
@@ -206,10 +205,8 @@ class Actor:
         self.timeout_policy: Timeout | None = None  # first_item / between_items: _stream.py
         self._bulkhead: Bulkhead | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
-        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome, and
-        # the limit a LimitChanged event last told.
+        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome.
         self._adaptive: GradientLimit | None = None
-        self._limit_told = 0
         # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
         self.fallback: Callable[..., object] | None = None
@@ -743,8 +740,7 @@ class Actor:
         """
         An outcome, as a sample of an adaptive limit (``policies.concurrency``): a new limit
         becomes the bulkhead's (``_derive``); more room goes to the queue, less is taken
-        back as slots are released (``_hand_over``). A move of more than a tenth since the
-        last one told is told (``LimitChanged``), a probe's half limit not.
+        back as slots are released (``_hand_over``). The teller says when it moved enough.
         """
         adaptive = self._adaptive
         assert adaptive is not None
@@ -753,10 +749,7 @@ class Actor:
             return
         self._derive()
         self._fill_from_queue()
-        told = self._limit_told
-        if abs(limit - told) > told / 10 and not adaptive.probing:
-            self._limit_told = limit
-            self._publish(LimitChanged, at=end, previous=told, limit=limit)
+        self._tell.limit_moved(end, limit, adaptive.probing)
 
     def _slow(self, epoch: int, end: float) -> None:
         """
@@ -1060,7 +1053,7 @@ class Actor:
                 self._adaptive = None
             elif self._adaptive is None or self._adaptive.config != adaptive:
                 self._adaptive = adaptive.machine()  # a new one starts at its initial limit
-                self._limit_told = adaptive.initial
+                self._tell.limit_set(adaptive.initial)
         if "hedge" in changes:
             self._set_hedge(changes["hedge"])
         if "chaos" in changes:
@@ -1102,17 +1095,10 @@ class Actor:
 
     def status(self) -> DependencyStatus:
         """A frozen snapshot; a blank closed one before the supervisor starts."""
-        machine = self._machine  # before start: a placeholder, closed since 0.0 (_apply)
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
-        now = self.clock() if self.accepting else self._closed_at
-        wall = time.time()
-        state, since = machine.state, machine.since
-        open_remaining = None
-        if state is _OPEN_STATE and self._started:  # (open_until is on the loop clock)
-            open_remaining = max(0.0, machine.open_until - now)
-            if self.accepting and now >= machine.open_until:
-                state = State.HALF_OPEN  # decided lazily at the next call; report it now
+        accepting = self.accepting
+        now = self.clock() if accepting else self._closed_at
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
         budget, forced, limits = self.budget, self._forced_until, self._limits
@@ -1121,24 +1107,17 @@ class Actor:
             paused_until = None
         return DependencyStatus(
             name=self.name,
-            state=state,
-            since=since,
-            consecutive_failures=machine.consecutive_failures,
             in_flight=self._in_flight,
             queued=len(self._queue),
             limit=limit if limit < sys.maxsize else None,
-            break_duration=machine.break_duration,
-            transitions=tuple(machine.transitions),
             latency=self._latency.percentiles(),
             paused_until=paused_until,
             pause_remaining=paused_until - now if paused_until is not None else 0.0,
-            open_remaining=open_remaining,
-            now=now,
-            wall=wall,
-            since_wall=wall - (now - since) if self._started else 0.0,
             budget=budget.snapshot(now) if budget is not None and self._started else None,
             rate_limit=() if limits is None else limits.available(now),
             shared_open_until=forced if forced is not None and now < forced else None,
+            # before start: a placeholder breaker, closed since 0.0 (_apply)
+            **breaker_fields(self._machine, now, started=self._started, accepting=accepting),
             **self._ledger.fields(self._calls),
         )
 

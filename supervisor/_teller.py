@@ -3,8 +3,9 @@ What a dependency's actor tells the event hub, and so the log (ringfence's log l
 listener of the events).
 
 A flood is told once: a breaker's rejections once per breaker epoch (the next transition
-says how many there were), a pause's rejections once per pause. (A bulkhead's, once per
-spell of full, is the actor's own: its flag is reset on the hot path.) Owned by its actor
+says how many there were), a pause's rejections once per pause, an adaptive limit's moves
+when more than a tenth from the last one told. (A bulkhead's rejections, once per spell of
+full, are the actor's own: its flag is reset on the hot path.) Owned by its actor
 (``Actor._tell``), attached to the supervisor's hub at start: nothing is decided before.
 """
 
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
-from ._events import BreakerTransition, CallRejected, Event
+from ._events import BreakerTransition, CallRejected, Event, LimitChanged
 
 if TYPE_CHECKING:
     from policies import Transition
@@ -28,7 +29,15 @@ __all__ = ("Teller",)
 class Teller:
     """One dependency's events: stamped with its name and time, throttled where they flood."""
 
-    __slots__ = ("_clock", "_hub", "_name", "_pause_told", "_rejected_epoch", "_rejected_since")
+    __slots__ = (
+        "_clock",
+        "_hub",
+        "_limit_told",
+        "_name",
+        "_pause_told",
+        "_rejected_epoch",
+        "_rejected_since",
+    )
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -37,6 +46,7 @@ class Teller:
         self._rejected_since = 0  # breaker rejections since the latest transition
         self._rejected_epoch = -1  # the breaker epoch whose first rejection was told
         self._pause_told = False  # the current pause's first rejection was told
+        self._limit_told = 0  # the adaptive limit a LimitChanged event last told
 
     def attach(self, hub: EventHub, clock: Callable[[], float]) -> None:
         """The supervisor started: tell *hub*, on *clock*."""
@@ -81,3 +91,15 @@ class Teller:
 
     def pause_ended(self) -> None:
         self._pause_told = False
+
+    def limit_set(self, limit: int) -> None:
+        """A new adaptive limit starts at *limit*: moves are told from there."""
+        self._limit_told = limit
+
+    def limit_moved(self, at: float, limit: int, probing: bool) -> None:
+        """The adaptive limit moved to *limit*: told when more than a tenth from the last
+        told, and not a probe's (its half limit is brief)."""
+        told = self._limit_told
+        if abs(limit - told) > told / 10 and not probing:
+            self._limit_told = limit
+            self.publish(LimitChanged, at=at, previous=told, limit=limit)
