@@ -3,9 +3,13 @@ The dependency actor: one per registered dependency, sole owner of its state.
 
 Theory of operation
 -------------------
-An actor owns a breaker machine (:mod:`policies.breaker`), lifetime counters, a latency ring,
-the bulkhead's in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and
-its crash bookkeeping. Nothing else writes them. Messages reach the actor in two ways:
+An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
+in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and what the hot
+path reads, flat on itself. Its cold concerns are small objects it owns, each written only
+by its own methods, which the actor's handlers call: the lifetime counts and crash record
+(``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
+function as calls reach it, with Chaos (``_chaos.Faults``), the rate limits
+(``_rate_limits.RateLimits``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
@@ -157,10 +161,10 @@ class Actor:
     """
     One dependency and all its state.
 
-    Ownership rule: every attribute below is read and written only by this class's methods,
-    running in the event-loop thread, one handler at a time (no handler awaits). Nothing
-    outside ``_actor.py`` mutates an actor; the supervisor reads snapshots via
-    :meth:`status`.
+    Ownership rule: every attribute below is written only by this class's methods (and the
+    sub-objects' state only by their own, called from these), running in the event-loop
+    thread, one handler at a time (no handler awaits). Nothing outside ``_actor.py`` mutates
+    an actor; the supervisor reads snapshots via :meth:`status`.
     """
 
     # Hedging (policies.Hedge): its delay's cache. A class default, set on the instance only
