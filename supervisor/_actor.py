@@ -36,7 +36,7 @@ import time
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 import anyio
 
@@ -100,9 +100,6 @@ from ._spec import (
 from ._status import DependencyStatus, breaker_fields
 from ._teller import Teller
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running
-
-if TYPE_CHECKING:
-    pass
 
 # SYNC_THREADS is re-exported here for the two tests that import it from this module.
 __all__ = ("Actor", "SYNC_THREADS")
