@@ -3,9 +3,13 @@ The dependency actor: one per registered dependency, sole owner of its state.
 
 Theory of operation
 -------------------
-An actor owns a breaker machine (:mod:`policies.breaker`), lifetime counters, a latency ring,
-the bulkhead's in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and
-its crash bookkeeping. Nothing else writes them. Messages reach the actor in two ways:
+An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
+in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and what the hot
+path reads, flat on itself. Its cold concerns are small objects it owns, each written only
+by its own methods, which the actor's handlers call: the lifetime counts and crash record
+(``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
+function as calls reach it, with Chaos (``_chaos.Faults``), the rate limits
+(``_rate_limits.RateLimits``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
@@ -30,9 +34,9 @@ import random
 import sys
 import time
 import types
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 import anyio
 
@@ -58,7 +62,7 @@ from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge, HedgeDelay
 from policies.rate_limit import RateLimit
 
-from ._chaos import wrap as wrap_chaos
+from ._chaos import Faults
 from ._errors import (
     DEQUEUED,
     AttemptTimeout,
@@ -70,21 +74,18 @@ from ._errors import (
     SupervisorClosed,
     SupervisorError,
     UnknownDependency,
-    _describe,
     all_of,
 )
 from ._events import (
     ActorCrashed,
-    BreakerTransition,
     CallRejected,
     ChaosInjected,
     DependencyPaused,
-    Event,
     HedgeStarted,
-    LimitChanged,
     RetryBudgetExhausted,
     RetryScheduled,
 )
+from ._ledger import Ledger
 from ._rate_limits import RateLimits
 from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter
 from ._spec import (
@@ -96,11 +97,9 @@ from ._spec import (
     bulkhead_size,
     callable_kind,
 )
-from ._status import DependencyStatus
+from ._status import DependencyStatus, breaker_fields
+from ._teller import Teller
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running
-
-if TYPE_CHECKING:
-    from ._events import EventHub
 
 # SYNC_THREADS is re-exported here for the two tests that import it from this module.
 __all__ = ("Actor", "SYNC_THREADS")
@@ -159,19 +158,17 @@ class Actor:
     """
     One dependency and all its state.
 
-    Ownership rule: every attribute below is read and written only by this class's methods,
-    running in the event-loop thread, one handler at a time (no handler awaits). Nothing
-    outside ``_actor.py`` mutates an actor; the supervisor reads snapshots via
-    :meth:`status`.
+    Ownership rule: every attribute below is written only by this class's methods (and the
+    sub-objects' state only by their own, called from these), running in the event-loop
+    thread, one handler at a time (no handler awaits). Nothing outside ``_actor.py`` mutates
+    an actor; the supervisor reads snapshots via :meth:`status`.
     """
 
-    # Hedging (policies.Hedge): its delay's cache and lifetime counters. Class defaults, set
-    # on the instance only once the dependency is hedged: read by hedged calls and status()
-    # only. (The policy itself, read by every call of the loop, is an instance attribute: a
-    # class attribute read through an instance is not specialised by CPython 3.11.)
+    # Hedging (policies.Hedge): its delay's cache. A class default, set on the instance only
+    # once the dependency is hedged: read by hedged calls only. (The policy itself, read by
+    # every call of the loop, is an instance attribute: a class attribute read through an
+    # instance is not specialised by CPython 3.11.)
     _hedge_delay: HedgeDelay | None = None
-    _hedges = 0
-    _hedge_wins = 0
 
     def __init__(
         self,
@@ -194,11 +191,13 @@ class Actor:
         self.critical = critical
         kind = callable_kind(fn, "fn")
         self.fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
-        self._unwrapped = self.fn  # self.fn without Chaos (see _set_chaos)
-        self._chaos_policy: Chaos | None = None
         self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
+        # What makes self.fn: the function, or wrapped with Chaos while configured.
+        self._faults = Faults(
+            self.fn, self.chaos_drawn, is_async=self._is_async, stream=self.stream_only
+        )
         self.retry: Retry | None = None
         self.budget: RetryBudget | None = None
         self._max_pause = _MAX_PAUSE
@@ -207,10 +206,8 @@ class Actor:
         self.timeout_policy: Timeout | None = None  # first_item / between_items: _stream.py
         self._bulkhead: Bulkhead | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
-        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome, and
-        # the limit a LimitChanged event last told.
+        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome.
         self._adaptive: GradientLimit | None = None
-        self._limit_told = 0
         # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
         self.fallback: Callable[..., object] | None = None
@@ -234,9 +231,10 @@ class Actor:
         self._streams: dict[Any, None] = {}
         self._simple = self._plain = False  # (derived: see _derive)
         # Given at start: the actor never reaches into the supervisor. What it decides goes
-        # out as events (_publish); ringfence's log lines are one listener of them.
+        # out as events, through its teller (attached to the hub at start).
         self._runtime: Runtime | None = None
-        self._hub: EventHub | None = None
+        self._tell = Teller(name)
+        self._publish = self._tell.publish
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
         self._with_policies: _Entry = self._attempt_closed  # bound at start (_call.py)
@@ -272,27 +270,14 @@ class Actor:
         self._wake: Callable[[Waiter], None] = _not_started
         self._wait_on: Callable[[Waiter], Any] = _not_started
         self._mailbox: Mailbox | None = None  # control messages (made at start)
-        # lifetime counters
-        self._failures = 0
-        self._rejected = 0
-        self._rejected_by: dict[str, int] = {}  # reason -> count; adds up to _rejected
-        self._retries = 0
-        self._fallbacks = 0
-        self._ignored = 0  # exceptions the breaker did not record (a 400, a 429)
-        self._cut_offs = 0  # attempts the call's total deadline cut off
-        self._result_retries = 0  # retries of a result (retry_on_result), not of an error
-        self._chaos: dict[str, int] = {}  # what Chaos injected (error, latency, result) -> count
-        self._transitions_to: dict[str, int] = {}  # target state -> lifetime count
+        self._ledger = Ledger()  # lifetime counts and the crash record: status()
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
-        self._pause_rejection_published = False
         self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
         # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
         # which sees the same exception next with no await in between, reuses them.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
-        self._slow_calls = 0
-        self._errors: dict[str, int] = {}
         # Attempts that ended with an outcome (success, failure, ignored): status().calls.
         self._calls = 0
         # A sample of their latencies (call_start says which): status().latency.
@@ -300,14 +285,8 @@ class Actor:
         self._latency_ring = self._latency.ring  # inlined LatencyWindow.record on the hot path
         # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
         self._time_all_below = _SAMPLE_ALL
-        # crash bookkeeping
-        self._crash_times: deque[float] = deque()
-        self._restarts = 0
-        self._crash: str | None = None
-        self._down: BaseException | None = None
-        # log throttling: one rejection event per breaker epoch / per full bulkhead spell
-        self._rejections_since_transition = 0
-        self._logged_breaker_epoch = -1
+        self._down: BaseException | None = None  # the crash that left it down: calls refused
+        # one rejection event per spell of full bulkhead (the others': the teller's)
         self._bulkhead_full_logged = False
         self.hedge: Hedge | None = None  # policies.Hedge: see _set_hedge
 
@@ -331,10 +310,10 @@ class Actor:
     def start(self, runtime: Runtime, paths: Paths) -> None:
         """Attach to a running supervisor: a fresh closed breaker, accepting calls."""
         self._runtime = runtime
-        self._hub = runtime.hub
         self.closing = runtime.closing
         self._with_policies = types.MethodType(paths.with_policies, self)
         clock = self.clock = runtime.clock
+        self._tell.attach(runtime.hub, clock)
         self.rng = runtime.rng
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
         self._started = True
@@ -400,9 +379,7 @@ class Actor:
     ) -> None:
         """A retry will follow attempt *attempt* after *delay* (of an *error*, with its HTTP
         *status* if it has one, or a result)."""
-        self._retries += 1
-        if error is None:
-            self._result_retries += 1
+        self._ledger.retry(of_result=error is None)
         self._publish(RetryScheduled, attempt=attempt, delay=delay, error=error, status=status)
 
     def budget_refused(self, attempt: int, error: str) -> None:
@@ -411,7 +388,7 @@ class Actor:
 
     def fell_back(self) -> None:
         """The fallback answers this call (or stream)."""
-        self._fallbacks += 1
+        self._ledger.fallback()
 
     # -- one attempt ----------------------------------------------------------------------------
 
@@ -660,9 +637,7 @@ class Actor:
 
     def _reject_paused(self, retry_after: float) -> RateLimited:
         self._count_rejection("paused")
-        if not self._pause_rejection_published:
-            self._pause_rejection_published = True
-            self._publish(CallRejected, reason="paused", retry_after=retry_after)
+        self._tell.pause_rejected(retry_after)
         return RateLimited(self.name, retry_after)
 
     def _pause(self, seconds: float, source: str = "local") -> None:
@@ -684,7 +659,7 @@ class Actor:
 
     def _end_pause(self) -> None:
         self._paused_until = None
-        self._pause_rejection_published = False
+        self._tell.pause_ended()
         self._derive()
 
     def learned_async(self) -> None:
@@ -695,9 +670,8 @@ class Actor:
         client that looks up its event loop when called) in the wrong thread.
         """
         if not self._is_async:
-            self.fn = self._unwrapped = awaiting(self._unwrapped)
+            self.fn = self._faults.learned_async()
             self._is_async = True
-            self._set_chaos(self._chaos_policy)
             self._derive()  # no thread left to wait for: unbounded without a bulkhead
 
     # ==========================================================================================
@@ -771,8 +745,7 @@ class Actor:
         """
         An outcome, as a sample of an adaptive limit (``policies.concurrency``): a new limit
         becomes the bulkhead's (``_derive``); more room goes to the queue, less is taken
-        back as slots are released (``_hand_over``). A move of more than a tenth since the
-        last one told is told (``LimitChanged``), a probe's half limit not.
+        back as slots are released (``_hand_over``). The teller says when it moved enough.
         """
         adaptive = self._adaptive
         assert adaptive is not None
@@ -781,10 +754,7 @@ class Actor:
             return
         self._derive()
         self._fill_from_queue()
-        told = self._limit_told
-        if abs(limit - told) > told / 10 and not adaptive.probing:
-            self._limit_told = limit
-            self._publish(LimitChanged, at=end, previous=told, limit=limit)
+        self._tell.limit_moved(end, limit, adaptive.probing)
 
     def _slow(self, epoch: int, end: float) -> None:
         """
@@ -792,8 +762,7 @@ class Actor:
         once per call: when it crosses ``slow_call`` while running (:meth:`crossed_slow`),
         or, if it ended before its timer could fire, by the success it ends with.
         """
-        self._failures += 1
-        self._slow_calls += 1
+        self._ledger.failure(slow=True)
         self._report(epoch, end, True)
 
     def watch_slow(self, running: Running, start: float) -> None:
@@ -820,8 +789,7 @@ class Actor:
     def _failed(
         self, epoch: int, exc: Exception, start: float, end: float, slow: bool = False
     ) -> None:
-        name = type(exc).__name__
-        self._errors[name] = self._errors.get(name, 0) + 1
+        self._ledger.error(type(exc).__name__)
         self._call_ended(start, end)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = all_of(exc, _REJECTIONS)
@@ -837,12 +805,12 @@ class Actor:
             self._sample(start, end, dropped=dropped)
         failed = None if rejected else self._breaker_config.is_failure(exc, kind)
         if not failed and not slow:  # an error, not the dependency's failure (a 400, a 429)
-            self._ignored += 1
+            self._ledger.ignore()
         if failed is None or slow:  # ignored, or counted already (crossed_slow)
             self.released(epoch)
             return
         if failed:
-            self._failures += 1
+            self._ledger.failure()
         self._report(epoch, end, failed)
 
     def ended_with(
@@ -903,7 +871,7 @@ class Actor:
         if why == TIMEOUT:
             self._failed(epoch, error, start, end, slow)
         elif why == DEADLINE:  # it reached the dependency: counted, but not as its failure
-            self._cut_offs += 1
+            self._ledger.cut_off()
             self._no_outcome(epoch, start, end, slow)
         else:
             self._no_outcome(epoch, start, end, slow)
@@ -963,24 +931,15 @@ class Actor:
             return SupervisorClosed(self._closed_reason)
         reason = _REJECTED_BY_STATE[machine.state]
         self._count_rejection(reason)
-        self._rejections_since_transition += 1
         retry_after = machine.retry_after(now)
-        if self._logged_breaker_epoch != machine.epoch:
-            self._logged_breaker_epoch = machine.epoch
-            self._publish(
-                CallRejected,
-                at=now,
-                reason=reason,
-                state=machine.state.value,
-                retry_after=retry_after,
-            )
+        self._tell.breaker_rejected(machine.epoch, now, reason, machine.state.value, retry_after)
         # The State member is itself a str; its .value is an enum descriptor (~300 ns).
         return BreakerOpen(self.name, retry_after, machine.state)
 
     def _on_transition(self, transition: _Transition) -> None:
         """Listener the breaker machine calls after every state change."""
         target = transition.target
-        self._transitions_to[target.value] = self._transitions_to.get(target.value, 0) + 1
+        self._ledger.transition(target.value)
         if target is _OPEN_STATE or target is _ISOLATED_STATE:
             # Queued callers fail at once when the breaker opens (guarantee 10).
             if target is _ISOLATED_STATE:
@@ -990,29 +949,10 @@ class Actor:
             failed = self._fail_queued(lambda: BreakerOpen(self.name, retry_after, target.value))
             if failed:
                 self._count_rejection(_REJECTED_BY_STATE[target], failed)
-        self._publish(
-            BreakerTransition,
-            at=transition.at,
-            source=transition.source.value,
-            target=target.value,
-            reason=transition.reason,
-            break_duration=transition.break_duration,
-            rejected_since_last=self._rejections_since_transition,
-        )
-        self._rejections_since_transition = 0
+        self._tell.transition(transition)
 
     def _count_rejection(self, reason: str, n: int = 1) -> None:
-        self._rejected += n
-        self._rejected_by[reason] = self._rejected_by.get(reason, 0) + n
-
-    def _publish(self, event_type: type[Event], at: float | None = None, **fields: Any) -> None:
-        """Tell the event hub (and so the log) what the actor decided; *at* defaults to now."""
-        now = self.clock()
-        if at is None:
-            at = now
-        event = event_type(dependency=self.name, at=at, wall=time.time() - (now - at), **fields)
-        assert self._hub is not None  # (nothing is decided before start)
-        self._hub.publish(event)
+        self._ledger.rejection(reason, n)
 
     # ==========================================================================================
     # Crashes and control
@@ -1021,10 +961,10 @@ class Actor:
         """The actor's state can no longer be trusted: restart it, or give up (guarantee 15)."""
         now = self.clock()
         assert self._runtime is not None
-        down = not self._runtime.may_restart(self._crash_times, now)
-        self._crash = _describe(crash)  # the crash's __str__ is user code: it may raise
+        ledger = self._ledger
+        down = ledger.crashed(crash, now, self._runtime.may_restart)
         self._publish(
-            ActorCrashed, at=now, error=type(crash).__name__, restarts=self._restarts, down=down
+            ActorCrashed, at=now, error=type(crash).__name__, restarts=ledger.restarts, down=down
         )
         error = DependencyCrashed(self.name, crash, down=down)
         self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down))
@@ -1033,7 +973,7 @@ class Actor:
             self._down = crash
             machine.isolate(now, "crashed")
         else:
-            self._restarts += 1
+            ledger.restarted()
         return error
 
     async def control(self, op: str, reason: str) -> _Transition:
@@ -1118,11 +1058,11 @@ class Actor:
                 self._adaptive = None
             elif self._adaptive is None or self._adaptive.config != adaptive:
                 self._adaptive = adaptive.machine()  # a new one starts at its initial limit
-                self._limit_told = adaptive.initial
+                self._tell.limit_set(adaptive.initial)
         if "hedge" in changes:
             self._set_hedge(changes["hedge"])
         if "chaos" in changes:
-            self._set_chaos(changes["chaos"])
+            self.fn = self._faults.inject(changes["chaos"])
         if "breaker" in changes:
             breaker: Breaker | None = changes["breaker"]
             config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
@@ -1160,72 +1100,30 @@ class Actor:
 
     def status(self) -> DependencyStatus:
         """A frozen snapshot; a blank closed one before the supervisor starts."""
-        machine = self._machine  # before start: a placeholder, closed since 0.0 (_apply)
-        state = machine.state
-        if state is _OPEN_STATE and self.accepting and self.clock() >= machine.open_until:
-            state = State.HALF_OPEN  # decided lazily at the next call; report it now
-        since = machine.since
-        calls = self._calls
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
-        now = self.clock() if self.accepting else self._closed_at
-        wall = time.time()
-        open_remaining = None
-        if machine.state is _OPEN_STATE and self._started:  # (open_until is on the loop clock)
-            open_remaining = max(0.0, machine.open_until - now)
+        accepting = self.accepting
+        now = self.clock() if accepting else self._closed_at
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
         budget, forced, limits = self.budget, self._forced_until, self._limits
         paused_until, limit = self._paused_until, self._max_concurrent
         if paused_until is not None and now >= paused_until:
             paused_until = None
-        # What callers got, from the attempts' counts: a retry follows exactly one attempt
-        # (of an error or a result) and makes another; a fallback answers exactly one failed
-        # attempt. Calls cancelled or cut off by shutdown are in none of these.
-        errors = dict(self._errors)
-        counted_errors = sum(errors.values())
-        raised_attempts = counted_errors + self._rejected + self._cut_offs
-        retries, result_retries, fallbacks = self._retries, self._result_retries, self._fallbacks
         return DependencyStatus(
             name=self.name,
-            state=state,
-            since=since,
-            consecutive_failures=machine.consecutive_failures,
-            calls=calls,
-            failures=self._failures,
-            rejected=self._rejected,
-            failure_rate=self._failures / calls if calls else 0.0,
             in_flight=self._in_flight,
             queued=len(self._queue),
             limit=limit if limit < sys.maxsize else None,
-            break_duration=machine.break_duration,
-            transitions=tuple(machine.transitions),
-            errors=errors,
             latency=self._latency.percentiles(),
-            slow_calls=self._slow_calls,
-            restarts=self._restarts,
-            crash=self._crash,
-            retries=retries,
-            fallbacks=fallbacks,
-            ignored=self._ignored,
-            cut_off=self._cut_offs,
-            requests=calls + self._rejected + self._cut_offs - retries,
-            successes=calls - counted_errors - result_retries,
-            raised=raised_attempts - (retries - result_retries) - fallbacks,
-            chaos=dict(self._chaos),
-            rejected_by=dict(self._rejected_by),
             paused_until=paused_until,
             pause_remaining=paused_until - now if paused_until is not None else 0.0,
-            open_remaining=open_remaining,
-            now=now,
-            wall=wall,
-            since_wall=wall - (now - since) if self._started else 0.0,
-            transitions_total=dict(self._transitions_to),
             budget=budget.snapshot(now) if budget is not None and self._started else None,
             rate_limit=() if limits is None else limits.available(now),
             shared_open_until=forced if forced is not None and now < forced else None,
-            hedges=self._hedges,
-            hedge_wins=self._hedge_wins,
+            # before start: a placeholder breaker, closed since 0.0 (_apply)
+            **breaker_fields(self._machine, now, started=self._started, accepting=accepting),
+            **self._ledger.fields(self._calls),
         )
 
     # ==========================================================================================
@@ -1273,42 +1171,27 @@ class Actor:
         budget = self.budget
         if budget is not None and not budget.try_retry(now):
             return False
-        self._hedges += 1
+        self._ledger.hedge()
         self._publish(HedgeStarted, at=now, attempt=attempt, hedge=hedge, delay=delay)
         return True
 
     def hedge_won(self) -> None:
         """A hedge, not the attempt it raced, answered the call."""
-        self._hedge_wins += 1
+        self._ledger.hedge_won()
 
     def adopt_stream(self, sibling: object, stream: object) -> None:
         """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
         del self._streams[sibling]
         self._streams[stream] = None
 
-    # Fault injection (policies.Chaos): the function is wrapped only while it is configured
-
-    def _set_chaos(self, chaos: Chaos | None) -> None:
-        self._chaos_policy = chaos
-        self.fn = (
-            self._unwrapped
-            if chaos is None
-            else wrap_chaos(
-                self._unwrapped,
-                chaos,
-                self.chaos_drawn,
-                is_async=self._is_async,
-                stream=self.stream_only,
-            )
-        )
+    # Fault injection (policies.Chaos): the function is wrapped while it is configured (Faults)
 
     def chaos_drawn(self, chaos: Chaos) -> bool:
         """Whether *chaos* injects into this call: the draw, counted and published."""
         if not chaos.draw(self.rng):
             return False
         injected = chaos.injects()
-        for kind in injected:
-            self._chaos[kind] = self._chaos.get(kind, 0) + 1
+        self._ledger.injected(injected)
         error = chaos.error
         self._publish(
             ChaosInjected,

@@ -8,14 +8,26 @@ call to ``status()`` builds a new immutable record.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping
-from typing import final
+from typing import TYPE_CHECKING, Any, final
 
 import attrs
 
 from policies import BudgetStatus, Percentiles, State, Transition
 
-__all__ = ("DependencyStatus", "Health", "HealthStatus", "State", "Transition", "Percentiles")
+if TYPE_CHECKING:
+    from policies import CircuitBreaker
+
+__all__ = (
+    "DependencyStatus",
+    "Health",
+    "HealthStatus",
+    "State",
+    "Transition",
+    "Percentiles",
+    "breaker_fields",
+)
 
 
 @final
@@ -177,6 +189,34 @@ class DependencyStatus:
             ):
                 data[key] = None if value != value else str(value)
         return data
+
+
+def breaker_fields(
+    machine: CircuitBreaker, now: float, *, started: bool, accepting: bool
+) -> dict[str, Any]:
+    """
+    :class:`DependencyStatus`'s fields of a breaker *machine* at *now* (the loop clock, or the
+    moment the supervisor left), and of the moment: ``now``, ``wall``. Before the supervisor
+    started (*started* false) nothing is timed yet.
+    """
+    wall = time.time()
+    state, since = machine.state, machine.since
+    open_remaining = None
+    if state is State.OPEN and started:  # (open_until is on the loop clock)
+        open_remaining = max(0.0, machine.open_until - now)
+        if accepting and now >= machine.open_until:
+            state = State.HALF_OPEN  # decided lazily at the next call; report it now
+    return {
+        "state": state,
+        "since": since,
+        "consecutive_failures": machine.consecutive_failures,
+        "break_duration": machine.break_duration,
+        "transitions": tuple(machine.transitions),
+        "open_remaining": open_remaining,
+        "now": now,
+        "wall": wall,
+        "since_wall": wall - (now - since) if started else 0.0,
+    }
 
 
 class HealthStatus(enum.StrEnum):
