@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,8 +10,8 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from policies import Breaker, Bulkhead, Priority
-from supervisor import BreakerOpen, BulkheadFull, Supervisor
+from policies import Breaker, Bulkhead, Priority, RateLimit
+from supervisor import BreakerOpen, BulkheadFull, RateLimited, Supervisor
 
 from .conftest import Fake, Gate, guard
 
@@ -276,3 +277,48 @@ async def test_a_priority_block_outside_calls_is_harmless_and_nests(sup: Supervi
     with sup.priority(DEFAULT):  # and after it left
         pass
     assert sup.status("dep").calls == 1
+
+
+async def test_a_rate_limit_reserve_is_kept_from_sheddable_calls(sup: Supervisor) -> None:
+    """RateLimit(reserve=0.2): sheddable calls stop at 8 of 10; higher ones take the last 2."""
+    fake = Fake()
+    sup.register("dep", fake, rate_limit=RateLimit(10, per=3600, reserve=0.2))
+    with guard():
+        async with sup:
+            with sup.priority(SHEDDABLE):
+                for _ in range(8):
+                    await sup.call("dep")
+                with pytest.raises(RateLimited):
+                    await sup.call("dep")
+            await sup.call("dep")  # DEFAULT: above the lowest
+            with sup.priority(CRITICAL):
+                await sup.call("dep")
+                with pytest.raises(RateLimited):
+                    await sup.call("dep")  # the limit itself is spent
+    status = sup.status("dep")
+    assert fake.count == 10
+    assert status.rejected_by_priority == {"sheddable": 1, "critical": 1}
+    assert status.rejected_by == {"rate_limited": 2}
+
+
+async def test_a_sheddable_call_waits_out_the_reserve_and_gives_it_back_when_cancelled(
+    sup: Supervisor,
+) -> None:
+    """A sheddable wait for the reserve is a turn like any: cancelled, it is given back."""
+    fake = Fake()
+    limit = RateLimit(10, per=1.0, reserve=0.5, max_wait=math.inf)
+    sup.register("dep", fake, rate_limit=limit)
+    with guard():
+        async with sup:
+            with sup.priority(CRITICAL):
+                for _ in range(5):
+                    await sup.call("dep")  # 5 of 10 taken: the reserve is all that is left
+            with anyio.CancelScope() as scope, sup.priority(SHEDDABLE):
+                scope.cancel()  # (cancelled at its first wait: the reserve's)
+                await sup.call("dep")
+            assert fake.count == 5
+            left = sup.status("dep").rate_limit[0]
+            assert left == pytest.approx(5.0, abs=0.5)  # given back (what drained meanwhile)
+            with sup.priority(SHEDDABLE):
+                await sup.call("dep")  # waits until one unit drained: 0.1 s
+    assert fake.count == 6
