@@ -322,3 +322,48 @@ async def test_a_sheddable_call_waits_out_the_reserve_and_gives_it_back_when_can
             with sup.priority(SHEDDABLE):
                 await sup.call("dep")  # waits until one unit drained: 0.1 s
     assert fake.count == 6
+
+
+async def test_the_priority_flows_into_tasks_started_in_the_block(sup: Supervisor) -> None:
+    """Tasks started inside a block inherit its level (a context variable): they go first."""
+    gate = Gate()
+    fake = Fake(gate)
+    outcomes: dict[str, str] = {}
+    call = _caller(sup, outcomes)
+    sup.register("dep", fake, bulkhead=Bulkhead(max_concurrent=1, max_queued=1))
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            await _arrive(tg, call, ("first", None), ("d1", None))
+            with sup.priority(CRITICAL):
+                tg.start_soon(call, "inherited", None)  # no block of its own
+            await wait_all_tasks_blocked()
+            assert outcomes == {"d1": "full"}
+            gate.open()
+    assert [args[0] for args, _ in fake.calls] == ["first", "inherited"]
+
+
+async def test_a_displaced_call_goes_to_its_fallback(sup: Supervisor) -> None:
+    gate = Gate()
+    fake = Fake(gate)
+    answers: dict[str, object] = {}
+
+    async def call(label: str, level: int) -> None:
+        with sup.priority(level):
+            answers[label] = await sup.call("dep", label)
+
+    sup.register(
+        "dep",
+        fake,
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=1),
+        fallback=lambda error, label: f"fallback for {label}: {type(error).__name__}",
+    )
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            for label, level in (("first", DEFAULT), ("s", SHEDDABLE), ("c", CRITICAL)):
+                tg.start_soon(call, label, level)
+                await wait_all_tasks_blocked()
+            assert answers == {"s": "fallback for s: BulkheadFull"}
+            gate.open()
+    assert answers == {"s": "fallback for s: BulkheadFull", "first": "ok", "c": "ok"}
+    status = sup.status("dep")
+    assert (status.fallbacks, status.rejected_by_priority) == (1, {"sheddable": 1})
