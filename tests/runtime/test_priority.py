@@ -50,7 +50,7 @@ async def _arrive(tg: Any, call: Callable[..., Awaitable[None]], *calls: tuple[s
 
 
 async def test_free_slots_go_to_the_highest_priority_first_fifo_within_a_level(
-    sup: Supervisor,
+    sup: Supervisor, each_path: str
 ) -> None:
     gate = Gate()
     fake = Fake(gate)
@@ -80,7 +80,9 @@ async def test_free_slots_go_to_the_highest_priority_first_fifo_within_a_level(
     assert sup.status("dep").rejected_by_priority == {}
 
 
-async def test_a_full_queue_sheds_the_newest_lowest_priority_call(sup: Supervisor) -> None:
+async def test_a_full_queue_sheds_the_newest_lowest_priority_call(
+    sup: Supervisor, each_path: str
+) -> None:
     """
     A higher-priority arrival takes the place of the newest call of the lowest level
     queued, which gets BulkheadFull at once; equals never displace each other.
@@ -113,7 +115,7 @@ async def test_a_full_queue_sheds_the_newest_lowest_priority_call(sup: Superviso
 
 
 async def test_an_overloaded_dependency_serves_critical_calls_and_sheds_sheddable_ones(
-    sup: Supervisor,
+    sup: Supervisor, each_path: str
 ) -> None:
     """
     Rounds of overload: each round, two slots and a queue of four meet eight sheddable
