@@ -33,6 +33,7 @@ from .chaos import Chaos
 from .classify import Classifier, ErrorClassifier, ErrorKind, Matcher, classify, retry_after
 from .concurrency import AdaptiveLimit, GradientLimit
 from .hedge import Hedge, HedgeDelay, Quantile
+from .priority import Priority
 from .rate_limit import CostFunction, RateLimit, RateLimiter, Refusal, SettleFunction, reserve_all
 from .retry import ResultPredicate, Retry, RetryPredicate
 from .timeout import Timeout
@@ -51,6 +52,7 @@ __all__ = (
     "Hedge",
     "Quantile",
     "Chaos",
+    "Priority",
     # errors of real clients
     "ErrorKind",
     "classify",

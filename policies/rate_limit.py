@@ -115,6 +115,7 @@ from typing import Final, TypeAlias, TypeVar, final
 import attrs
 
 from ._validators import check_derived, number, optional_number, seconds
+from .priority import LOWEST, reserve_headroom
 
 __all__ = (
     "CostFunction",
@@ -123,6 +124,7 @@ __all__ = (
     "Refusal",
     "SettleFunction",
     "reserve_all",
+    "reserve_sheddable",
 )
 
 _T = TypeVar("_T")
@@ -194,6 +196,12 @@ class RateLimit:
             tokens, say); ``None`` means every call costs 1.
         settle: ``settle(result) -> float``, the call's real cost once its result is known;
             the difference from ``cost`` is charged or refunded (``None``: keep the estimate).
+        reserve: the share of ``burst`` kept for calls above the lowest priority, from 0
+            (the default: none) to below 1. A call of ``Priority.SHEDDABLE``
+            (``supervisor.priority``) never takes the last ``reserve * burst`` units: it
+            waits (within ``max_wait``) or is refused until it leaves them; a call that
+            costs more than what is left above the reserve goes only from an otherwise empty
+            bucket. Applied by local limits (not yet by ``shared=`` ones).
 
     Over any ``per`` seconds at most ``rate + burst`` units start (``burst + rate * L / per``
     over any ``L`` seconds): a full bucket plus what refills meanwhile.
@@ -218,11 +226,18 @@ class RateLimit:
     settle: SettleFunction | None = attrs.field(
         default=None, kw_only=True, validator=_check_callable("(result) -> float")
     )
+    reserve: float = attrs.field(default=0.0, kw_only=True, validator=number(ge=0, le=1))
 
     def __attrs_post_init__(self) -> None:
         # The machine's own arithmetic (RateLimiter.__init__), checked once here: a T of inf
         # or 0 made every level NaN, and a NaN level admits every call (issue 16, item 3,
         # defect 9). A burst whose refill time overflows would turn waits into inf.
+        if self.reserve == 1:
+            msg = (
+                "'reserve' must be below 1 (a share of the burst kept for higher priorities),"
+                f" got {self.reserve!r}: all of it would leave sheddable calls nothing"
+            )
+            raise ValueError(msg)
         rate, per = self.rate, self.per
         check_derived(
             "'per' / 'rate' (seconds per unit of cost)", per / rate, f"{per!r} / {rate!r}"
@@ -601,3 +616,56 @@ def reserve_all(
         if charged is not None:
             charged.append(charge)
     return wait
+
+
+def reserve_sheddable(
+    limiters: Sequence[RateLimiter],
+    now: float,
+    costs: Sequence[float],
+    max_wait: float = _INF,
+    charged: list[float] | None = None,
+) -> float | Refusal:
+    """
+    :func:`reserve_all` for a call of the lowest priority (``Priority.SHEDDABLE``): at its
+    start, every limit with a ``reserve`` still has that share of its burst free
+    (``policies.priority.reserve_headroom``: never less room than the call's own cost).
+
+    The call first waits until each such limit's bucket leaves its reserve, ``ahead``
+    seconds (the longest of them), then takes its turns as :func:`reserve_all` would at
+    ``now + ahead`` (rule 5: any ``now``), so the schedule and the guarantee of rule 4 are
+    the same, the sheddable call only later. ``ahead`` counts against *max_wait* and the
+    reserving limit's ``max_wait``; the rest against each limit's own, as in
+    :func:`reserve_all`. No turn is final: a wait may be cancelled, and it is given back
+    like any other (``charged``, ``last_turn``).
+
+    Returns:
+        The seconds to wait in all, or a :class:`Refusal` (nothing taken anywhere).
+    """
+    ahead = 0.0
+    keeper = -1
+    i = -1
+    for limiter, cost in zip(limiters, costs):  # noqa: B905 (reserve_all checks the lengths)
+        i += 1
+        share = limiter.config.reserve
+        if share <= 0.0:
+            continue
+        cost = _valid_cost("cost", cost)
+        if cost > limiter._burst:  # never (rule 3): reserve_all refuses it so
+            return reserve_all(limiters, now, costs, max_wait, charged)
+        headroom = reserve_headroom(limiter._burst, share, LOWEST, cost)
+        wait = (limiter._level_at(now) + cost - headroom) * limiter._interval
+        if wait > ahead:
+            ahead, keeper = wait, i
+    if ahead <= _RESOLUTION:
+        return reserve_all(limiters, now, costs, max_wait, charged)
+    limit = limiters[keeper].config
+    if not (ahead <= max_wait and ahead <= limit.max_wait and ahead < _INF):
+        return Refusal(retry_after=ahead if ahead < _INF else _FLOAT_MAX, limit=limit, index=keeper)
+    result = reserve_all(limiters, now + ahead, costs, max_wait - ahead, charged)
+    if isinstance(result, Refusal):
+        return Refusal(
+            retry_after=min(ahead + result.retry_after, _FLOAT_MAX),
+            limit=result.limit,
+            index=result.index,
+        )
+    return ahead + result

@@ -34,7 +34,6 @@ import random
 import sys
 import time
 import types
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar, final
 
@@ -60,6 +59,7 @@ from policies.chaos import Chaos
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge, HedgeDelay
+from policies.priority import PriorityQueue, level_name
 from policies.rate_limit import RateLimit
 
 from ._chaos import Faults
@@ -246,7 +246,7 @@ class Actor:
         self.rng: random.Random = random.Random()
         self._started = False
         self._in_flight = 0
-        self._queue: OrderedDict[Waiter, None] = OrderedDict()
+        self._queue: PriorityQueue[Waiter] = PriorityQueue()  # waiter -> its priority level
         self._running: dict[Running, None] = {}
         # The fast path's attempts: task -> its cancelling() at the start; those shutdown cut.
         self._tasks: dict[asyncio.Task[Any], int] = {}
@@ -486,13 +486,21 @@ class Actor:
         return crashed
 
     def _reject_bulkhead(
-        self, machine: CircuitBreaker, epoch: int
+        self, machine: CircuitBreaker, epoch: int, level: int
     ) -> BulkheadFull | SupervisorClosed:
-        """Admission, bulkhead part, when every slot and queue place is taken."""
+        """
+        Admission, bulkhead part, when every slot and queue place is taken and the call, of
+        priority *level*, displaces nobody (``_make_room``); also the error of a displaced one.
+        """
         machine.on_cancel(epoch)
         if not self.accepting:  # closed: see close()
             return SupervisorClosed(self._closed_reason)
+        return self._bulkhead_full(level)
+
+    def _bulkhead_full(self, level: int) -> BulkheadFull:
+        """A call of priority *level* turned away by the full bulkhead: counted, told once."""
         self._count_rejection("bulkhead_full")
+        self._count_priority(level)
         if not self._bulkhead_full_logged:
             self._bulkhead_full_logged = True
             self._publish(
@@ -524,8 +532,14 @@ class Actor:
             limits, turns = admitted
             limits.settle(self.clock(), args, kwargs, result, turns)
 
-    def _reject_rate_limited(self, retry_after: float) -> RateLimited:
+    def _count_priority(self, level: int) -> None:
+        """A call of priority *level* refused a slot or a rate-limit turn (status, metrics)."""
+        self._ledger.priority_rejection(level_name(level))
+
+    def _reject_rate_limited(self, retry_after: float, level: int) -> RateLimited:
+        """A call of priority *level* refused a rate-limit turn."""
         self._count_rejection("rate_limited")
+        self._count_priority(level)
         return RateLimited(self.name, retry_after)
 
     def _derive(self) -> None:
@@ -694,13 +708,14 @@ class Actor:
 
     def _hand_over(self) -> None:
         """
-        A freed slot passes straight to the oldest waiter (FIFO), which wakes; unless an
-        adaptive limit shrank below the calls running: then the slot goes.
+        A freed slot passes straight to the next waiter, which wakes: the oldest of the
+        highest priority waiting (``PriorityQueue.pop_next``; FIFO when all are equal);
+        unless an adaptive limit shrank below the calls running: then the slot goes.
         """
         if self._in_flight > self._max_concurrent:
             self._in_flight -= 1
             return
-        waiter, _ = self._queue.popitem(last=False)
+        waiter = self._queue.pop_next()
         waiter.granted = True
         self._wake(waiter)
 
@@ -901,27 +916,41 @@ class Actor:
         """Shutdown cut off the fast path's attempt running in *task* (no Running record)."""
         self._cut_tasks[task] = CLOSED
 
-    def _enqueue(self) -> Waiter:
-        """A place at the end of the bulkhead's queue (FIFO)."""
+    def _enqueue(self, level: int) -> Waiter:
+        """A place at the end of the bulkhead's queue, among the calls of priority *level*."""
         waiter = self._new_waiter()
-        self._queue[waiter] = None
+        self._queue.push(waiter, level)
         return waiter
 
+    def _make_room(self, level: int) -> bool:
+        """
+        The queue is full and a call of priority *level* arrives: the lowest-priority call
+        waiting, the newest of its level, gives its place up if it is below *level*
+        (``PriorityQueue.victim``): it wakes to ``BulkheadFull`` (counted at its own level),
+        and the caller may queue. False: nobody below *level* waits; the caller is refused.
+        """
+        queue = self._queue
+        victim = queue.victim(level)
+        if victim is None:
+            return False
+        victim_level = queue[victim]
+        queue.remove(victim)
+        victim.error = self._bulkhead_full(victim_level)
+        self._wake(victim)
+        return True
+
     def _leave_queue(self, waiter: Waiter, epoch: int) -> None:
-        if waiter in self._queue:
-            del self._queue[waiter]
-        elif waiter.granted:  # granted, then cancelled before it could run: pass it on
+        if not self._queue.remove(waiter) and waiter.granted:
+            # granted, then cancelled before it could run: pass it on
             self.release_slot()
         self.released(epoch)
 
     def _fail_queued(self, error: Callable[[], SupervisorError]) -> int:
-        queue = self._queue
-        failed = len(queue)
-        while queue:
-            waiter, _ = queue.popitem(last=False)
+        waiters = self._queue.drain()
+        for waiter in waiters:
             waiter.error = error()
             self._wake(waiter)
-        return failed
+        return len(waiters)
 
     def _reject_breaker(
         self, machine: CircuitBreaker, now: float
@@ -1013,7 +1042,7 @@ class Actor:
         self._fill_from_queue()
 
     def _fill_from_queue(self) -> None:
-        """More room now (a larger bulkhead): hand it to the queue, oldest first."""
+        """More room now (a larger bulkhead): hand it to the queue, highest priority first."""
         while self._queue and self._in_flight < self._max_concurrent:
             self._in_flight += 1
             self.release_slot()

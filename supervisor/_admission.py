@@ -23,6 +23,7 @@ import anyio
 
 from policies.rate_limit import Refusal, reserve_all
 
+from . import _priority
 from ._actor import Actor
 from ._errors import DEQUEUED, DeadlineExceeded, SupervisorClosed, SupervisorError
 
@@ -142,7 +143,7 @@ async def admit_slow(
             machine.on_cancel(epoch)
             if result.never:
                 raise limits.never_error(result, costs)
-            raise self._reject_rate_limited(result.retry_after)
+            raise self._reject_rate_limited(result.retry_after, _priority.current())
         if result > 0.0:
             epoch, retake = await _wait_for_turn(
                 self, machine, epoch, deadline, result, charged, turns, limits
@@ -173,12 +174,17 @@ async def admit_slow(
 async def _take_slot(
     self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
 ) -> int:
-    """Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull."""
+    """
+    Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull. The
+    caller's priority is read here, where it can matter, and only here: a full queue gives
+    a lower-priority call's place to a higher one (``Actor._make_room``).
+    """
     if self.take_free_slot():
         return epoch
-    if len(self._queue) >= self._max_queued:
-        raise self._reject_bulkhead(machine, epoch)
-    return await _wait_for_slot(self, machine, epoch, deadline)
+    level = _priority.current()
+    if len(self._queue) >= self._max_queued and not self._make_room(level):
+        raise self._reject_bulkhead(machine, epoch, level)
+    return await _wait_for_slot(self, machine, epoch, deadline, level)
 
 
 async def _wait_out_pause(
@@ -255,10 +261,14 @@ async def _wait_for_turn(
 
 
 async def _wait_for_slot(
-    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
+    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None, level: int
 ) -> int:
-    """Queue for a slot (FIFO); on return the slot is ours. Returns the epoch to run in."""
-    waiter = self._enqueue()
+    """
+    Queue for a slot at priority *level* (highest first, FIFO within a level); on return
+    the slot is ours. Returns the epoch to run in. A higher-priority call may take the
+    place: then ``waiter.error`` is the ``BulkheadFull`` raised here.
+    """
+    waiter = self._enqueue(level)
     try:
         if deadline is None:
             await self._wait_on(waiter)

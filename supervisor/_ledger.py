@@ -34,6 +34,7 @@ class Ledger:
         "ignored",
         "rejected",
         "rejected_by",
+        "rejected_by_priority",
         "restarts",
         "result_retries",
         "retries",
@@ -46,6 +47,7 @@ class Ledger:
         self.slow_calls = 0
         self.rejected = 0
         self.rejected_by: dict[str, int] = {}  # reason -> count; adds up to rejected
+        self.rejected_by_priority: dict[str, int] = {}  # level name -> bulkhead/rate refusals
         self.errors: dict[str, int] = {}  # exception type name -> attempts that raised it
         self.ignored = 0  # exceptions the breaker did not record (a 400, a 429)
         self.cut_offs = 0  # attempts the call's total deadline cut off
@@ -63,6 +65,10 @@ class Ledger:
     def rejection(self, reason: str, n: int = 1) -> None:
         self.rejected += n
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
+
+    def priority_rejection(self, level: str) -> None:
+        """A call of priority *level* refused a slot or a rate-limit turn (counted again)."""
+        self.rejected_by_priority[level] = self.rejected_by_priority.get(level, 0) + 1
 
     def failure(self, *, slow: bool = False) -> None:
         self.failures += 1
@@ -142,6 +148,7 @@ class Ledger:
             "raised": raised_attempts - (retries - result_retries) - fallbacks,
             "chaos": dict(self.chaos),
             "rejected_by": dict(self.rejected_by),
+            "rejected_by_priority": dict(self.rejected_by_priority),
             "transitions_total": dict(self.transitions_to),
             "hedges": self.hedges,
             "hedge_wins": self.hedge_wins,

@@ -20,8 +20,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, final
 
-from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all
+from policies.priority import LOWEST
+from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all, reserve_sheddable
 from policies.rate_limit import _valid_cost as _valid_cost
+
+from . import _priority
 
 if TYPE_CHECKING:
     from ._runtime import SharedState
@@ -39,6 +42,7 @@ class RateLimits:
     __slots__ = (
         "_local",
         "group",
+        "keeps",
         "limiters",
         "limits",
         "name",
@@ -63,14 +67,20 @@ class RateLimits:
         #: every limit prices a call at 1 (no cost function): ``unit_costs`` is its price list
         self.unit_priced = all(limit.cost is None for limit in self.limits)
         self.unit_costs = [1.0] * len(self.limits)
+        #: some local limit keeps a reserve for higher priorities (``RateLimit.reserve``):
+        #: every call goes through :meth:`reserve`, which reads the caller's priority
+        #: (limits without a reserve never read it: the one-step paths below)
+        self.keeps = self._local and any(limit.reserve > 0.0 for limit in self.limits)
         #: the one turn source, when there is one: reserved in one step (see :meth:`reserve`)
-        self.single = self.limiters[0] if len(self.limiters) == 1 else None
+        self.single = self.limiters[0] if len(self.limiters) == 1 and not self.keeps else None
         #: the one turn source when it is local and nothing settles: a turn it gives due at
         #: once, taken with a free slot in the same step, is never given back (``final``)
         self.solo = self.single if self._local and not self.settles else None
         #: several local turn sources, nothing settles: ``final`` turns as for ``solo``
         self.group = (
-            self.limiters if self.single is None and self._local and not self.settles else None
+            self.limiters
+            if len(self.limiters) > 1 and self._local and not self.settles and not self.keeps
+            else None
         )
 
     def costs(self, args: tuple[object, ...], kwargs: dict[str, Any]) -> list[float]:
@@ -116,10 +126,13 @@ class RateLimits:
         charge the common start too: ``policies.rate_limit``, rule 2).
         """
         limiters = self.limiters
+        if self.keeps and _priority.current() == LOWEST:  # a reserve to leave (sheddable)
+            charged: list[float] = []
+            return reserve_sheddable(limiters, now, costs, budget, charged), charged
         if len(limiters) == 1:  # a local RateLimiter or a shared source: one step
             return limiters[0].reserve(now, costs[0], budget), costs
         if self._local:
-            charged: list[float] = []
+            charged = []
             return reserve_all(limiters, now, costs, budget, charged), charged
         return self._reserve_shared(now, costs, budget), costs
 

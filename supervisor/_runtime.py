@@ -221,7 +221,8 @@ class Waiter(Protocol):
 
     #: the slot was handed over to this call
     granted: bool
-    #: the call must fail with this instead (the breaker opened, the supervisor left)
+    #: the call must fail with this instead (the breaker opened, the supervisor left, or a
+    #: higher-priority call took its place in a full queue: ``BulkheadFull``)
     error: SupervisorError | None
 
 

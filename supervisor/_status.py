@@ -98,6 +98,10 @@ class DependencyStatus:
             dependency open, when it ends, on the loop clock; ``None`` otherwise.
         transitions_total: target state (``open``, ``half_open``, ...) -> transitions into it
             since the supervisor started (lifetime; ``transitions`` keeps only the latest).
+        rejected_by_priority: calls refused a bulkhead slot or a rate-limit turn
+            (``bulkhead_full``, ``rate_limited``; a call a higher priority displaced from the
+            queue included), by the caller's priority level (``critical``, ``default``,
+            ``sheddable``, or the level's number: ``policies.Priority``) → how many.
         limit: calls allowed to run at once now: the bulkhead's ``max_concurrent``, or where
             an ``AdaptiveLimit`` has moved it; ``None`` when unbounded.
     """
@@ -143,6 +147,7 @@ class DependencyStatus:
     successes: int = 0
     raised: int = 0
     chaos: Mapping[str, int] = attrs.field(factory=dict)
+    rejected_by_priority: Mapping[str, int] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-serialisable dict of the snapshot (transitions with wall-clock ``at_wall``)."""
@@ -159,8 +164,10 @@ class DependencyStatus:
                 "budget",
                 "transitions_total",
                 "chaos",
+                "rejected_by_priority",
             )
         }
+        data["rejected_by_priority"] = dict(self.rejected_by_priority)
         data["transitions_total"] = dict(self.transitions_total)
         data["chaos"] = dict(self.chaos)
         data["state"] = str(self.state)

@@ -12,6 +12,7 @@ import os
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -41,7 +42,7 @@ from policies import (
     Transition,
 )
 
-from . import _testmode
+from . import _priority, _testmode
 from ._actor import Actor
 from ._backends import paths_for
 from ._config import Config, load_config
@@ -705,6 +706,21 @@ class Supervisor:
             return self._actors[name]
         except (KeyError, TypeError):
             raise UnknownDependency(name, self._actors) from None
+
+    def priority(self, level: int) -> AbstractContextManager[int]:
+        """
+        ``with supervisor.priority(Priority.CRITICAL): ...``: every call and stream made in
+        the block (through any code it runs, any supervisor) carries *level*, an int from 0
+        (``Priority.SHEDDABLE``) to 9 (``Priority.CRITICAL``), higher first. Under load a
+        higher level takes a full bulkhead queue's place from the lowest queued call, gets
+        freed slots first, and may use a rate limit's ``reserve``; ``Priority.DEFAULT`` (5)
+        without a block. Outside supervisor calls the block does nothing.
+
+        Raises:
+            TypeError: *level* is not an int (or is a bool).
+            ValueError: *level* is outside 0-9.
+        """
+        return _priority.priority(level)
 
     # ==========================================================================================
     # Events

@@ -187,7 +187,8 @@ FLOORS: dict[str, float] = {
     "_events": 1,
     "_timers": 1,
     "_status": 1,
-    "_testmode": 1,  # the testing switch's state (issue 21)
+    "_testmode": 1,
+    "_priority": 1,  # the caller's priority, a context variable (issue 20, part 3)  # the testing switch's state (issue 21)
     "_effective": 4,  # `ringfence config`: the effective configuration as TOML (issue 21)
     "_runtime": 2,
     "_spec": 2,

@@ -19,6 +19,8 @@ instrument                        kind                      attributes besides `
                                                             slow/cut_off)
 ``ringfence.requests``            counter                   ``result`` (success/fallback/error)
 ``ringfence.rejections``          counter                   ``reason``
+``ringfence.priority_rejections`` counter                   ``priority`` (critical/default/
+                                                            sheddable/the level's number)
 ``ringfence.retries``             counter
 ``ringfence.fallbacks``           counter
 ``ringfence.hedges``              counter
@@ -107,6 +109,13 @@ _INSTRUMENTS: Final = (
         _by("reason", lambda status: sorted(status.rejected_by.items())),
         "{call}",
         "Calls turned away without an attempt, by reason.",
+    ),
+    _Spec(
+        "counter",
+        "ringfence.priority_rejections",
+        _by("priority", lambda status: sorted(status.rejected_by_priority.items())),
+        "{call}",
+        "Calls refused a bulkhead slot or a rate-limit turn, by the caller's priority.",
     ),
     _Spec("counter", "ringfence.retries", _one(attrgetter("retries")), "{retry}", "Retries made."),
     _Spec(

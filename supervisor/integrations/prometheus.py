@@ -30,6 +30,10 @@ name                                            type     value
                                                          ``status().requests``
 ``ringfence_rejections_total{reason}``          counter  calls turned away, by reason
                                                          (``status().rejected_by``)
+``ringfence_priority_rejections_total{priority}`` counter calls refused a bulkhead slot or a
+                                                         rate-limit turn (displaced from the queue
+                                                         too), by the caller's priority
+                                                         (``status().rejected_by_priority``)
 ``ringfence_retries_total``                     counter  retries made
 ``ringfence_fallbacks_total``                   counter  calls the fallback answered
 ``ringfence_hedges_total``                      counter  hedged attempts started (``policies.Hedge``)
@@ -121,6 +125,8 @@ class RingfenceCollector:
                 out.requests.add_metric([name, result], count)
             for reason, count in sorted(status.rejected_by.items()):
                 out.rejections.add_metric([name, reason], count)
+            for level, count in sorted(status.rejected_by_priority.items()):
+                out.priority_rejections.add_metric([name, level], count)
             out.retries.add_metric([name], status.retries)
             out.fallbacks.add_metric([name], status.fallbacks)
             out.hedges.add_metric([name], status.hedges)
@@ -159,6 +165,11 @@ class _Families:
             "ringfence_rejections",
             "Calls turned away without an attempt, by reason.",
             labels=[*dependency, "reason"],
+        )
+        self.priority_rejections = CounterMetricFamily(
+            "ringfence_priority_rejections",
+            "Calls refused a bulkhead slot or a rate-limit turn, by the caller's priority.",
+            labels=[*dependency, "priority"],
         )
         self.retries = CounterMetricFamily("ringfence_retries", "Retries made.", labels=dependency)
         self.fallbacks = CounterMetricFamily(
@@ -202,6 +213,7 @@ class _Families:
             self.calls,
             self.requests,
             self.rejections,
+            self.priority_rejections,
             self.retries,
             self.fallbacks,
             self.hedges,

@@ -12,8 +12,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from trio.testing import MockClock
 
-from policies import AdaptiveLimit, Breaker, Bulkhead, Hedge, Retry, backoff
-from supervisor import BreakerOpen, Supervisor
+from policies import AdaptiveLimit, Breaker, Bulkhead, Hedge, Priority, RateLimit, Retry, backoff
+from supervisor import BreakerOpen, RateLimited, Supervisor
 from supervisor.integrations.otel import instrument
 from tests.runtime.conftest import Fake, guard
 
@@ -229,3 +229,22 @@ async def test_the_concurrency_limit_gauge(
     assert of(points, name, "fixed") == {"": 7}
     assert of(points, name, "adaptive") == {"": 5}
     assert of(points, name, "unbounded") == {}
+
+
+async def test_refusals_are_counted_by_priority(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """Rate-limit refusals by the caller's priority: a reserve keeps the last unit."""
+    sup = Supervisor()
+    sup.register("dep", Fake(), rate_limit=RateLimit(2, per=3600, reserve=0.5))
+    instrument(sup, meter_provider=provider)
+    with guard():
+        async with sup:
+            for level in (Priority.SHEDDABLE, Priority.CRITICAL):
+                with sup.priority(level):
+                    await sup.call("dep")
+                    with pytest.raises(RateLimited):
+                        await sup.call("dep")
+            points = collect(reader)
+    assert {"sheddable": 1, "critical": 1} == of(points, "ringfence.priority_rejections", "dep")
+    assert {"rate_limited": 2} == of(points, "ringfence.rejections", "dep")

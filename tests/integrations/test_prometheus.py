@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
-from policies import AdaptiveLimit, Breaker, Bulkhead, Hedge, Retry, backoff
-from supervisor import BreakerOpen, Supervisor
+from policies import AdaptiveLimit, Breaker, Bulkhead, Hedge, Priority, RateLimit, Retry, backoff
+from supervisor import BreakerOpen, RateLimited, Supervisor
 from supervisor.integrations.prometheus import collector
 from tests.runtime.conftest import Fake, guard
 
@@ -253,3 +253,23 @@ async def test_the_concurrency_limit_gauge() -> None:
     assert of(samples, name, "fixed") == {"": 7.0}
     assert of(samples, name, "adaptive") == {"": 5.0}
     assert of(samples, name, "unbounded") == {}
+
+
+async def test_refusals_are_counted_by_priority() -> None:
+    """Rate-limit refusals by the caller's priority: a reserve keeps the last unit."""
+    sup = Supervisor()
+    sup.register("dep", Fake(), rate_limit=RateLimit(2, per=3600, reserve=0.5))
+    registry = CollectorRegistry()
+    registry.register(collector(sup))
+    with guard():
+        async with sup:
+            for level in (Priority.SHEDDABLE, Priority.CRITICAL):
+                with sup.priority(level):
+                    await sup.call("dep")
+                    with pytest.raises(RateLimited):
+                        await sup.call("dep")
+            samples: Any = scrape(registry)
+    assert {"sheddable": 1.0, "critical": 1.0} == of(
+        samples, "ringfence_priority_rejections_total", "dep"
+    )
+    assert {"rate_limited": 2.0} == of(samples, "ringfence_rejections_total", "dep")
