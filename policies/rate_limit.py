@@ -201,7 +201,7 @@ class RateLimit:
             (``supervisor.priority``) never takes the last ``reserve * burst`` units: it
             waits (within ``max_wait``) or is refused until it leaves them; a call that
             costs more than what is left above the reserve goes only from an otherwise empty
-            bucket. Applied by local limits (not yet by ``shared=`` ones).
+            bucket. Kept by local limits: a supervisor with ``shared=`` state refuses one.
 
     Over any ``per`` seconds at most ``rate + burst`` units start (``burst + rate * L / per``
     over any ``L`` seconds): a full bucket plus what refills meanwhile.

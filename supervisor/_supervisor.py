@@ -36,6 +36,7 @@ from policies import (
     ErrorKind,
     ErrorSpec,
     Hedge,
+    RateLimit,
     Retry,
     State,
     Timeout,
@@ -313,6 +314,7 @@ class Supervisor:
             "rate_limit",
             given_or_configured(policies["rate_limit"], configured, "rate_limit", None),
         )
+        self._check_reserve(name, limits)
         fallback = policies["fallback"]
         fallback_filter = ErrorFilter.of(policies["fallback_on"], name="fallback_on")
         classifier = policies["classifier"]
@@ -699,7 +701,25 @@ class Supervisor:
             changes["fallback_on"] = ErrorFilter.of(fallback_on, name="fallback_on")
         if not isinstance(rate_limit, Unset):
             changes["rate_limit"] = check_policy("rate_limit", rate_limit)
+            self._check_reserve(name, changes["rate_limit"])
         await actor.reconfigure(changes)
+
+    def _check_reserve(self, name: str, limits: tuple[RateLimit, ...]) -> None:
+        """
+        ``RateLimit(reserve=...)`` is kept by local limits only: with shared state every limit
+        is the fleet's, whose leases keep no reserve, so a reserve would be silently ignored.
+        """
+        if self._shared is None:
+            return
+        for limit in limits:
+            if limit.reserve:
+                msg = (
+                    f"{name!r}: RateLimit(reserve={limit.reserve!r}) is kept by local limits"
+                    " only, and with shared= state every rate limit is the fleet's, which keeps"
+                    " no reserve: drop reserve, or register this dependency on a supervisor"
+                    " without shared state"
+                )
+                raise ValueError(msg)
 
     def _actor(self, name: str) -> Actor:
         try:

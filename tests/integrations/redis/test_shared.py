@@ -384,6 +384,23 @@ def test_the_password_stays_out_of_messages() -> None:
     assert "hunter2" not in str(caught.value)
 
 
+async def test_a_rate_limit_reserve_is_refused_on_a_shared_supervisor() -> None:
+    """
+    A fleet's limits keep no reserve for higher priorities (issue 20): a reserve on one would be
+    ignored, so register and reconfigure refuse it, naming the dependency; local ones keep it.
+    """
+    sup = Supervisor(shared=RedisShared("redis://localhost", "svc"))
+    with pytest.raises(ValueError, match=r"^'llm': RateLimit\(reserve=0.1\) is kept by local"):
+        sup.register("llm", ok, rate_limit=RateLimit(10, reserve=0.1))
+    assert sup.dependencies == ()
+    sup.register("llm", ok, rate_limit=RateLimit(10))
+    with pytest.raises(ValueError, match=r"^'llm': RateLimit\(reserve=0.2\)"):
+        await sup.reconfigure("llm", rate_limit=[RateLimit(5), RateLimit(10, reserve=0.2)])
+    alone = Supervisor()
+    alone.register("llm", ok, rate_limit=RateLimit(10, reserve=0.1))  # local: kept
+    assert alone.dependencies == ("llm",)
+
+
 @pytest.mark.parametrize("namespace", ["", "a{b}", "with space", "x" * 201])
 def test_a_namespace_that_cannot_be_a_hash_tag_is_refused(namespace: str) -> None:
     """A namespace becomes a Redis Cluster hash tag: no braces, no whitespace."""
