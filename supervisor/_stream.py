@@ -551,6 +551,7 @@ class Stream(Generic[R_co]):
             self._counted = True
             actor = self._actor
             end = actor.clock()
+            # (its error is not raised here: the caller's next item raises one, _raise_cut)
             actor.stream_cut_off(CLOSED, self._epoch, self._started(end), end, 0.0)
         self._let_go()
         scope = self._scope
