@@ -133,6 +133,7 @@ _UNTIMED: Final = math.nan
 _NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
+_STREAM_CUT_OFF: Final = "supervisor shut down while the stream was open"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -876,13 +877,16 @@ class Actor:
         end: float,
         seconds: float,
         slow: bool = False,
+        *,
+        stream: bool = False,
     ) -> SupervisorError:
         """
-        The error an attempt cut off by us raises; counts it where it counts. *seconds* is
+        The error an attempt cut off by us raises; counts it where it counts: the one place
+        that decides it, for calls and streams (:meth:`stream_cut_off`) alike. *seconds* is
         the limit that cut it (``Running.seconds``: the policy the call started with);
         *slow*: it was counted slow already (:meth:`crossed_slow`).
         """
-        error = self.cut_error(why, seconds)
+        error = self.cut_error(why, seconds, stream=stream)
         if why == TIMEOUT:
             self._failed(epoch, error, start, end, slow)
         elif why == DEADLINE:  # it reached the dependency: counted, but not as its failure
@@ -892,17 +896,28 @@ class Actor:
             self._no_outcome(epoch, start, end, slow)
         return error
 
-    def cut_error(self, why: int, seconds: float) -> SupervisorError:
+    def stream_cut_off(
+        self, why: int, epoch: int, start: float, end: float, seconds: float
+    ) -> SupervisorError:
+        """
+        A stream's wait cut off by us (``_stream.Stream``: its opening, a later item, the
+        supervisor leaving): counted as a call's attempt is (:meth:`_cut_off`); the error,
+        a stream's.
+        """
+        return self._cut_off(why, epoch, start, end, seconds, stream=True)
+
+    def cut_error(self, why: int, seconds: float, *, stream: bool = False) -> SupervisorError:
         """
         What a wait we cut off means, for calls' attempts and streams' items alike: the
-        supervisor left (``SupervisorClosed``), the call's total deadline passed
-        (``DeadlineExceeded``), or the attempt or item took longer than its limit
-        (``AttemptTimeout``). Only the last is the dependency's failure: like a caller's
-        cancellation, running out of the caller's own budget says nothing about the
-        dependency (Polly's outer timeout is not counted either), so it counts nothing.
+        supervisor left (``SupervisorClosed``, saying whether a call or a *stream*), the
+        call's total deadline passed (``DeadlineExceeded``), or the attempt or item took
+        longer than its limit (``AttemptTimeout``). Only the last is the dependency's
+        failure: like a caller's cancellation, running out of the caller's own budget says
+        nothing about the dependency (Polly's outer timeout is not counted either); it
+        reached the dependency, though, so it counts as a cut-off (:meth:`_cut_off`).
         """
         if why == CLOSED:
-            return SupervisorClosed(_CUT_OFF)
+            return SupervisorClosed(_STREAM_CUT_OFF if stream else _CUT_OFF)
         if why == DEADLINE:
             return DeadlineExceeded(self.name, seconds)
         return AttemptTimeout(self.name, seconds)

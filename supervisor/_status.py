@@ -69,8 +69,9 @@ class DependencyStatus:
         ignored: attempts that ended with an exception the breaker does not record
             (``Breaker.ignore``, or outside ``Breaker.record``: a 400, a 429), included in
             *calls* and in neither *failures* nor successes (Resilience4j's "ignored").
-        cut_off: attempts the call's total deadline (``Timeout.total``) cut off: they reached
-            the dependency, but are not its failure (not in *calls*).
+        cut_off: attempts the call's total deadline (``Timeout.total``) cut off, a stream's
+            included (opening, or waiting for a later item): they reached the dependency,
+            but are not its failure (not in *calls*).
         requests: calls callers made that have ended, each counted once however many
             attempts it took: ``requests == successes + fallbacks + raised`` at every
             moment. A call the caller cancelled, or one the supervisor's exit cut off, is

@@ -30,7 +30,9 @@ events. It goes through the dependency's policies like a call, with the rules DE
   early (``break``, an exception of its own, a relay generator closed); failure when the
   dependency raises, or an item is late (``AttemptTimeout``); nothing when the caller is
   cancelled, the total deadline passes (``DeadlineExceeded``: the caller's budget, not the
-  dependency's fault, as for calls) or the supervisor cuts the stream off. The latency
+  dependency's fault) or the supervisor cuts the stream off. What a wait we cut off counts
+  and raises is decided where a call's is (``Actor.stream_cut_off``): a deadline is one
+  ``status().cut_off``, an item's limit a failure, the supervisor leaving nothing. The latency
   recorded is the time to the first item (to the end, for a stream with no item; to the
   error, for one that failed before its first item): that is what ``Breaker(slow_call=)`` and
   ``status().latency`` measure for a stream.
@@ -52,7 +54,7 @@ import inspect
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar, final
 
 import anyio
 import anyio.lowlevel
@@ -61,21 +63,19 @@ from policies.timeout import limit_of
 
 from ._admission import acquire
 from ._call import with_policies
-from ._errors import DependencyCrashed, SupervisorClosed
-from ._timers import DEADLINE, TIMEOUT, Deadline
+from ._errors import DependencyCrashed
+from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline
 
 if TYPE_CHECKING:
     from policies import Timeout
 
     from ._actor import Actor
+    from ._errors import SupervisorError
 
 __all__ = ("Stream",)
 
 T = TypeVar("T")
 R_co = TypeVar("R_co", covariant=True)
-
-#: The message of the SupervisorClosed a cut-off stream raises in its caller.
-_CUT_OFF: Final = "supervisor shut down while the stream was open"
 
 # Where a stream is (Stream._phase).
 _NEW: Final = 0  # made by supervisor.stream(), not entered
@@ -334,14 +334,13 @@ class Stream(Generic[R_co]):
             self._scope = None
             end = clock()
             if self._cut and isinstance(exc, Exception):
-                await self._finish(_NOTHING, None, end)
-                raise SupervisorClosed(_CUT_OFF) from exc
+                await self._raise_cut(CLOSED, 0.0, end, exc)
             await self._finish(_FAILED if isinstance(exc, Exception) else _NOTHING, exc, end)
             raise
         self._scope = None
         end = clock()
         if self._cut or scope.cancelled_caught:
-            await self._raise_cut(by_deadline, limit, setting, end)
+            await self._raise_limit(by_deadline, limit, setting, end)
         if first is _END:  # an empty stream: it ended, successfully
             self._phase = _DONE
             await self._finish(_ENDED, None, end)
@@ -431,8 +430,7 @@ class Stream(Generic[R_co]):
         """One item for ``async for`` (see :class:`_Items`)."""
         if self._cut:  # (the kept first item too: "the next item raises")
             self._first = _NO_ITEM
-            await self._finish(_NOTHING, None, 0.0)  # closes the generator, in this task
-            raise SupervisorClosed(_CUT_OFF)
+            await self._raise_cut(CLOSED, 0.0, 0.0)  # closes the generator, in this task
         first = self._first
         if first is not _NO_ITEM:
             self._first = _NO_ITEM
@@ -455,12 +453,13 @@ class Stream(Generic[R_co]):
         actor = self._actor
         clock = actor.clock
         now = clock()
-        if self._deadline is not None and now >= self._deadline:
-            # Spent with the previous item: the deadline is the caller's budget (nothing is
-            # counted), and it is decided here, before the generator runs on, the same way
-            # on both backends.
+        deadline = self._deadline
+        if deadline is not None and now >= deadline:
+            # Spent with the previous item: cut off (the caller's budget, not the
+            # dependency's failure), decided here, before the generator runs on, the same
+            # way on both backends.
             self._phase = _DONE
-            await self._raise_cut(True, None, "total", now)
+            await self._raise_cut(DEADLINE, deadline.total, now)
         limit = self._between
         scope_deadline, by_deadline = limit_of(now, limit, self._deadline)
         scope = self._scope = anyio.CancelScope(deadline=scope_deadline)
@@ -478,39 +477,66 @@ class Stream(Generic[R_co]):
             self._phase = _DONE
             end = clock()
             if self._cut and isinstance(exc, Exception):
-                await self._finish(_NOTHING, None, end)
-                raise SupervisorClosed(_CUT_OFF) from exc
+                await self._raise_cut(CLOSED, 0.0, end, exc)
             await self._finish(_FAILED if isinstance(exc, Exception) else _NOTHING, exc, end)
             raise
         self._scope = None
         if scope.cancelled_caught or self._cut:
             self._phase = _DONE
-            await self._raise_cut(by_deadline, limit, "between_items", clock())
+            await self._raise_limit(by_deadline, limit, "between_items", clock())
         return item
 
     # ==========================================================================================
     # Endings
 
-    async def _raise_cut(
+    async def _raise_limit(
         self, by_deadline: bool, limit: float | None, setting: str, end: float
-    ) -> None:
-        """
-        Our scope ended a wait: say why (the actor's ``cut_error``, the meaning calls'
-        attempts have too), count it where it counts, close, give back.
-        """
+    ) -> NoReturn:
+        """Our scope ended a wait: the supervisor left, the total deadline or *limit* passed."""
         if self._cut:
-            await self._finish(_NOTHING, None, end)
-            raise SupervisorClosed(_CUT_OFF)
+            await self._raise_cut(CLOSED, 0.0, end)
         if by_deadline:
             assert self._deadline is not None
-            error = self._actor.cut_error(DEADLINE, self._deadline.total)
-            await self._finish(_NOTHING, None, end)  # the caller's budget: counts nothing
-            raise error
+            await self._raise_cut(DEADLINE, self._deadline.total, end)
         assert limit is not None
-        error = self._actor.cut_error(TIMEOUT, limit)
         waiting = "the next item" if setting == "between_items" else "the first item"
-        error.add_note(f"ringfence: {waiting} did not come within {limit:g}s (Timeout.{setting})")
-        await self._finish(_FAILED, error, end)
+        note = f"ringfence: {waiting} did not come within {limit:g}s (Timeout.{setting})"
+        await self._raise_cut(TIMEOUT, limit, end, note=note)
+
+    async def _raise_cut(
+        self,
+        why: int,
+        seconds: float,
+        end: float,
+        cause: BaseException | None = None,
+        note: str | None = None,
+    ) -> NoReturn:
+        """
+        A wait cut off by us (*why*: ``_timers.CLOSED``, ``DEADLINE``, ``TIMEOUT``; *seconds*
+        the limit): the actor's handler counts it and says its error, as for a call's
+        attempt (``Actor.stream_cut_off``); then close, give back, raise it (*cause*: what
+        the dependency's code raised instead, the cut swallowed). Cut off by the supervisor
+        leaving, the stream was counted then (:meth:`cut_off`): each further item only
+        raises.
+        """
+        actor = self._actor
+        crash: DependencyCrashed | None = None
+        error: SupervisorError | None = None
+        if not self._counted:
+            self._counted = True
+            try:
+                error = actor.stream_cut_off(why, self._epoch, self._started(end), end, seconds)
+            except DependencyCrashed as exc:  # the breaker's user code: raised after closing
+                crash = exc
+        if error is None:
+            error = actor.cut_error(why, seconds, stream=True)
+        if note is not None:
+            error.add_note(note)
+        await self._finish(_NOTHING, None, end)  # (counted: closes, gives the slot back)
+        if crash is not None:
+            raise crash
+        if cause is not None:
+            raise error from cause
         raise error
 
     def cut_off(self) -> None:
@@ -521,7 +547,12 @@ class Stream(Generic[R_co]):
         item raises ``SupervisorClosed``, after the iterator is closed in the caller's task.
         """
         self._cut = True
-        self._count(_NOTHING, None, 0.0)
+        if not self._counted:  # what a cut-off counts: the actor's handler, as for a call
+            self._counted = True
+            actor = self._actor
+            end = actor.clock()
+            # (its error is not raised here: the caller's next item raises one, _raise_cut)
+            actor.stream_cut_off(CLOSED, self._epoch, self._started(end), end, 0.0)
         self._let_go()
         scope = self._scope
         if scope is not None:
@@ -585,13 +616,17 @@ class Stream(Generic[R_co]):
         if how == _NOTHING:
             actor.released(self._epoch)
             return
-        to_first = self._to_first
-        start = end - to_first if to_first is not None else self._start
+        start = self._started(end)
         if how == _ENDED:
             actor.succeeded(self._epoch, start, end)
         else:
             assert error is not None
             actor.ended_with(error, self._epoch, start, end)
+
+    def _started(self, end: float) -> float:
+        """When the outcome ending at *end* started: the latency is the time to the first item."""
+        to_first = self._to_first
+        return end - to_first if to_first is not None else self._start
 
     def _let_go(self) -> None:
         """Give the slot back, once."""

@@ -642,7 +642,7 @@ async def test_the_callers_own_time_between_items_is_not_counted(
     assert (1, 0, 0) == settled
 
 
-async def test_the_total_deadline_ends_a_stream_and_counts_nothing(
+async def test_the_total_deadline_ends_a_stream_with_no_outcome(
     sup: Supervisor, is_trio: bool
 ) -> None:
     """Timeout.total covers the whole stream: DeadlineExceeded, no outcome, generator closed."""
