@@ -110,6 +110,7 @@ def test_demo_serves_status_events_and_the_page(
         "ringfence_hedge_wins",
         "ringfence_concurrency_limit",
         "ringfence_requests",
+        "ringfence_priority_rejections",
     } == set(families)
     [current] = [
         sample.labels["state"]
