@@ -1223,6 +1223,14 @@ class Actor:
         """A hedge, not the attempt it raced, answered the call."""
         self._ledger.hedge_won()
 
+    def race_absorbed(self, failures: int, successes: int) -> None:
+        """
+        A hedged attempt's race ended with *failures* contenders failed (or cut off) and
+        *successes* answered late whose outcomes were not the call's: counted attempts, but
+        no request, success or error raised of their own (``status().requests``).
+        """
+        self._ledger.absorbed(failures, successes)
+
     def adopt_stream(self, sibling: object, stream: object) -> None:
         """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
         del self._streams[sibling]

@@ -277,7 +277,19 @@ class _Hedged:
 class _Race:
     """One attempt and its hedges (:func:`_race`): who is running, who won, the last error."""
 
-    __slots__ = ("error", "losers", "refused", "result", "running", "started", "wake", "winner")
+    __slots__ = (
+        "counted",
+        "error",
+        "failed",
+        "late",
+        "losers",
+        "refused",
+        "result",
+        "running",
+        "started",
+        "wake",
+        "winner",
+    )
 
     def __init__(self) -> None:
         self.running = 0  # contenders scheduled and not ended
@@ -285,7 +297,10 @@ class _Race:
         self.winner = -1  # 0: the attempt; n: the n-th hedge; -1: nobody yet
         self.result: object = None  # the winner's result (a call) or its sibling (a stream)
         self.error: Exception | None = None  # the latest failure
+        self.counted = False  # ... was counted by the actor (not a shutdown's SupervisorClosed)
         self.refused = False  # the latest failure is final (a stream's "not an async iterable")
+        self.failed = 0  # contenders that failed with a counted error (Actor.race_absorbed)
+        self.late = 0  # calls that answered after the winner: counted successes, not the call's
         self.losers: list[StreamAttempts] = []  # siblings that got an item after the winner
         self.wake = anyio.Event()  # set when a contender ends
 
@@ -341,6 +356,10 @@ async def _race(
             raise group_error.exceptions[0] from None
         raise
     winner = race.winner
+    # One request, whatever its contenders did: the outcomes that are not the call's own.
+    absorbed = race.failed - (winner < 0 and race.counted)
+    if absorbed or race.late:
+        self.race_absorbed(absorbed, race.late)
     if winner < 0:
         error = race.error
         assert error is not None  # every contender failed (a cancellation left above)
@@ -393,6 +412,9 @@ async def _contend(
         except Exception as exc:
             race.error = exc
             race.refused = sibling is not None and exc is sibling.refused
+            # Shutdown's SupervisorClosed is counted nowhere (as a call's is not).
+            race.counted = not isinstance(exc, SupervisorClosed)
+            race.failed += race.counted
             return
         if race.winner < 0:
             race.winner = index
@@ -400,6 +422,8 @@ async def _contend(
             group.cancel_scope.cancel()  # the others: cancelled, counting nothing
         elif sibling is not None:
             race.losers.append(sibling)  # an item too late: closed in the caller's task
+        else:
+            race.late += 1  # an answer too late: counted by the attempt, not the call's
     finally:
         race.ended()
 

@@ -22,6 +22,8 @@ class Ledger:
     """Lifetime counts (see ``DependencyStatus`` for each) and the crash record."""
 
     __slots__ = (
+        "absorbed_failures",
+        "absorbed_successes",
         "chaos",
         "crash",
         "crash_times",
@@ -56,6 +58,10 @@ class Ledger:
         self.fallbacks = 0
         self.hedges = 0
         self.hedge_wins = 0
+        # A hedged call's contenders whose outcome was not the call's (the race absorbed it):
+        # counted as attempts, not again as requests, successes or errors raised to callers.
+        self.absorbed_failures = 0  # failed or cut off (counted in errors, rejected, cut_offs)
+        self.absorbed_successes = 0  # answered after another contender had won
         self.chaos: dict[str, int] = {}  # what Chaos injected (error, latency, result) -> count
         self.transitions_to: dict[str, int] = {}  # target state -> lifetime count
         self.crash_times: deque[float] = deque()  # (the restart policy's window)
@@ -98,6 +104,10 @@ class Ledger:
     def hedge_won(self) -> None:
         self.hedge_wins += 1
 
+    def absorbed(self, failures: int, successes: int) -> None:
+        self.absorbed_failures += failures
+        self.absorbed_successes += successes
+
     def injected(self, kinds: tuple[str, ...]) -> None:
         for kind in kinds:
             self.chaos[kind] = self.chaos.get(kind, 0) + 1
@@ -130,6 +140,8 @@ class Ledger:
         counted_errors = sum(errors.values())
         raised_attempts = counted_errors + rejected + cut_offs
         retries, result_retries, fallbacks = self.retries, self.result_retries, self.fallbacks
+        # A hedged call is one request: its contenders' outcomes but the call's own are not.
+        lost, late = self.absorbed_failures, self.absorbed_successes
         return {
             "calls": calls,
             "failures": failures,
@@ -143,9 +155,9 @@ class Ledger:
             "fallbacks": fallbacks,
             "ignored": self.ignored,
             "cut_off": cut_offs,
-            "requests": calls + rejected + cut_offs - retries,
-            "successes": calls - counted_errors - result_retries,
-            "raised": raised_attempts - (retries - result_retries) - fallbacks,
+            "requests": calls + rejected + cut_offs - retries - lost - late,
+            "successes": calls - counted_errors - result_retries - late,
+            "raised": raised_attempts - (retries - result_retries) - fallbacks - lost,
             "chaos": dict(self.chaos),
             "rejected_by": dict(self.rejected_by),
             "rejected_by_priority": dict(self.rejected_by_priority),

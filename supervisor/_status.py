@@ -73,9 +73,10 @@ class DependencyStatus:
             included (opening, or waiting for a later item): they reached the dependency,
             but are not its failure (not in *calls*).
         requests: calls callers made that have ended, each counted once however many
-            attempts it took: ``requests == successes + fallbacks + raised`` at every
-            moment. A call the caller cancelled, or one the supervisor's exit cut off, is
-            in none of them.
+            attempts it took, retries and hedges alike (a hedge's race is one request, its
+            contenders' outcomes attempts): ``requests == successes + fallbacks + raised``
+            at every moment. A call the caller cancelled, or one the supervisor's exit cut
+            off, is in none of them.
         successes: of *requests*, those the dependency answered (slow ones included).
         raised: of *requests*, those that ended with an exception raised to the caller
             (the dependency's own, a timeout, a rejection), the fallback not answering.
