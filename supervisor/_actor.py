@@ -42,24 +42,17 @@ import anyio
 
 from policies import (
     Breaker,
-    Bulkhead,
     CircuitBreaker,
     ErrorKind,
     LatencyWindow,
-    Retry,
     State,
-    Timeout,
-    classify,
     retry_after,
 )
-from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
-from policies.chaos import Chaos
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge
-from policies.rate_limit import RateLimit
 
 from ._chaos import Faults
 from ._errors import (
@@ -166,18 +159,10 @@ class Actor:
         name: str,
         fn: Callable[..., object],
         *,
-        retry: Retry | None,
-        breaker: Breaker | None,
-        timeout: Timeout | None,
-        bulkhead: Bulkhead | None,
-        fallback: Callable[..., object] | None,
         critical: bool,
-        fallback_on: _ErrorFilter | None = None,
-        classifier: Callable[[BaseException], ErrorKind] | None = None,
-        rate_limit: tuple[RateLimit, ...] = (),
-        hedge: Hedge | None = None,
-        chaos: Chaos | None = None,
+        **policies: Any,
     ) -> None:
+        """*policies*: the checked policy arguments of a registration (``_spec.Settings``)."""
         self.name = name
         self.critical = critical
         kind = callable_kind(fn, "fn")
@@ -186,7 +171,7 @@ class Actor:
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
         # The policies as configured; what the hot path reads of them, flat: see _apply.
-        self._settings = Settings(classify=classifier if classifier is not None else classify)
+        self._settings = Settings()
         self.budget: RetryBudget | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
         # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome.
@@ -268,19 +253,7 @@ class Actor:
         #: a hedged dependency's hedges (None: not hedged; read once per call by _call.py)
         self.hedging: Hedging | None = None
 
-        self._apply(
-            {
-                "retry": retry,
-                "breaker": breaker,
-                "timeout": timeout,
-                "bulkhead": bulkhead,
-                "fallback": fallback,
-                "fallback_on": fallback_on,
-                "rate_limit": rate_limit,
-                "hedge": hedge,
-                "chaos": chaos,
-            }
-        )
+        self._apply(policies)
 
     # ==========================================================================================
     # Lifecycle (called by the supervisor)
@@ -782,7 +755,7 @@ class Actor:
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = all_of(exc, _REJECTIONS)
         settings = self._settings
-        kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(settings.classify, exc)
+        kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(settings.classifier, exc)
         hint = None
         if kind is ErrorKind.RATE_LIMITED:
             hint = retry_after(exc, now=time.time(), cap=settings.max_pause)

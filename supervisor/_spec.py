@@ -106,18 +106,20 @@ class Settings:
     breaker: Breaker = NO_BREAKER  # (None given: NO_BREAKER)
     fallback: Callable[..., object] | None = None
     fallback_on: ErrorFilter = _DEFAULT_FALLBACK_ON  # (None given: the default)
-    classify: Callable[[BaseException], ErrorKind] = classify
+    classifier: Callable[[BaseException], ErrorKind] = classify  # (None given: classify)
     rate_limit: tuple[RateLimit, ...] = ()
     hedge: Hedge | None = None
     chaos: Chaos | None = None
 
     def changed(self, changes: Mapping[str, Any]) -> Settings:
-        """These settings with *changes* (checked policy arguments: ``check_policy``)."""
+        """
+        These settings with *changes*: checked policy arguments (``check_policy``) by name;
+        ``None`` for a breaker, ``fallback_on`` or a classifier means the default.
+        """
         changes = dict(changes)
-        if changes.get("breaker", NO_BREAKER) is None:
-            changes["breaker"] = NO_BREAKER
-        if changes.get("fallback_on", _DEFAULT_FALLBACK_ON) is None:
-            changes["fallback_on"] = _DEFAULT_FALLBACK_ON
+        for key, default in _DEFAULTS.items():
+            if key in changes and changes[key] is None:
+                changes[key] = default
         return dataclasses.replace(self, **changes)
 
     @property
@@ -130,6 +132,13 @@ class Settings:
         """Seconds after which a call is slow (``Breaker.slow_call``); inf: never."""
         slow_call = self.breaker.slow_call
         return slow_call if slow_call is not None else math.inf
+
+
+_DEFAULTS: Final = {
+    "breaker": NO_BREAKER,
+    "fallback_on": _DEFAULT_FALLBACK_ON,
+    "classifier": classify,
+}
 
 
 # What calling a registered callable gives (see callable_kind).
