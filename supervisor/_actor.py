@@ -5,11 +5,13 @@ Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
 in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and what the hot
-path reads, flat on itself. Its cold concerns are small objects it owns, each written only
-by its own methods, which the actor's handlers call: the lifetime counts and crash record
-(``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
-function as calls reach it, with Chaos (``_chaos.Faults``), the rate limits
-(``_rate_limits.RateLimits``). Nothing else writes them. Messages reach the actor in two ways:
+path reads, flat on itself. Its policies as configured are one value (``_spec.Settings``,
+which ``_apply`` copies the hot path's part of). Its cold concerns are small objects it
+owns, each written only by its own methods, which the actor's handlers call: the lifetime
+counts and crash record (``_ledger.Ledger``), what it tells the event hub and how often
+(``_teller.Teller``), the function as calls reach it and Chaos's draws (``_chaos.Faults``),
+the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
+(``_hedging.Hedging``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
