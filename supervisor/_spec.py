@@ -35,6 +35,7 @@ from policies import (
 __all__ = (
     "POLICY_TYPES",
     "SYNC_THREADS",
+    "MAX_PAUSE",
     "NO_BREAKER",
     "RateLimits",
     "Settings",
