@@ -5,11 +5,13 @@ Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
 in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and what the hot
-path reads, flat on itself. Its cold concerns are small objects it owns, each written only
-by its own methods, which the actor's handlers call: the lifetime counts and crash record
-(``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
-function as calls reach it, with Chaos (``_chaos.Faults``), the rate limits
-(``_rate_limits.RateLimits``). Nothing else writes them. Messages reach the actor in two ways:
+path reads, flat on itself. Its policies as configured are one value (``_spec.Settings``,
+which ``_apply`` copies the hot path's part of). Its cold concerns are small objects it
+owns, each written only by its own methods, which the actor's handlers call: the lifetime
+counts and crash record (``_ledger.Ledger``), what it tells the event hub and how often
+(``_teller.Teller``), the function as calls reach it and Chaos's draws (``_chaos.Faults``),
+the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
+(``_hedging.Hedging``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
@@ -40,27 +42,19 @@ from typing import Any, Final, TypeVar, final
 import anyio
 
 from policies import (
-    DEFAULT_FALLBACK_ON,
     Breaker,
-    Bulkhead,
     CircuitBreaker,
     ErrorKind,
     LatencyWindow,
-    Retry,
     State,
-    Timeout,
-    classify,
     retry_after,
 )
-from policies import ErrorFilter as _ErrorFilter
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
-from policies.chaos import Chaos
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
-from policies.hedge import Hedge, HedgeDelay
+from policies.hedge import Hedge
 from policies.priority import PriorityQueue, level_name
-from policies.rate_limit import RateLimit
 
 from ._chaos import Faults
 from ._errors import (
@@ -79,12 +73,11 @@ from ._errors import (
 from ._events import (
     ActorCrashed,
     CallRejected,
-    ChaosInjected,
     DependencyPaused,
-    HedgeStarted,
     RetryBudgetExhausted,
     RetryScheduled,
 )
+from ._hedging import Hedging
 from ._ledger import Ledger
 from ._rate_limits import RateLimits
 from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter
@@ -92,7 +85,9 @@ from ._spec import (
     KIND_ASYNC_GEN,
     KIND_SYNC,
     KIND_WRAPS_ASYNC,
+    NO_BREAKER,
     SYNC_THREADS,
+    Settings,
     awaiting,
     bulkhead_size,
     callable_kind,
@@ -108,9 +103,6 @@ __all__ = ("Actor", "SYNC_THREADS")
 _CLOSED_STATE: Final = State.CLOSED
 _OPEN_STATE: Final = State.OPEN
 _ISOLATED_STATE: Final = State.ISOLATED
-
-# A dependency registered without a breaker never trips on its own; manual control still works.
-_NO_BREAKER: Final = Breaker(failure_threshold=sys.maxsize)
 
 # ringfence's refusals to call a dependency. Raised out of another dependency's function (a
 # nested call: `outer` awaiting `inner` through the supervisor), they were counted where they
@@ -165,29 +157,15 @@ class Actor:
     an actor; the supervisor reads snapshots via :meth:`status`.
     """
 
-    # Hedging (policies.Hedge): its delay's cache. A class default, set on the instance only
-    # once the dependency is hedged: read by hedged calls only. (The policy itself, read by
-    # every call of the loop, is an instance attribute: a class attribute read through an
-    # instance is not specialised by CPython 3.11.)
-    _hedge_delay: HedgeDelay | None = None
-
     def __init__(
         self,
         name: str,
         fn: Callable[..., object],
         *,
-        retry: Retry | None,
-        breaker: Breaker | None,
-        timeout: Timeout | None,
-        bulkhead: Bulkhead | None,
-        fallback: Callable[..., object] | None,
         critical: bool,
-        fallback_on: _ErrorFilter | None = None,
-        classifier: Callable[[BaseException], ErrorKind] | None = None,
-        rate_limit: tuple[RateLimit, ...] = (),
-        hedge: Hedge | None = None,
-        chaos: Chaos | None = None,
+        **policies: Any,
     ) -> None:
+        """*policies*: the checked policy arguments of a registration (``_spec.Settings``)."""
         self.name = name
         self.critical = critical
         kind = callable_kind(fn, "fn")
@@ -195,33 +173,15 @@ class Actor:
         self._is_async = kind != KIND_SYNC
         #: an async generator function: `supervisor.stream()` only (call() says so)
         self.stream_only = kind == KIND_ASYNC_GEN
-        # What makes self.fn: the function, or wrapped with Chaos while configured.
-        self._faults = Faults(
-            self.fn, self.chaos_drawn, is_async=self._is_async, stream=self.stream_only
-        )
-        self.retry: Retry | None = None
+        # The policies as configured; what the hot path reads of them, flat: see _apply.
+        self._settings = Settings()
         self.budget: RetryBudget | None = None
-        self._max_pause = _MAX_PAUSE
-        self._attempt_timeout: float | None = None
-        self.total: float | None = None
-        self.timeout_policy: Timeout | None = None  # first_item / between_items: _stream.py
-        self._bulkhead: Bulkhead | None = None
         self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
         # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome.
         self._adaptive: GradientLimit | None = None
         # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
-        self.fallback: Callable[..., object] | None = None
-        self._fallback_on = _DEFAULT_FALLBACK_ON
-        self._classify: Callable[[BaseException], ErrorKind] = (
-            classifier if classifier is not None else classify
-        )
-        self._breaker_config = _NO_BREAKER
-        self._slow_after = math.inf
-        #: Breaker.slow_call is set: attempts are watched while they run (watch_slow)
-        self.watches_slow = False
-        # Rate limits, and their turn sources (local or shared: made at start): _admission.py.
-        self._rate_limits: tuple[RateLimit, ...] = ()
+        # The rate limits' turn sources (local or shared: made at start): _admission.py.
         self._limits: RateLimits | None = None
         #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
@@ -236,6 +196,11 @@ class Actor:
         self._runtime: Runtime | None = None
         self._tell = Teller(name)
         self._publish = self._tell.publish
+        self._ledger = Ledger()  # lifetime counts and the crash record: status()
+        # What makes self.fn: the function, or wrapped with Chaos while configured.
+        self._faults = Faults(
+            self.fn, self._ledger, self._publish, is_async=self._is_async, stream=self.stream_only
+        )
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
         self._with_policies: _Entry = self._attempt_closed  # bound at start (_call.py)
@@ -271,7 +236,6 @@ class Actor:
         self._wake: Callable[[Waiter], None] = _not_started
         self._wait_on: Callable[[Waiter], Any] = _not_started
         self._mailbox: Mailbox | None = None  # control messages (made at start)
-        self._ledger = Ledger()  # lifetime counts and the crash record: status()
         # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
         self._paused_until: float | None = None
         self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
@@ -289,21 +253,10 @@ class Actor:
         self._down: BaseException | None = None  # the crash that left it down: calls refused
         # one rejection event per spell of full bulkhead (the others': the teller's)
         self._bulkhead_full_logged = False
-        self.hedge: Hedge | None = None  # policies.Hedge: see _set_hedge
+        #: a hedged dependency's hedges (None: not hedged; read once per call by _call.py)
+        self.hedging: Hedging | None = None
 
-        self._apply(
-            {
-                "retry": retry,
-                "breaker": breaker,
-                "timeout": timeout,
-                "bulkhead": bulkhead,
-                "fallback": fallback,
-                "fallback_on": fallback_on,
-                "rate_limit": rate_limit,
-                "hedge": hedge,
-                "chaos": chaos,
-            }
-        )
+        self._apply(policies)
 
     # ==========================================================================================
     # Lifecycle (called by the supervisor)
@@ -316,7 +269,8 @@ class Actor:
         clock = self.clock = runtime.clock
         self._tell.attach(runtime.hub, clock)
         self.rng = runtime.rng
-        self._machine = self._breaker_config.machine(clock(), self._on_transition)
+        self._faults.attach(runtime.rng)
+        self._machine = self._settings.breaker.machine(clock(), self._on_transition)
         self._started = True
         self.attempt = types.MethodType(paths.attempt, self)
         self._deliver = types.MethodType(paths.deliver, self)
@@ -550,7 +504,9 @@ class Actor:
         Called whenever one of them changes (start, close, reconfigure, a pause, a shared
         verdict, a sync callable found to be async); nothing else assigns these.
         """
-        self._max_concurrent, self._max_queued = bulkhead_size(self._bulkhead, self._is_async)
+        self._max_concurrent, self._max_queued = bulkhead_size(
+            self._settings.bulkhead, self._is_async
+        )
         if self._adaptive is not None:
             self._max_concurrent = self._adaptive.limit
         if self._limiter is not None and not self._is_async:
@@ -558,7 +514,9 @@ class Actor:
         self._settles = self._limits is not None and self._limits.settles
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = self.retry is None and self.total is None and self.fallback is None
-        hedged = self.hedge is not None  # its attempts run in tasks of their own: off the fast path
+        hedged = (
+            self.hedging is not None
+        )  # its attempts run in tasks of their own: off the fast path
         self._simple = self._simple and not hedged
         # Attempts that need no timer and no thread take the asyncio fast path.
         # Every attempt timed where a reading decides something (slow calls, an adaptive
@@ -607,8 +565,13 @@ class Actor:
     @property
     def breaker(self) -> Breaker | None:
         """The configured breaker (``None``: registered without one). A replica hook."""
-        config = self._breaker_config
-        return None if config is _NO_BREAKER else config
+        config = self._settings.breaker
+        return None if config is NO_BREAKER else config
+
+    @property
+    def hedge(self) -> Hedge | None:
+        """The configured hedge (``None``: not hedged)."""
+        return None if self.hedging is None else self.hedging.policy
 
     def limit_sources(self) -> tuple[object, ...]:
         """The turn sources of the rate limits now, in order. A replica hook."""
@@ -619,7 +582,7 @@ class Actor:
         Another replica was told to come back in *seconds*: pause here too, as long as a
         hint of this dependency's own may (``max_retry_after``). Returns the seconds paused.
         """
-        seconds = min(seconds, self._max_pause)
+        seconds = min(seconds, self._settings.max_pause)
         if self.accepting:
             self._pause(seconds, source="cluster")
         return seconds
@@ -809,17 +772,18 @@ class Actor:
         self._call_ended(start, end)
         # A nested call's rejection is neither success nor failure: see _REJECTIONS.
         rejected = all_of(exc, _REJECTIONS)
-        kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(self._classify, exc)
+        settings = self._settings
+        kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(settings.classifier, exc)
         hint = None
         if kind is ErrorKind.RATE_LIMITED:
-            hint = retry_after(exc, now=time.time(), cap=self._max_pause)
+            hint = retry_after(exc, now=time.time(), cap=settings.max_pause)
             if hint is not None and hint > 0:
                 self._pause(hint)
         self._last_failure = (exc, kind, hint)
         if self._adaptive is not None and not rejected:  # too much: a timeout, a 429
             dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
             self._sample(start, end, dropped=dropped)
-        failed = None if rejected else self._breaker_config.is_failure(exc, kind)
+        failed = None if rejected else settings.breaker.is_failure(exc, kind)
         if not failed and not slow:  # an error, not the dependency's failure (a 400, a 429)
             self._ledger.ignore()
         if failed is None or slow:  # ignored, or counted already (crossed_slow)
@@ -1041,7 +1005,7 @@ class Actor:
         report to it, and nobody hears of it.
         """
         old = self._machine
-        machine = self._breaker_config.machine(now, self._on_transition, epoch=old.epoch + 1)
+        machine = self._settings.breaker.machine(now, self._on_transition, epoch=old.epoch + 1)
         machine.transitions.extend(old.transitions)
         old.retire()
         self._machine = machine
@@ -1064,63 +1028,53 @@ class Actor:
 
     def _apply(self, changes: dict[str, Any]) -> None:
         """
-        Install policies: all of them at registration, those given by a reconfigure. A
-        budget keeps its counts while its settings stay. A new breaker starts closed with
+        Install policies: all of them at registration, those given by a reconfigure (what
+        they are together: ``_spec.Settings``), then copy out, flat, what the hot path reads.
+        A budget keeps its counts while its settings stay. A new breaker starts closed with
         empty windows, its epochs continuing the old one's (late outcomes stay late); an
         isolated dependency stays isolated. New rate limits start with full buckets; calls
         waiting for a turn keep theirs.
         """
-        if "retry" in changes:
-            retry: Retry | None = changes["retry"]
-            self.retry = retry
-            old_budget = self.budget
-            budget_config = retry.budget if retry is not None else None
-            if budget_config is None:
-                self.budget = None
-            elif old_budget is None or old_budget.config != budget_config:
-                self.budget = budget_config.machine()
-            self._max_pause = retry.max_retry_after if retry is not None else _MAX_PAUSE
-        if "timeout" in changes:
-            timeout: Timeout | None = changes["timeout"]
-            self.timeout_policy = timeout
-            self._attempt_timeout = timeout.attempt if timeout is not None else None
-            self.total = timeout.total if timeout is not None else None
-        if "rate_limit" in changes:
-            self._rate_limits = changes["rate_limit"]
-            if self._runtime is not None:
-                self._set_limits()
-        if "fallback" in changes:
-            self.fallback = changes["fallback"]
-        if "fallback_on" in changes:
-            filter_ = changes["fallback_on"]
-            self._fallback_on = filter_ if filter_ is not None else _DEFAULT_FALLBACK_ON
-        if "bulkhead" in changes:
-            bulkhead: Bulkhead | None = changes["bulkhead"]
-            self._bulkhead = bulkhead
-            adaptive = bulkhead.max_concurrent if bulkhead is not None else None
-            if not isinstance(adaptive, AdaptiveLimit):
-                self._adaptive = None
-            elif self._adaptive is None or self._adaptive.config != adaptive:
-                self._adaptive = adaptive.machine()  # a new one starts at its initial limit
-                self._tell.limit_set(adaptive.initial)
+        settings = self._settings = self._settings.changed(changes)
+        retry, timeout, config = settings.retry, settings.timeout, settings.breaker
+        self.retry, self.fallback, self.timeout_policy = retry, settings.fallback, timeout
+        self._attempt_timeout = timeout.attempt if timeout is not None else None
+        self.total = timeout.total if timeout is not None else None
+        self._slow_after = settings.slow_after
+        #: Breaker.slow_call is set: attempts are watched while they run (watch_slow)
+        self.watches_slow = config.slow_call is not None
+        self._rate_limits = settings.rate_limit
+        budget = retry.budget if retry is not None else None
+        if budget is None or self.budget is None or self.budget.config != budget:
+            self.budget = None if budget is None else budget.machine()
+        bulkhead = settings.bulkhead
+        adaptive = bulkhead.max_concurrent if bulkhead is not None else None
+        if not isinstance(adaptive, AdaptiveLimit):
+            self._adaptive = None
+        elif self._adaptive is None or self._adaptive.config != adaptive:
+            self._adaptive = adaptive.machine()  # a new one starts at its initial limit
+            self._tell.limit_set(adaptive.initial)
+        if "rate_limit" in changes and self._runtime is not None:
+            self._set_limits()
         if "hedge" in changes:
-            self._set_hedge(changes["hedge"])
+            hedge = settings.hedge
+            self.hedging = (
+                None
+                if hedge is None
+                else Hedging(hedge, self._latency, self._ledger, self._publish)
+            )
         if "chaos" in changes:
-            self.fn = self._faults.inject(changes["chaos"])
-        if "breaker" in changes:
-            breaker: Breaker | None = changes["breaker"]
-            config = self._breaker_config = breaker if breaker is not None else _NO_BREAKER
-            slow_call = config.slow_call
-            self._slow_after = slow_call if slow_call is not None else math.inf
-            self.watches_slow = slow_call is not None
-            if self._started:
-                now = self.clock()
-                isolated = self._machine.state is _ISOLATED_STATE
-                machine = self._new_machine(now)
-                if isolated:
-                    machine.isolate(now, "reconfigured while isolated")
-            else:  # a placeholder until start(): status() reports a blank snapshot
-                self._machine = config.machine(0.0, self._on_transition)
+            self.fn = self._faults.inject(settings.chaos)
+        if "breaker" not in changes:
+            return
+        if self._started:
+            now = self.clock()
+            isolated = self._machine.state is _ISOLATED_STATE
+            machine = self._new_machine(now)
+            if isolated:
+                machine.isolate(now, "reconfigured while isolated")
+        else:  # a placeholder until start(): status() reports a blank snapshot
+            self._machine = config.machine(0.0, self._on_transition)
 
     def _handle_control(self, message: Message) -> _Transition | None:
         """A control message, in the actor task: a reconfigure, or a manual transition."""
@@ -1171,19 +1125,7 @@ class Actor:
         )
 
     # ==========================================================================================
-    # Hedging (policies.Hedge): the race itself is _call.py's
-
-    def _set_hedge(self, hedge: Hedge | None) -> None:
-        if hedge is None and self.hedge is None:
-            return  # (never hedged: the class's defaults stand, the instance grows nothing)
-        self.hedge = hedge
-        self._hedge_delay = hedge.machine() if hedge is not None else None
-
-    def hedge_delay(self) -> float:
-        """Seconds a hedged call's attempt may run before a hedge starts, from the latencies."""
-        machine = self._hedge_delay
-        assert machine is not None  # (asked only by a call that started with a hedge)
-        return machine.delay(self._latency)
+    # Hedging (policies.Hedge): the race is _call.py's, the delay and counts _hedging.py's
 
     def hedged(
         self,
@@ -1198,7 +1140,7 @@ class Actor:
         at once, as the attempt path will admit it next with no await in between. Never into
         a breaker that is not closed, a pause, a shared open verdict or shutdown; a
         rate-limit turn must be free now and a bulkhead slot too (a hedge never queues); and
-        it spends a retry of the budget (none left: no hedge). Counted and published when yes.
+        it spends a retry of the budget (none left: no hedge). Counted and told when yes.
         """
         machine = self._machine
         if not self.accepting or self._down is not None or machine.state is not _CLOSED_STATE:
@@ -1215,48 +1157,16 @@ class Actor:
         budget = self.budget
         if budget is not None and not budget.try_retry(now):
             return False
-        self._ledger.hedge()
-        self._publish(HedgeStarted, at=now, attempt=attempt, hedge=hedge, delay=delay)
+        hedging = self.hedging
+        assert hedging is not None  # (asked only by a call that started hedged)
+        hedging.started(now, attempt, hedge, delay)
         return True
-
-    def hedge_won(self) -> None:
-        """A hedge, not the attempt it raced, answered the call."""
-        self._ledger.hedge_won()
-
-    def race_absorbed(self, failures: int, successes: int) -> None:
-        """
-        A hedged attempt's race ended with *failures* contenders failed (or cut off) and
-        *successes* answered late whose outcomes were not the call's: counted attempts, but
-        no request, success or error raised of their own (``status().requests``).
-        """
-        self._ledger.absorbed(failures, successes)
 
     def adopt_stream(self, sibling: object, stream: object) -> None:
         """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
         del self._streams[sibling]
         self._streams[stream] = None
 
-    # Fault injection (policies.Chaos): the function is wrapped while it is configured (Faults)
-
-    def chaos_drawn(self, chaos: Chaos) -> bool:
-        """Whether *chaos* injects into this call: the draw, counted and published."""
-        if not chaos.draw(self.rng):
-            return False
-        injected = chaos.injects()
-        self._ledger.injected(injected)
-        error = chaos.error
-        self._publish(
-            ChaosInjected,
-            injected=injected,
-            latency=chaos.latency,
-            error=None if error is None else getattr(error, "__name__", type(error).__name__),
-        )
-        return True
-
-
-_DEFAULT_FALLBACK_ON: Final = _ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")
-# A pause is capped like a Retry-After hint (policies.retry_after's default cap).
-_MAX_PAUSE: Final = 300.0
 
 # status().rejected_by / CallRejected.reason of a breaker rejection, by the breaker's state.
 _REJECTED_BY_STATE: Final = {

@@ -28,7 +28,7 @@ What is decided, and where:
 
 Hedging (``policies.Hedge``, issue 19): a hedged dependency's attempts run as contenders of
 a *race* (:func:`_race`), each in a task of a task group: the attempt, and after the delay
-(``Actor.hedge_delay``) a hedge beside it, up to ``max_hedges``, each ``delay`` after the
+(``Hedging.delay``) a hedge beside it, up to ``max_hedges``, each ``delay`` after the
 previous one. A hedge is started only when :meth:`Actor.hedged` admits it at once (breaker
 closed, no pause, a rate-limit turn, a free bulkhead slot, the retry budget); it then runs
 the attempt path with no await in between, so the slot it found is the one it takes. The
@@ -71,9 +71,8 @@ from ._timers import Deadline
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from policies import Hedge
-
     from ._actor import Actor
+    from ._hedging import Hedging
 
 
 class StreamAttempts(Protocol):
@@ -143,8 +142,8 @@ async def with_policies(
     last: Exception | None = None
     run = self.attempt if stream is None else stream.attempt
     hedged = None
-    if self.hedge is not None:  # each attempt is a race: one load and one test per call
-        hedged = _Hedged(self, self.hedge, stream)
+    if self.hedging is not None:  # each attempt is a race: one load and one test per call
+        hedged = _Hedged(self, self.hedging, stream)
         run = hedged.race
     while True:
         attempt += 1
@@ -239,7 +238,7 @@ def _may_fall_back(self: Actor, exc: Exception, kind: ErrorKind | None) -> bool:
     if isinstance(exc, _NO_FALLBACK):
         return False
     try:
-        return bool(self._fallback_on(exc, kind))
+        return bool(self._settings.fallback_on(exc, kind))
     except Exception as rule_error:  # a user's predicate: the call's error goes on
         if exc.__context__ is None and rule_error is not exc:
             exc.__context__ = rule_error
@@ -250,11 +249,11 @@ def _may_fall_back(self: Actor, exc: Exception, kind: ErrorKind | None) -> bool:
 class _Hedged:
     """A hedged call's attempts, each a race (:func:`_race`), and its hedges so far."""
 
-    __slots__ = ("actor", "attempts", "hedge", "started", "stream")
+    __slots__ = ("actor", "attempts", "hedging", "started", "stream")
 
-    def __init__(self, actor: Actor, hedge: Hedge, stream: StreamAttempts | None) -> None:
+    def __init__(self, actor: Actor, hedging: Hedging, stream: StreamAttempts | None) -> None:
         self.actor = actor
-        self.hedge = hedge  # the call keeps the hedge it started with
+        self.hedging = hedging  # the call keeps the hedge it started with
         self.stream = stream
         self.attempts = 0
         self.started = 0  # hedges started, over every attempt
@@ -267,7 +266,7 @@ class _Hedged:
         race = _Race()
         try:
             return await _race(
-                self.actor, race, self.hedge, self.attempts, args, kwargs, deadline, self.stream
+                self.actor, race, self.hedging, self.attempts, args, kwargs, deadline, self.stream
             )
         finally:
             self.started += race.started
@@ -299,7 +298,7 @@ class _Race:
         self.error: Exception | None = None  # the latest failure
         self.counted = False  # ... was counted by the actor (not a shutdown's SupervisorClosed)
         self.refused = False  # the latest failure is final (a stream's "not an async iterable")
-        self.failed = 0  # contenders that failed with a counted error (Actor.race_absorbed)
+        self.failed = 0  # contenders that failed with a counted error (Hedging.absorbed)
         self.late = 0  # calls that answered after the winner: counted successes, not the call's
         self.losers: list[StreamAttempts] = []  # siblings that got an item after the winner
         self.wake = anyio.Event()  # set when a contender ends
@@ -312,7 +311,7 @@ class _Race:
 async def _race(
     self: Actor,
     race: _Race,
-    hedge: Hedge,
+    hedging: Hedging,
     attempt: int,
     args: tuple[object, ...],
     kwargs: dict[str, Any],
@@ -329,7 +328,8 @@ async def _race(
         The last contender's error, when every one failed (``stream.refused`` is set when
         that error is final).
     """
-    delay = self.hedge_delay()
+    delay = hedging.delay()
+    max_hedges = hedging.policy.max_hedges
     clock = self.clock
     try:
         async with anyio.create_task_group() as group:
@@ -338,7 +338,7 @@ async def _race(
             group.start_soon(_contend, self, *contender)
             next_at = clock() + delay
             hedges = 0
-            while race.winner < 0 and race.running and hedges < hedge.max_hedges:
+            while race.winner < 0 and race.running and hedges < max_hedges:
                 with anyio.move_on_after(next_at - clock()):
                     await race.wake.wait()
                 if race.wake.is_set():  # a contender ended: look again, same schedule
@@ -359,7 +359,7 @@ async def _race(
     # One request, whatever its contenders did: the outcomes that are not the call's own.
     absorbed = race.failed - (winner < 0 and race.counted)
     if absorbed or race.late:
-        self.race_absorbed(absorbed, race.late)
+        hedging.absorbed(absorbed, race.late)
     if winner < 0:
         error = race.error
         assert error is not None  # every contender failed (a cancellation left above)
@@ -367,7 +367,7 @@ async def _race(
             stream.refused = error  # type: ignore[assignment]  # a TypeError, checked there
         raise error
     if winner:
-        self.hedge_won()
+        hedging.won()
     if stream is None:
         return race.result
     sibling: StreamAttempts = race.result  # type: ignore[assignment]

@@ -7,21 +7,38 @@ warning a registration gets when its SDK client retries by itself.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import inspect
+import math
 import sys
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar, cast
 
-from policies import Breaker, Bulkhead, Chaos, Hedge, RateLimit, Retry, Timeout
+from policies import (
+    DEFAULT_FALLBACK_ON,
+    Breaker,
+    Bulkhead,
+    Chaos,
+    ErrorFilter,
+    ErrorKind,
+    Hedge,
+    RateLimit,
+    Retry,
+    Timeout,
+    classify,
+)
 
 __all__ = (
     "POLICY_TYPES",
     "SYNC_THREADS",
+    "MAX_PAUSE",
+    "NO_BREAKER",
     "RateLimits",
+    "Settings",
     "Unset",
     "UNSET",
     "awaiting",
@@ -65,6 +82,63 @@ POLICY_TYPES: Final[Mapping[str, tuple[type, str]]] = {
     "rate_limit": (RateLimit, "policies.RateLimit"),
     "hedge": (Hedge, "policies.Hedge"),
     "chaos": (Chaos, "policies.Chaos"),
+}
+
+
+#: A dependency registered without a breaker never trips on its own; manual control still works.
+NO_BREAKER: Final = Breaker(failure_threshold=sys.maxsize)
+_DEFAULT_FALLBACK_ON: Final = ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback_on")
+#: A pause is capped like a Retry-After hint (policies.retry_after's default cap).
+MAX_PAUSE: Final = 300.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """
+    A dependency's policies as configured: registration's, then each reconfigure's changes
+    (:meth:`changed`), with what follows from them alone. Pure: the actor keeps the state
+    their machines hold (a budget, an adaptive limit, a breaker, rate-limit buckets) and
+    copies out, flat, what its hot path reads (``Actor._apply``).
+    """
+
+    retry: Retry | None = None
+    timeout: Timeout | None = None
+    bulkhead: Bulkhead | None = None
+    breaker: Breaker = NO_BREAKER  # (None given: NO_BREAKER)
+    fallback: Callable[..., object] | None = None
+    fallback_on: ErrorFilter = _DEFAULT_FALLBACK_ON  # (None given: the default)
+    classifier: Callable[[BaseException], ErrorKind] = classify  # (None given: classify)
+    rate_limit: tuple[RateLimit, ...] = ()
+    hedge: Hedge | None = None
+    chaos: Chaos | None = None
+
+    def changed(self, changes: Mapping[str, Any]) -> Settings:
+        """
+        These settings with *changes*: checked policy arguments (``check_policy``) by name;
+        ``None`` for a breaker, ``fallback_on`` or a classifier means the default.
+        """
+        changes = dict(changes)
+        for key, default in _DEFAULTS.items():
+            if key in changes and changes[key] is None:
+                changes[key] = default
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def max_pause(self) -> float:
+        """The longest pause a Retry-After hint may cause (``Retry.max_retry_after``)."""
+        return self.retry.max_retry_after if self.retry is not None else MAX_PAUSE
+
+    @property
+    def slow_after(self) -> float:
+        """Seconds after which a call is slow (``Breaker.slow_call``); inf: never."""
+        slow_call = self.breaker.slow_call
+        return slow_call if slow_call is not None else math.inf
+
+
+_DEFAULTS: Final = {
+    "breaker": NO_BREAKER,
+    "fallback_on": _DEFAULT_FALLBACK_ON,
+    "classifier": classify,
 }
 
 

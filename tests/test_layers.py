@@ -192,11 +192,12 @@ FLOORS: dict[str, float] = {
     "_effective": 4,  # `ringfence config`: the effective configuration as TOML (issue 21)
     "_runtime": 2,
     "_spec": 2,
-    "_ledger": 2,
-    "_teller": 2,  # what an actor tells the event hub, throttled (issue 17)  # the actor's lifetime counts and crash record (issue 17)
+    "_ledger": 2,  # the actor's lifetime counts and crash record (issue 17)
+    "_teller": 2,  # what an actor tells the event hub, throttled (issue 17)
     "_rate_limits": 3,
     "_config_source": 2.5,
     "_chaos": 3,
+    "_hedging": 3,  # a hedged dependency's delay and hedge counts, owned by its actor (issue 17)
     "_config": 3,
     "_actor": 4,
     "_call": 5,
