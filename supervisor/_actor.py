@@ -239,7 +239,11 @@ class Actor:
         self._hub: EventHub | None = None
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
-        self._with_policies: _Entry = self._attempt_closed  # bound at start (_call.py)
+        self._with_policies: _Loop = self._attempt_closed  # bound at start (_call.py)
+        self._with_hedging: _Loop = self._attempt_closed  # the same, for a hedged dependency
+        #: the policy loop of this dependency's calls and streams (_call.py), set by _derive:
+        #: called as (args, kwargs, deadline) for a call, (..., stream) for a stream
+        self.policy_loop: _Loop = self._attempt_closed
 
         # -- state, owned by the actor ---------------------------------------------------------
         self.accepting = False
@@ -334,6 +338,7 @@ class Actor:
         self._hub = runtime.hub
         self.closing = runtime.closing
         self._with_policies = types.MethodType(paths.with_policies, self)
+        self._with_hedging = types.MethodType(paths.with_hedging, self)
         clock = self.clock = runtime.clock
         self.rng = runtime.rng
         self._machine = self._breaker_config.machine(clock(), self._on_transition)
@@ -426,8 +431,13 @@ class Actor:
         raise TypeError(msg)
 
     async def _attempt_closed(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+        self,
+        args: tuple[object, ...],
+        kwargs: dict[str, Any],
+        deadline: Deadline | None,
+        stream: object = None,
     ) -> object:
+        """Every call's way, and a stream's (*stream*), while the supervisor is not running."""
         raise SupervisorClosed(self._closed_reason)
 
     @inline
@@ -567,6 +577,8 @@ class Actor:
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = self.retry is None and self.total is None and self.fallback is None
         hedged = self.hedge is not None  # its attempts run in tasks of their own: off the fast path
+        # A hedged dependency's loop races each attempt: chosen here, not tested per call.
+        self.policy_loop = self._with_hedging if hedged else self._with_policies
         self._simple = self._simple and not hedged
         # Attempts that need no timer and no thread take the asyncio fast path.
         # Every attempt timed where a reading decides something (slow calls, an adaptive
@@ -587,7 +599,7 @@ class Actor:
         elif self.stream_only:
             self.entry = self._not_awaitable
         else:
-            self.entry = self.attempt if self._simple else self._with_policies
+            self.entry = self.attempt if self._simple else self.policy_loop
         # The hot path's gate: open (the slot count) only while nothing else applies.
         if (
             self.accepting
@@ -703,6 +715,7 @@ class Actor:
     # ==========================================================================================
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.
 
+    @inline
     def _end(self, running: Running) -> None:
         running.done = True
         del self._running[running]
@@ -751,15 +764,18 @@ class Actor:
         elif not machine.quiet:
             machine.on_success(epoch, self.clock())
 
+    @inline
     def succeeded(self, epoch: int, start: float, end: float, slow: bool = False) -> None:
         """
-        A success (of the general and trio attempts, and of streams). *slow*: the call was
-        counted slow while it ran (:meth:`crossed_slow`): only its latency is left to record.
+        A success (of the asyncio attempts with a Running record, of trio's, and of
+        streams), reported to the breaker in force now. *slow*: the call was counted slow
+        while it ran (:meth:`crossed_slow`): only its latency is left to record.
         """
+        machine = self._machine
         if slow:
             self._call_ended(start, end)
         else:
-            self.record_success(self._machine, epoch, start, end)
+            self.record_success(machine, epoch, start, end)
         if self._adaptive is not None:
             self._sample(start, end, dropped=False)
 
@@ -1331,6 +1347,7 @@ _REJECTED_BY_STATE: Final = {
 _Entry = Callable[
     [tuple[object, ...], dict[str, Any], Deadline | None], Coroutine[Any, Any, object]
 ]
+_Loop = Callable[..., Coroutine[Any, Any, object]]
 
 
 def _not_started(*args: Any) -> Any:  # pragma: no cover - replaced at start

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, final
 
 from supervisor._admission import admit_slow
-from supervisor._call import with_policies
+from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
 from supervisor._timers import Running, attempt_limit
 
@@ -186,6 +186,7 @@ def _cancel_scope() -> Callable[[], Any]:
 
 PATHS = Paths(
     with_policies=with_policies,
+    with_hedging=with_hedging,
     attempt=attempt,
     signals=_signals,
     deliver=_deliver,
