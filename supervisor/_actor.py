@@ -57,6 +57,7 @@ from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge, HedgeDelay
 from policies.rate_limit import RateLimit
+from policies.timeout import limit_of
 
 from ._chaos import wrap as wrap_chaos
 from ._errors import (
@@ -149,8 +150,8 @@ def inline(handler: _F) -> _F:
 
 #: Whether asyncio attempts that need no timer and no thread take the fast path
 #: (``_backends/_generated_asyncio.py``, or its template under ``RINGFENCE_INLINE=0``). Tests
-#: set it False to send every asyncio attempt through the general path, and compare the
-#: paths; it is read when an actor derives its paths.
+#: set it False to send every asyncio attempt the general way (a ``Running`` record), and
+#: compare the paths; it is read when an actor derives its paths.
 FAST_PATH = True
 
 
@@ -476,6 +477,30 @@ class Actor:
     def call_end(self, start: float) -> float:
         """When an attempt that started at *start* ended: NaN (unread) if its start was."""
         return self.clock() if start == start else start
+
+    @inline
+    def attempt_limit(
+        self,
+        running: Running,
+        start: float,
+        attempt_timeout: float | None,
+        deadline: Deadline | None,
+    ) -> float:
+        """
+        When the attempt *running* since *start* must end: after *attempt_timeout*, or at the
+        call's *deadline* when that comes first (``policies.timeout.limit_of``). *running*
+        keeps which, and its seconds: a reconfigure while it runs changes neither. A handler
+        (inlined in the asyncio fast path), as the limit is read once per timed attempt.
+        """
+        at, by_deadline = limit_of(start, attempt_timeout, deadline)
+        if by_deadline:
+            assert deadline is not None
+            running.reason = DEADLINE
+            running.seconds = deadline.total
+        else:
+            assert attempt_timeout is not None
+            running.seconds = attempt_timeout
+        return at
 
     @inline
     def slot_free(self) -> bool:

@@ -1,6 +1,6 @@
 """
-The asyncio fast path's **template**: an attempt with no timer, no thread and no policy loop,
-written plainly, calling the actor's ``@inline`` handlers.
+The asyncio attempt's **template**: admission, the call and its outcome, written plainly,
+calling the actor's ``@inline`` handlers.
 
 ``make generate`` (``_generate.py``) writes ``_generated_asyncio.py`` from this module, with the
 handlers' bodies inlined: that is what asyncio runs, because a method call costs about what
@@ -9,8 +9,17 @@ hand-inlined copy it replaces drifted from the handlers twice. ``RINGFENCE_INLIN
 template instead (CI runs the runtime tests once that way). Edit this file and the handlers,
 never the generated one; a test fails when the generated file is stale.
 
-The fast path registers no timer: its task is only remembered, so that leaving the supervisor
-can cut it off. Anything else (a timer, a thread, re-entry) goes to ``_asyncio_general``.
+An attempt takes one of two ways, both written here, in one coroutine (a coroutine layer costs
+about what the protected call does, and a timed attempt through a second one cost a quarter of
+the full stack, issue 18):
+
+* the fast path, an async callable with no timer and nothing else to watch: its task is only
+  remembered, so that leaving the supervisor can cut it off;
+* a ``Running`` record (``_timers.py``) for the rest: an attempt timeout or a total deadline
+  (a timer in the actor's heap), a sync callable's thread, a slow-call watch, an adaptive
+  limit's sample, a rate limit to settle, or a task re-entering its dependency. The
+  ``FAST_PATH = False`` switch (``_actor.py``) sends every attempt this way, for tests that
+  compare the two.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from supervisor._admission import admit_slow
 from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import Running, attempt_limit
+from supervisor._timers import Running
 
 from ._asyncio_general import current_task_getter, cut_fast, deliver, signals
 from ._threads import in_thread
@@ -36,7 +45,7 @@ __all__ = ("PATHS", "attempt_fast")
 async def attempt_fast(
     self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
 ) -> object:
-    """The hot path: a call with no timer, no thread and no policy loop, on asyncio."""
+    """One attempt on asyncio: admission, the call, its outcome (see the module's docstring)."""
     machine = self._machine
     # admission: breaker, then bulkhead
     epoch = self.admit_nowait(machine)
@@ -64,7 +73,7 @@ async def attempt_fast(
         attempt_timeout = self._attempt_timeout
         if deadline is not None or attempt_timeout is not None:
             start = now if now == now else self.clock()  # (NaN: the latency is not sampled)
-            limit = attempt_limit(running, start, attempt_timeout, deadline)
+            limit = self.attempt_limit(running, start, attempt_timeout, deadline)
             self._timers.push(limit, running, len(self._running))  # type: ignore[union-attr]
         if self.watches_slow:
             self.watch_slow(running, now)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 from supervisor._admission import admit_slow
 from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import Running, attempt_limit
+from supervisor._timers import Running
 
 from ._threads import in_thread
 
@@ -85,7 +85,7 @@ async def attempt(
     running = Running(scope, 0, epoch)
     if self._attempt_timeout is not None or deadline is not None:
         start = now if now == now else self.clock()
-        scope.deadline = attempt_limit(running, start, self._attempt_timeout, deadline)
+        scope.deadline = self.attempt_limit(running, start, self._attempt_timeout, deadline)
     self._running[running] = None
     if self.watches_slow:
         self.watch_slow(running, now)
