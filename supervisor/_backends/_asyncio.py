@@ -101,6 +101,8 @@ async def attempt_fast(
             finally:
                 if not running.keep_slot:  # outcome first, slot second: see below
                     self.release_slot()
+        # NaN when *now* is (not sampled): nothing reads it then, slow calls and an adaptive
+        # limit time every attempt (a limit made adaptive during this one takes no sample).
         end = self.call_end(now)
         self._end(running)
         if running.delivered:  # the dependency swallowed our cancellation and answered anyway

@@ -145,6 +145,8 @@ async def attempt_fast(
                     else:
                         self._in_flight -= 1
                         self._bulkhead_full_logged = False
+        # NaN when *now* is (not sampled): nothing reads it then, slow calls and an adaptive
+        # limit time every attempt (a limit made adaptive during this one takes no sample).
         # inlined: Actor.call_end
         end = self.clock() if now == now else now
         # inlined: Actor._end
