@@ -55,6 +55,7 @@ from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge
 from policies.priority import PriorityQueue, level_name
+from policies.timeout import limit_of
 
 from ._chaos import Faults
 from ._errors import (
@@ -141,8 +142,8 @@ def inline(handler: _F) -> _F:
 
 #: Whether asyncio attempts that need no timer and no thread take the fast path
 #: (``_backends/_generated_asyncio.py``, or its template under ``RINGFENCE_INLINE=0``). Tests
-#: set it False to send every asyncio attempt through the general path, and compare the
-#: paths; it is read when an actor derives its paths.
+#: set it False to send every asyncio attempt the general way (a ``Running`` record), and
+#: compare the paths; it is read when an actor derives its paths.
 FAST_PATH = True
 
 
@@ -203,7 +204,11 @@ class Actor:
         )
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
-        self._with_policies: _Entry = self._attempt_closed  # bound at start (_call.py)
+        self._with_policies: _Loop = self._attempt_closed  # bound at start (_call.py)
+        self._with_hedging: _Loop = self._attempt_closed  # the same, for a hedged dependency
+        #: the policy loop of this dependency's calls and streams (_call.py), set by _derive:
+        #: called as (args, kwargs, deadline) for a call, (..., stream) for a stream
+        self.policy_loop: _Loop = self._attempt_closed
 
         # -- state, owned by the actor ---------------------------------------------------------
         self.accepting = False
@@ -266,6 +271,7 @@ class Actor:
         self._runtime = runtime
         self.closing = runtime.closing
         self._with_policies = types.MethodType(paths.with_policies, self)
+        self._with_hedging = types.MethodType(paths.with_hedging, self)
         clock = self.clock = runtime.clock
         self._tell.attach(runtime.hub, clock)
         self.rng = runtime.rng
@@ -358,8 +364,13 @@ class Actor:
         raise TypeError(msg)
 
     async def _attempt_closed(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+        self,
+        args: tuple[object, ...],
+        kwargs: dict[str, Any],
+        deadline: Deadline | None,
+        stream: object = None,
     ) -> object:
+        """Every call's way, and a stream's (*stream*), while the supervisor is not running."""
         raise SupervisorClosed(self._closed_reason)
 
     @inline
@@ -398,6 +409,30 @@ class Actor:
     def call_end(self, start: float) -> float:
         """When an attempt that started at *start* ended: NaN (unread) if its start was."""
         return self.clock() if start == start else start
+
+    @inline
+    def attempt_limit(
+        self,
+        running: Running,
+        start: float,
+        attempt_timeout: float | None,
+        deadline: Deadline | None,
+    ) -> float:
+        """
+        When the attempt *running* since *start* must end: after *attempt_timeout*, or at the
+        call's *deadline* when that comes first (``policies.timeout.limit_of``). *running*
+        keeps which, and its seconds: a reconfigure while it runs changes neither. A handler
+        (inlined in the asyncio fast path), as the limit is read once per timed attempt.
+        """
+        at, by_deadline = limit_of(start, attempt_timeout, deadline)
+        if by_deadline:
+            assert deadline is not None
+            running.reason = DEADLINE
+            running.seconds = deadline.total
+        else:
+            assert attempt_timeout is not None
+            running.seconds = attempt_timeout
+        return at
 
     @inline
     def slot_free(self) -> bool:
@@ -514,9 +549,9 @@ class Actor:
         self._settles = self._limits is not None and self._limits.settles
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = self.retry is None and self.total is None and self.fallback is None
-        hedged = (
-            self.hedging is not None
-        )  # its attempts run in tasks of their own: off the fast path
+        hedged = self.hedging is not None  # its attempts run in tasks: off the fast path
+        # A hedged dependency's loop races each attempt: chosen here, not tested per call.
+        self.policy_loop = self._with_hedging if hedged else self._with_policies
         self._simple = self._simple and not hedged
         # Attempts that need no timer and no thread take the asyncio fast path.
         # Every attempt timed where a reading decides something (slow calls, an adaptive
@@ -537,7 +572,7 @@ class Actor:
         elif self.stream_only:
             self.entry = self._not_awaitable
         else:
-            self.entry = self.attempt if self._simple else self._with_policies
+            self.entry = self.attempt if self._simple else self.policy_loop
         # The hot path's gate: open (the slot count) only while nothing else applies.
         if (
             self.accepting
@@ -709,8 +744,9 @@ class Actor:
     @inline
     def succeeded(self, epoch: int, start: float, end: float, slow: bool = False) -> None:
         """
-        A success (of the general and trio attempts, and of streams). *slow*: the call was
-        counted slow while it ran (:meth:`crossed_slow`): only its latency is left to record.
+        A success (of the asyncio attempts with a Running record, of trio's, and of
+        streams), reported to the breaker in force now. *slow*: the call was counted slow
+        while it ran (:meth:`crossed_slow`): only its latency is left to record.
         """
         machine = self._machine
         if slow:
@@ -1180,6 +1216,7 @@ _REJECTED_BY_STATE: Final = {
 _Entry = Callable[
     [tuple[object, ...], dict[str, Any], Deadline | None], Coroutine[Any, Any, object]
 ]
+_Loop = Callable[..., Coroutine[Any, Any, object]]
 
 
 def _not_started(*args: Any) -> Any:  # pragma: no cover - replaced at start

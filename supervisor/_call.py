@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import anyio
@@ -97,7 +98,7 @@ class StreamAttempts(Protocol):
         """A sibling that lost the race after its attempt got an item: close it, count nothing."""
 
 
-__all__ = ("StreamAttempts", "with_policies")
+__all__ = ("StreamAttempts", "with_hedging", "with_policies")
 
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 
@@ -123,12 +124,14 @@ async def with_policies(
     kwargs: dict[str, Any],
     _deadline: Deadline | None = None,
     stream: StreamAttempts | None = None,
+    hedged: _Hedged | None = None,
 ) -> object:
     """
     Run one call (or a stream's way to its first item) through the dependency's policies.
 
     ``self`` is the actor: this is its method, defined here and bound at start. *stream* is
-    the stream whose ``attempt`` and ``fall_back`` to use, or ``None`` for a call.
+    the stream whose ``attempt`` and ``fall_back`` to use, or ``None`` for a call. *hedged*:
+    the call's races (:func:`with_hedging`, a hedged dependency's loop), else ``None``.
     """
     retry = self.retry
     now = self.clock()
@@ -141,9 +144,7 @@ async def with_policies(
     attempt = 0
     last: Exception | None = None
     run = self.attempt if stream is None else stream.attempt
-    hedged = None
-    if self.hedging is not None:  # each attempt is a race: one load and one test per call
-        hedged = _Hedged(self, self.hedging, stream)
+    if hedged is not None:  # each attempt is a race
         run = hedged.race
     while True:
         attempt += 1
@@ -176,6 +177,24 @@ async def with_policies(
                 await _sleep_before_retry(self, decision)
                 continue
         return result
+
+
+def with_hedging(
+    self: Actor,
+    args: tuple[object, ...],
+    kwargs: dict[str, Any],
+    _deadline: Deadline | None = None,
+    stream: StreamAttempts | None = None,
+) -> Coroutine[Any, Any, object]:
+    """
+    :func:`with_policies` for a hedged dependency, each attempt a race: its loop while
+    ``Actor._derive`` finds a ``Hedge`` (so a dependency without one tests nothing per call).
+    The call keeps the hedge it starts with. Returns the loop's coroutine itself (no
+    coroutine of its own).
+    """
+    hedging = self.hedging
+    hedged = _Hedged(self, hedging, stream) if hedging is not None else None
+    return with_policies(self, args, kwargs, _deadline, stream, hedged)
 
 
 def _after_failure(

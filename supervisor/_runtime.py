@@ -196,6 +196,8 @@ class Paths:
 
     #: ``_call.with_policies``: the loop around attempts (retries, deadline, fallback)
     with_policies: Callable[..., Coroutine[Any, Any, object]]
+    #: ``_call.with_hedging``: the same loop for a hedged dependency (each attempt a race)
+    with_hedging: Callable[..., Coroutine[Any, Any, object]]
     #: one attempt: admission, the call, its outcome (the backend's)
     attempt: Callable[..., Coroutine[Any, Any, object]]
     #: a call queued for a slot, for the running loop: (a new :class:`Waiter`, wake it, what

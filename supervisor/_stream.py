@@ -62,7 +62,6 @@ import anyio.lowlevel
 from policies.timeout import limit_of
 
 from ._admission import acquire
-from ._call import with_policies
 from ._errors import DependencyCrashed
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline
 
@@ -286,7 +285,7 @@ class Stream(Generic[R_co]):
         # The stream keeps the limits it starts with: a reconfigure applies to later calls.
         timeout = self._timeout = self._actor.timeout_policy
         self._between = timeout.between_items if timeout is not None else None
-        await with_policies(self._actor, self._args, self._kwargs, None, self)
+        await self._actor.policy_loop(self._args, self._kwargs, None, self)
 
     async def attempt(
         self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None

@@ -23,8 +23,6 @@ import heapq
 from collections.abc import Callable
 from typing import Final, Protocol, final
 
-from policies.timeout import limit_of
-
 __all__ = (
     "Running",
     "Deadline",
@@ -32,7 +30,6 @@ __all__ = (
     "CLOSED",
     "TIMEOUT",
     "DEADLINE",
-    "attempt_limit",
     "cancel_pending",
 )
 
@@ -90,25 +87,6 @@ class Running:
         self.done = False
         self.keep_slot = False  # a sync callable's abandoned thread still holds the slot
         self.slow = False  # counted slow while running (Breaker.slow_call): not again at its end
-
-
-def attempt_limit(
-    running: Running, now: float, attempt_timeout: float | None, deadline: Deadline | None
-) -> float:
-    """
-    When the attempt *running* since *now* must end: after *attempt_timeout*, or at the
-    call's *deadline* when that comes first (``policies.timeout.limit_of``). *running* keeps
-    which, and its seconds: a reconfigure while it runs changes neither.
-    """
-    at, by_deadline = limit_of(now, attempt_timeout, deadline)
-    if by_deadline:
-        assert deadline is not None
-        running.reason = DEADLINE
-        running.seconds = deadline.total
-    else:
-        assert attempt_timeout is not None
-        running.seconds = attempt_timeout
-    return at
 
 
 def cancel_pending(task: asyncio.Task[object]) -> bool:

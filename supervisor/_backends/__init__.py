@@ -2,9 +2,10 @@
 The attempt paths of each backend, chosen once when the supervisor starts (anyio's
 ``get_async_backend`` habit) and bound to each actor: :func:`paths_for`.
 
-* ``_asyncio``: the fast path's **template** (plain code calling the actor's ``@inline``
-  handlers); with ``_asyncio_general``: the general attempt (a timer, a thread, or
-  re-entry), the delivery of a cut-off, the queued calls' waiters (a loop future each).
+* ``_asyncio``: the attempt's **template** (plain code calling the actor's ``@inline``
+  handlers), its fast path and its way with a ``Running`` record (a timer, a thread, or
+  re-entry) in one coroutine; ``_asyncio_general``: the delivery of a cut-off, the queued
+  calls' waiters (a loop future each).
 * ``_generated_asyncio``: the fast path with the ``@inline`` handlers' bodies inlined,
   written by ``_generate`` from the template (``make generate``); what asyncio runs, unless
   ``RINGFENCE_INLINE=0`` asks for the template (CI runs the runtime tests once that way).

@@ -1,6 +1,6 @@
 """
-The asyncio fast path's **template**: an attempt with no timer, no thread and no policy loop,
-written plainly, calling the actor's ``@inline`` handlers.
+The asyncio attempt's **template**: admission, the call and its outcome, written plainly,
+calling the actor's ``@inline`` handlers.
 
 ``make generate`` (``_generate.py``) writes ``_generated_asyncio.py`` from this module, with the
 handlers' bodies inlined: that is what asyncio runs, because a method call costs about what
@@ -9,8 +9,17 @@ hand-inlined copy it replaces drifted from the handlers twice. ``RINGFENCE_INLIN
 template instead (CI runs the runtime tests once that way). Edit this file and the handlers,
 never the generated one; a test fails when the generated file is stale.
 
-The fast path registers no timer: its task is only remembered, so that leaving the supervisor
-can cut it off. Anything else (a timer, a thread, re-entry) goes to ``_asyncio_general``.
+An attempt takes one of two ways, both written here, in one coroutine (a coroutine layer costs
+about what the protected call does, and a timed attempt through a second one cost a quarter of
+the full stack, issue 18):
+
+* the fast path, an async callable with no timer and nothing else to watch: its task is only
+  remembered, so that leaving the supervisor can cut it off;
+* a ``Running`` record (``_timers.py``) for the rest: an attempt timeout or a total deadline
+  (a timer in the actor's heap), a sync callable's thread, a slow-call watch, an adaptive
+  limit's sample, a rate limit to settle, or a task re-entering its dependency. The
+  ``FAST_PATH = False`` switch (``_actor.py``) sends every attempt this way, for tests that
+  compare the two.
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from supervisor._admission import admit_slow
-from supervisor._call import with_policies
+from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
+from supervisor._timers import Running
 
-from ._asyncio_general import attempt_general, current_task_getter, cut_fast, deliver, signals
+from ._asyncio_general import current_task_getter, cut_fast, deliver, signals
+from ._threads import in_thread
 
 if TYPE_CHECKING:
     from supervisor._actor import Actor
@@ -34,7 +45,7 @@ __all__ = ("PATHS", "attempt_fast")
 async def attempt_fast(
     self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
 ) -> object:
-    """The hot path: a call with no timer, no thread and no policy loop, on asyncio."""
+    """One attempt on asyncio: admission, the call, its outcome (see the module's docstring)."""
     machine = self._machine
     # admission: breaker, then bulkhead
     epoch = self.admit_nowait(machine)
@@ -47,18 +58,63 @@ async def attempt_fast(
         # crash restart may have replaced it), to which this call reports.
         machine = self._machine
         now = self.call_start()
-        if self._settles:
-            # A settle trues up the turns admit_slow just gave this call (self.admitted, set
-            # as it returned): the general path takes them.
-            current = self._task_of(self._loop)
-            return await attempt_general(
-                self, args, kwargs, deadline, now, epoch, current, self.admitted
-            )
     task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
     tasks = self._tasks
     if deadline is not None or not self._plain or task in tasks:  # pragma: no branch
-        # Timers, threads, or this task re-entering the dependency: the general path.
-        return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
+        # A timer (attempt timeout, total deadline), a thread, a slow-call watch, an
+        # adaptive limit's sample, a limit to settle, or this task re-entering the
+        # dependency: the attempt is a Running record, which its timers and shutdown cut off
+        # (``_timers.py``). Written here, not in a coroutine of its own: one frame less.
+        # A limit settles only on calls admit_slow admitted (a limit closes the gate), just
+        # now, with no await since: its turns are still self.admitted.
+        admitted = self.admitted if self._settles else None
+        running = Running(task, task.cancelling(), epoch)
+        self._running[running] = None
+        attempt_timeout = self._attempt_timeout
+        if deadline is not None or attempt_timeout is not None:
+            start = now if now == now else self.clock()  # (NaN: the latency is not sampled)
+            limit = self.attempt_limit(running, start, attempt_timeout, deadline)
+            self._timers.push(limit, running, len(self._running))  # type: ignore[union-attr]
+        if self.watches_slow:
+            self.watch_slow(running, now)
+        try:
+            if not self._is_async:
+                result = await in_thread(self, running, args, kwargs)
+            elif kwargs:
+                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
+            else:  # `**kwargs` would copy the empty dict into a new one
+                result = await self.fn(*args)  # type: ignore[misc]  # checked async
+        except BaseException as exc:
+            end = self.clock()
+            self._end(running)
+            try:
+                if (
+                    running.delivered
+                    and task.uncancel() <= running.base
+                    and isinstance(exc, asyncio.CancelledError)
+                ):
+                    raise self._cut_off(
+                        running.fired, epoch, now, end, running.seconds, running.slow
+                    ) from None
+                self.ended_with(exc, epoch, now, end, running.slow)
+                raise
+            finally:
+                if not running.keep_slot:  # outcome first, slot second: see below
+                    self.release_slot()
+        # NaN when *now* is (not sampled): nothing reads it then, slow calls and an adaptive
+        # limit time every attempt (a limit made adaptive during this one takes no sample).
+        end = self.call_end(now)
+        self._end(running)
+        if running.delivered:  # the dependency swallowed our cancellation and answered anyway
+            task.uncancel()
+        slow = running.slow
+        try:
+            self.succeeded(epoch, now, end, slow)
+            if admitted is not None:
+                self.settle(args, kwargs, result, admitted)
+        finally:
+            self.release_slot()
+        return result
     tasks[task] = task.cancelling()
     try:
         if kwargs:
@@ -91,6 +147,7 @@ async def attempt_fast(
 
 PATHS = Paths(
     with_policies=with_policies,
+    with_hedging=with_hedging,
     attempt=attempt_fast,
     signals=signals,
     deliver=deliver,

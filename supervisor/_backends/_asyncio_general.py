@@ -1,7 +1,7 @@
 """
-The asyncio attempt for what the fast path does not take: an attempt with a timer (attempt
-timeout or total deadline), a sync callable's thread, or a task re-entering its dependency;
-and the waiters' signals (a loop future per queued call).
+What the asyncio attempts (``_asyncio.attempt_fast``, both of its ways) call but do not write
+inline: the delivery of a cut-off (an attempt's timer fired, or shutdown), the current-task
+getter, and the waiters' signals (a loop future per queued call).
 
 On asyncio an attempt is cut off (timeout, deadline, shutdown) by ``task.cancel()`` fired
 from the actor's one timer heap (``_timers.py`` says why), and the attempt translates its own
@@ -16,76 +16,13 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
-from supervisor._timers import Running, attempt_limit, cancel_pending
-
-from ._threads import in_thread
+from supervisor._timers import Running, cancel_pending
 
 if TYPE_CHECKING:
     from supervisor._actor import Actor
     from supervisor._errors import SupervisorError
-    from supervisor._rate_limits import RateLimits
-    from supervisor._timers import Deadline
 
-__all__ = ("attempt_general", "current_task_getter", "cut_fast", "deliver", "signals")
-
-
-async def attempt_general(
-    self: Actor,
-    args: tuple[object, ...],
-    kwargs: dict[str, Any],
-    deadline: Deadline | None,
-    now: float,
-    epoch: int,
-    task: asyncio.Task[Any] | None,
-    admitted: tuple[RateLimits, list[Any]] | None = None,
-) -> object:
-    """An admitted asyncio attempt that needs a timer, a thread, or is re-entrant."""
-    assert task is not None
-    running = Running(task, task.cancelling(), epoch)
-    self._running[running] = None
-    if deadline is not None or self._attempt_timeout is not None:
-        start = now if now == now else self.clock()  # (NaN: the latency is not sampled)
-        limit = attempt_limit(running, start, self._attempt_timeout, deadline)
-        assert self._timers is not None
-        self._timers.push(limit, running, len(self._running))
-    if self.watches_slow:
-        self.watch_slow(running, now)
-    try:
-        if self._is_async:
-            if kwargs:
-                result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
-            else:  # `**kwargs` would copy the empty dict into a new one
-                result = await self.fn(*args)  # type: ignore[misc]  # checked async
-        else:
-            result = await in_thread(self, running, args, kwargs)
-    except BaseException as exc:
-        end = self.clock()
-        self._end(running)
-        try:
-            if (
-                running.delivered
-                and task.uncancel() <= running.base
-                and isinstance(exc, asyncio.CancelledError)
-            ):
-                raise self._cut_off(
-                    running.fired, epoch, now, end, running.seconds, running.slow
-                ) from None
-            self.ended_with(exc, epoch, now, end, running.slow)
-            raise
-        finally:
-            if not running.keep_slot:  # outcome first, slot second: see above
-                self.release_slot()
-    end = self.clock()
-    self._end(running)
-    if running.delivered:  # the dependency swallowed our cancellation and answered anyway
-        task.uncancel()
-    try:
-        self.succeeded(epoch, now, end, running.slow)
-        if self._settles:
-            self.settle(args, kwargs, result, admitted)
-    finally:
-        self.release_slot()
-    return result
+__all__ = ("current_task_getter", "cut_fast", "deliver", "signals")
 
 
 def deliver(self: Actor, running: Running) -> None:

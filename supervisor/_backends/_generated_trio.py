@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from policies.timeout import limit_of
 from supervisor._actor import _CLOSED_STATE, _UNTIMED
 from supervisor._admission import admit_slow
-from supervisor._call import with_policies
+from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import Running, attempt_limit
+from supervisor._timers import DEADLINE, Running
 
 from ._threads import in_thread
 from ._trio_general import TrioTimers, cancel_scope, deliver, signals
@@ -67,7 +68,17 @@ async def attempt(
     running = Running(scope, 0, epoch)
     if self._attempt_timeout is not None or deadline is not None:
         start = now if now == now else self.clock()
-        scope.deadline = attempt_limit(running, start, self._attempt_timeout, deadline)
+        attempt_timeout = self._attempt_timeout
+        # inlined: Actor.attempt_limit
+        limit, _h_attempt_limit_by_deadline = limit_of(start, attempt_timeout, deadline)
+        if _h_attempt_limit_by_deadline:
+            assert deadline is not None
+            running.reason = DEADLINE
+            running.seconds = deadline.total
+        else:
+            assert attempt_timeout is not None
+            running.seconds = attempt_timeout
+        scope.deadline = limit
     self._running[running] = None
     if self.watches_slow:
         self.watch_slow(running, now)
@@ -146,6 +157,7 @@ async def attempt(
 
 PATHS = Paths(
     with_policies=with_policies,
+    with_hedging=with_hedging,
     attempt=attempt,
     signals=signals,
     deliver=deliver,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from supervisor._admission import admit_slow
-from supervisor._call import with_policies
+from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import Running, attempt_limit
+from supervisor._timers import Running
 
 from ._threads import in_thread
 from ._trio_general import TrioTimers, cancel_scope, deliver, signals
@@ -45,7 +45,9 @@ async def attempt(
     running = Running(scope, 0, epoch)
     if self._attempt_timeout is not None or deadline is not None:
         start = now if now == now else self.clock()
-        scope.deadline = attempt_limit(running, start, self._attempt_timeout, deadline)
+        attempt_timeout = self._attempt_timeout
+        limit = self.attempt_limit(running, start, attempt_timeout, deadline)
+        scope.deadline = limit
     self._running[running] = None
     if self.watches_slow:
         self.watch_slow(running, now)
@@ -88,6 +90,7 @@ async def attempt(
 
 PATHS = Paths(
     with_policies=with_policies,
+    with_hedging=with_hedging,
     attempt=attempt,
     signals=signals,
     deliver=deliver,

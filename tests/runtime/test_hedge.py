@@ -481,6 +481,36 @@ async def test_a_stream_is_hedged_to_its_first_item(sup: Supervisor) -> None:
     assert sorted(n for n, _ in gen.closed) == [0, 1]
 
 
+async def test_reconfigure_hedges_the_policy_loop_of_calls_and_streams(sup: Supervisor) -> None:
+    """
+    A dependency already on the policy loop (a retry) takes the hedged loop from the next
+    call and the next stream once reconfigured with a hedge, and leaves it with hedge=None:
+    the loop is chosen when the policies change, not tested per call.
+    """
+    calls = Tail(0.5, 0.5, 0.01, 0.5)
+    streams = TailStream(0.5, 0.5, 0.02, 0.5)
+    retry = Retry(attempts=2)
+    sup.register("dep", calls, retry=retry)
+    sup.register("llm", streams, retry=retry)
+
+    async def first_item() -> int:
+        async with sup.stream("llm") as items:
+            return int(await items.__anext__())
+
+    with guard():
+        async with sup:
+            assert ((0, 0.5), 0) == (await sup.call("dep"), await first_item())
+            for name in ("dep", "llm"):
+                await sup.reconfigure(name, hedge=Hedge(delay=0.1))
+            assert ((2, 0.01), 2) == (await sup.call("dep"), await first_item())
+            for name in ("dep", "llm"):
+                await sup.reconfigure(name, hedge=None)
+            assert ((3, 0.5), 3) == (await sup.call("dep"), await first_item())
+            hedged = [(s.hedges, s.hedge_wins) for s in map(sup.status, ("dep", "llm"))]
+    assert [(1, 1), (1, 1)] == hedged
+    assert [1] == calls.cancelled == streams.cancelled
+
+
 async def test_nothing_is_hedged_after_the_first_item(sup: Supervisor) -> None:
     """A slow second item (1 s) is waited for: no hedge once an item reached the caller."""
     gen = TailStream(0.01)
