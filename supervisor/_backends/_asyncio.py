@@ -9,20 +9,29 @@ hand-inlined copy it replaces drifted from the handlers twice. ``RINGFENCE_INLIN
 template instead (CI runs the runtime tests once that way). Edit this file and the handlers,
 never the generated one; a test fails when the generated file is stale.
 
-The fast path registers no timer: its task is only remembered, so that leaving the supervisor
-can cut it off. Anything else (a timer, a thread, re-entry) goes to ``_asyncio_general``.
+The fast path registers nothing: it counts itself in ``_fast``, and leaving the supervisor finds
+it by walking the tasks' await chains (``_asyncio_general.cut_fast``), which know its code
+object (``FAST_ATTEMPTS``). Anything else (a timer, a thread) goes to ``_asyncio_general``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from sys import _getframe
 from typing import TYPE_CHECKING, Any
 
 from supervisor._admission import admit_slow
 from supervisor._call import with_policies
 from supervisor._runtime import Paths
 
-from ._asyncio_general import attempt_general, current_task_getter, cut_fast, deliver, signals
+from ._asyncio_general import (
+    FAST_ATTEMPTS,
+    attempt_general,
+    current_task_getter,
+    cut_fast,
+    deliver,
+    signals,
+)
 
 if TYPE_CHECKING:
     from supervisor._actor import Actor
@@ -54,12 +63,13 @@ async def attempt_fast(
             return await attempt_general(
                 self, args, kwargs, deadline, now, epoch, current, self.admitted
             )
-    task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
-    tasks = self._tasks
-    if deadline is not None or not self._plain or task in tasks:  # pragma: no branch
-        # Timers, threads, or this task re-entering the dependency: the general path.
+    if deadline is not None or not self._plain:  # pragma: no branch
+        # Timers or threads: the general path.
+        task = self._task_of(self._loop)
         return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
-    tasks[task] = task.cancelling()
+    # Nothing is registered: shutdown finds this frame by walking the tasks (cut_fast) and
+    # looks for as many as this counts.
+    self._fast += 1
     try:
         if kwargs:
             result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
@@ -67,11 +77,16 @@ async def attempt_fast(
             result = await self.fn(*args)  # type: ignore[misc]  # checked async
     except BaseException as exc:
         end = self.clock()
-        base = tasks.pop(task)
-        why = self._cut_tasks.pop(task, 0) if self._cut_tasks else 0
+        self._fast -= 1
+        # (why, task, its cancelling() before the cut) if shutdown cut this attempt off
+        cut = self._cut_frames.pop(_getframe(), None) if self._cut_frames else None
         try:
-            if why and task.uncancel() <= base and isinstance(exc, asyncio.CancelledError):
-                raise self._cut_off(why, epoch, now, end, 0.0) from None
+            if (
+                cut is not None
+                and cut[1].uncancel() <= cut[2]
+                and isinstance(exc, asyncio.CancelledError)
+            ):
+                raise self._cut_off(cut[0], epoch, now, end, 0.0) from None
             self.ended_with(exc, epoch, now, end)
             raise
         finally:
@@ -79,15 +94,19 @@ async def attempt_fast(
             # queue is failed before the slot could pass to a waiter (guarantee 10).
             self.release_slot()
     end = self.call_end(now)
-    del tasks[task]
-    if self._cut_tasks and self._cut_tasks.pop(task, 0):
-        task.uncancel()  # the dependency swallowed our cancellation and answered anyway
+    self._fast -= 1
+    if self._cut_frames:
+        cut = self._cut_frames.pop(_getframe(), None)
+        if cut is not None:  # the dependency swallowed our cancellation and answered anyway
+            cut[1].uncancel()
     try:
         self.record_success(machine, epoch, now, end)
     finally:
         self.release_slot()
     return result
 
+
+FAST_ATTEMPTS.add(attempt_fast.__code__)
 
 PATHS = Paths(
     with_policies=with_policies,

@@ -1,7 +1,7 @@
 """
 The asyncio attempt for what the fast path does not take: an attempt with a timer (attempt
-timeout or total deadline), a sync callable's thread, or a task re-entering its dependency;
-and the waiters' signals (a loop future per queued call).
+timeout or total deadline) or a sync callable's thread; the waiters' signals (a loop future per
+queued call); and the shutdown walk that finds the fast path's attempts (:func:`cut_fast`).
 
 On asyncio an attempt is cut off (timeout, deadline, shutdown) by ``task.cancel()`` fired
 from the actor's one timer heap (``_timers.py`` says why), and the attempt translates its own
@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, final
 
+from supervisor._admission import admit_slow
 from supervisor._timers import Running, attempt_limit, cancel_pending
 
 from ._threads import in_thread
@@ -26,7 +29,18 @@ if TYPE_CHECKING:
     from supervisor._rate_limits import RateLimits
     from supervisor._timers import Deadline
 
-__all__ = ("attempt_general", "current_task_getter", "cut_fast", "deliver", "signals")
+__all__ = (
+    "FAST_ATTEMPTS",
+    "attempt_general",
+    "current_task_getter",
+    "cut_fast",
+    "deliver",
+    "signals",
+)
+
+#: The fast attempt's code objects (the template's, the generated copy's): what the shutdown
+#: walk (:func:`cut_fast`) looks for in the tasks' await chains.
+FAST_ATTEMPTS: set[types.CodeType] = set()
 
 
 async def attempt_general(
@@ -108,16 +122,198 @@ def deliver(self: Actor, running: Running) -> None:
     task.cancel()
 
 
-def cut_fast(self: Actor, task: asyncio.Task[Any]) -> None:
-    """:func:`deliver` for an attempt on the fast path (no Running record): shutdown only."""
-    if task not in self._tasks or task in self._cut_tasks:
+def cut_fast(self: Actor) -> None:
+    """
+    Shutdown: cut off every fast-path attempt of *self* (``Actor.close``, when ``_fast`` says
+    some run). They are registered nowhere, to cost nothing per call: they are found as
+    asyncio's own task dumps find coroutines (``asyncio.graph``, 3.14), by walking each task's
+    await chain (:func:`_chain`), and every task is walked, so an attempt run by another task
+    (``wait_for`` on 3.11, ``shield``, ``gather``, task groups) is found in that task. The walk
+    must find exactly ``_fast`` attempts; if an awaitable it cannot see through hides some, the
+    garbage collector finds them (:func:`_strays`). One cut per task: its innermost attempt
+    (an attempt re-entering the dependency from inside another gets the cancellation first).
+    """
+    assert self._loop is not None
+    attempts = dict(_attempts(self, self._loop))
+    if len(attempts) < self._fast:
+        attempts.update(_strays(self, self._loop, attempts))
+    # Each task's attempts come outermost first: the last one of a task stays.
+    innermost = {task: frame for frame, task in attempts.items()}
+    for task, frame in innermost.items():
+        _cut_frame(self, task, frame)
+
+
+def _cut_frame(self: Actor, task: asyncio.Task[Any], frame: types.FrameType) -> None:
+    """:func:`deliver` for the fast attempt running in *frame* in *task* (no Running record)."""
+    if frame in self._cut_frames:
         return
-    if cancel_pending(task):
+    if cancel_pending(task):  # somebody else's cancellation first: see deliver
         assert self._loop is not None
-        self._loop.call_soon(cut_fast, self, task)
+        self._loop.call_soon(_cut_again, self, task)
         return
-    self.cut_task(task)
+    self.cut_frame(frame, task)
     task.cancel()
+
+
+def _cut_again(self: Actor, task: asyncio.Task[Any]) -> None:
+    """:func:`_cut_frame` again, next iteration: if *task* still runs an attempt of *self*."""
+    frames = [frame for frame, _ in _attempts_in(self, task, task.get_coro())]
+    if frames:
+        _cut_frame(self, task, frames[-1])
+
+
+def _attempts(
+    self: Actor, loop: asyncio.AbstractEventLoop
+) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
+    """Every fast attempt of *self* running on *loop*: (its frame, its task)."""
+    current = asyncio.current_task(loop)
+    for task in asyncio.all_tasks(loop):
+        if task is current:  # running, not awaiting: its chain is the stack (close() in it)
+            yield from _running_attempts(self, task)
+        else:
+            yield from _attempts_in(self, task, task.get_coro())
+
+
+def _attempts_in(
+    self: Actor, task: asyncio.Task[Any], coro: object
+) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
+    for frame, awaited in _chain(coro):
+        if _is_attempt(self, frame, awaited):
+            yield frame, task
+
+
+def _is_attempt(self: Actor, frame: types.FrameType, awaited: object) -> bool:
+    """
+    *frame* is a fast attempt of *self* awaiting its dependency: not a call waiting for a slot
+    (``admit_slow``: the queue is failed apart) nor one the general path runs (``Running``).
+    """
+    return (
+        frame.f_code in FAST_ATTEMPTS
+        and frame.f_locals.get("self") is self
+        and getattr(awaited, "cr_code", None) not in _BEFORE_OR_INSTEAD
+    )
+
+
+def _chain(link: object) -> Iterator[tuple[types.FrameType, object]]:
+    """
+    The await chain from *link* down: (frame, what it awaits) for each coroutine, generator
+    (``yield from``) and async generator on it. Into the C awaitables that wrap the next link
+    (an async generator's ``asend``/``athrow``, ``coro.__await__()``, ``anext()``'s) through
+    what they hold (``gc.get_referents``); a future ends it (its task is walked on its own).
+    """
+    seen: set[int] = set()
+    todo = [link]
+    while todo:
+        link = todo.pop()
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        if isinstance(link, types.CoroutineType):
+            frame, awaited = link.cr_frame, link.cr_await
+        elif isinstance(link, types.AsyncGeneratorType):
+            frame, awaited = link.ag_frame, link.ag_await
+        elif isinstance(link, types.GeneratorType):
+            frame, awaited = link.gi_frame, link.gi_yieldfrom
+        elif isinstance(link, _WRAPPERS):
+            todo.extend(gc.get_referents(link))
+            continue
+        else:  # None (not awaiting), a future, or an awaitable we cannot see into
+            continue
+        if frame is not None and awaited is not None:
+            yield frame, awaited
+            todo.append(awaited)
+
+
+def _running_attempts(
+    self: Actor, task: asyncio.Task[Any]
+) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
+    """The attempts of *self* on the running task's stack, outermost first."""
+    found: list[tuple[types.FrameType, asyncio.Task[Any]]] = []
+    inner = None
+    frame: types.FrameType | None = sys._getframe()  # noqa: SLF001
+    while frame is not None:
+        if (
+            inner is not None
+            and frame.f_code in FAST_ATTEMPTS
+            and frame.f_locals.get("self") is self
+            and inner.f_code not in _BEFORE_OR_INSTEAD
+        ):
+            found.append((frame, task))
+        inner, frame = frame, frame.f_back
+    return iter(found[::-1])
+
+
+def _strays(
+    self: Actor, loop: asyncio.AbstractEventLoop, found: dict[types.FrameType, Any]
+) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
+    """
+    The attempts the walk could not see (behind an awaitable it cannot look into, or a
+    coroutine driven by hand): every attempt coroutine of *self* the garbage collector
+    tracks, and the task that references it, up the referrers.
+    """
+    tasks = {id(task): task for task in asyncio.all_tasks(loop)}
+    strays = [
+        obj
+        for obj in gc.get_objects()
+        if type(obj) is types.CoroutineType
+        and obj.cr_code in FAST_ATTEMPTS
+        and obj.cr_frame is not None
+        and obj.cr_frame not in found
+        and obj.cr_await is not None
+        and _is_attempt(self, obj.cr_frame, obj.cr_await)
+    ]
+    for coro in strays:
+        task = _owner(coro, tasks, id(strays))
+        if task is not None:
+            yield coro.cr_frame, task  # type: ignore[misc]  # (not None: a running attempt)
+
+
+def _owner(
+    coro: types.CoroutineType[Any, Any, Any], tasks: dict[int, asyncio.Task[Any]], ours: int
+) -> asyncio.Task[Any] | None:
+    """The task whose await chain holds *coro*: the nearest one up its referrers."""
+    level: list[object] = [coro]
+    seen = {id(coro), id(level), ours}
+    for _ in range(_OWNER_DEPTH):
+        upper: list[object] = []
+        seen.add(id(upper))
+        for obj in level:
+            for referrer in gc.get_referrers(obj):
+                if id(referrer) in tasks:
+                    return tasks[id(referrer)]
+                if id(referrer) not in seen and not isinstance(referrer, _NOT_CHAIN):
+                    seen.add(id(referrer))
+                    upper.append(referrer)
+        seen.add(id(level))
+        level = upper
+        if not level:
+            break
+    return None
+
+
+_OWNER_DEPTH = 64
+# Referrers that are not links of an await chain: frames (the walk's own), modules, classes.
+_NOT_CHAIN = (types.FrameType, types.ModuleType, type)
+
+
+def _wrapper_types() -> tuple[type, ...]:
+    """The C awaitables that wrap an await chain's next link, by their types."""
+
+    async def agen() -> Any:  # pragma: no cover - never run
+        yield
+
+    async def coro() -> None:  # pragma: no cover - never run
+        pass
+
+    gen, routine = agen(), coro()
+    kinds = (type(gen.asend(None)), type(gen.athrow(GeneratorExit)), type(routine.__await__()))
+    kinds += (type(anext(gen, None)),) if sys.version_info >= (3, 10) else ()
+    routine.close()
+    return kinds
+
+
+_WRAPPERS = _wrapper_types()
+_BEFORE_OR_INSTEAD = frozenset({admit_slow.__code__, attempt_general.__code__})
 
 
 @final
