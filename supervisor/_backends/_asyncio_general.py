@@ -15,6 +15,7 @@ import functools
 import gc
 import sys
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, final
 
@@ -190,7 +191,7 @@ def _is_attempt(self: Actor, frame: types.FrameType, awaited: object) -> bool:
     return (
         frame.f_code in FAST_ATTEMPTS
         and frame.f_locals.get("self") is self
-        and getattr(awaited, "cr_code", None) not in _BEFORE_OR_INSTEAD
+        and not (isinstance(awaited, types.CoroutineType) and awaited.cr_code in _BEFORE_OR_INSTEAD)
     )
 
 
@@ -227,8 +228,12 @@ def _chain(link: object) -> Iterator[tuple[types.FrameType, object]]:
 def _running_attempts(
     self: Actor, task: asyncio.Task[Any]
 ) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
-    """The attempts of *self* on the running task's stack, outermost first."""
+    """
+    The attempts of *self* on the running task's stack, outermost first: up to the task's own
+    coroutine (below it, a task that created an eager one runs too).
+    """
     found: list[tuple[types.FrameType, asyncio.Task[Any]]] = []
+    top = getattr(task.get_coro(), "cr_frame", None)
     inner = None
     frame: types.FrameType | None = sys._getframe()  # noqa: SLF001
     while frame is not None:
@@ -239,6 +244,8 @@ def _running_attempts(
             and inner.f_code not in _BEFORE_OR_INSTEAD
         ):
             found.append((frame, task))
+        if frame is top:
+            break
         inner, frame = frame, frame.f_back
     return iter(found[::-1])
 
@@ -249,9 +256,9 @@ def _strays(
     """
     The attempts the walk could not see (behind an awaitable it cannot look into, or a
     coroutine driven by hand): every attempt coroutine of *self* the garbage collector
-    tracks, and the task that references it, up the referrers.
+    tracks, each with the task that drives it (:func:`_driver`). One it cannot tell the
+    driver of is not cut off, and a ``RuntimeWarning`` says so.
     """
-    tasks = {id(task): task for task in asyncio.all_tasks(loop)}
     strays = [
         obj
         for obj in gc.get_objects()
@@ -262,38 +269,40 @@ def _strays(
         and obj.cr_await is not None
         and _is_attempt(self, obj.cr_frame, obj.cr_await)
     ]
+    tasks = asyncio.all_tasks(loop)
     for coro in strays:
-        task = _owner(coro, tasks, id(strays))
-        if task is not None:
+        task = _driver(coro, tasks)
+        if task is None:
+            warnings.warn(
+                f"ringfence: a call to {self.name!r} awaited through an awaitable that hides"
+                " its task was not cut off at shutdown",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+        else:
             yield coro.cr_frame, task  # type: ignore[misc]  # (not None: a running attempt)
 
 
-def _owner(
-    coro: types.CoroutineType[Any, Any, Any], tasks: dict[int, asyncio.Task[Any]], ours: int
+def _driver(
+    coro: types.CoroutineType[Any, Any, Any], tasks: set[asyncio.Task[Any]]
 ) -> asyncio.Task[Any] | None:
-    """The task whose await chain holds *coro*: the nearest one up its referrers."""
-    level: list[object] = [coro]
-    seen = {id(coro), id(level), ours}
-    for _ in range(_OWNER_DEPTH):
-        upper: list[object] = []
-        seen.add(id(upper))
-        for obj in level:
-            for referrer in gc.get_referrers(obj):
-                if id(referrer) in tasks:
-                    return tasks[id(referrer)]
-                if id(referrer) not in seen and not isinstance(referrer, _NOT_CHAIN):
-                    seen.add(id(referrer))
-                    upper.append(referrer)
-        seen.add(id(level))
-        level = upper
-        if not level:
-            break
-    return None
-
-
-_OWNER_DEPTH = 64
-# Referrers that are not links of an await chain: frames (the walk's own), modules, classes.
-_NOT_CHAIN = (types.FrameType, types.ModuleType, type)
+    """
+    The task driving *coro*, however it does: the one task parked on the future at the bottom
+    of *coro*'s await chain (the future the last ``yield`` handed to the task's step), if it
+    is a future and one task only waits on it.
+    """
+    bottom: object = coro
+    for _, awaited in _chain(coro):
+        bottom = awaited
+    # (a C future is awaited through its iterator, a Python one through its __await__)
+    held = gc.get_referents(bottom)
+    drivers = [
+        task
+        for task in tasks
+        if (waiter := task._fut_waiter) is not None  # type: ignore[attr-defined]  # noqa: SLF001
+        and (waiter is bottom or any(ref is waiter for ref in held))
+    ]
+    return drivers[0] if len(drivers) == 1 else None
 
 
 def _wrapper_types() -> tuple[type, ...]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 
 from supervisor import Supervisor, SupervisorClosed
+from supervisor._backends import _asyncio_general
 
 from .conftest import Fake, Gate, guard
 
@@ -281,3 +282,76 @@ async def test_leaving_cuts_off_a_call_re_entering_its_dependency(
                 await anyio.wait_all_tasks_blocked()
     assert outcome == [CUT_OFF]
     assert sup.status("dep").in_flight == 0
+
+
+async def test_leaving_from_inside_a_call_cuts_that_call_off(
+    sup: Supervisor, each_path: str, is_trio: bool
+) -> None:
+    """The dependency itself leaves the supervisor, in the task running the call: the walk
+    finds the call on that task's stack (it is running, not awaiting)."""
+    if is_trio:
+        pytest.skip("trio forbids leaving a nursery from inside a scope opened in it")
+    stack = AsyncExitStack()
+
+    async def dep() -> str:
+        await stack.aclose()  # leaves the supervisor, from inside this call
+        return "ok"
+
+    sup.register("dep", dep)
+    with guard():
+        await stack.enter_async_context(sup)
+        with pytest.raises(SupervisorClosed, match=CUT_OFF):
+            await sup.call("dep")
+    status = sup.status("dep")
+    assert (status.calls, status.failures, status.in_flight) == (0, 0, 0)
+
+
+async def test_the_fallback_alone_finds_every_call_and_its_task(
+    sup: Supervisor, path: str, is_trio: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    What the walk misses the garbage collector finds, with the task parked on the future
+    at the bottom of the call's chain: with a walk that sees nothing, every way still works.
+    """
+    if is_trio or path == "general":
+        pytest.skip("the asyncio fast path's shutdown walk")
+    monkeypatch.setattr(_asyncio_general, "_attempts", lambda self, loop: iter(()))
+    assert await _cut_off_on_leaving(sup, WAYS) == [CUT_OFF] * len(WAYS)
+
+
+async def test_a_call_whose_task_cannot_be_told_is_reported(
+    sup: Supervisor, path: str, is_trio: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tasks parked on the future at the bottom of the call's chain: which one runs the
+    call cannot be told, and a RuntimeWarning says the call was not cut off."""
+    if is_trio or path == "general":
+        pytest.skip("the asyncio fast path's shutdown walk")
+    monkeypatch.setattr(_asyncio_general, "_attempts", lambda self, loop: iter(()))
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    entered = anyio.Event()
+
+    async def dep() -> str:
+        entered.set()
+        return await future
+
+    sup.register("dep", dep)
+    results: list[object] = []
+
+    async def caller() -> None:
+        results.append(await sup.call("dep"))
+
+    async def park() -> None:
+        results.append(await future)
+
+    with guard():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(park)  # a second task parked on it
+            stack = AsyncExitStack()
+            await stack.enter_async_context(sup)
+            tg.start_soon(caller)
+            await entered.wait()
+            await anyio.wait_all_tasks_blocked()
+            with pytest.warns(RuntimeWarning, match="'dep' .* was not cut off at shutdown"):
+                await stack.aclose()
+            future.set_result("ok")
+    assert results == ["ok", "ok"]  # it ran on, to its end
