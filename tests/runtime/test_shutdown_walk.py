@@ -355,3 +355,56 @@ async def test_a_call_whose_task_cannot_be_told_is_reported(
                 await stack.aclose()
             future.set_result("ok")
     assert results == ["ok", "ok"]  # it ran on, to its end
+
+
+async def test_a_dependency_that_swallows_the_cut_answers_and_leaves_no_cancellation(
+    sup: Supervisor, each_path: str, is_trio: bool
+) -> None:
+    """The dependency catches the shutdown's cancellation and answers anyway: its answer is
+    the call's, and the task is left with no cancellation request of ours."""
+    if is_trio:
+        pytest.skip("asyncio's cancellation counts")
+    entered, cut = asyncio.Event(), asyncio.Event()
+
+    async def dep() -> str:
+        entered.set()
+        try:
+            await asyncio.Event().wait()  # only the cut ends it
+        except asyncio.CancelledError:
+            cut.set()
+        await asyncio.sleep(0)  # (an await after the cut: a cancellation would land here)
+        return "late"
+
+    sup.register("dep", dep)
+    stack = AsyncExitStack()
+    with guard():
+        await stack.enter_async_context(sup)
+        task = asyncio.ensure_future(sup.call("dep"))
+        await entered.wait()
+        await stack.aclose()
+        assert await task == "late"
+        assert cut.is_set()
+        assert task.cancelling() == 0
+
+
+async def test_a_cancellation_already_on_its_way_goes_first(
+    sup: Supervisor, each_path: str, is_trio: bool
+) -> None:
+    """The caller's own cancellation is pending when the supervisor leaves: the cut waits a
+    loop iteration (anyio's rule, see cancel_pending), the call ends as the caller's
+    cancellation and counts nothing, and no cut is left over."""
+    if is_trio:
+        pytest.skip("asyncio's cancellation counts")
+    fake = Fake(Gate())
+    sup.register("dep", fake)
+    stack = AsyncExitStack()
+    with guard():
+        await stack.enter_async_context(sup)
+        task = asyncio.ensure_future(sup.call("dep"))
+        await fake.entered.wait()
+        task.cancel()  # on its way, not seen yet
+        await stack.aclose()  # leaves in the same iteration
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    status = sup.status("dep")
+    assert (status.calls, status.failures, status.in_flight) == (0, 0, 0)
