@@ -927,9 +927,24 @@ class Actor:
         running.fired = why
         self._deliver(running)
 
+    @inline
+    def fast_started(self) -> None:
+        """A fast-path attempt (asyncio) awaits its dependency: one more for shutdown to find."""
+        self._fast += 1
+
+    @inline
+    def fast_ended(self) -> None:
+        """A fast-path attempt (asyncio) ended: see :meth:`fast_started`."""
+        self._fast -= 1
+
     def cut_frame(self, frame: types.FrameType, task: asyncio.Task[Any]) -> None:
         """Shutdown cuts off the fast path's attempt running in *frame*, in *task*."""
         self._cut_frames[frame] = (CLOSED, task, task.cancelling())
+
+    def cut_of(self, frame: types.FrameType) -> tuple[int, asyncio.Task[Any], int] | None:
+        """The cut (why, task, its cancelling() before) shutdown made of the fast path's attempt
+        in *frame*, as it ends, if it made one."""
+        return self._cut_frames.pop(frame, None)
 
     def _enqueue(self) -> Waiter:
         """A place at the end of the bulkhead's queue (FIFO)."""

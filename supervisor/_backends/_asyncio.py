@@ -68,8 +68,8 @@ async def attempt_fast(
         task = self._task_of(self._loop)
         return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
     # Nothing is registered: shutdown finds this frame by walking the tasks (cut_fast) and
-    # looks for as many as this counts.
-    self._fast += 1
+    # looks for as many as fast_started counts.
+    self.fast_started()
     try:
         if kwargs:
             result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
@@ -77,9 +77,9 @@ async def attempt_fast(
             result = await self.fn(*args)  # type: ignore[misc]  # checked async
     except BaseException as exc:
         end = self.clock()
-        self._fast -= 1
+        self.fast_ended()
         # (why, task, its cancelling() before the cut) if shutdown cut this attempt off
-        cut = self._cut_frames.pop(_getframe(), None) if self._cut_frames else None
+        cut = self.cut_of(_getframe()) if self._cut_frames else None
         try:
             if (
                 cut is not None
@@ -94,9 +94,9 @@ async def attempt_fast(
             # queue is failed before the slot could pass to a waiter (guarantee 10).
             self.release_slot()
     end = self.call_end(now)
-    self._fast -= 1
+    self.fast_ended()
     if self._cut_frames:
-        cut = self._cut_frames.pop(_getframe(), None)
+        cut = self.cut_of(_getframe())
         if cut is not None:  # the dependency swallowed our cancellation and answered anyway
             cut[1].uncancel()
     try:

@@ -96,7 +96,8 @@ async def attempt_fast(
         task = self._task_of(self._loop)
         return await attempt_general(self, args, kwargs, deadline, now, epoch, task)
     # Nothing is registered: shutdown finds this frame by walking the tasks (cut_fast) and
-    # looks for as many as this counts.
+    # looks for as many as fast_started counts.
+    # inlined: Actor.fast_started
     self._fast += 1
     try:
         if kwargs:
@@ -105,9 +106,10 @@ async def attempt_fast(
             result = await self.fn(*args)  # type: ignore[misc]  # checked async
     except BaseException as exc:
         end = self.clock()
+        # inlined: Actor.fast_ended
         self._fast -= 1
         # (why, task, its cancelling() before the cut) if shutdown cut this attempt off
-        cut = self._cut_frames.pop(_getframe(), None) if self._cut_frames else None
+        cut = self.cut_of(_getframe()) if self._cut_frames else None
         try:
             if (
                 cut is not None
@@ -128,9 +130,10 @@ async def attempt_fast(
                 self._bulkhead_full_logged = False
     # inlined: Actor.call_end
     end = self.clock() if now == now else now
+    # inlined: Actor.fast_ended
     self._fast -= 1
     if self._cut_frames:
-        cut = self._cut_frames.pop(_getframe(), None)
+        cut = self.cut_of(_getframe())
         if cut is not None:  # the dependency swallowed our cancellation and answered anyway
             cut[1].uncancel()
     try:
