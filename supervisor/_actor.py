@@ -219,16 +219,18 @@ class Actor:
         self._in_flight = 0
         self._queue: PriorityQueue[Waiter] = PriorityQueue()  # waiter -> its priority level
         self._running: dict[Running, None] = {}
-        # The fast path's attempts: task -> its cancelling() at the start; those shutdown cut.
-        self._tasks: dict[asyncio.Task[Any], int] = {}
-        self._cut_tasks: dict[asyncio.Task[Any], int] = {}
+        # The fast path's attempts running (asyncio): registered nowhere, shutdown finds this
+        # many by walking the tasks (_asyncio_general.cut_fast); those it cut, by their frame:
+        # (why, task, the task's cancelling() before the cut).
+        self._fast = 0
+        self._cut_frames: dict[types.FrameType, tuple[int, asyncio.Task[Any], int]] = {}
         self._timers: DeadlineHeap | None = None
         # When running calls become slow (Breaker.slow_call): made on first use (watch_slow).
         self._slow_timers: DeadlineHeap | None = None
         self._timer_loop: Any = None  # what it runs on: the loop, or the backend's (at start)
         # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
         self._deliver: Callable[[Running], None] = _not_started
-        self._cut_fast: Callable[[Any], None] = _not_started
+        self._cut_fast: Callable[[], None] = _not_started
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
@@ -321,8 +323,8 @@ class Actor:
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)
-        for task in list(self._tasks):
-            self._cut_fast(task)
+        if self._fast:
+            self._cut_fast()
         for stream in list(self._streams):
             stream.cut_off()
         if self._timers is not None:
@@ -927,9 +929,24 @@ class Actor:
         running.fired = why
         self._deliver(running)
 
-    def cut_task(self, task: Any) -> None:
-        """Shutdown cut off the fast path's attempt running in *task* (no Running record)."""
-        self._cut_tasks[task] = CLOSED
+    @inline
+    def fast_started(self) -> None:
+        """A fast-path attempt (asyncio) awaits its dependency: one more for shutdown to find."""
+        self._fast += 1
+
+    @inline
+    def fast_ended(self) -> None:
+        """A fast-path attempt (asyncio) ended: see :meth:`fast_started`."""
+        self._fast -= 1
+
+    def cut_frame(self, frame: types.FrameType, task: asyncio.Task[Any]) -> None:
+        """Shutdown cuts off the fast path's attempt running in *frame*, in *task*."""
+        self._cut_frames[frame] = (CLOSED, task, task.cancelling())
+
+    def cut_of(self, frame: types.FrameType) -> tuple[int, asyncio.Task[Any], int] | None:
+        """The cut (why, task, its cancelling() before) shutdown made of the fast path's attempt
+        in *frame*, as it ends, if it made one."""
+        return self._cut_frames.pop(frame, None)
 
     def _enqueue(self, level: int) -> Waiter:
         """A place at the end of the bulkhead's queue, among the calls of priority *level*."""

@@ -13,18 +13,20 @@ An attempt takes one of two ways, both written here, in one coroutine (a corouti
 about what the protected call does, and a timed attempt through a second one cost a quarter of
 the full stack, issue 18):
 
-* the fast path, an async callable with no timer and nothing else to watch: its task is only
-  remembered, so that leaving the supervisor can cut it off;
-* a ``Running`` record (``_timers.py``) for the rest: an attempt timeout or a total deadline
-  (a timer in the actor's heap), a sync callable's thread, a slow-call watch, an adaptive
-  limit's sample, a rate limit to settle, or a task re-entering its dependency. The
-  ``FAST_PATH = False`` switch (``_actor.py``) sends every attempt this way, for tests that
-  compare the two.
+* the fast way, an async callable with no timer and nothing else to watch: it registers
+  nothing, only counts itself in ``_fast``; leaving the supervisor finds it by walking the
+  tasks' await chains (``_asyncio_general.cut_fast``), which know its code object
+  (``FAST_ATTEMPTS``) and tell it from the general way by its unbound ``running``;
+* the general way, a ``Running`` record (``_timers.py``) for the rest: an attempt timeout or
+  a total deadline (a timer in the actor's heap), a sync callable's thread, a slow-call
+  watch, an adaptive limit's sample, or a rate limit to settle. The ``FAST_PATH = False``
+  switch (``_actor.py``) sends every attempt this way, for tests that compare the two.
 """
 
 from __future__ import annotations
 
 import asyncio
+from sys import _getframe
 from typing import TYPE_CHECKING, Any
 
 from supervisor._admission import admit_slow
@@ -32,7 +34,7 @@ from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
 from supervisor._timers import Running
 
-from ._asyncio_general import current_task_getter, cut_fast, deliver, signals
+from ._asyncio_general import FAST_ATTEMPTS, current_task_getter, cut_fast, deliver, signals
 from ._threads import in_thread
 
 if TYPE_CHECKING:
@@ -58,13 +60,12 @@ async def attempt_fast(
         # crash restart may have replaced it), to which this call reports.
         machine = self._machine
         now = self.call_start()
-    task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
-    tasks = self._tasks
-    if deadline is not None or not self._plain or task in tasks:  # pragma: no branch
+    if deadline is not None or not self._plain:  # pragma: no branch
         # A timer (attempt timeout, total deadline), a thread, a slow-call watch, an
-        # adaptive limit's sample, a limit to settle, or this task re-entering the
-        # dependency: the attempt is a Running record, which its timers and shutdown cut off
-        # (``_timers.py``). Written here, not in a coroutine of its own: one frame less.
+        # adaptive limit's sample, or a limit to settle: the attempt is a Running record,
+        # which its timers and shutdown cut off (``_timers.py``). Written here, not in a
+        # coroutine of its own: one frame less.
+        task: asyncio.Task[Any] = self._task_of(self._loop)  # type: ignore[assignment]
         # A limit settles only on calls admit_slow admitted (a limit closes the gate), just
         # now, with no await since: its turns are still self.admitted.
         admitted = self.admitted if self._settles else None
@@ -115,7 +116,9 @@ async def attempt_fast(
         finally:
             self.release_slot()
         return result
-    tasks[task] = task.cancelling()
+    # Nothing is registered: shutdown finds this frame by walking the tasks (cut_fast) and
+    # looks for as many as fast_started counts.
+    self.fast_started()
     try:
         if kwargs:
             result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # checked async
@@ -123,11 +126,16 @@ async def attempt_fast(
             result = await self.fn(*args)  # type: ignore[misc]  # checked async
     except BaseException as exc:
         end = self.clock()
-        base = tasks.pop(task)
-        why = self._cut_tasks.pop(task, 0) if self._cut_tasks else 0
+        self.fast_ended()
+        # (why, task, its cancelling() before the cut) if shutdown cut this attempt off
+        cut = self.cut_of(_getframe()) if self._cut_frames else None
         try:
-            if why and task.uncancel() <= base and isinstance(exc, asyncio.CancelledError):
-                raise self._cut_off(why, epoch, now, end, 0.0) from None
+            if (
+                cut is not None
+                and cut[1].uncancel() <= cut[2]
+                and isinstance(exc, asyncio.CancelledError)
+            ):
+                raise self._cut_off(cut[0], epoch, now, end, 0.0) from None
             self.ended_with(exc, epoch, now, end)
             raise
         finally:
@@ -135,15 +143,19 @@ async def attempt_fast(
             # queue is failed before the slot could pass to a waiter (guarantee 10).
             self.release_slot()
     end = self.call_end(now)
-    del tasks[task]
-    if self._cut_tasks and self._cut_tasks.pop(task, 0):
-        task.uncancel()  # the dependency swallowed our cancellation and answered anyway
+    self.fast_ended()
+    if self._cut_frames:
+        cut = self.cut_of(_getframe())
+        if cut is not None:  # the dependency swallowed our cancellation and answered anyway
+            cut[1].uncancel()
     try:
         self.record_success(machine, epoch, now, end)
     finally:
         self.release_slot()
     return result
 
+
+FAST_ATTEMPTS.add(attempt_fast.__code__)
 
 PATHS = Paths(
     with_policies=with_policies,

@@ -1,7 +1,8 @@
 """
 What the asyncio attempts (``_asyncio.attempt_fast``, both of its ways) call but do not write
 inline: the delivery of a cut-off (an attempt's timer fired, or shutdown), the current-task
-getter, and the waiters' signals (a loop future per queued call).
+getter, the waiters' signals (a loop future per queued call), and the shutdown walk that finds
+the fast way's attempts, which register nothing (:func:`cut_fast`).
 
 On asyncio an attempt is cut off (timeout, deadline, shutdown) by ``task.cancel()`` fired
 from the actor's one timer heap (``_timers.py`` says why), and the attempt translates its own
@@ -12,17 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import sys
-from collections.abc import Callable
+import types
+import warnings
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, final
 
+from supervisor._admission import admit_slow
 from supervisor._timers import Running, cancel_pending
 
 if TYPE_CHECKING:
     from supervisor._actor import Actor
     from supervisor._errors import SupervisorError
 
-__all__ = ("current_task_getter", "cut_fast", "deliver", "signals")
+__all__ = (
+    "FAST_ATTEMPTS",
+    "current_task_getter",
+    "cut_fast",
+    "deliver",
+    "signals",
+)
+
+#: The fast attempt's code objects (the template's, the generated copy's): what the shutdown
+#: walk (:func:`cut_fast`) looks for in the tasks' await chains.
+FAST_ATTEMPTS: set[types.CodeType] = set()
 
 
 def deliver(self: Actor, running: Running) -> None:
@@ -45,16 +60,219 @@ def deliver(self: Actor, running: Running) -> None:
     task.cancel()
 
 
-def cut_fast(self: Actor, task: asyncio.Task[Any]) -> None:
-    """:func:`deliver` for an attempt on the fast path (no Running record): shutdown only."""
-    if task not in self._tasks or task in self._cut_tasks:
+def cut_fast(self: Actor) -> None:
+    """
+    Shutdown: cut off every fast-path attempt of *self* (``Actor.close``, when ``_fast`` says
+    some run). They are registered nowhere, to cost nothing per call: they are found as
+    asyncio's own task dumps find coroutines (``asyncio.graph``, 3.14), by walking each task's
+    await chain (:func:`_chain`), and every task is walked, so an attempt run by another task
+    (``wait_for`` on 3.11, ``shield``, ``gather``, task groups) is found in that task. The walk
+    must find exactly ``_fast`` attempts; if an awaitable it cannot see through hides some, the
+    garbage collector finds them (:func:`_strays`). One cut per task: its innermost attempt
+    (an attempt re-entering the dependency from inside another gets the cancellation first).
+    """
+    assert self._loop is not None
+    attempts = dict(_attempts(self, self._loop))
+    if len(attempts) < self._fast:
+        attempts.update(_strays(self, self._loop, attempts))
+    # Each task's attempts come outermost first: the last one of a task stays.
+    innermost = {task: frame for frame, task in attempts.items()}
+    for task, frame in innermost.items():
+        _cut_frame(self, task, frame)
+
+
+def _cut_frame(self: Actor, task: asyncio.Task[Any], frame: types.FrameType) -> None:
+    """:func:`deliver` for the fast attempt running in *frame* in *task* (no Running record)."""
+    if frame in self._cut_frames:
         return
-    if cancel_pending(task):
+    if cancel_pending(task):  # somebody else's cancellation first: see deliver
         assert self._loop is not None
-        self._loop.call_soon(cut_fast, self, task)
+        self._loop.call_soon(_cut_again, self, task)
         return
-    self.cut_task(task)
+    self.cut_frame(frame, task)
     task.cancel()
+
+
+def _cut_again(self: Actor, task: asyncio.Task[Any]) -> None:
+    """:func:`_cut_frame` again, next iteration: if *task* still runs an attempt of *self*."""
+    chain = _chain(task.get_coro())
+    attempts = [link for link, awaited in chain if _is_attempt(self, link, awaited)]
+    if attempts:
+        _cut_frame(self, task, attempts[-1].cr_frame)  # type: ignore[attr-defined]
+
+
+def _attempts(
+    self: Actor, loop: asyncio.AbstractEventLoop
+) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
+    """Every fast attempt of *self* running on *loop*: (its frame, its task)."""
+    current = asyncio.current_task(loop)
+    for task in asyncio.all_tasks(loop):
+        if task is current:  # running, not awaiting: its chain is the stack (close() in it)
+            yield from _running_attempts(self, task)
+        else:
+            for link, awaited in _chain(task.get_coro()):
+                if _is_attempt(self, link, awaited):
+                    yield link.cr_frame, task  # type: ignore[attr-defined]  # (a coroutine)
+
+
+def _is_attempt(self: Actor, link: object, awaited: object) -> bool:
+    """
+    *link* is a fast attempt of *self* awaiting its dependency: not a call waiting for a slot
+    (``admit_slow``: the queue is failed apart) nor one the general way runs (``Running``).
+    """
+    return (
+        type(link) is types.CoroutineType
+        and link.cr_code in FAST_ATTEMPTS
+        and _fast_frame_of(self, link.cr_frame)
+        and not (type(awaited) is types.CoroutineType and awaited.cr_code in _BEFORE_OR_INSTEAD)
+    )
+
+
+def _fast_frame_of(self: Actor, frame: types.FrameType | None) -> bool:
+    """
+    *frame*, an attempt's, is *self*'s and on its fast way: the general way (the same
+    coroutine, ``_asyncio.attempt_fast``) has bound its ``running`` record, which its own
+    timers and :meth:`Actor.close` cut off.
+    """
+    if frame is None:
+        return False
+    local = frame.f_locals
+    return local.get("self") is self and "running" not in local
+
+
+def _chain(link: object) -> list[tuple[object, object]]:
+    """
+    The await chain from *link* down: (link, what it awaits) for each coroutine, generator
+    (``yield from``) and async generator on it. Into the C awaitables that wrap the next link
+    (an async generator's ``asend``/``athrow``, ``coro.__await__()``, ``anext()``'s) through
+    what they hold (``gc.get_referents``); a future ends it (its task is walked on its own).
+    Plain loops and type checks: shutdown walks every task (10,000 tasks: ~40 ms).
+    """
+    chain: list[tuple[object, object]] = []
+    todo = [link]
+    while todo and len(chain) < _LONGEST:
+        link = todo.pop()
+        kind = type(link)
+        if kind is types.CoroutineType:
+            awaited = link.cr_await  # type: ignore[attr-defined]
+        elif kind is types.AsyncGeneratorType:
+            awaited = link.ag_await  # type: ignore[attr-defined]
+        elif kind is types.GeneratorType:
+            awaited = link.gi_yieldfrom  # type: ignore[attr-defined]
+        elif kind in _WRAPPERS:
+            todo.extend(held for held in gc.get_referents(link) if type(held) in _LINKS)
+            continue
+        else:  # None (not awaiting), a future, or an awaitable we cannot see into
+            continue
+        if awaited is not None:
+            chain.append((link, awaited))
+            todo.append(awaited)
+    return chain
+
+
+# Links of an await chain (a wrapper holds one), and how long one can be (a guard, not a limit
+# met: Python's recursion limit stops deeper chains first).
+_LINKS = frozenset({types.CoroutineType, types.AsyncGeneratorType, types.GeneratorType})
+_LONGEST = 100_000
+
+
+def _running_attempts(
+    self: Actor, task: asyncio.Task[Any]
+) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
+    """
+    The attempts of *self* on the running task's stack, outermost first: up to the task's own
+    coroutine (below it, a task that created an eager one runs too).
+    """
+    found: list[tuple[types.FrameType, asyncio.Task[Any]]] = []
+    top = getattr(task.get_coro(), "cr_frame", None)
+    inner = None
+    frame: types.FrameType | None = sys._getframe()  # noqa: SLF001
+    while frame is not None:
+        if (
+            inner is not None
+            and frame.f_code in FAST_ATTEMPTS
+            and _fast_frame_of(self, frame)
+            and inner.f_code not in _BEFORE_OR_INSTEAD
+        ):
+            found.append((frame, task))
+        if frame is top:
+            break
+        inner, frame = frame, frame.f_back
+    return iter(found[::-1])
+
+
+def _strays(
+    self: Actor, loop: asyncio.AbstractEventLoop, found: dict[types.FrameType, Any]
+) -> Iterator[tuple[types.FrameType, asyncio.Task[Any]]]:
+    """
+    The attempts the walk could not see (behind an awaitable it cannot look into, or a
+    coroutine driven by hand): every attempt coroutine of *self* the garbage collector
+    tracks, each with the task that drives it (:func:`_driver`). One it cannot tell the
+    driver of is not cut off, and a ``RuntimeWarning`` says so.
+    """
+    strays = [
+        obj
+        for obj in gc.get_objects()
+        if type(obj) is types.CoroutineType
+        and obj.cr_code in FAST_ATTEMPTS
+        and obj.cr_frame is not None
+        and obj.cr_frame not in found
+        and obj.cr_await is not None
+        and _is_attempt(self, obj, obj.cr_await)
+    ]
+    tasks = asyncio.all_tasks(loop)
+    for coro in strays:
+        task = _driver(coro, tasks)
+        if task is None:
+            warnings.warn(
+                f"ringfence: a call to {self.name!r} awaited through an awaitable that hides"
+                " its task was not cut off at shutdown",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+        else:
+            yield coro.cr_frame, task  # type: ignore[misc]  # (not None: a running attempt)
+
+
+def _driver(
+    coro: types.CoroutineType[Any, Any, Any], tasks: set[asyncio.Task[Any]]
+) -> asyncio.Task[Any] | None:
+    """
+    The task driving *coro*, however it does: the one task parked on the future at the bottom
+    of *coro*'s await chain (the future the last ``yield`` handed to the task's step), if it
+    is a future and one task only waits on it.
+    """
+    chain = _chain(coro)
+    bottom = chain[-1][1] if chain else coro
+    # (a C future is awaited through its iterator, a Python one through its __await__)
+    held = gc.get_referents(bottom)
+    drivers = [
+        task
+        for task in tasks
+        if (waiter := task._fut_waiter) is not None  # type: ignore[attr-defined]  # noqa: SLF001
+        and (waiter is bottom or any(ref is waiter for ref in held))
+    ]
+    return drivers[0] if len(drivers) == 1 else None
+
+
+def _wrapper_types() -> tuple[type, ...]:
+    """The C awaitables that wrap an await chain's next link, by their types."""
+
+    async def agen() -> Any:  # pragma: no cover - never run
+        yield
+
+    async def coro() -> None:  # pragma: no cover - never run
+        pass
+
+    gen, routine = agen(), coro()
+    kinds = (type(gen.asend(None)), type(gen.athrow(GeneratorExit)), type(routine.__await__()))
+    kinds += (type(anext(gen, None)),) if sys.version_info >= (3, 10) else ()
+    routine.close()
+    return kinds
+
+
+_WRAPPERS = _wrapper_types()
+_BEFORE_OR_INSTEAD = frozenset({admit_slow.__code__})
 
 
 @final
