@@ -47,13 +47,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The runtime tests once more with the fast path's readable template in place of the
-# generated module (issue 17): both must behave alike.
+# The runtime tests once more with the readable templates (asyncio's attempt, trio's) in
+# place of the generated modules (issues 17, 18): both must behave alike.
 pytest-template: $(STAMP)
 	RINGFENCE_INLINE=0 $(PY) -m pytest tests/runtime -q -p no:randomly $(PYTEST_ARGS)
 
-# The asyncio fast path is generated (issue 17): rerun after editing
-# supervisor/_backends/_asyncio.py or an @inline handler in supervisor/_actor.py.
+# The attempts are generated (issues 17, 18): rerun after editing
+# supervisor/_backends/_asyncio.py, _trio.py or an @inline handler in supervisor/_actor.py.
 generate: $(STAMP)
 	$(PY) -m supervisor._backends._generate
 
