@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ("count",)
+__all__ = ("collected", "count")
 
 _CHILD = """
 import gc, sys
@@ -46,19 +46,13 @@ _DEFAULT = (
 )
 
 
-def _collected(tree: Path, subject: str, calls: int, backend: str) -> int:
+_VALGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+
+
+def collected(tree: Path, child: str, *argv: str) -> int:
+    """Instructions the Python program *child* (given *argv*) runs in *tree*, by callgrind."""
     run = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-c",
-            _CHILD,
-            subject,
-            str(calls),
-            backend,
-        ],
+        [*_VALGRIND, sys.executable, "-c", child, *argv],
         cwd=tree,
         env={**os.environ, "PYTHONHASHSEED": "0"},
         capture_output=True,
@@ -70,6 +64,10 @@ def _collected(tree: Path, subject: str, calls: int, backend: str) -> int:
         msg = f"no instruction count from valgrind: {run.stderr[-500:]}"
         raise RuntimeError(msg)
     return int(found.group(1))
+
+
+def _collected(tree: Path, subject: str, calls: int, backend: str) -> int:
+    return collected(tree, _CHILD, subject, str(calls), backend)
 
 
 def count(tree: Path, subject: str, backend: str = "asyncio") -> int:

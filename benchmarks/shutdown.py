@@ -15,11 +15,9 @@ included; "cut - done" is what the cut at shutdown costs per call, beyond ending
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
+
+from .instructions import collected
 
 __all__ = ("count",)
 
@@ -62,28 +60,7 @@ asyncio.run(main(int(sys.argv[1]), sys.argv[2] == "cut"))
 
 
 def _collected(tree: Path, calls: int, mode: str) -> int:
-    run = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-c",
-            _CHILD,
-            str(calls),
-            mode,
-        ],
-        cwd=tree,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", run.stderr)
-    if found is None:
-        msg = f"no instruction count from valgrind: {run.stderr[-500:]}"
-        raise RuntimeError(msg)
-    return int(found.group(1))
+    return collected(tree, _CHILD, str(calls), mode)
 
 
 def count(tree: Path, mode: str) -> int:
