@@ -4,13 +4,14 @@ The dependency actor: one per registered dependency, sole owner of its state.
 Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
-in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and what the hot
-path reads, flat on itself. Its policies as configured are one value (``_spec.Settings``,
-which ``_apply`` copies the hot path's part of). Its cold concerns are small objects it
-owns, each written only by its own methods, which the actor's handlers call: the lifetime
-counts and crash record (``_ledger.Ledger``), what it tells the event hub and how often
-(``_teller.Teller``), the function as calls reach it and Chaos's draws (``_chaos.Faults``),
-the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
+in-flight count and its FIFO queue, and what the hot path reads, flat on itself. Its
+policies as configured are one value (``_spec.Settings``, which ``_apply`` copies the hot
+path's part of). Its cold concerns are small objects it owns, each written only by its own
+methods, which the actor's handlers call: the lifetime counts and crash record
+(``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
+function as calls reach it and Chaos's draws (``_chaos.Faults``), the gates, a pause and
+the shared verdict (``_gates.Gates``: ``_derive`` shuts the hot path's gate while one is
+down), the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
 (``_hedging.Hedging``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
@@ -73,10 +74,10 @@ from ._errors import (
 from ._events import (
     ActorCrashed,
     CallRejected,
-    DependencyPaused,
     RetryBudgetExhausted,
     RetryScheduled,
 )
+from ._gates import Gates
 from ._hedging import Hedging
 from ._ledger import Ledger
 from ._rate_limits import RateLimits
@@ -186,8 +187,6 @@ class Actor:
         #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
         self._settles = False  # (derived: see _derive)
-        # A shared open verdict from other replicas: calls are refused until then (loop clock).
-        self._forced_until: float | None = None
         # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
         self._streams: dict[Any, None] = {}
         self._simple = self._plain = False  # (derived: see _derive)
@@ -197,6 +196,8 @@ class Actor:
         self._tell = Teller(name)
         self._publish = self._tell.publish
         self._ledger = Ledger()  # lifetime counts and the crash record: status()
+        # The pause and the shared verdict: while one is down, _derive shuts the hot gate.
+        self._gates = Gates(name, self._ledger, self._publish, self._derive)
         # What makes self.fn: the function, or wrapped with Chaos while configured.
         self._faults = Faults(
             self.fn, self._ledger, self._publish, is_async=self._is_async, stream=self.stream_only
@@ -236,8 +237,6 @@ class Actor:
         self._wake: Callable[[Waiter], None] = _not_started
         self._wait_on: Callable[[Waiter], Any] = _not_started
         self._mailbox: Mailbox | None = None  # control messages (made at start)
-        # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
-        self._paused_until: float | None = None
         self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
         # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
         # which sees the same exception next with no await in between, reuses them.
@@ -268,6 +267,7 @@ class Actor:
         self._with_policies = types.MethodType(paths.with_policies, self)
         clock = self.clock = runtime.clock
         self._tell.attach(runtime.hub, clock)
+        self._gates.attach(clock)
         self.rng = runtime.rng
         self._faults.attach(runtime.rng)
         self._machine = self._settings.breaker.machine(clock(), self._on_transition)
@@ -426,10 +426,6 @@ class Actor:
             return True
         return False
 
-    def paused_now(self) -> bool:
-        until = self._paused_until
-        return until is not None and self.clock() < until
-
     def _reject_down(self) -> DependencyCrashed | SupervisorClosed:
         """Admission when the dependency is down (restart limit reached)."""
         assert self._down is not None
@@ -539,12 +535,7 @@ class Actor:
         else:
             self.entry = self.attempt if self._simple else self._with_policies
         # The hot path's gate: open (the slot count) only while nothing else applies.
-        if (
-            self.accepting
-            and self._paused_until is None
-            and self._forced_until is None
-            and self._limits is None
-        ):
+        if self.accepting and self._limits is None and not self._gates.down():
             self._slots = self._max_concurrent
         else:
             self._slots = -1
@@ -584,7 +575,7 @@ class Actor:
         """
         seconds = min(seconds, self._settings.max_pause)
         if self.accepting:
-            self._pause(seconds, source="cluster")
+            self._gates.pause(seconds, source="cluster")
         return seconds
 
     def shared_open(self, seconds: float | None) -> None:
@@ -592,53 +583,11 @@ class Actor:
         The replicas' shared verdict: refuse calls for *seconds* (``None`` lifts it). Not a
         breaker transition: the local breaker keeps its own state and probes.
         """
-        if seconds is None:
-            self._forced_until = None
-        else:
-            self._forced_until = self.clock() + seconds
+        self._gates.shared_open(seconds)
+        if seconds is not None:
             failed = self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
             if failed:
                 self._count_rejection("shared_open", failed)
-        self._derive()
-
-    def _check_forced(self, machine: CircuitBreaker, epoch: int) -> None:
-        until = self._forced_until
-        assert until is not None
-        now = self.clock()
-        if now < until:
-            if epoch >= 0:
-                machine.on_cancel(epoch)
-            self._count_rejection("shared_open")
-            raise BreakerOpen(self.name, until - now, "open")
-        self._forced_until = None
-        self._derive()
-
-    def _reject_paused(self, retry_after: float) -> RateLimited:
-        self._count_rejection("paused")
-        self._tell.pause_rejected(retry_after)
-        return RateLimited(self.name, retry_after)
-
-    def _pause(self, seconds: float, source: str = "local") -> None:
-        """A rate-limited answer said "come back in *seconds*": pause admissions until then."""
-        now = self.clock()
-        until = now + seconds
-        if self._paused_until is not None and until <= self._paused_until:
-            return
-        self._paused_until = until
-        self._derive()  # every call goes to _admit_slow until the pause ends
-        self._publish(
-            DependencyPaused,
-            at=now,
-            retry_after=seconds,
-            until=until,
-            until_wall=time.time() + seconds,
-            source=source,
-        )
-
-    def _end_pause(self) -> None:
-        self._paused_until = None
-        self._tell.pause_ended()
-        self._derive()
 
     def learned_async(self) -> None:
         """
@@ -778,7 +727,7 @@ class Actor:
         if kind is ErrorKind.RATE_LIMITED:
             hint = retry_after(exc, now=time.time(), cap=settings.max_pause)
             if hint is not None and hint > 0:
-                self._pause(hint)
+                self._gates.pause(hint)
         self._last_failure = (exc, kind, hint)
         if self._adaptive is not None and not rejected:  # too much: a timeout, a 429
             dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
@@ -1104,24 +1053,19 @@ class Actor:
         now = self.clock() if accepting else self._closed_at
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
-        budget, forced, limits = self.budget, self._forced_until, self._limits
-        paused_until, limit = self._paused_until, self._max_concurrent
-        if paused_until is not None and now >= paused_until:
-            paused_until = None
+        budget, limits, limit = self.budget, self._limits, self._max_concurrent
         return DependencyStatus(
             name=self.name,
             in_flight=self._in_flight,
             queued=len(self._queue),
             limit=limit if limit < sys.maxsize else None,
             latency=self._latency.percentiles(),
-            paused_until=paused_until,
-            pause_remaining=paused_until - now if paused_until is not None else 0.0,
             budget=budget.snapshot(now) if budget is not None and self._started else None,
             rate_limit=() if limits is None else limits.available(now),
-            shared_open_until=forced if forced is not None and now < forced else None,
             # before start: a placeholder breaker, closed since 0.0 (_apply)
             **breaker_fields(self._machine, now, started=self._started, accepting=accepting),
             **self._ledger.fields(self._calls),
+            **self._gates.fields(now),
         )
 
     # ==========================================================================================
@@ -1146,8 +1090,7 @@ class Actor:
         if not self.accepting or self._down is not None or machine.state is not _CLOSED_STATE:
             return False
         now = self.clock()
-        paused, forced = self._paused_until, self._forced_until
-        if (paused is not None and now < paused) or (forced is not None and now < forced):
+        if self._gates.shut(now):
             return False
         if self._queue or self._in_flight >= self._max_concurrent:
             return False
