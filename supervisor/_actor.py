@@ -55,7 +55,7 @@ from policies.budget import RetryBudget
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge
-from policies.priority import PriorityQueue, level_name
+from policies.priority import level_name
 
 from ._chaos import Faults
 from ._errors import (
@@ -96,6 +96,7 @@ from ._spec import (
 from ._status import DependencyStatus, breaker_fields
 from ._teller import Teller
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running
+from ._waiters import Waiters
 
 # SYNC_THREADS is re-exported here for the two tests that import it from this module.
 __all__ = ("Actor", "SYNC_THREADS")
@@ -213,7 +214,10 @@ class Actor:
         self.rng: random.Random = random.Random()
         self._started = False
         self._in_flight = 0
-        self._queue: PriorityQueue[Waiter] = PriorityQueue()  # waiter -> its priority level
+        # The calls queued for a slot, and how they are woken (the backend's, at start);
+        # the hot path reads the queue's truthiness through this alias of it.
+        self._waiters = Waiters()
+        self._queue = self._waiters.queue
         self._running: dict[Running, None] = {}
         # The fast path's attempts: task -> its cancelling() at the start; those shutdown cut.
         self._tasks: dict[asyncio.Task[Any], int] = {}
@@ -232,10 +236,6 @@ class Actor:
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
-        # A call queued for a slot, how it is woken and waited on: the backend's (at start).
-        self._new_waiter: Callable[[], Waiter] = _not_started
-        self._wake: Callable[[Waiter], None] = _not_started
-        self._wait_on: Callable[[Waiter], Any] = _not_started
         self._mailbox: Mailbox | None = None  # control messages (made at start)
         self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
         # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
@@ -276,7 +276,7 @@ class Actor:
         self._deliver = types.MethodType(paths.deliver, self)
         if paths.cut_fast is not None:
             self._cut_fast = types.MethodType(paths.cut_fast, self)
-        self._new_waiter, self._wake, self._wait_on = paths.signals()
+        self._waiters.attach(paths.signals())
         if paths.cancel_scope is not None:
             self._cancel_scope = paths.cancel_scope()
         if paths.task_of is not None:  # asyncio: one timer heap, the fast path's task getter
@@ -311,7 +311,7 @@ class Actor:
         # which says SupervisorClosed: zero cost on the hot path, which compares _slots
         # anyway (issue #8, defect 6).
         self._derive()
-        self._fail_queued(lambda: SupervisorClosed(DEQUEUED))
+        self._waiters.fail_all(lambda: SupervisorClosed(DEQUEUED))
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)
@@ -441,7 +441,7 @@ class Actor:
     ) -> BulkheadFull | SupervisorClosed:
         """
         Admission, bulkhead part, when every slot and queue place is taken and the call, of
-        priority *level*, displaces nobody (``_make_room``); also the error of a displaced one.
+        priority *level*, displaces nobody (``Waiters.displace``); also the error of a displaced one.
         """
         machine.on_cancel(epoch)
         if not self.accepting:  # closed: see close()
@@ -585,7 +585,7 @@ class Actor:
         """
         self._gates.shared_open(seconds)
         if seconds is not None:
-            failed = self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
+            failed = self._waiters.fail_all(lambda: BreakerOpen(self.name, seconds, "open"))
             if failed:
                 self._count_rejection("shared_open", failed)
 
@@ -621,16 +621,13 @@ class Actor:
 
     def _hand_over(self) -> None:
         """
-        A freed slot passes straight to the next waiter, which wakes: the oldest of the
-        highest priority waiting (``PriorityQueue.pop_next``; FIFO when all are equal);
-        unless an adaptive limit shrank below the calls running: then the slot goes.
+        A freed slot passes straight to the next waiter (``Waiters.grant_next``), unless an
+        adaptive limit shrank below the calls running: then the slot goes.
         """
         if self._in_flight > self._max_concurrent:
             self._in_flight -= 1
-            return
-        waiter = self._queue.pop_next()
-        waiter.granted = True
-        self._wake(waiter)
+        else:
+            self._waiters.grant_next()
 
     @inline
     def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
@@ -844,41 +841,11 @@ class Actor:
         """Shutdown cut off the fast path's attempt running in *task* (no Running record)."""
         self._cut_tasks[task] = CLOSED
 
-    def _enqueue(self, level: int) -> Waiter:
-        """A place at the end of the bulkhead's queue, among the calls of priority *level*."""
-        waiter = self._new_waiter()
-        self._queue.push(waiter, level)
-        return waiter
-
-    def _make_room(self, level: int) -> bool:
-        """
-        The queue is full and a call of priority *level* arrives: the lowest-priority call
-        waiting, the newest of its level, gives its place up if it is below *level*
-        (``PriorityQueue.victim``): it wakes to ``BulkheadFull`` (counted at its own level),
-        and the caller may queue. False: nobody below *level* waits; the caller is refused.
-        """
-        queue = self._queue
-        victim = queue.victim(level)
-        if victim is None:
-            return False
-        victim_level = queue[victim]
-        queue.remove(victim)
-        victim.error = self._bulkhead_full(victim_level)
-        self._wake(victim)
-        return True
-
     def _leave_queue(self, waiter: Waiter, epoch: int) -> None:
-        if not self._queue.remove(waiter) and waiter.granted:
-            # granted, then cancelled before it could run: pass it on
+        """A queued call stops waiting: a slot it was granted meanwhile is passed on."""
+        if self._waiters.leave(waiter):
             self.release_slot()
         self.released(epoch)
-
-    def _fail_queued(self, error: Callable[[], SupervisorError]) -> int:
-        waiters = self._queue.drain()
-        for waiter in waiters:
-            waiter.error = error()
-            self._wake(waiter)
-        return len(waiters)
 
     def _reject_breaker(
         self, machine: CircuitBreaker, now: float
@@ -903,7 +870,9 @@ class Actor:
                 retry_after = math.inf
             else:
                 retry_after = transition.break_duration or 0.0
-            failed = self._fail_queued(lambda: BreakerOpen(self.name, retry_after, target.value))
+            failed = self._waiters.fail_all(
+                lambda: BreakerOpen(self.name, retry_after, target.value)
+            )
             if failed:
                 self._count_rejection(_REJECTED_BY_STATE[target], failed)
         self._tell.transition(transition)
@@ -924,7 +893,7 @@ class Actor:
             ActorCrashed, at=now, error=type(crash).__name__, restarts=ledger.restarts, down=down
         )
         error = DependencyCrashed(self.name, crash, down=down)
-        self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down))
+        self._waiters.fail_all(lambda: DependencyCrashed(self.name, crash, down=down))
         machine = self._new_machine(now)
         if down:
             self._down = crash

@@ -178,12 +178,13 @@ async def _take_slot(
     """
     Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull. The
     caller's priority is read here, where it can matter, and only here: a full queue gives
-    a lower-priority call's place to a higher one (``Actor._make_room``).
+    a lower-priority call's place to a higher one (``Waiters.displace``).
     """
     if self.take_free_slot():
         return epoch
     level = _priority.current()
-    if len(self._queue) >= self._max_queued and not self._make_room(level):
+    waiters = self._waiters
+    if len(waiters.queue) >= self._max_queued and not waiters.displace(level, self._bulkhead_full):
         raise self._reject_bulkhead(machine, epoch, level)
     return await _wait_for_slot(self, machine, epoch, deadline, level)
 
@@ -271,13 +272,14 @@ async def _wait_for_slot(
     the slot is ours. Returns the epoch to run in. A higher-priority call may take the
     place: then ``waiter.error`` is the ``BulkheadFull`` raised here.
     """
-    waiter = self._enqueue(level)
+    waiters = self._waiters
+    waiter = waiters.join(level)
     try:
         if deadline is None:
-            await self._wait_on(waiter)
+            await waiters.wait(waiter)
         else:
             with anyio.CancelScope(deadline=deadline):
-                await self._wait_on(waiter)
+                await waiters.wait(waiter)
     except BaseException:
         self._leave_queue(waiter, epoch)
         raise
