@@ -55,7 +55,6 @@ from policies.budget import RetryBudget
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge
-from policies.priority import level_name
 
 from ._chaos import Faults
 from ._errors import (
@@ -250,7 +249,7 @@ class Actor:
         # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
         self._time_all_below = _SAMPLE_ALL
         self._down: BaseException | None = None  # the crash that left it down: calls refused
-        # one rejection event per spell of full bulkhead (the others': the teller's)
+        # one rejection event per spell of full bulkhead (the others': the teller's, the gates')
         self._bulkhead_full_logged = False
         #: a hedged dependency's hedges (None: not hedged; read once per call by _call.py)
         self.hedging: Hedging | None = None
@@ -431,7 +430,7 @@ class Actor:
         assert self._down is not None
         if not self.accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
-        self._count_rejection("down")
+        self._ledger.rejection("down")
         crashed = DependencyCrashed(self.name, self._down, down=True)
         crashed.__cause__ = self._down
         return crashed
@@ -450,8 +449,7 @@ class Actor:
 
     def _bulkhead_full(self, level: int) -> BulkheadFull:
         """A call of priority *level* turned away by the full bulkhead: counted, told once."""
-        self._count_rejection("bulkhead_full")
-        self._count_priority(level)
+        self._ledger.rejection("bulkhead_full", level=level)
         if not self._bulkhead_full_logged:
             self._bulkhead_full_logged = True
             self._publish(
@@ -467,7 +465,7 @@ class Actor:
     def _set_limits(self) -> None:
         """The rate limits' turn sources: local GCRA, or the shared state's (``shared=``)."""
         assert self._runtime is not None
-        limits = self._rate_limits
+        limits = self._settings.rate_limit
         self._limits = RateLimits(self.name, limits, self._runtime.shared) if limits else None
 
     def settle(
@@ -483,14 +481,9 @@ class Actor:
             limits, turns = admitted
             limits.settle(self.clock(), args, kwargs, result, turns)
 
-    def _count_priority(self, level: int) -> None:
-        """A call of priority *level* refused a slot or a rate-limit turn (status, metrics)."""
-        self._ledger.priority_rejection(level_name(level))
-
     def _reject_rate_limited(self, retry_after: float, level: int) -> RateLimited:
         """A call of priority *level* refused a rate-limit turn."""
-        self._count_rejection("rate_limited")
-        self._count_priority(level)
+        self._ledger.rejection("rate_limited", level=level)
         return RateLimited(self.name, retry_after)
 
     def _derive(self) -> None:
@@ -587,7 +580,7 @@ class Actor:
         if seconds is not None:
             failed = self._waiters.fail_all(lambda: BreakerOpen(self.name, seconds, "open"))
             if failed:
-                self._count_rejection("shared_open", failed)
+                self._ledger.rejection("shared_open", failed)
 
     def learned_async(self) -> None:
         """
@@ -854,7 +847,7 @@ class Actor:
         if not self.accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
         reason = _REJECTED_BY_STATE[machine.state]
-        self._count_rejection(reason)
+        self._ledger.rejection(reason)
         retry_after = machine.retry_after(now)
         self._tell.breaker_rejected(machine.epoch, now, reason, machine.state.value, retry_after)
         # The State member is itself a str; its .value is an enum descriptor (~300 ns).
@@ -874,11 +867,8 @@ class Actor:
                 lambda: BreakerOpen(self.name, retry_after, target.value)
             )
             if failed:
-                self._count_rejection(_REJECTED_BY_STATE[target], failed)
+                self._ledger.rejection(_REJECTED_BY_STATE[target], failed)
         self._tell.transition(transition)
-
-    def _count_rejection(self, reason: str, n: int = 1) -> None:
-        self._ledger.rejection(reason, n)
 
     # ==========================================================================================
     # Crashes and control
@@ -961,7 +951,6 @@ class Actor:
         self._slow_after = settings.slow_after
         #: Breaker.slow_call is set: attempts are watched while they run (watch_slow)
         self.watches_slow = config.slow_call is not None
-        self._rate_limits = settings.rate_limit
         budget = retry.budget if retry is not None else None
         if budget is None or self.budget is None or self.budget.config != budget:
             self.budget = None if budget is None else budget.machine()

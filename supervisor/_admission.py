@@ -289,7 +289,7 @@ async def _wait_for_slot(
     if not waiter.granted:  # the total deadline passed in the queue
         self._leave_queue(waiter, epoch)
         assert deadline is not None
-        self._count_rejection("deadline")  # turned away: it never reached the dependency
+        self._ledger.rejection("deadline")  # turned away: it never reached the dependency
         raise DeadlineExceeded(self.name, deadline.total)
     if not self.accepting:
         # Handed the slot in the loop step the supervisor left in: a call must not run
