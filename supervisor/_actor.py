@@ -59,6 +59,7 @@ from policies.hedge import Hedge
 from ._chaos import Faults
 from ._errors import (
     DEQUEUED,
+    NOT_STARTED,
     AttemptTimeout,
     BreakerOpen,
     BulkheadFull,
@@ -69,6 +70,7 @@ from ._errors import (
     SupervisorError,
     UnknownDependency,
     all_of,
+    not_started,
 )
 from ._events import (
     ActorCrashed,
@@ -123,7 +125,6 @@ _NO_FAILURE: Final = (None, ErrorKind.UNKNOWN, None)
 _SAMPLE_ALL: Final = 1024
 # An attempt's start and end when its latency is not sampled: the clock was not read.
 _UNTIMED: Final = math.nan
-_NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
 _STREAM_CUT_OFF: Final = "supervisor shut down while the stream was open"
@@ -208,8 +209,8 @@ class Actor:
 
         # -- state, owned by the actor ---------------------------------------------------------
         self.accepting = False
-        self._closed_reason = _NOT_STARTED
-        self.clock: Callable[[], float] = _not_started
+        self._closed_reason = NOT_STARTED
+        self.clock: Callable[[], float] = not_started
         self.rng: random.Random = random.Random()
         self._started = False
         self._in_flight = 0
@@ -226,8 +227,8 @@ class Actor:
         self._slow_timers: DeadlineHeap | None = None
         self._timer_loop: Any = None  # what it runs on: the loop, or the backend's (at start)
         # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
-        self._deliver: Callable[[Running], None] = _not_started
-        self._cut_fast: Callable[[Any], None] = _not_started
+        self._deliver: Callable[[Running], None] = not_started
+        self._cut_fast: Callable[[Any], None] = not_started
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
@@ -1081,7 +1082,3 @@ _REJECTED_BY_STATE: Final = {
 _Entry = Callable[
     [tuple[object, ...], dict[str, Any], Deadline | None], Coroutine[Any, Any, object]
 ]
-
-
-def _not_started(*args: Any) -> Any:  # pragma: no cover - replaced at start
-    raise SupervisorClosed(_NOT_STARTED)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
-from ._errors import BreakerOpen, RateLimited
+from ._errors import BreakerOpen, RateLimited, not_started
 from ._events import CallRejected, DependencyPaused
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Gates:
         """*changed*: called when :meth:`down` may say otherwise (the actor re-derives)."""
         self._name = name
         self._ledger, self._publish, self._changed = ledger, publish, changed
-        self._clock: Callable[[], float] = time.monotonic  # (the loop's, from attach)
+        self._clock: Callable[[], float] = not_started  # the loop's (attach)
         #: a rate-limited answer's Retry-After pauses admissions until then (read only)
         self.paused_until: float | None = None
         #: a shared open verdict from other replicas refuses calls until then (read only)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, final
 
 from policies.priority import PriorityQueue
 
+from ._errors import not_started
+
 if TYPE_CHECKING:
     from ._errors import SupervisorError
     from ._runtime import Waiter
@@ -34,9 +36,9 @@ class Waiters:
     def __init__(self) -> None:
         #: waiter -> its priority level (read only outside: a dict's len() and bool())
         self.queue: PriorityQueue[Waiter] = PriorityQueue()
-        self._new: Callable[[], Waiter] = _not_started
-        self._wake: Callable[[Waiter], None] = _not_started
-        self._wait_on: Callable[[Waiter], Any] = _not_started
+        self._new: Callable[[], Waiter] = not_started
+        self._wake: Callable[[Waiter], None] = not_started
+        self._wait_on: Callable[[Waiter], Any] = not_started
 
     def attach(
         self,
@@ -93,8 +95,3 @@ class Waiters:
             waiter.error = error()
             self._wake(waiter)
         return len(waiters)
-
-
-def _not_started(*args: Any) -> Any:  # pragma: no cover - replaced at start
-    msg = "no call queues before the supervisor starts (Waiters.attach)"
-    raise RuntimeError(msg)
