@@ -441,7 +441,8 @@ class Actor:
     ) -> BulkheadFull | SupervisorClosed:
         """
         Admission, bulkhead part, when every slot and queue place is taken and the call, of
-        priority *level*, displaces nobody (``Waiters.displace``); also the error of a displaced one.
+        priority *level*, displaces nobody (``Waiters.displace``); also the error of a
+        displaced one.
         """
         machine.on_cancel(epoch)
         if not self.accepting:  # closed: see close()
