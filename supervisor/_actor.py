@@ -238,6 +238,7 @@ class Actor:
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
         self._mailbox: Mailbox | None = None  # control messages (made at start)
         self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
+        self._gated = False  # a gate is down (Gates.down), for admit_slow (derived: _derive)
         # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
         # which sees the same exception next with no await in between, reuses them.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
@@ -530,7 +531,8 @@ class Actor:
         else:
             self.entry = self.attempt if self._simple else self._with_policies
         # The hot path's gate: open (the slot count) only while nothing else applies.
-        if self.accepting and self._limits is None and not self._gates.down():
+        gated = self._gated = self._gates.down()
+        if self.accepting and self._limits is None and not gated:
             self._slots = self._max_concurrent
         else:
             self._slots = -1

@@ -81,11 +81,12 @@ async def admit_slow(
         raise SupervisorClosed(self._closed_reason)
     gates = self._gates
     while True:
-        if gates.paused_until is not None:
-            epoch = await _wait_out_pause(self, machine, epoch, deadline)
-            machine = self._machine
-        if gates.forced_until is not None:
-            gates.check_forced(machine, epoch)
+        if self._gated:  # a pause or a shared verdict (one flag: the rate-limited success path)
+            if gates.paused_until is not None:
+                epoch = await _wait_out_pause(self, machine, epoch, deadline)
+                machine = self._machine
+            if gates.forced_until is not None:
+                gates.check_forced(machine, epoch)
         limits = self._limits
         if limits is None:
             # No turn to settle. The caller reads self.admitted only while a limit settles:
