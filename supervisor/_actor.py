@@ -4,13 +4,14 @@ The dependency actor: one per registered dependency, sole owner of its state.
 Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
-in-flight count and its FIFO queue, the gates (a pause, a shared verdict) and what the hot
-path reads, flat on itself. Its policies as configured are one value (``_spec.Settings``,
-which ``_apply`` copies the hot path's part of). Its cold concerns are small objects it
-owns, each written only by its own methods, which the actor's handlers call: the lifetime
-counts and crash record (``_ledger.Ledger``), what it tells the event hub and how often
-(``_teller.Teller``), the function as calls reach it and Chaos's draws (``_chaos.Faults``),
-the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
+in-flight count and its FIFO queue, and what the hot path reads, flat on itself. Its
+policies as configured are one value (``_spec.Settings``, which ``_apply`` copies the hot
+path's part of). Its cold concerns are small objects it owns, each written only by its own
+methods, which the actor's handlers call: the lifetime counts and crash record
+(``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
+function as calls reach it and Chaos's draws (``_chaos.Faults``), the gates, a pause and
+the shared verdict (``_gates.Gates``: ``_derive`` shuts the hot path's gate while one is
+down), the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
 (``_hedging.Hedging``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
@@ -54,12 +55,12 @@ from policies.budget import RetryBudget
 from policies.classify import _kind_or_unknown as _kind_or_unknown
 from policies.concurrency import AdaptiveLimit, GradientLimit
 from policies.hedge import Hedge
-from policies.priority import PriorityQueue, level_name
 from policies.timeout import limit_of
 
 from ._chaos import Faults
 from ._errors import (
     DEQUEUED,
+    NOT_STARTED,
     AttemptTimeout,
     BreakerOpen,
     BulkheadFull,
@@ -70,14 +71,15 @@ from ._errors import (
     SupervisorError,
     UnknownDependency,
     all_of,
+    not_started,
 )
 from ._events import (
     ActorCrashed,
     CallRejected,
-    DependencyPaused,
     RetryBudgetExhausted,
     RetryScheduled,
 )
+from ._gates import Gates
 from ._hedging import Hedging
 from ._ledger import Ledger
 from ._rate_limits import RateLimits
@@ -96,6 +98,7 @@ from ._spec import (
 from ._status import DependencyStatus, breaker_fields
 from ._teller import Teller
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline, DeadlineHeap, Running
+from ._waiters import Waiters
 
 # SYNC_THREADS is re-exported here for the two tests that import it from this module.
 __all__ = ("Actor", "SYNC_THREADS")
@@ -123,7 +126,6 @@ _NO_FAILURE: Final = (None, ErrorKind.UNKNOWN, None)
 _SAMPLE_ALL: Final = 1024
 # An attempt's start and end when its latency is not sampled: the clock was not read.
 _UNTIMED: Final = math.nan
-_NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
 _CUT_OFF: Final = "supervisor shut down while the call was running"
 _STREAM_CUT_OFF: Final = "supervisor shut down while the stream was open"
@@ -187,8 +189,6 @@ class Actor:
         #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
         self._settles = False  # (derived: see _derive)
-        # A shared open verdict from other replicas: calls are refused until then (loop clock).
-        self._forced_until: float | None = None
         # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
         self._streams: dict[Any, None] = {}
         self._simple = self._plain = False  # (derived: see _derive)
@@ -198,6 +198,8 @@ class Actor:
         self._tell = Teller(name)
         self._publish = self._tell.publish
         self._ledger = Ledger()  # lifetime counts and the crash record: status()
+        # The pause and the shared verdict: while one is down, _derive shuts the hot gate.
+        self._gates = Gates(name, self._ledger, self._publish, self._derive)
         # What makes self.fn: the function, or wrapped with Chaos while configured.
         self._faults = Faults(
             self.fn, self._ledger, self._publish, is_async=self._is_async, stream=self.stream_only
@@ -212,12 +214,15 @@ class Actor:
 
         # -- state, owned by the actor ---------------------------------------------------------
         self.accepting = False
-        self._closed_reason = _NOT_STARTED
-        self.clock: Callable[[], float] = _not_started
+        self._closed_reason = NOT_STARTED
+        self.clock: Callable[[], float] = not_started
         self.rng: random.Random = random.Random()
         self._started = False
         self._in_flight = 0
-        self._queue: PriorityQueue[Waiter] = PriorityQueue()  # waiter -> its priority level
+        # The calls queued for a slot, and how they are woken (the backend's, at start);
+        # the hot path reads the queue's truthiness through this alias of it.
+        self._waiters = Waiters()
+        self._queue = self._waiters.queue
         self._running: dict[Running, None] = {}
         # The fast path's attempts running (asyncio): registered nowhere, shutdown finds this
         # many by walking the tasks (_asyncio_general.cut_fast); those it cut, by their frame:
@@ -229,8 +234,8 @@ class Actor:
         self._slow_timers: DeadlineHeap | None = None
         self._timer_loop: Any = None  # what it runs on: the loop, or the backend's (at start)
         # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
-        self._deliver: Callable[[Running], None] = _not_started
-        self._cut_fast: Callable[[], None] = _not_started
+        self._deliver: Callable[[Running], None] = not_started
+        self._cut_fast: Callable[[], None] = not_started
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
@@ -238,14 +243,9 @@ class Actor:
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
-        # A call queued for a slot, how it is woken and waited on: the backend's (at start).
-        self._new_waiter: Callable[[], Waiter] = _not_started
-        self._wake: Callable[[Waiter], None] = _not_started
-        self._wait_on: Callable[[Waiter], Any] = _not_started
         self._mailbox: Mailbox | None = None  # control messages (made at start)
-        # A rate_limited answer's Retry-After pauses admissions until then (loop clock).
-        self._paused_until: float | None = None
         self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
+        self._gated = False  # a gate is down (Gates.down), for admit_slow (derived: _derive)
         # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
         # which sees the same exception next with no await in between, reuses them.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
@@ -258,7 +258,7 @@ class Actor:
         # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
         self._time_all_below = _SAMPLE_ALL
         self._down: BaseException | None = None  # the crash that left it down: calls refused
-        # one rejection event per spell of full bulkhead (the others': the teller's)
+        # one rejection event per spell of full bulkhead (the others': the teller's, the gates')
         self._bulkhead_full_logged = False
         #: a hedged dependency's hedges (None: not hedged; read once per call by _call.py)
         self.hedging: Hedging | None = None
@@ -276,6 +276,7 @@ class Actor:
         self._with_hedging = types.MethodType(paths.with_hedging, self)
         clock = self.clock = runtime.clock
         self._tell.attach(runtime.hub, clock)
+        self._gates.attach(clock)
         self.rng = runtime.rng
         self._faults.attach(runtime.rng)
         self._machine = self._settings.breaker.machine(clock(), self._on_transition)
@@ -284,7 +285,7 @@ class Actor:
         self._deliver = types.MethodType(paths.deliver, self)
         if paths.cut_fast is not None:
             self._cut_fast = types.MethodType(paths.cut_fast, self)
-        self._new_waiter, self._wake, self._wait_on = paths.signals()
+        self._waiters.attach(paths.signals())
         if paths.cancel_scope is not None:
             self._cancel_scope = paths.cancel_scope()
         if paths.task_of is not None:  # asyncio: one timer heap, the fast path's task getter
@@ -319,7 +320,7 @@ class Actor:
         # which says SupervisorClosed: zero cost on the hot path, which compares _slots
         # anyway (issue #8, defect 6).
         self._derive()
-        self._fail_queued(lambda: SupervisorClosed(DEQUEUED))
+        self._waiters.fail_all(lambda: SupervisorClosed(DEQUEUED))
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)
@@ -463,16 +464,12 @@ class Actor:
             return True
         return False
 
-    def paused_now(self) -> bool:
-        until = self._paused_until
-        return until is not None and self.clock() < until
-
     def _reject_down(self) -> DependencyCrashed | SupervisorClosed:
         """Admission when the dependency is down (restart limit reached)."""
         assert self._down is not None
         if not self.accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
-        self._count_rejection("down")
+        self._ledger.rejection("down")
         crashed = DependencyCrashed(self.name, self._down, down=True)
         crashed.__cause__ = self._down
         return crashed
@@ -482,7 +479,8 @@ class Actor:
     ) -> BulkheadFull | SupervisorClosed:
         """
         Admission, bulkhead part, when every slot and queue place is taken and the call, of
-        priority *level*, displaces nobody (``_make_room``); also the error of a displaced one.
+        priority *level*, displaces nobody (``Waiters.displace``); also the error of a
+        displaced one.
         """
         machine.on_cancel(epoch)
         if not self.accepting:  # closed: see close()
@@ -491,8 +489,7 @@ class Actor:
 
     def _bulkhead_full(self, level: int) -> BulkheadFull:
         """A call of priority *level* turned away by the full bulkhead: counted, told once."""
-        self._count_rejection("bulkhead_full")
-        self._count_priority(level)
+        self._ledger.rejection("bulkhead_full", level=level)
         if not self._bulkhead_full_logged:
             self._bulkhead_full_logged = True
             self._publish(
@@ -508,7 +505,7 @@ class Actor:
     def _set_limits(self) -> None:
         """The rate limits' turn sources: local GCRA, or the shared state's (``shared=``)."""
         assert self._runtime is not None
-        limits = self._rate_limits
+        limits = self._settings.rate_limit
         self._limits = RateLimits(self.name, limits, self._runtime.shared) if limits else None
 
     def settle(
@@ -524,14 +521,9 @@ class Actor:
             limits, turns = admitted
             limits.settle(self.clock(), args, kwargs, result, turns)
 
-    def _count_priority(self, level: int) -> None:
-        """A call of priority *level* refused a slot or a rate-limit turn (status, metrics)."""
-        self._ledger.priority_rejection(level_name(level))
-
     def _reject_rate_limited(self, retry_after: float, level: int) -> RateLimited:
         """A call of priority *level* refused a rate-limit turn."""
-        self._count_rejection("rate_limited")
-        self._count_priority(level)
+        self._ledger.rejection("rate_limited", level=level)
         return RateLimited(self.name, retry_after)
 
     def _derive(self) -> None:
@@ -576,12 +568,8 @@ class Actor:
         else:
             self.entry = self.attempt if self._simple else self.policy_loop
         # The hot path's gate: open (the slot count) only while nothing else applies.
-        if (
-            self.accepting
-            and self._paused_until is None
-            and self._forced_until is None
-            and self._limits is None
-        ):
+        gated = self._gated = self._gates.down()
+        if self.accepting and self._limits is None and not gated:
             self._slots = self._max_concurrent
         else:
             self._slots = -1
@@ -621,7 +609,7 @@ class Actor:
         """
         seconds = min(seconds, self._settings.max_pause)
         if self.accepting:
-            self._pause(seconds, source="cluster")
+            self._gates.pause(seconds, source="cluster")
         return seconds
 
     def shared_open(self, seconds: float | None) -> None:
@@ -629,53 +617,11 @@ class Actor:
         The replicas' shared verdict: refuse calls for *seconds* (``None`` lifts it). Not a
         breaker transition: the local breaker keeps its own state and probes.
         """
-        if seconds is None:
-            self._forced_until = None
-        else:
-            self._forced_until = self.clock() + seconds
-            failed = self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"))
+        self._gates.shared_open(seconds)
+        if seconds is not None:
+            failed = self._waiters.fail_all(lambda: BreakerOpen(self.name, seconds, "open"))
             if failed:
-                self._count_rejection("shared_open", failed)
-        self._derive()
-
-    def _check_forced(self, machine: CircuitBreaker, epoch: int) -> None:
-        until = self._forced_until
-        assert until is not None
-        now = self.clock()
-        if now < until:
-            if epoch >= 0:
-                machine.on_cancel(epoch)
-            self._count_rejection("shared_open")
-            raise BreakerOpen(self.name, until - now, "open")
-        self._forced_until = None
-        self._derive()
-
-    def _reject_paused(self, retry_after: float) -> RateLimited:
-        self._count_rejection("paused")
-        self._tell.pause_rejected(retry_after)
-        return RateLimited(self.name, retry_after)
-
-    def _pause(self, seconds: float, source: str = "local") -> None:
-        """A rate-limited answer said "come back in *seconds*": pause admissions until then."""
-        now = self.clock()
-        until = now + seconds
-        if self._paused_until is not None and until <= self._paused_until:
-            return
-        self._paused_until = until
-        self._derive()  # every call goes to _admit_slow until the pause ends
-        self._publish(
-            DependencyPaused,
-            at=now,
-            retry_after=seconds,
-            until=until,
-            until_wall=time.time() + seconds,
-            source=source,
-        )
-
-    def _end_pause(self) -> None:
-        self._paused_until = None
-        self._tell.pause_ended()
-        self._derive()
+                self._ledger.rejection("shared_open", failed)
 
     def learned_async(self) -> None:
         """
@@ -709,16 +655,13 @@ class Actor:
 
     def _hand_over(self) -> None:
         """
-        A freed slot passes straight to the next waiter, which wakes: the oldest of the
-        highest priority waiting (``PriorityQueue.pop_next``; FIFO when all are equal);
-        unless an adaptive limit shrank below the calls running: then the slot goes.
+        A freed slot passes straight to the next waiter (``Waiters.grant_next``), unless an
+        adaptive limit shrank below the calls running: then the slot goes.
         """
         if self._in_flight > self._max_concurrent:
             self._in_flight -= 1
-            return
-        waiter = self._queue.pop_next()
-        waiter.granted = True
-        self._wake(waiter)
+        else:
+            self._waiters.grant_next()
 
     @inline
     def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
@@ -816,7 +759,7 @@ class Actor:
         if kind is ErrorKind.RATE_LIMITED:
             hint = retry_after(exc, now=time.time(), cap=settings.max_pause)
             if hint is not None and hint > 0:
-                self._pause(hint)
+                self._gates.pause(hint)
         self._last_failure = (exc, kind, hint)
         if self._adaptive is not None and not rejected:  # too much: a timeout, a 429
             dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
@@ -948,41 +891,11 @@ class Actor:
         in *frame*, as it ends, if it made one."""
         return self._cut_frames.pop(frame, None)
 
-    def _enqueue(self, level: int) -> Waiter:
-        """A place at the end of the bulkhead's queue, among the calls of priority *level*."""
-        waiter = self._new_waiter()
-        self._queue.push(waiter, level)
-        return waiter
-
-    def _make_room(self, level: int) -> bool:
-        """
-        The queue is full and a call of priority *level* arrives: the lowest-priority call
-        waiting, the newest of its level, gives its place up if it is below *level*
-        (``PriorityQueue.victim``): it wakes to ``BulkheadFull`` (counted at its own level),
-        and the caller may queue. False: nobody below *level* waits; the caller is refused.
-        """
-        queue = self._queue
-        victim = queue.victim(level)
-        if victim is None:
-            return False
-        victim_level = queue[victim]
-        queue.remove(victim)
-        victim.error = self._bulkhead_full(victim_level)
-        self._wake(victim)
-        return True
-
     def _leave_queue(self, waiter: Waiter, epoch: int) -> None:
-        if not self._queue.remove(waiter) and waiter.granted:
-            # granted, then cancelled before it could run: pass it on
+        """A queued call stops waiting: a slot it was granted meanwhile is passed on."""
+        if self._waiters.leave(waiter):
             self.release_slot()
         self.released(epoch)
-
-    def _fail_queued(self, error: Callable[[], SupervisorError]) -> int:
-        waiters = self._queue.drain()
-        for waiter in waiters:
-            waiter.error = error()
-            self._wake(waiter)
-        return len(waiters)
 
     def _reject_breaker(
         self, machine: CircuitBreaker, now: float
@@ -991,7 +904,7 @@ class Actor:
         if not self.accepting:  # a call coroutine created before close(): see there
             return SupervisorClosed(self._closed_reason)
         reason = _REJECTED_BY_STATE[machine.state]
-        self._count_rejection(reason)
+        self._ledger.rejection(reason)
         retry_after = machine.retry_after(now)
         self._tell.breaker_rejected(machine.epoch, now, reason, machine.state.value, retry_after)
         # The State member is itself a str; its .value is an enum descriptor (~300 ns).
@@ -1007,13 +920,12 @@ class Actor:
                 retry_after = math.inf
             else:
                 retry_after = transition.break_duration or 0.0
-            failed = self._fail_queued(lambda: BreakerOpen(self.name, retry_after, target.value))
+            failed = self._waiters.fail_all(
+                lambda: BreakerOpen(self.name, retry_after, target.value)
+            )
             if failed:
-                self._count_rejection(_REJECTED_BY_STATE[target], failed)
+                self._ledger.rejection(_REJECTED_BY_STATE[target], failed)
         self._tell.transition(transition)
-
-    def _count_rejection(self, reason: str, n: int = 1) -> None:
-        self._ledger.rejection(reason, n)
 
     # ==========================================================================================
     # Crashes and control
@@ -1028,7 +940,7 @@ class Actor:
             ActorCrashed, at=now, error=type(crash).__name__, restarts=ledger.restarts, down=down
         )
         error = DependencyCrashed(self.name, crash, down=down)
-        self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down))
+        self._waiters.fail_all(lambda: DependencyCrashed(self.name, crash, down=down))
         machine = self._new_machine(now)
         if down:
             self._down = crash
@@ -1096,7 +1008,6 @@ class Actor:
         self._slow_after = settings.slow_after
         #: Breaker.slow_call is set: attempts are watched while they run (watch_slow)
         self.watches_slow = config.slow_call is not None
-        self._rate_limits = settings.rate_limit
         budget = retry.budget if retry is not None else None
         if budget is None or self.budget is None or self.budget.config != budget:
             self.budget = None if budget is None else budget.machine()
@@ -1157,24 +1068,19 @@ class Actor:
         now = self.clock() if accepting else self._closed_at
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
-        budget, forced, limits = self.budget, self._forced_until, self._limits
-        paused_until, limit = self._paused_until, self._max_concurrent
-        if paused_until is not None and now >= paused_until:
-            paused_until = None
+        budget, limits, limit = self.budget, self._limits, self._max_concurrent
         return DependencyStatus(
             name=self.name,
             in_flight=self._in_flight,
             queued=len(self._queue),
             limit=limit if limit < sys.maxsize else None,
             latency=self._latency.percentiles(),
-            paused_until=paused_until,
-            pause_remaining=paused_until - now if paused_until is not None else 0.0,
             budget=budget.snapshot(now) if budget is not None and self._started else None,
             rate_limit=() if limits is None else limits.available(now),
-            shared_open_until=forced if forced is not None and now < forced else None,
             # before start: a placeholder breaker, closed since 0.0 (_apply)
             **breaker_fields(self._machine, now, started=self._started, accepting=accepting),
             **self._ledger.fields(self._calls),
+            **self._gates.fields(now),
         )
 
     # ==========================================================================================
@@ -1199,8 +1105,7 @@ class Actor:
         if not self.accepting or self._down is not None or machine.state is not _CLOSED_STATE:
             return False
         now = self.clock()
-        paused, forced = self._paused_until, self._forced_until
-        if (paused is not None and now < paused) or (forced is not None and now < forced):
+        if self._gates.shut(now):
             return False
         if self._queue or self._in_flight >= self._max_concurrent:
             return False
@@ -1234,7 +1139,3 @@ _Entry = Callable[
     [tuple[object, ...], dict[str, Any], Deadline | None], Coroutine[Any, Any, object]
 ]
 _Loop = Callable[..., Coroutine[Any, Any, object]]
-
-
-def _not_started(*args: Any) -> Any:  # pragma: no cover - replaced at start
-    raise SupervisorClosed(_NOT_STARTED)

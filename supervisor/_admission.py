@@ -79,12 +79,14 @@ async def admit_slow(
     if not self.accepting:  # a call coroutine created before close(): see Actor.close
         machine.on_cancel(epoch)
         raise SupervisorClosed(self._closed_reason)
+    gates = self._gates
     while True:
-        if self._paused_until is not None:
-            epoch = await _wait_out_pause(self, machine, epoch, deadline)
-            machine = self._machine
-        if self._forced_until is not None:
-            self._check_forced(machine, epoch)
+        if self._gated:  # a pause or a shared verdict (one flag: the rate-limited success path)
+            if gates.paused_until is not None:
+                epoch = await _wait_out_pause(self, machine, epoch, deadline)
+                machine = self._machine
+            if gates.forced_until is not None:
+                gates.check_forced(machine, epoch)
         limits = self._limits
         if limits is None:
             # No turn to settle. The caller reads self.admitted only while a limit settles:
@@ -92,7 +94,7 @@ async def admit_slow(
             if self.take_free_slot():
                 return epoch
             epoch = await _take_slot(self, machine, epoch, deadline)
-            if not self.paused_now():
+            if not gates.paused():
                 if self._settles:
                     self.admitted = None
                 return epoch
@@ -162,7 +164,7 @@ async def admit_slow(
             # went, so its turn goes back to the limits.
             limits.refund(self.clock(), charged, turns)
             raise
-        if not self.paused_now():
+        if not gates.paused():
             if self._settles:
                 self.admitted = (limits, turns)
             return epoch
@@ -177,12 +179,13 @@ async def _take_slot(
     """
     Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull. The
     caller's priority is read here, where it can matter, and only here: a full queue gives
-    a lower-priority call's place to a higher one (``Actor._make_room``).
+    a lower-priority call's place to a higher one (``Waiters.displace``).
     """
     if self.take_free_slot():
         return epoch
     level = _priority.current()
-    if len(self._queue) >= self._max_queued and not self._make_room(level):
+    waiters = self._waiters
+    if len(waiters.queue) >= self._max_queued and not waiters.displace(level, self._bulkhead_full):
         raise self._reject_bulkhead(machine, epoch, level)
     return await _wait_for_slot(self, machine, epoch, deadline, level)
 
@@ -195,14 +198,15 @@ async def _wait_out_pause(
     pause to end when it ends within the call's deadline, holding no slot and no probe
     permit; else ``RateLimited`` at once. Returns the epoch to run in.
     """
+    gates = self._gates
     now = self.clock()
-    until = self._paused_until
+    until = gates.paused_until
     waited = False
     while until is not None and now < until:
         if deadline is not None and until > deadline:
             if not waited:
                 machine.on_cancel(epoch)
-            raise self._reject_paused(until - now)
+            raise gates.reject_paused(until - now)
         if not waited:
             machine.on_cancel(epoch)  # hold no probe permit while waiting
             waited = True
@@ -211,9 +215,9 @@ async def _wait_out_pause(
         if not self.accepting:
             raise SupervisorClosed(_IN_PAUSE)
         now = self.clock()
-        until = self._paused_until  # a later 429 may have extended it
+        until = gates.paused_until  # a later 429 may have extended it
     if until is not None:
-        self._end_pause()
+        gates.end_pause()
     if not waited:
         return epoch
     # Admitted again: the breaker may have moved meanwhile.
@@ -249,11 +253,12 @@ async def _wait_for_turn(
         now = self.clock()
         machine = self._machine  # admitted again: the breaker may have moved meanwhile
         epoch = self.admit_nowait(machine)
-        if self.paused_now():
+        gates = self._gates
+        if gates.paused():
             limits.refund(now, charged, turns)
             return epoch, True
-        if self._forced_until is not None:
-            self._check_forced(machine, epoch)
+        if gates.forced_until is not None:
+            gates.check_forced(machine, epoch)
     except BaseException:
         limits.refund(self.clock(), charged, turns)
         raise
@@ -268,13 +273,14 @@ async def _wait_for_slot(
     the slot is ours. Returns the epoch to run in. A higher-priority call may take the
     place: then ``waiter.error`` is the ``BulkheadFull`` raised here.
     """
-    waiter = self._enqueue(level)
+    waiters = self._waiters
+    waiter = waiters.join(level)
     try:
         if deadline is None:
-            await self._wait_on(waiter)
+            await waiters.wait(waiter)
         else:
             with anyio.CancelScope(deadline=deadline):
-                await self._wait_on(waiter)
+                await waiters.wait(waiter)
     except BaseException:
         self._leave_queue(waiter, epoch)
         raise
@@ -284,7 +290,7 @@ async def _wait_for_slot(
     if not waiter.granted:  # the total deadline passed in the queue
         self._leave_queue(waiter, epoch)
         assert deadline is not None
-        self._count_rejection("deadline")  # turned away: it never reached the dependency
+        self._ledger.rejection("deadline")  # turned away: it never reached the dependency
         raise DeadlineExceeded(self.name, deadline.total)
     if not self.accepting:
         # Handed the slot in the loop step the supervisor left in: a call must not run

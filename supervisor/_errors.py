@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 __all__ = (
     "SupervisorError",
@@ -295,6 +295,13 @@ def note_hedges(exc: Exception, dependency: str, attempts: int, hedges: int) -> 
 #: The message of the ``SupervisorClosed`` a call gets when the supervisor leaves while the
 #: call waits for a bulkhead slot (failed from the queue, or handed a slot as it left).
 DEQUEUED: Final = "supervisor shut down while the call was queued"
+#: The message of the ``SupervisorClosed`` of a dependency asked anything before it starts.
+NOT_STARTED: Final = "supervisor is not running: enter `async with supervisor:` before calling"
+
+
+def not_started(*args: object) -> Any:  # pragma: no cover - replaced at start
+    """The placeholder of what a dependency is given when its supervisor starts."""
+    raise SupervisorClosed(NOT_STARTED)
 
 
 def all_of(exc: Exception, types: tuple[type[Exception], ...]) -> bool:

@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, final
 
+from policies.priority import level_name
+
 from ._errors import _describe
 
 __all__ = ("Ledger",)
@@ -68,13 +70,14 @@ class Ledger:
         self.restarts = 0
         self.crash: str | None = None  # the latest crash, described
 
-    def rejection(self, reason: str, n: int = 1) -> None:
+    def rejection(self, reason: str, n: int = 1, level: int | None = None) -> None:
+        """*n* calls turned away for *reason*; one of priority *level* (an int of
+        ``policies.priority``) is counted by its level too: refused a slot or a turn."""
         self.rejected += n
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
-
-    def priority_rejection(self, level: str) -> None:
-        """A call of priority *level* refused a slot or a rate-limit turn (counted again)."""
-        self.rejected_by_priority[level] = self.rejected_by_priority.get(level, 0) + 1
+        if level is not None:
+            name = level_name(level)
+            self.rejected_by_priority[name] = self.rejected_by_priority.get(name, 0) + 1
 
     def failure(self, *, slow: bool = False) -> None:
         self.failures += 1

@@ -3,9 +3,9 @@ What a dependency's actor tells the event hub, and so the log (ringfence's log l
 listener of the events).
 
 A flood is told once: a breaker's rejections once per breaker epoch (the next transition
-says how many there were), a pause's rejections once per pause, an adaptive limit's moves
-when more than a tenth from the last one told. (A bulkhead's rejections, once per spell of
-full, are the actor's own: its flag is reset on the hot path.) Owned by its actor
+says how many there were), an adaptive limit's moves when more than a tenth from the last
+one told. (A bulkhead's rejections, once per spell of full, are the actor's own: its flag is
+reset on the hot path; a pause's, once per pause, its gates': ``_gates.Gates``.) Owned by its actor
 (``Actor._tell``), attached to the supervisor's hub at start: nothing is decided before.
 """
 
@@ -34,7 +34,6 @@ class Teller:
         "_hub",
         "_limit_told",
         "_name",
-        "_pause_told",
         "_rejected_epoch",
         "_rejected_since",
     )
@@ -45,7 +44,6 @@ class Teller:
         self._clock: Callable[[], float] = time.monotonic  # (the loop's, from attach)
         self._rejected_since = 0  # breaker rejections since the latest transition
         self._rejected_epoch = -1  # the breaker epoch whose first rejection was told
-        self._pause_told = False  # the current pause's first rejection was told
         self._limit_told = 0  # the adaptive limit a LimitChanged event last told
 
     def attach(self, hub: EventHub, clock: Callable[[], float]) -> None:
@@ -82,15 +80,6 @@ class Teller:
             rejected_since_last=self._rejected_since,
         )
         self._rejected_since = 0
-
-    def pause_rejected(self, retry_after: float) -> None:
-        """The pause turned a call away: told for the pause's first."""
-        if not self._pause_told:
-            self._pause_told = True
-            self.publish(CallRejected, reason="paused", retry_after=retry_after)
-
-    def pause_ended(self) -> None:
-        self._pause_told = False
 
     def limit_set(self, limit: int) -> None:
         """A new adaptive limit starts at *limit*: moves are told from there."""

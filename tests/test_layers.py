@@ -197,6 +197,8 @@ FLOORS: dict[str, float] = {
     "_rate_limits": 3,
     "_config_source": 2.5,
     "_chaos": 3,
+    "_gates": 3,  # a dependency's pause and shared verdict, owned by its actor (issue 17)
+    "_waiters": 3,  # the calls queued for a slot and how they wake, owned by its actor (issue 17)
     "_hedging": 3,  # a hedged dependency's delay and hedge counts, owned by its actor (issue 17)
     "_config": 3,
     "_actor": 4,
