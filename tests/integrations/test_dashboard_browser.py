@@ -283,3 +283,84 @@ def test_dashboard_shows_http_status_window_and_every_event(tmp_path: Path) -> N
             )
     finally:
         server.stop()
+
+
+def test_dashboard_shows_refusals_by_priority(tmp_path: Path) -> None:
+    """A sheddable call refused by a full bulkhead shows on the card's totals line (issue 20)."""
+    import threading
+
+    import anyio
+    from selenium.webdriver.common.by import By
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Mount, Route
+
+    from policies import Bulkhead, Priority
+    from supervisor import BulkheadFull, Supervisor
+    from supervisor.integrations.asgi import app as ringfence_app
+    from supervisor.integrations.asgi import lifespan
+
+    release = anyio.Event()
+    held = threading.Event()
+
+    async def slow() -> str:
+        held.set()
+        await release.wait()
+        return "ok"
+
+    supervisor = Supervisor()
+    supervisor.register("api", slow, bulkhead=Bulkhead(max_concurrent=1, max_queued=0))
+
+    async def hold(request: Request) -> Response:
+        return JSONResponse({"answer": await supervisor.call("api")})
+
+    async def shed(request: Request) -> Response:
+        with supervisor.priority(Priority.SHEDDABLE):
+            try:
+                await supervisor.call("api")
+            except BulkheadFull:
+                return JSONResponse({"refused": True}, status_code=503)
+        return JSONResponse({"refused": False})
+
+    async def let_go(request: Request) -> Response:
+        release.set()
+        return JSONResponse({})
+
+    web = Starlette(
+        lifespan=lifespan(supervisor),
+        routes=[
+            Route("/hold", hold),
+            Route("/shed", shed),
+            Route("/release", let_go, methods=["POST"]),
+            Mount("/ringfence", ringfence_app(supervisor)),
+        ],
+    )
+    server = LiveServer(web)
+    server.start()
+    holder = None
+    try:
+        with (
+            httpx.Client(base_url=server.base, timeout=10.0) as client,
+            _browser(tmp_path) as browser,
+        ):
+            browser.get(server.base + "/ringfence/")
+            wait_for(browser, "live", lambda d: d.find_element(By.ID, "conn").text == "live")
+            holder = threading.Thread(target=client.get, args=("/hold",))
+            holder.start()
+            assert held.wait(10.0), "the holding call never reached the dependency"
+            assert 503 == client.get("/shed").status_code
+            wait_for(
+                browser,
+                "the refusal by priority",
+                lambda d: (
+                    "refused by priority: sheddable 1"
+                    in d.find_element(By.CSS_SELECTOR, 'article[data-dependency="api"]').text
+                ),
+            )
+            assert 200 == client.post("/release").status_code
+            holder.join(10.0)
+    finally:
+        server.stop()
+        if holder is not None:
+            holder.join(10.0)
