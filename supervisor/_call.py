@@ -368,11 +368,18 @@ async def _race(
                 contender = (race, group, hedges, delay, attempt, args, kwargs, deadline, stream)
                 group.start_soon(_contend, self, *contender)
                 next_at += delay
-    except BaseExceptionGroup as group_error:
-        # A contender's KeyboardInterrupt or the like (failures and cancellations do not
-        # come here): raised as itself, as an attempt in the caller's task would raise it.
-        if len(group_error.exceptions) == 1:
-            raise group_error.exceptions[0] from None
+    except BaseException as exc:
+        # The call ends with no outcome of its own (the caller's cancellation; a contender's
+        # KeyboardInterrupt or the like): every outcome its contenders counted was absorbed,
+        # a call's winner's too (a stream's counts when it finishes), as a cancelled call
+        # counts no request.
+        won = race.winner >= 0 and stream is None
+        if race.failed or race.late or won:
+            hedging.absorbed(race.failed, race.late + won)
+        # A group (failures and cancellations do not come as one): raised as its exception,
+        # as an attempt in the caller's task would raise it.
+        if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            raise exc.exceptions[0] from None
         raise
     winner = race.winner
     # One request, whatever its contenders did: the outcomes that are not the call's own.

@@ -135,3 +135,19 @@ async def test_a_hedged_call_cut_off_by_leaving_counts_nothing(sup: Supervisor) 
         status = sup.status("dep")
     assert (0, 0, 0, 0) == caller_view(status)
     assert (0, 1) == (status.calls, status.hedges)
+
+
+async def test_a_hedged_call_the_caller_cancels_counts_no_request(sup: Supervisor) -> None:
+    """
+    The attempt fails at 0.15 s while the hedge runs; the caller gives up at 0.3 s: as any
+    cancelled call, no request (the failure stays an attempt's: calls 1, failures 1).
+    """
+    sup.register("dep", Tail(("raise", 0.15, ConnectionError("a")), 10.0), hedge=Hedge(delay=0.1))
+    with guard():
+        async with sup:
+            with anyio.move_on_after(0.3) as scope:
+                await sup.call("dep")
+            assert scope.cancelled_caught
+            status = sup.status("dep")
+    assert (0, 0, 0, 0) == caller_view(status)
+    assert (1, 1, 1) == (status.calls, status.failures, status.hedges)
