@@ -77,7 +77,7 @@ class Ledger:
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
         if level is not None:
             name = level_name(level)
-            self.rejected_by_priority[name] = self.rejected_by_priority.get(name, 0) + 1
+            self.rejected_by_priority[name] = self.rejected_by_priority.get(name, 0) + n
 
     def failure(self, *, slow: bool = False) -> None:
         self.failures += 1

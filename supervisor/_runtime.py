@@ -209,7 +209,8 @@ class Paths:
     task_of: Callable[[], Callable[[Any], Any]] | None = None
     #: trio: the cancel scope class of each attempt (None elsewhere)
     cancel_scope: Callable[[], Callable[[], Any]] | None = None
-    #: asyncio: cuts off a fast-path attempt (no ``Running`` record) by its task at shutdown
+    #: asyncio: at shutdown, cuts off every fast-way attempt of the actor (no ``Running``
+    #: record), found by walking every task's await chain
     cut_fast: Callable[..., None] | None = None
     #: trio: what a ``_timers.DeadlineHeap`` schedules its one timer on (asyncio: the loop)
     timer_loop: Callable[[], Any] | None = None

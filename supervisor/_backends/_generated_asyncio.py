@@ -98,6 +98,8 @@ async def attempt_fast(
         # A limit settles only on calls admit_slow admitted (a limit closes the gate), just
         # now, with no await since: its turns are still self.admitted.
         admitted = self.admitted if self._settles else None
+        # Named `running`: bound, it tells the shutdown walk this frame is on the general way
+        # (``_asyncio_general._fast_frame_of``; a test fails if the walk takes it for fast).
         running = Running(task, task.cancelling(), epoch)
         self._running[running] = None
         attempt_timeout = self._attempt_timeout
