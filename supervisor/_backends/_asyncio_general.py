@@ -120,22 +120,30 @@ def _is_attempt(self: Actor, link: object, awaited: object) -> bool:
     *link* is a fast attempt of *self* awaiting its dependency: not a call waiting for a slot
     (``admit_slow``: the queue is failed apart) nor one the general way runs (``Running``).
     """
+    if type(link) is not types.CoroutineType or link.cr_frame is None:
+        return False
+    inner = awaited.cr_code if type(awaited) is types.CoroutineType else None
+    return _attempt_frame(self, link.cr_frame, inner)
+
+
+def _attempt_frame(self: Actor, frame: types.FrameType, inner: types.CodeType | None) -> bool:
+    """
+    *frame* runs a fast attempt of *self* awaiting its dependency (*inner*: the code of the
+    coroutine it awaits, if one): the rule for an awaiting coroutine and a running stack alike.
+    """
     return (
-        type(link) is types.CoroutineType
-        and link.cr_code in FAST_ATTEMPTS
-        and _fast_frame_of(self, link.cr_frame)
-        and not (type(awaited) is types.CoroutineType and awaited.cr_code in _BEFORE_OR_INSTEAD)
+        frame.f_code in FAST_ATTEMPTS
+        and _fast_frame_of(self, frame)
+        and inner not in _BEFORE_OR_INSTEAD
     )
 
 
-def _fast_frame_of(self: Actor, frame: types.FrameType | None) -> bool:
+def _fast_frame_of(self: Actor, frame: types.FrameType) -> bool:
     """
     *frame*, an attempt's, is *self*'s and on its fast way: the general way (the same
     coroutine, ``_asyncio.attempt_fast``) has bound its ``running`` record, which its own
     timers and :meth:`Actor.close` cut off.
     """
-    if frame is None:
-        return False
     local = frame.f_locals
     return local.get("self") is self and "running" not in local
 
@@ -188,12 +196,7 @@ def _running_attempts(
     inner = None
     frame: types.FrameType | None = sys._getframe()  # noqa: SLF001
     while frame is not None:
-        if (
-            inner is not None
-            and frame.f_code in FAST_ATTEMPTS
-            and _fast_frame_of(self, frame)
-            and inner.f_code not in _BEFORE_OR_INSTEAD
-        ):
+        if inner is not None and _attempt_frame(self, frame, inner.f_code):
             found.append((frame, task))
         if frame is top:
             break
