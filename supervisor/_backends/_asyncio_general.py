@@ -87,18 +87,29 @@ def _cut_frame(self: Actor, task: asyncio.Task[Any], frame: types.FrameType) -> 
         return
     if cancel_pending(task):  # somebody else's cancellation first: see deliver
         assert self._loop is not None
-        self._loop.call_soon(_cut_again, self, task)
+        self._loop.call_soon(_cut_again, self, task, frame)
         return
     self.cut_frame(frame, task)
     task.cancel()
 
 
-def _cut_again(self: Actor, task: asyncio.Task[Any]) -> None:
-    """:func:`_cut_frame` again, next iteration: if *task* still runs an attempt of *self*."""
+def _cut_again(self: Actor, task: asyncio.Task[Any], frame: types.FrameType) -> None:
+    """
+    :func:`_cut_frame` again, next iteration: if *task* still runs an attempt of *self* (its
+    chain shows one), or the attempt in *frame* still runs where the walk cannot see (one the
+    garbage collector found, :func:`_strays`).
+    """
     chain = _chain(task.get_coro())
     attempts = [link for link, awaited in chain if _is_attempt(self, link, awaited)]
     if attempts:
         _cut_frame(self, task, attempts[-1].cr_frame)  # type: ignore[attr-defined]
+    elif any(
+        type(obj) is types.CoroutineType
+        and obj.cr_frame is frame
+        and _is_attempt(self, obj, obj.cr_await)
+        for obj in gc.get_objects()
+    ):
+        _cut_frame(self, task, frame)
 
 
 def _attempts(

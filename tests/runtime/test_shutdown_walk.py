@@ -448,3 +448,41 @@ async def test_leaving_cuts_off_each_way_of_one_dependency_once(
     status = sup.status("dep")
     assert outcomes == [CUT_OFF, CUT_OFF]
     assert (status.calls, status.failures, status.in_flight, status.requests) == (0, 0, 0, 0)
+
+
+async def test_a_deferred_cut_reaches_a_call_the_walk_cannot_see(
+    sup: Supervisor, path: str, is_trio: bool
+) -> None:
+    """
+    A call awaited through a hand-driven iterator (the garbage collector finds it, not the
+    walk); the caller's own cancellation is on its way when the supervisor leaves, and the
+    dependency swallows it: the cut, deferred a loop iteration, still reaches the call.
+    """
+    if is_trio or path == "general":
+        pytest.skip("the asyncio fast path's shutdown walk")
+    gate = Gate()  # never opened
+    swallowed: list[bool] = []
+    entered = asyncio.Event()
+
+    async def dep() -> str:
+        entered.set()
+        try:
+            await gate.event.wait()
+        except asyncio.CancelledError:
+            swallowed.append(True)  # and waits again, as a careless dependency would
+        await gate.event.wait()
+        return "ok"
+
+    sup.register("dep", dep)
+    stack = AsyncExitStack()
+    with guard():
+        await stack.enter_async_context(sup)
+        task = asyncio.ensure_future(via_hand_driven_iterator(lambda: sup.call("dep")))
+        await entered.wait()
+        task.cancel()  # on its way, not seen yet
+        await stack.aclose()  # leaves in the same iteration: the cut waits one
+        with pytest.raises(SupervisorClosed):  # the cut, after the swallowed cancellation
+            await task
+    assert swallowed == [True]
+    status = sup.status("dep")
+    assert (status.calls, status.failures, status.in_flight) == (0, 0, 0)
