@@ -1095,30 +1095,19 @@ class Actor:
         kwargs: dict[str, Any],
     ) -> bool:
         """
-        Whether hedge number *hedge* of attempt *attempt* starts now: only when it is admitted
-        at once, as the attempt path will admit it next with no await in between. Never into
-        a breaker that is not closed, a pause, a shared open verdict or shutdown; a
-        rate-limit turn must be free now and a bulkhead slot too (a hedge never queues); and
-        it spends a retry of the budget (none left: no hedge). Counted and told when yes.
+        Whether hedge number *hedge* of attempt *attempt* starts now: only when the attempt
+        path, next with no await in between, admits it at once. Never into a breaker that is
+        not closed, a pause, a shared open verdict, shutdown or a full bulkhead (a hedge never
+        queues); then the rate limits and the budget (:meth:`Hedging.start`).
         """
-        machine = self._machine
-        if not self.accepting or self._down is not None or machine.state is not _CLOSED_STATE:
+        if not self.accepting or self._down is not None or self._machine.state is not _CLOSED_STATE:
             return False
         now = self.clock()
-        if self._gates.shut(now):
-            return False
-        if self._queue or self._in_flight >= self._max_concurrent:
-            return False
-        limits = self._limits
-        if limits is not None and not limits.ready(now, args, kwargs):
-            return False
-        budget = self.budget
-        if budget is not None and not budget.try_retry(now):
+        if self._gates.shut(now) or self._queue or self._in_flight >= self._max_concurrent:
             return False
         hedging = self.hedging
         assert hedging is not None  # (asked only by a call that started hedged)
-        hedging.started(now, attempt, hedge, delay)
-        return True
+        return hedging.start(now, attempt, hedge, delay, self._limits, self.budget, args, kwargs)
 
     def adopt_stream(self, sibling: object, stream: object) -> None:
         """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
