@@ -206,8 +206,6 @@ class Actor:
         )
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
-        self._with_policies: _Loop = self._attempt_closed  # bound at start (_call.py)
-        self._with_hedging: _Loop = self._attempt_closed  # the same, for a hedged dependency
         #: the policy loop of this dependency's calls and streams (_call.py), set by _derive:
         #: called as (args, kwargs, deadline) for a call, (..., stream) for a stream
         self.policy_loop: _Loop = self._attempt_closed
@@ -229,13 +227,13 @@ class Actor:
         # (why, task, the task's cancelling() before the cut).
         self._fast = 0
         self._cut_frames: dict[types.FrameType, tuple[int, asyncio.Task[Any], int]] = {}
+        # The attempts' cut-offs (asyncio), and when running calls become slow (both: made at
+        # start, on the backend's timer loop: Breaker.slow_call).
         self._timers: DeadlineHeap | None = None
-        # When running calls become slow (Breaker.slow_call): made on first use (watch_slow).
         self._slow_timers: DeadlineHeap | None = None
-        self._timer_loop: Any = None  # what it runs on: the loop, or the backend's (at start)
-        # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
-        self._deliver: Callable[[Running], None] = not_started
-        self._cut_fast: Callable[[], None] = not_started
+        # The backend's paths (at start): what is bound from them is hot; the rest, as
+        # delivering a cut-off (_cut) and cutting off the fast path (close), is read through.
+        self._paths: Paths | None = None
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
@@ -270,10 +268,8 @@ class Actor:
 
     def start(self, runtime: Runtime, paths: Paths) -> None:
         """Attach to a running supervisor: a fresh closed breaker, accepting calls."""
-        self._runtime = runtime
+        self._runtime, self._paths = runtime, paths
         self.closing = runtime.closing
-        self._with_policies = types.MethodType(paths.with_policies, self)
-        self._with_hedging = types.MethodType(paths.with_hedging, self)
         clock = self.clock = runtime.clock
         self._tell.attach(runtime.hub, clock)
         self._gates.attach(clock)
@@ -282,9 +278,6 @@ class Actor:
         self._machine = self._settings.breaker.machine(clock(), self._on_transition)
         self._started = True
         self.attempt = types.MethodType(paths.attempt, self)
-        self._deliver = types.MethodType(paths.deliver, self)
-        if paths.cut_fast is not None:
-            self._cut_fast = types.MethodType(paths.cut_fast, self)
         self._waiters.attach(paths.signals())
         if paths.cancel_scope is not None:
             self._cancel_scope = paths.cancel_scope()
@@ -293,7 +286,9 @@ class Actor:
             self._timers = DeadlineHeap(loop, self._cut)
             self._loop = loop
             self._task_of = paths.task_of()
-        self._timer_loop = paths.timer_loop() if paths.timer_loop is not None else self._loop
+        timer_loop = paths.timer_loop() if paths.timer_loop is not None else self._loop
+        assert timer_loop is not None  # (asyncio's loop, or the backend's)
+        self._slow_timers = DeadlineHeap(timer_loop, self.crossed_slow)
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
         self._set_limits()
@@ -324,8 +319,8 @@ class Actor:
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)
-        if self._fast:
-            self._cut_fast()
+        if self._fast and self._paths is not None and self._paths.cut_fast is not None:
+            self._paths.cut_fast(self)
         for stream in list(self._streams):
             stream.cut_off()
         if self._timers is not None:
@@ -544,8 +539,10 @@ class Actor:
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = self.retry is None and self.total is None and self.fallback is None
         hedged = self.hedging is not None  # its attempts run in tasks: off the fast path
-        # A hedged dependency's loop races each attempt: chosen here, not tested per call.
-        self.policy_loop = self._with_hedging if hedged else self._with_policies
+        if self._paths is not None:  # (bound at start: _call.py's loops)
+            # A hedged dependency's loop races each attempt: chosen here, not tested per call.
+            loop = self._paths.with_hedging if hedged else self._paths.with_policies
+            self.policy_loop = types.MethodType(loop, self)
         self._simple = self._simple and not hedged
         # Attempts that need no timer and no thread take the asyncio fast path.
         # Every attempt timed where a reading decides something (slow calls, an adaptive
@@ -728,8 +725,7 @@ class Actor:
     def watch_slow(self, running: Running, start: float) -> None:
         """The attempt *running* since *start* becomes slow after ``slow_call``: watch it."""
         timers = self._slow_timers
-        if timers is None:
-            timers = self._slow_timers = DeadlineHeap(self._timer_loop, self.crossed_slow)
+        assert timers is not None  # (made at start)
         timers.push(start + self._slow_after, running, len(self._running))
 
     def crossed_slow(self, running: Running, why: int) -> None:
@@ -870,7 +866,8 @@ class Actor:
     def _cut(self, running: Running, why: int) -> None:
         """Cut a running attempt off (its timer fired, or shutdown): the backend delivers it."""
         running.fired = why
-        self._deliver(running)
+        assert self._paths is not None  # (only a started actor's attempts run)
+        self._paths.deliver(self, running)
 
     @inline
     def fast_started(self) -> None:
