@@ -291,7 +291,9 @@ class Actor:
         self._slow_timers = DeadlineHeap(timer_loop, self.crossed_slow)
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
-        self._set_limits()
+        self._limits = RateLimits.of(
+            self.name, self._settings.rate_limit, runtime.shared, self._ledger
+        )
         self.accepting = True
         self._derive()
         self._mailbox = Mailbox()
@@ -497,12 +499,6 @@ class Actor:
         latest = latency.ring[(latency.count - 1) & latency.mask] if latency.count else None
         return BulkheadFull(self.name, self._max_concurrent, self._max_queued, latest)
 
-    def _set_limits(self) -> None:
-        """The rate limits' turn sources: local GCRA, or the shared state's (``shared=``)."""
-        assert self._runtime is not None
-        limits = self._settings.rate_limit
-        self._limits = RateLimits(self.name, limits, self._runtime.shared) if limits else None
-
     def settle(
         self,
         args: tuple[object, ...],
@@ -515,11 +511,6 @@ class Actor:
         if admitted is not None:
             limits, turns = admitted
             limits.settle(self.clock(), args, kwargs, result, turns)
-
-    def _reject_rate_limited(self, retry_after: float, level: int) -> RateLimited:
-        """A call of priority *level* refused a rate-limit turn."""
-        self._ledger.rejection("rate_limited", level=level)
-        return RateLimited(self.name, retry_after)
 
     def _derive(self) -> None:
         """
@@ -1015,8 +1006,10 @@ class Actor:
         elif self._adaptive is None or self._adaptive.config != adaptive:
             self._adaptive = adaptive.machine()  # a new one starts at its initial limit
             self._tell.limit_set(adaptive.initial)
-        if "rate_limit" in changes and self._runtime is not None:
-            self._set_limits()
+        if "rate_limit" in changes and self._runtime is not None:  # (else: made at start)
+            self._limits = RateLimits.of(
+                self.name, settings.rate_limit, self._runtime.shared, self._ledger
+            )
         if "hedge" in changes:
             hedge = settings.hedge
             self.hedging = (
