@@ -74,7 +74,6 @@ from ._errors import (
     not_started,
 )
 from ._events import (
-    ActorCrashed,
     CallRejected,
     RetryBudgetExhausted,
     RetryScheduled,
@@ -904,10 +903,8 @@ class Actor:
         self._ledger.transition(target.value)
         if target is _OPEN_STATE or target is _ISOLATED_STATE:
             # Queued callers fail at once when the breaker opens (guarantee 10).
-            if target is _ISOLATED_STATE:
-                retry_after = math.inf
-            else:
-                retry_after = transition.break_duration or 0.0
+            isolated = target is _ISOLATED_STATE
+            retry_after = math.inf if isolated else transition.break_duration or 0.0
             failed = self._waiters.fail_all(
                 lambda: BreakerOpen(self.name, retry_after, target.value)
             )
@@ -924,9 +921,7 @@ class Actor:
         assert self._runtime is not None
         ledger = self._ledger
         down = ledger.crashed(crash, now, self._runtime.may_restart)
-        self._publish(
-            ActorCrashed, at=now, error=type(crash).__name__, restarts=ledger.restarts, down=down
-        )
+        self._tell.crashed(now, crash, ledger.restarts, down)
         error = DependencyCrashed(self.name, crash, down=down)
         self._waiters.fail_all(lambda: DependencyCrashed(self.name, crash, down=down))
         machine = self._new_machine(now)
