@@ -178,28 +178,27 @@ class Actor:
         # The policies as configured; what the hot path reads of them, flat: see _apply.
         self._settings = Settings()
         self.budget: RetryBudget | None = None
-        self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
-        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome.
-        self._adaptive: GradientLimit | None = None
+        self._adaptive: GradientLimit | None = None  # an adaptive bulkhead's limit (_sample)
         # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
-        # The rate limits' turn sources (local or shared: made at start): _admission.py.
-        self._limits: RateLimits | None = None
+        self._limits: RateLimits | None = None  # the rate limits (made at start): _admission
         #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
-        self._settles = False  # (derived: see _derive)
-        # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
-        self._streams: dict[Any, None] = {}
-        self._simple = self._plain = False  # (derived: see _derive)
-        # Given at start: the actor never reaches into the supervisor. What it decides goes
-        # out as events, through its teller (attached to the hub at start).
+        # Derived (see _derive): the bulkhead's size, the fast path's flags, the hot gate.
+        self._max_concurrent, self._max_queued = 0, 0
+        self._settles = self._simple = self._plain = False
+        self._streams: dict[Any, None] = {}  # streams holding a slot: cut off by close()
+        # Given at start (the actor never reaches into the supervisor): the runtime, and the
+        # backend's paths, bound where hot, read through where cold (_cut, close, _derive).
         self._runtime: Runtime | None = None
+        self._paths: Paths | None = None
+        # Owned objects, each written only by its own methods: events (attached at start),
+        # counts, the pause and shared verdict (while one is down _derive shuts the hot gate),
+        # and what makes self.fn (the function, or wrapped with Chaos while configured).
         self._tell = Teller(name)
         self._publish = self._tell.publish
-        self._ledger = Ledger()  # lifetime counts and the crash record: status()
-        # The pause and the shared verdict: while one is down, _derive shuts the hot gate.
+        self._ledger = Ledger()
         self._gates = Gates(name, self._ledger, self._publish, self._derive)
-        # What makes self.fn: the function, or wrapped with Chaos while configured.
         self._faults = Faults(
             self.fn, self._ledger, self._publish, is_async=self._is_async, stream=self.stream_only
         )
@@ -214,7 +213,6 @@ class Actor:
         self._closed_reason = NOT_STARTED
         self.clock: Callable[[], float] = not_started
         self.rng: random.Random = random.Random()
-        self._started = False
         self._in_flight = 0
         # The calls queued for a slot, and how they are woken (the backend's, at start);
         # the hot path reads the queue's truthiness through this alias of it.
@@ -230,9 +228,6 @@ class Actor:
         # start, on the backend's timer loop: Breaker.slow_call).
         self._timers: DeadlineHeap | None = None
         self._slow_timers: DeadlineHeap | None = None
-        # The backend's paths (at start): what is bound from them is hot; the rest, as
-        # delivering a cut-off (_cut) and cutting off the fast path (close), is read through.
-        self._paths: Paths | None = None
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
@@ -247,9 +242,9 @@ class Actor:
         # which sees the same exception next with no await in between, reuses them.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
-        # Attempts that ended with an outcome (success, failure, ignored): status().calls.
+        # Attempts that ended with an outcome (success, failure, ignored): status().calls,
+        # and a sample of their latencies (call_start says which): status().latency.
         self._calls = 0
-        # A sample of their latencies (call_start says which): status().latency.
         self._latency = LatencyWindow()
         self._latency_ring = self._latency.ring  # inlined LatencyWindow.record on the hot path
         # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
@@ -275,7 +270,6 @@ class Actor:
         self.rng = runtime.rng
         self._faults.attach(runtime.rng)
         self._machine = self._settings.breaker.machine(clock(), self._on_transition)
-        self._started = True
         self.attempt = types.MethodType(paths.attempt, self)
         self._waiters.attach(paths.signals())
         if paths.cancel_scope is not None:
@@ -1016,7 +1010,7 @@ class Actor:
             self.fn = self._faults.inject(settings.chaos)
         if "breaker" not in changes:
             return
-        if self._started:
+        if self._runtime is not None:  # (started)
             now = self.clock()
             isolated = self._machine.state is _ISOLATED_STATE
             machine = self._new_machine(now)
@@ -1049,7 +1043,7 @@ class Actor:
         """A frozen snapshot; a blank closed one before the supervisor starts."""
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
-        accepting = self.accepting
+        accepting, started = self.accepting, self._runtime is not None
         now = self.clock() if accepting else self._closed_at
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
@@ -1060,10 +1054,10 @@ class Actor:
             queued=len(self._queue),
             limit=limit if limit < sys.maxsize else None,
             latency=self._latency.percentiles(),
-            budget=budget.snapshot(now) if budget is not None and self._started else None,
+            budget=budget.snapshot(now) if budget is not None and started else None,
             rate_limit=() if limits is None else limits.available(now),
             # before start: a placeholder breaker, closed since 0.0 (_apply)
-            **breaker_fields(self._machine, now, started=self._started, accepting=accepting),
+            **breaker_fields(self._machine, now, started=started, accepting=accepting),
             **self._ledger.fields(self._calls),
             **self._gates.fields(now),
         )

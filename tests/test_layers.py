@@ -199,7 +199,9 @@ FLOORS: dict[str, float] = {
     "_chaos": 3,
     "_gates": 3,  # a dependency's pause and shared verdict, owned by its actor (issue 17)
     "_waiters": 3,  # the calls queued for a slot and how they wake, owned by its actor (issue 17)
-    "_hedging": 3,  # a hedged dependency's delay and hedge counts, owned by its actor (issue 17)
+    # a hedged dependency's delay, hedge counts and whether one may start (rate limits,
+    # budget), owned by its actor (issue 17)
+    "_hedging": 3.5,
     "_config": 3,
     "_actor": 4,
     "_call": 5,
