@@ -11,8 +11,9 @@ methods, which the actor's handlers call: the lifetime counts and crash record
 (``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
 function as calls reach it and Chaos's draws (``_chaos.Faults``), the gates, a pause and
 the shared verdict (``_gates.Gates``: ``_derive`` shuts the hot path's gate while one is
-down), the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
-(``_hedging.Hedging``). Nothing else writes them. Messages reach the actor in two ways:
+down), the rate limits and their refusals (``_rate_limits.RateLimits``), the hedges' delay,
+counts and their turn and budget (``_hedging.Hedging``), the streams holding a slot
+(``_holders.Holders``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
@@ -80,6 +81,7 @@ from ._events import (
 )
 from ._gates import Gates
 from ._hedging import Hedging
+from ._holders import Holder, Holders
 from ._ledger import Ledger
 from ._rate_limits import RateLimits
 from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter
@@ -187,7 +189,8 @@ class Actor:
         # Derived (see _derive): the bulkhead's size, the fast path's flags, the hot gate.
         self._max_concurrent, self._max_queued = 0, 0
         self._settles = self._simple = self._plain = False
-        self._streams: dict[Any, None] = {}  # streams holding a slot: cut off by close()
+        #: the streams holding a slot (_stream.py registers itself): close() cuts them off
+        self.streams = Holders()
         # Given at start (the actor never reaches into the supervisor): the runtime, and the
         # backend's paths, bound where hot, read through where cold (_cut, close, _derive).
         self._runtime: Runtime | None = None
@@ -316,8 +319,7 @@ class Actor:
                 self._cut(running, CLOSED)
         if self._fast and self._paths is not None and self._paths.cut_fast is not None:
             self._paths.cut_fast(self)
-        for stream in list(self._streams):
-            stream.cut_off()
+        self.streams.cut_all()
         if self._timers is not None:
             self._timers.close()
         if self._slow_timers is not None:
@@ -555,15 +557,11 @@ class Actor:
         else:
             self._slots = -1
 
-    # -- rate limits ----------------------------------------------------------------------------
+    # -- streams ---------------------------------------------------------------------------------
 
-    def hold_stream(self, stream: object) -> None:
-        """*stream* holds a slot from now on: the supervisor leaving cuts it off."""
-        self._streams[stream] = None
-
-    def release_stream(self, stream: object) -> None:
+    def release_stream(self, stream: Holder) -> None:
         """*stream* gives its slot back (once)."""
-        del self._streams[stream]
+        self.streams.release(stream)
         self.release_slot()
 
     # -- shared state (supervisor.integrations.redis): the replica hooks -----------------------
@@ -1087,11 +1085,6 @@ class Actor:
         hedging = self.hedging
         assert hedging is not None  # (asked only by a call that started hedged)
         return hedging.start(now, attempt, hedge, delay, self._limits, self.budget, args, kwargs)
-
-    def adopt_stream(self, sibling: object, stream: object) -> None:
-        """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
-        del self._streams[sibling]
-        self._streams[stream] = None
 
 
 # status().rejected_by / CallRejected.reason of a breaker rejection, by the breaker's state.

@@ -193,6 +193,7 @@ FLOORS: dict[str, float] = {
     "_runtime": 2,
     "_spec": 2,
     "_ledger": 2,  # the actor's lifetime counts and crash record (issue 17)
+    "_holders": 1,  # the streams holding a slot, owned by their actor (issue 17)
     "_teller": 2,  # what an actor tells the event hub, throttled (issue 17)
     "_rate_limits": 3,
     "_config_source": 2.5,
