@@ -11,8 +11,9 @@ methods, which the actor's handlers call: the lifetime counts and crash record
 (``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
 function as calls reach it and Chaos's draws (``_chaos.Faults``), the gates, a pause and
 the shared verdict (``_gates.Gates``: ``_derive`` shuts the hot path's gate while one is
-down), the rate limits (``_rate_limits.RateLimits``), the hedges' delay and counts
-(``_hedging.Hedging``). Nothing else writes them. Messages reach the actor in two ways:
+down), the rate limits and their refusals (``_rate_limits.RateLimits``), the hedges' delay,
+counts and their turn and budget (``_hedging.Hedging``), the streams holding a slot
+(``_holders.Holders``). Nothing else writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
@@ -74,13 +75,13 @@ from ._errors import (
     not_started,
 )
 from ._events import (
-    ActorCrashed,
     CallRejected,
     RetryBudgetExhausted,
     RetryScheduled,
 )
 from ._gates import Gates
 from ._hedging import Hedging
+from ._holders import Holder, Holders
 from ._ledger import Ledger
 from ._rate_limits import RateLimits
 from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter
@@ -179,35 +180,33 @@ class Actor:
         # The policies as configured; what the hot path reads of them, flat: see _apply.
         self._settings = Settings()
         self.budget: RetryBudget | None = None
-        self._max_concurrent, self._max_queued = 0, 0  # (derived: see _derive)
-        # An adaptive bulkhead's limit (policies.concurrency), fed a sample per outcome.
-        self._adaptive: GradientLimit | None = None
+        self._adaptive: GradientLimit | None = None  # an adaptive bulkhead's limit (_sample)
         # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
         self._limiter: anyio.CapacityLimiter | None = None
-        # The rate limits' turn sources (local or shared: made at start): _admission.py.
-        self._limits: RateLimits | None = None
+        self._limits: RateLimits | None = None  # the rate limits (made at start): _admission
         #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
-        self._settles = False  # (derived: see _derive)
-        # Streams holding a slot (supervisor/_stream.py): cut off when the supervisor leaves.
-        self._streams: dict[Any, None] = {}
-        self._simple = self._plain = False  # (derived: see _derive)
-        # Given at start: the actor never reaches into the supervisor. What it decides goes
-        # out as events, through its teller (attached to the hub at start).
+        # Derived (see _derive): the bulkhead's size, the fast path's flags, the hot gate.
+        self._max_concurrent, self._max_queued = 0, 0
+        self._settles = self._simple = self._plain = False
+        #: the streams holding a slot (_stream.py registers itself): close() cuts them off
+        self.streams = Holders()
+        # Given at start (the actor never reaches into the supervisor): the runtime, and the
+        # backend's paths, bound where hot, read through where cold (_cut, close, _derive).
         self._runtime: Runtime | None = None
+        self._paths: Paths | None = None
+        # Owned objects, each written only by its own methods: events (attached at start),
+        # counts, the pause and shared verdict (while one is down _derive shuts the hot gate),
+        # and what makes self.fn (the function, or wrapped with Chaos while configured).
         self._tell = Teller(name)
         self._publish = self._tell.publish
-        self._ledger = Ledger()  # lifetime counts and the crash record: status()
-        # The pause and the shared verdict: while one is down, _derive shuts the hot gate.
+        self._ledger = Ledger()
         self._gates = Gates(name, self._ledger, self._publish, self._derive)
-        # What makes self.fn: the function, or wrapped with Chaos while configured.
         self._faults = Faults(
             self.fn, self._ledger, self._publish, is_async=self._is_async, stream=self.stream_only
         )
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
-        self._with_policies: _Loop = self._attempt_closed  # bound at start (_call.py)
-        self._with_hedging: _Loop = self._attempt_closed  # the same, for a hedged dependency
         #: the policy loop of this dependency's calls and streams (_call.py), set by _derive:
         #: called as (args, kwargs, deadline) for a call, (..., stream) for a stream
         self.policy_loop: _Loop = self._attempt_closed
@@ -217,7 +216,6 @@ class Actor:
         self._closed_reason = NOT_STARTED
         self.clock: Callable[[], float] = not_started
         self.rng: random.Random = random.Random()
-        self._started = False
         self._in_flight = 0
         # The calls queued for a slot, and how they are woken (the backend's, at start);
         # the hot path reads the queue's truthiness through this alias of it.
@@ -229,13 +227,10 @@ class Actor:
         # (why, task, the task's cancelling() before the cut).
         self._fast = 0
         self._cut_frames: dict[types.FrameType, tuple[int, asyncio.Task[Any], int]] = {}
+        # The attempts' cut-offs (asyncio), and when running calls become slow (both: made at
+        # start, on the backend's timer loop: Breaker.slow_call).
         self._timers: DeadlineHeap | None = None
-        # When running calls become slow (Breaker.slow_call): made on first use (watch_slow).
         self._slow_timers: DeadlineHeap | None = None
-        self._timer_loop: Any = None  # what it runs on: the loop, or the backend's (at start)
-        # How a cut-off reaches an attempt, and a fast-path one at shutdown (the backend's).
-        self._deliver: Callable[[Running], None] = not_started
-        self._cut_fast: Callable[[], None] = not_started
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
@@ -250,9 +245,9 @@ class Actor:
         # which sees the same exception next with no await in between, reuses them.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
-        # Attempts that ended with an outcome (success, failure, ignored): status().calls.
+        # Attempts that ended with an outcome (success, failure, ignored): status().calls,
+        # and a sample of their latencies (call_start says which): status().latency.
         self._calls = 0
-        # A sample of their latencies (call_start says which): status().latency.
         self._latency = LatencyWindow()
         self._latency_ring = self._latency.ring  # inlined LatencyWindow.record on the hot path
         # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
@@ -270,21 +265,15 @@ class Actor:
 
     def start(self, runtime: Runtime, paths: Paths) -> None:
         """Attach to a running supervisor: a fresh closed breaker, accepting calls."""
-        self._runtime = runtime
+        self._runtime, self._paths = runtime, paths
         self.closing = runtime.closing
-        self._with_policies = types.MethodType(paths.with_policies, self)
-        self._with_hedging = types.MethodType(paths.with_hedging, self)
         clock = self.clock = runtime.clock
         self._tell.attach(runtime.hub, clock)
         self._gates.attach(clock)
         self.rng = runtime.rng
         self._faults.attach(runtime.rng)
         self._machine = self._settings.breaker.machine(clock(), self._on_transition)
-        self._started = True
         self.attempt = types.MethodType(paths.attempt, self)
-        self._deliver = types.MethodType(paths.deliver, self)
-        if paths.cut_fast is not None:
-            self._cut_fast = types.MethodType(paths.cut_fast, self)
         self._waiters.attach(paths.signals())
         if paths.cancel_scope is not None:
             self._cancel_scope = paths.cancel_scope()
@@ -293,10 +282,14 @@ class Actor:
             self._timers = DeadlineHeap(loop, self._cut)
             self._loop = loop
             self._task_of = paths.task_of()
-        self._timer_loop = paths.timer_loop() if paths.timer_loop is not None else self._loop
+        timer_loop = paths.timer_loop() if paths.timer_loop is not None else self._loop
+        assert timer_loop is not None  # (asyncio's loop, or the backend's)
+        self._slow_timers = DeadlineHeap(timer_loop, self.crossed_slow)
         if not self._is_async:
             self._limiter = anyio.CapacityLimiter(1)  # (sized by _derive)
-        self._set_limits()
+        self._limits = RateLimits.of(
+            self.name, self._settings.rate_limit, runtime.shared, self._ledger
+        )
         self.accepting = True
         self._derive()
         self._mailbox = Mailbox()
@@ -324,10 +317,9 @@ class Actor:
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)
-        if self._fast:
-            self._cut_fast()
-        for stream in list(self._streams):
-            stream.cut_off()
+        if self._fast and self._paths is not None and self._paths.cut_fast is not None:
+            self._paths.cut_fast(self)
+        self.streams.cut_all()
         if self._timers is not None:
             self._timers.close()
         if self._slow_timers is not None:
@@ -502,12 +494,6 @@ class Actor:
         latest = latency.ring[(latency.count - 1) & latency.mask] if latency.count else None
         return BulkheadFull(self.name, self._max_concurrent, self._max_queued, latest)
 
-    def _set_limits(self) -> None:
-        """The rate limits' turn sources: local GCRA, or the shared state's (``shared=``)."""
-        assert self._runtime is not None
-        limits = self._settings.rate_limit
-        self._limits = RateLimits(self.name, limits, self._runtime.shared) if limits else None
-
     def settle(
         self,
         args: tuple[object, ...],
@@ -520,11 +506,6 @@ class Actor:
         if admitted is not None:
             limits, turns = admitted
             limits.settle(self.clock(), args, kwargs, result, turns)
-
-    def _reject_rate_limited(self, retry_after: float, level: int) -> RateLimited:
-        """A call of priority *level* refused a rate-limit turn."""
-        self._ledger.rejection("rate_limited", level=level)
-        return RateLimited(self.name, retry_after)
 
     def _derive(self) -> None:
         """
@@ -544,8 +525,10 @@ class Actor:
         # The common case takes one method call: no retry loop, no deadline, no fallback.
         self._simple = self.retry is None and self.total is None and self.fallback is None
         hedged = self.hedging is not None  # its attempts run in tasks: off the fast path
-        # A hedged dependency's loop races each attempt: chosen here, not tested per call.
-        self.policy_loop = self._with_hedging if hedged else self._with_policies
+        if self._paths is not None:  # (bound at start: _call.py's loops)
+            # A hedged dependency's loop races each attempt: chosen here, not tested per call.
+            loop = self._paths.with_hedging if hedged else self._paths.with_policies
+            self.policy_loop = types.MethodType(loop, self)
         self._simple = self._simple and not hedged
         # Attempts that need no timer and no thread take the asyncio fast path.
         # Every attempt timed where a reading decides something (slow calls, an adaptive
@@ -574,15 +557,11 @@ class Actor:
         else:
             self._slots = -1
 
-    # -- rate limits ----------------------------------------------------------------------------
+    # -- streams ---------------------------------------------------------------------------------
 
-    def hold_stream(self, stream: object) -> None:
-        """*stream* holds a slot from now on: the supervisor leaving cuts it off."""
-        self._streams[stream] = None
-
-    def release_stream(self, stream: object) -> None:
+    def release_stream(self, stream: Holder) -> None:
         """*stream* gives its slot back (once)."""
-        del self._streams[stream]
+        self.streams.release(stream)
         self.release_slot()
 
     # -- shared state (supervisor.integrations.redis): the replica hooks -----------------------
@@ -728,8 +707,7 @@ class Actor:
     def watch_slow(self, running: Running, start: float) -> None:
         """The attempt *running* since *start* becomes slow after ``slow_call``: watch it."""
         timers = self._slow_timers
-        if timers is None:
-            timers = self._slow_timers = DeadlineHeap(self._timer_loop, self.crossed_slow)
+        assert timers is not None  # (made at start)
         timers.push(start + self._slow_after, running, len(self._running))
 
     def crossed_slow(self, running: Running, why: int) -> None:
@@ -870,7 +848,8 @@ class Actor:
     def _cut(self, running: Running, why: int) -> None:
         """Cut a running attempt off (its timer fired, or shutdown): the backend delivers it."""
         running.fired = why
-        self._deliver(running)
+        assert self._paths is not None  # (only a started actor's attempts run)
+        self._paths.deliver(self, running)
 
     @inline
     def fast_started(self) -> None:
@@ -916,10 +895,8 @@ class Actor:
         self._ledger.transition(target.value)
         if target is _OPEN_STATE or target is _ISOLATED_STATE:
             # Queued callers fail at once when the breaker opens (guarantee 10).
-            if target is _ISOLATED_STATE:
-                retry_after = math.inf
-            else:
-                retry_after = transition.break_duration or 0.0
+            isolated = target is _ISOLATED_STATE
+            retry_after = math.inf if isolated else transition.break_duration or 0.0
             failed = self._waiters.fail_all(
                 lambda: BreakerOpen(self.name, retry_after, target.value)
             )
@@ -936,9 +913,7 @@ class Actor:
         assert self._runtime is not None
         ledger = self._ledger
         down = ledger.crashed(crash, now, self._runtime.may_restart)
-        self._publish(
-            ActorCrashed, at=now, error=type(crash).__name__, restarts=ledger.restarts, down=down
-        )
+        self._tell.crashed(now, crash, ledger.restarts, down)
         error = DependencyCrashed(self.name, crash, down=down)
         self._waiters.fail_all(lambda: DependencyCrashed(self.name, crash, down=down))
         machine = self._new_machine(now)
@@ -1018,8 +993,10 @@ class Actor:
         elif self._adaptive is None or self._adaptive.config != adaptive:
             self._adaptive = adaptive.machine()  # a new one starts at its initial limit
             self._tell.limit_set(adaptive.initial)
-        if "rate_limit" in changes and self._runtime is not None:
-            self._set_limits()
+        if "rate_limit" in changes and self._runtime is not None:  # (else: made at start)
+            self._limits = RateLimits.of(
+                self.name, settings.rate_limit, self._runtime.shared, self._ledger
+            )
         if "hedge" in changes:
             hedge = settings.hedge
             self.hedging = (
@@ -1031,7 +1008,7 @@ class Actor:
             self.fn = self._faults.inject(settings.chaos)
         if "breaker" not in changes:
             return
-        if self._started:
+        if self._runtime is not None:  # (started)
             now = self.clock()
             isolated = self._machine.state is _ISOLATED_STATE
             machine = self._new_machine(now)
@@ -1064,7 +1041,7 @@ class Actor:
         """A frozen snapshot; a blank closed one before the supervisor starts."""
         # The loop clock is readable only while the supervisor runs (trio's only on its own
         # loop): after exit the snapshot is as of the moment the supervisor left.
-        accepting = self.accepting
+        accepting, started = self.accepting, self._runtime is not None
         now = self.clock() if accepting else self._closed_at
         # Each field read once: status() may run in another thread (a metrics exporter's)
         # while the loop changes these.
@@ -1075,10 +1052,10 @@ class Actor:
             queued=len(self._queue),
             limit=limit if limit < sys.maxsize else None,
             latency=self._latency.percentiles(),
-            budget=budget.snapshot(now) if budget is not None and self._started else None,
+            budget=budget.snapshot(now) if budget is not None and started else None,
             rate_limit=() if limits is None else limits.available(now),
             # before start: a placeholder breaker, closed since 0.0 (_apply)
-            **breaker_fields(self._machine, now, started=self._started, accepting=accepting),
+            **breaker_fields(self._machine, now, started=started, accepting=accepting),
             **self._ledger.fields(self._calls),
             **self._gates.fields(now),
         )
@@ -1095,35 +1072,19 @@ class Actor:
         kwargs: dict[str, Any],
     ) -> bool:
         """
-        Whether hedge number *hedge* of attempt *attempt* starts now: only when it is admitted
-        at once, as the attempt path will admit it next with no await in between. Never into
-        a breaker that is not closed, a pause, a shared open verdict or shutdown; a
-        rate-limit turn must be free now and a bulkhead slot too (a hedge never queues); and
-        it spends a retry of the budget (none left: no hedge). Counted and told when yes.
+        Whether hedge number *hedge* of attempt *attempt* starts now: only when the attempt
+        path, next with no await in between, admits it at once. Never into a breaker that is
+        not closed, a pause, a shared open verdict, shutdown or a full bulkhead (a hedge never
+        queues); then the rate limits and the budget (:meth:`Hedging.start`).
         """
-        machine = self._machine
-        if not self.accepting or self._down is not None or machine.state is not _CLOSED_STATE:
+        if not self.accepting or self._down is not None or self._machine.state is not _CLOSED_STATE:
             return False
         now = self.clock()
-        if self._gates.shut(now):
-            return False
-        if self._queue or self._in_flight >= self._max_concurrent:
-            return False
-        limits = self._limits
-        if limits is not None and not limits.ready(now, args, kwargs):
-            return False
-        budget = self.budget
-        if budget is not None and not budget.try_retry(now):
+        if self._gates.shut(now) or self._queue or self._in_flight >= self._max_concurrent:
             return False
         hedging = self.hedging
         assert hedging is not None  # (asked only by a call that started hedged)
-        hedging.started(now, attempt, hedge, delay)
-        return True
-
-    def adopt_stream(self, sibling: object, stream: object) -> None:
-        """*stream* takes over the slot *sibling* holds (a hedged stream's winner)."""
-        del self._streams[sibling]
-        self._streams[stream] = None
+        return hedging.start(now, attempt, hedge, delay, self._limits, self.budget, args, kwargs)
 
 
 # status().rejected_by / CallRejected.reason of a breaker rejection, by the breaker's state.

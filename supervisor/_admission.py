@@ -145,7 +145,7 @@ async def admit_slow(
             machine.on_cancel(epoch)
             if result.never:
                 raise limits.never_error(result, costs)
-            raise self._reject_rate_limited(result.retry_after, _priority.current())
+            raise limits.refused(result.retry_after, _priority.current())
         if result > 0.0:
             epoch, retake = await _wait_for_turn(
                 self, machine, epoch, deadline, result, charged, turns, limits

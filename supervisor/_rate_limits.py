@@ -25,8 +25,10 @@ from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all, re
 from policies.rate_limit import _valid_cost as _valid_cost
 
 from . import _priority
+from ._errors import RateLimited
 
 if TYPE_CHECKING:
+    from ._ledger import Ledger
     from ._runtime import SharedState
 
 __all__ = ("RateLimits",)
@@ -40,6 +42,7 @@ class RateLimits:
     """The rate limits of dependency *name*, with their turn sources."""
 
     __slots__ = (
+        "_ledger",
         "_local",
         "group",
         "keeps",
@@ -53,8 +56,11 @@ class RateLimits:
         "unit_priced",
     )
 
-    def __init__(self, name: str, limits: Sequence[RateLimit], shared: SharedState | None) -> None:
+    def __init__(
+        self, name: str, limits: Sequence[RateLimit], shared: SharedState | None, ledger: Ledger
+    ) -> None:
         self.name = name
+        self._ledger = ledger  # the actor's: a refusal is counted there
         self.limits = tuple(limits)
         #: the turn sources, in order (RateLimiter, or a shared source with its interface)
         self.limiters: list[Any] = [
@@ -157,6 +163,18 @@ class RateLimits:
         reserve (nothing awaited since), so a give-back names it and a limit never hands
         out a slot promised to a call queued behind it (``policies.rate_limit``, rule 7)."""
         return [limiter.last_turn for limiter in self.limiters]
+
+    @classmethod
+    def of(
+        cls, name: str, limits: Sequence[RateLimit], shared: SharedState | None, ledger: Ledger
+    ) -> RateLimits | None:
+        """The rate limits of *name*: local GCRA, or the *shared* state's; None without any."""
+        return cls(name, limits, shared, ledger) if limits else None
+
+    def refused(self, retry_after: float, level: int) -> RateLimited:
+        """A call of priority *level* refused a turn: counted (the actor's ledger)."""
+        self._ledger.rejection("rate_limited", level=level)
+        return RateLimited(self.name, retry_after)
 
     def never_error(self, refusal: Refusal, costs: list[float]) -> ValueError:
         """The error of a call that costs more than a limit's burst: it can never go."""

@@ -11,7 +11,7 @@ events. It goes through the dependency's policies like a call, with the rules DE
   (:meth:`Actor.acquire <supervisor._actor.Actor.acquire>`: breaker, pause, shared verdict,
   rate limits, bulkhead), and the slot it gets is held until the stream closes: the end of
   its items, its error, the caller leaving ``async with`` early, or the supervisor leaving.
-  While it holds the slot the stream is in ``actor._streams``, so leaving the supervisor
+  While it holds the slot the stream is in ``actor.streams``, so leaving the supervisor
   reaches it (:meth:`Stream.cut_off`).
 * **Opening = the first item.** ``__aenter__`` calls the function, awaits the iterable when
   the function returned an awaitable of one (an SDK's ``create(stream=True)``), and waits for
@@ -214,7 +214,7 @@ class Stream(Generic[R_co]):
         self._first: Any = _NO_ITEM  # the first item, kept until the caller asks for it
         self._scope: anyio.CancelScope | None = None  # around the wait in progress, if any
         self._cut = False  # the supervisor left: every further item raises SupervisorClosed
-        self._holding = False  # a slot is ours (and we are in actor._streams)
+        self._holding = False  # a slot is ours (and we are in actor.streams)
         self._counted = True  # the outcome is settled (True until a slot is taken)
         self._epoch = 0  # the breaker epoch the attempt was admitted in
         self._start = 0.0  # when the current attempt was admitted (loop clock)
@@ -310,7 +310,7 @@ class Stream(Generic[R_co]):
         self._holding = True
         self._counted = False
         self._to_first = None
-        actor.hold_stream(self)
+        actor.streams.hold(self)
         clock = actor.clock
         start = self._start = clock()
         timeout = self._timeout
@@ -372,7 +372,7 @@ class Stream(Generic[R_co]):
             setattr(stream, name, getattr(self, name))
         if self._holding:
             self._holding = False
-            self._actor.adopt_stream(self, stream)
+            self._actor.streams.adopt(self, stream)
         self._iterator = self._iterable = None
         self._phase = _DONE
 

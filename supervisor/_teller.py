@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
-from ._events import BreakerTransition, CallRejected, Event, LimitChanged
+from ._events import ActorCrashed, BreakerTransition, CallRejected, Event, LimitChanged
 
 if TYPE_CHECKING:
     from policies import Transition
@@ -80,6 +80,10 @@ class Teller:
             rejected_since_last=self._rejected_since,
         )
         self._rejected_since = 0
+
+    def crashed(self, at: float, crash: BaseException, restarts: int, down: bool) -> None:
+        """The actor crashed at *at*, restarted *restarts* times before: *down* if for good."""
+        self.publish(ActorCrashed, at=at, error=type(crash).__name__, restarts=restarts, down=down)
 
     def limit_set(self, limit: int) -> None:
         """A new adaptive limit starts at *limit*: moves are told from there."""

@@ -193,13 +193,16 @@ FLOORS: dict[str, float] = {
     "_runtime": 2,
     "_spec": 2,
     "_ledger": 2,  # the actor's lifetime counts and crash record (issue 17)
+    "_holders": 1,  # the streams holding a slot, owned by their actor (issue 17)
     "_teller": 2,  # what an actor tells the event hub, throttled (issue 17)
     "_rate_limits": 3,
     "_config_source": 2.5,
     "_chaos": 3,
     "_gates": 3,  # a dependency's pause and shared verdict, owned by its actor (issue 17)
     "_waiters": 3,  # the calls queued for a slot and how they wake, owned by its actor (issue 17)
-    "_hedging": 3,  # a hedged dependency's delay and hedge counts, owned by its actor (issue 17)
+    # a hedged dependency's delay, hedge counts and whether one may start (rate limits,
+    # budget), owned by its actor (issue 17)
+    "_hedging": 3.5,
     "_config": 3,
     "_actor": 4,
     "_call": 5,
