@@ -313,7 +313,7 @@ class Actor:
         # which says SupervisorClosed: zero cost on the hot path, which compares _slots
         # anyway (issue #8, defect 6).
         self._derive()
-        self._waiters.fail_all(lambda: SupervisorClosed(DEQUEUED))
+        self._fail_queued(lambda: SupervisorClosed(DEQUEUED), None)
         for running in list(self._running):
             if not running.fired:
                 self._cut(running, CLOSED)
@@ -598,9 +598,7 @@ class Actor:
         """
         self._gates.shared_open(seconds)
         if seconds is not None:
-            failed = self._waiters.fail_all(lambda: BreakerOpen(self.name, seconds, "open"))
-            if failed:
-                self._ledger.rejection("shared_open", failed)
+            self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"), "shared_open")
 
     def learned_async(self) -> None:
         """
@@ -897,12 +895,20 @@ class Actor:
             # Queued callers fail at once when the breaker opens (guarantee 10).
             isolated = target is _ISOLATED_STATE
             retry_after = math.inf if isolated else transition.break_duration or 0.0
-            failed = self._waiters.fail_all(
-                lambda: BreakerOpen(self.name, retry_after, target.value)
+            self._fail_queued(
+                lambda: BreakerOpen(self.name, retry_after, target.value),
+                _REJECTED_BY_STATE[target],
             )
-            if failed:
-                self._ledger.rejection(_REJECTED_BY_STATE[target], failed)
         self._tell.transition(transition)
+
+    def _fail_queued(self, error: Callable[[], SupervisorError], reason: str | None) -> None:
+        """
+        Every queued call wakes to an *error* of its own, counted as refused for *reason*
+        (``None``: a crash or shutdown, after which the counts say nothing of those calls).
+        """
+        failed = self._waiters.fail_all(error)
+        if failed and reason is not None:
+            self._ledger.rejection(reason, failed)
 
     # ==========================================================================================
     # Crashes and control
@@ -915,7 +921,7 @@ class Actor:
         down = ledger.crashed(crash, now, self._runtime.may_restart)
         self._tell.crashed(now, crash, ledger.restarts, down)
         error = DependencyCrashed(self.name, crash, down=down)
-        self._waiters.fail_all(lambda: DependencyCrashed(self.name, crash, down=down))
+        self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down), None)
         machine = self._new_machine(now)
         if down:
             self._down = crash
