@@ -296,7 +296,6 @@ class _Race:
     """One attempt and its hedges (:func:`_race`): who is running, who won, the last error."""
 
     __slots__ = (
-        "counted",
         "error",
         "failed",
         "late",
@@ -315,7 +314,6 @@ class _Race:
         self.winner = -1  # 0: the attempt; n: the n-th hedge; -1: nobody yet
         self.result: object = None  # the winner's result (a call) or its sibling (a stream)
         self.error: Exception | None = None  # the latest failure
-        self.counted = False  # ... was counted by the actor (not a shutdown's SupervisorClosed)
         self.refused = False  # the latest failure is final (a stream's "not an async iterable")
         self.failed = 0  # contenders that failed with a counted error (Hedging.absorbed)
         self.late = 0  # calls that answered after the winner: counted successes, not the call's
@@ -325,6 +323,22 @@ class _Race:
     def ended(self) -> None:
         self.running -= 1
         self.wake.set()
+
+    def absorb(self, hedging: Hedging, *, outcome: bool, call: bool) -> None:
+        """
+        Tell *hedging* the outcomes its contenders counted that are not the call's own (one
+        request, whatever they did). With an *outcome* of its own, the call's is the winner's
+        success or, with no winner, its last error if counted (shutdown's SupervisorClosed is
+        not); with none (the caller cancelled it), every counted outcome was absorbed, the
+        winner's success too when it was a *call*'s (a stream counts when it finishes).
+        """
+        failed, late = self.failed, self.late
+        if outcome:
+            failed -= self.winner < 0 and not isinstance(self.error, SupervisorClosed)
+        else:
+            late += self.winner >= 0 and call
+        if failed or late:
+            hedging.absorbed(failed, late)
 
 
 async def _race(
@@ -369,23 +383,16 @@ async def _race(
                 group.start_soon(_contend, self, *contender)
                 next_at += delay
     except BaseException as exc:
-        # The call ends with no outcome of its own (the caller's cancellation; a contender's
-        # KeyboardInterrupt or the like): every outcome its contenders counted was absorbed,
-        # a call's winner's too (a stream's counts when it finishes), as a cancelled call
-        # counts no request.
-        won = race.winner >= 0 and stream is None
-        if race.failed or race.late or won:
-            hedging.absorbed(race.failed, race.late + won)
+        # No outcome of the call's own: the caller's cancellation, a contender's
+        # KeyboardInterrupt or the like (as a cancelled call counts no request).
+        race.absorb(hedging, outcome=False, call=stream is None)
         # A group (failures and cancellations do not come as one): raised as its exception,
         # as an attempt in the caller's task would raise it.
         if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             raise exc.exceptions[0] from None
         raise
+    race.absorb(hedging, outcome=True, call=stream is None)
     winner = race.winner
-    # One request, whatever its contenders did: the outcomes that are not the call's own.
-    absorbed = race.failed - (winner < 0 and race.counted)
-    if absorbed or race.late:
-        hedging.absorbed(absorbed, race.late)
     if winner < 0:
         error = race.error
         assert error is not None  # every contender failed (a cancellation left above)
@@ -439,8 +446,7 @@ async def _contend(
             race.error = exc
             race.refused = sibling is not None and exc is sibling.refused
             # Shutdown's SupervisorClosed is counted nowhere (as a call's is not).
-            race.counted = not isinstance(exc, SupervisorClosed)
-            race.failed += race.counted
+            race.failed += not isinstance(exc, SupervisorClosed)
             return
         if race.winner < 0:
             race.winner = index
