@@ -72,7 +72,7 @@ def measure(ratio: bool) -> tuple[float | None, float | None]:
     return found[0] if found else (None, None)
 
 
-def _row(label: str, seen: tuple[float | None, float | None]) -> str:
+def _row(seen: tuple[float | None, float | None]) -> str:
     at, waited = seen
     if at is None or waited is None:
         return f"never (not within {HORIZON:.0f} s)"
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.one:
         for ratio in (False, True):
-            print(_row("", measure(ratio)))
+            print(_row(measure(ratio)))
         return 0
     trees = [Path.cwd(), *args.tree]
     rows: dict[Path, list[str]] = {}
