@@ -103,12 +103,7 @@ def _cut_again(self: Actor, task: asyncio.Task[Any], frame: types.FrameType) -> 
     attempts = [link for link, awaited in chain if _is_attempt(self, link, awaited)]
     if attempts:
         _cut_frame(self, task, attempts[-1].cr_frame)  # type: ignore[attr-defined]
-    elif any(
-        type(obj) is types.CoroutineType
-        and obj.cr_frame is frame
-        and _is_attempt(self, obj, obj.cr_await)
-        for obj in gc.get_objects()
-    ):
+    elif any(coro.cr_frame is frame for coro in _tracked_attempts(self)):
         _cut_frame(self, task, frame)
 
 
@@ -224,16 +219,7 @@ def _strays(
     tracks, each with the task that drives it (:func:`_driver`). One it cannot tell the
     driver of is not cut off, and a ``RuntimeWarning`` says so.
     """
-    strays = [
-        obj
-        for obj in gc.get_objects()
-        if type(obj) is types.CoroutineType
-        and obj.cr_code in FAST_ATTEMPTS
-        and obj.cr_frame is not None
-        and obj.cr_frame not in found
-        and obj.cr_await is not None
-        and _is_attempt(self, obj, obj.cr_await)
-    ]
+    strays = [coro for coro in _tracked_attempts(self) if coro.cr_frame not in found]
     tasks = asyncio.all_tasks(loop)
     for coro in strays:
         task = _driver(coro, tasks)
@@ -246,6 +232,18 @@ def _strays(
             )
         else:
             yield coro.cr_frame, task  # type: ignore[misc]  # (not None: a running attempt)
+
+
+def _tracked_attempts(self: Actor) -> list[types.CoroutineType[Any, Any, Any]]:
+    """Every running fast attempt of *self* the garbage collector tracks, seen or not."""
+    return [
+        obj
+        for obj in gc.get_objects()
+        if type(obj) is types.CoroutineType
+        and obj.cr_code in FAST_ATTEMPTS
+        and obj.cr_await is not None
+        and _is_attempt(self, obj, obj.cr_await)
+    ]
 
 
 def _driver(
