@@ -125,6 +125,10 @@ class LatencyWindow:
         self.ring[self.count & self.mask] = seconds
         self.count += 1
 
+    def latest(self) -> float | None:
+        """The latest latency recorded, if any."""
+        return self.ring[(self.count - 1) & self.mask] if self.count else None
+
     def percentiles(self) -> Percentiles:
         """Nearest-rank p50, p95 and p99 of the latencies in the ring."""
         ordered = sorted(x for x in self.ring if not math.isnan(x))

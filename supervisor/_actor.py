@@ -36,10 +36,9 @@ import asyncio
 import math
 import random
 import sys
-import time
 import types
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, final
 
 import anyio
 
@@ -49,7 +48,6 @@ from policies import (
     ErrorKind,
     LatencyWindow,
     State,
-    retry_after,
 )
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
@@ -59,19 +57,15 @@ from policies.hedge import Hedge
 from policies.timeout import limit_of
 
 from ._chaos import Faults
+from ._cutoff import cut_error
 from ._errors import (
     DEQUEUED,
     NOT_STARTED,
-    AttemptTimeout,
     BreakerOpen,
     BulkheadFull,
-    DeadlineExceeded,
     DependencyCrashed,
-    RateLimited,
     SupervisorClosed,
     SupervisorError,
-    UnknownDependency,
-    all_of,
     not_started,
 )
 from ._events import (
@@ -84,7 +78,7 @@ from ._hedging import Hedging
 from ._holders import Holder, Holders
 from ._ledger import Ledger
 from ._rate_limits import RateLimits
-from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter
+from ._runtime import LazyEvent, Mailbox, Message, Paths, Runtime, Waiter, inline
 from ._spec import (
     KIND_ASYNC_GEN,
     KIND_SYNC,
@@ -109,40 +103,12 @@ _CLOSED_STATE: Final = State.CLOSED
 _OPEN_STATE: Final = State.OPEN
 _ISOLATED_STATE: Final = State.ISOLATED
 
-# ringfence's refusals to call a dependency. Raised out of another dependency's function (a
-# nested call: `outer` awaiting `inner` through the supervisor), they were counted where they
-# happened, in `inner`; for `outer` they count as neither success nor failure, like an
-# ignored exception, so one open breaker does not open the breakers of everything that uses
-# it. Timeouts are not refusals: `outer` did not answer in time, and that counts.
-_REJECTIONS: Final = (
-    BreakerOpen,
-    BulkheadFull,
-    RateLimited,
-    DependencyCrashed,
-    SupervisorClosed,
-    UnknownDependency,
-)
 _NO_FAILURE: Final = (None, ErrorKind.UNKNOWN, None)
 # The latency window times every attempt until this many have ended, then 1 in 16 (call_start).
 _SAMPLE_ALL: Final = 1024
 # An attempt's start and end when its latency is not sampled: the clock was not read.
 _UNTIMED: Final = math.nan
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
-_CUT_OFF: Final = "supervisor shut down while the call was running"
-_STREAM_CUT_OFF: Final = "supervisor shut down while the stream was open"
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def inline(handler: _F) -> _F:
-    """
-    Mark a handler whose body the fast-path generator (``_backends/_generate.py``) copies
-    into ``_backends/_generated_asyncio.py`` wherever the template calls it. It changes
-    nothing at run time. Such a handler is straight-line code: no loop, no await, at most
-    one ``return``, the last statement.
-    """
-    return handler
-
-
 #: Whether asyncio attempts that need no timer and no thread take the fast path
 #: (``_backends/_generated_asyncio.py``, or its template under ``RINGFENCE_INLINE=0``). Tests
 #: set it False to send every asyncio attempt the general way (a ``Running`` record), and
@@ -186,18 +152,12 @@ class Actor:
         self._limits: RateLimits | None = None  # the rate limits (made at start): _admission
         #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
-        # Derived (see _derive): the bulkhead's size, the fast path's flags, the hot gate.
-        self._max_concurrent, self._max_queued = 0, 0
-        self._settles = self._simple = self._plain = False
         #: the streams holding a slot (_stream.py registers itself): close() cuts them off
         self.streams = Holders()
-        # Given at start (the actor never reaches into the supervisor): the runtime, and the
-        # backend's paths, bound where hot, read through where cold (_cut, close, _derive).
+        # Given at start: the runtime, and the backend's paths (bound where hot).
         self._runtime: Runtime | None = None
         self._paths: Paths | None = None
-        # Owned objects, each written only by its own methods: events (attached at start),
-        # counts, the pause and shared verdict (while one is down _derive shuts the hot gate),
-        # and what makes self.fn (the function, or wrapped with Chaos while configured).
+        # Owned objects, each written only by its own methods (see the module's docstring).
         self._tell = Teller(name)
         self._publish = self._tell.publish
         self._ledger = Ledger()
@@ -205,58 +165,60 @@ class Actor:
         self._faults = Faults(
             self.fn, self._ledger, self._publish, is_async=self._is_async, stream=self.stream_only
         )
+        #: a hedged dependency's hedges (None: not hedged; read once per call by _call.py)
+        self.hedging: Hedging | None = None
         #: set when the supervisor leaves: every wait above the actor ends on it
         self.closing = LazyEvent()
-        #: the policy loop of this dependency's calls and streams (_call.py), set by _derive:
-        #: called as (args, kwargs, deadline) for a call, (..., stream) for a stream
-        self.policy_loop: _Loop = self._attempt_closed
 
         # -- state, owned by the actor ---------------------------------------------------------
         self.accepting = False
         self._closed_reason = NOT_STARTED
+        self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
+        self._down: BaseException | None = None  # the crash that left it down: calls refused
         self.clock: Callable[[], float] = not_started
         self.rng: random.Random = random.Random()
-        self._in_flight = 0
-        # The calls queued for a slot, and how they are woken (the backend's, at start);
-        # the hot path reads the queue's truthiness through this alias of it.
-        self._waiters = Waiters()
-        self._queue = self._waiters.queue
-        self._running: dict[Running, None] = {}
-        # The fast path's attempts running (asyncio): registered nowhere, shutdown finds this
-        # many by walking the tasks (_asyncio_general.cut_fast); those it cut, by their frame:
-        # (why, task, the task's cancelling() before the cut).
-        self._fast = 0
-        self._cut_frames: dict[types.FrameType, tuple[int, asyncio.Task[Any], int]] = {}
-        # The attempts' cut-offs (asyncio), and when running calls become slow (both: made at
-        # start, on the backend's timer loop: Breaker.slow_call).
-        self._timers: DeadlineHeap | None = None
-        self._slow_timers: DeadlineHeap | None = None
+        self._mailbox: Mailbox | None = None  # control messages (made at start)
+        # Derived (_derive): the bulkhead's size, the fast path's flags, the hot path's gate
+        # (slot_free), a gate being down (Gates.down, for admit_slow), and the ways in.
+        self._max_concurrent, self._max_queued = 0, 0
+        self._settles = self._simple = self._plain = self._gated = False
+        self._slots = -1
         self.attempt: _Entry = self._attempt_closed
         #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
         self.entry: _Entry = self._attempt_closed
-        # asyncio.current_task, split so the hot path calls a C function directly.
-        self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
+        #: the policy loop (_call.py): (args, kwargs, deadline) for a call, (..., stream) for
+        #: a stream
+        self.policy_loop: _Loop = self._attempt_closed
+        # The bulkhead: the slots taken, the calls queued for one (the hot path reads the
+        # queue's truthiness through this alias), and one rejection event per spell of full.
+        self._in_flight = 0
+        self._waiters = Waiters()
+        self._queue = self._waiters.queue
+        self._bulkhead_full_logged = False
+        # Running attempts: the general way's records; the fast way's count, which shutdown
+        # finds by walking the tasks (_asyncio_general.cut_fast), and those it cut, by frame:
+        # (why, task, the task's cancelling() before the cut).
+        self._running: dict[Running, None] = {}
+        self._fast = 0
+        self._cut_frames: dict[types.FrameType, tuple[int, asyncio.Task[Any], int]] = {}
+        # Made at start: the attempts' cut-offs (asyncio) and when running calls become slow
+        # (Breaker.slow_call), on the backend's timer loop; asyncio's loop and current_task
+        # (split so the hot path calls a C function directly); the backend's cancel scope.
+        self._timers: DeadlineHeap | None = None
+        self._slow_timers: DeadlineHeap | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
-        self._mailbox: Mailbox | None = None  # control messages (made at start)
-        self._slots = -1  # the hot path's gate: see slot_free (derived: see _derive)
-        self._gated = False  # a gate is down (Gates.down), for admit_slow (derived: _derive)
         # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
         # which sees the same exception next with no await in between, reuses them.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
-        self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
-        # Attempts that ended with an outcome (success, failure, ignored): status().calls,
-        # and a sample of their latencies (call_start says which): status().latency.
+        # Attempts that ended with an outcome (status().calls), a sample of their latencies
+        # (status().latency; call_start says which; the ring for the inlined record), and
+        # below which count all are timed (sys.maxsize: slow calls or an adaptive limit).
         self._calls = 0
         self._latency = LatencyWindow()
-        self._latency_ring = self._latency.ring  # inlined LatencyWindow.record on the hot path
-        # Calls below this count are all timed (sys.maxsize: slow-call detection times all).
+        self._latency_ring = self._latency.ring
         self._time_all_below = _SAMPLE_ALL
-        self._down: BaseException | None = None  # the crash that left it down: calls refused
-        # one rejection event per spell of full bulkhead (the others': the teller's, the gates')
-        self._bulkhead_full_logged = False
-        #: a hedged dependency's hedges (None: not hedged; read once per call by _call.py)
-        self.hedging: Hedging | None = None
 
         self._apply(policies)
 
@@ -490,8 +452,8 @@ class Actor:
                 in_flight=self._in_flight,
                 queued=len(self._queue),
             )
-        latency = self._latency  # the latest call's latency: BulkheadFull.retry_after's hint
-        latest = latency.ring[(latency.count - 1) & latency.mask] if latency.count else None
+        # the latest call's latency: BulkheadFull.retry_after's hint
+        latest = self._latency.latest()
         return BulkheadFull(self.name, self._max_concurrent, self._max_queued, latest)
 
     def settle(
@@ -727,20 +689,13 @@ class Actor:
     ) -> None:
         self._ledger.error(type(exc).__name__)
         self._call_ended(start, end)
-        # A nested call's rejection is neither success nor failure: see _REJECTIONS.
-        rejected = all_of(exc, _REJECTIONS)
-        settings = self._settings
-        kind = ErrorKind.UNKNOWN if rejected else _kind_or_unknown(settings.classifier, exc)
-        hint = None
-        if kind is ErrorKind.RATE_LIMITED:
-            hint = retry_after(exc, now=time.time(), cap=settings.max_pause)
-            if hint is not None and hint > 0:
-                self._gates.pause(hint)
+        kind, hint, failed = self._settings.judge(exc)
+        if hint is not None and hint > 0:
+            self._gates.pause(hint)
         self._last_failure = (exc, kind, hint)
-        if self._adaptive is not None and not rejected:  # too much: a timeout, a 429
+        if self._adaptive is not None and failed is not None:  # too much: a timeout, a 429
             dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
             self._sample(start, end, dropped=dropped)
-        failed = None if rejected else settings.breaker.is_failure(exc, kind)
         if not failed and not slow:  # an error, not the dependency's failure (a 400, a 429)
             self._ledger.ignore()
         if failed is None or slow:  # ignored, or counted already (crossed_slow)
@@ -807,7 +762,7 @@ class Actor:
         the limit that cut it (``Running.seconds``: the policy the call started with);
         *slow*: it was counted slow already (:meth:`crossed_slow`).
         """
-        error = self.cut_error(why, seconds, stream=stream)
+        error = cut_error(self.name, why, seconds, stream=stream)
         if why == TIMEOUT:
             self._failed(epoch, error, start, end, slow)
         elif why == DEADLINE:  # it reached the dependency: counted, but not as its failure
@@ -826,22 +781,6 @@ class Actor:
         a stream's.
         """
         return self._cut_off(why, epoch, start, end, seconds, stream=True)
-
-    def cut_error(self, why: int, seconds: float, *, stream: bool = False) -> SupervisorError:
-        """
-        What a wait we cut off means, for calls' attempts and streams' items alike: the
-        supervisor left (``SupervisorClosed``, saying whether a call or a *stream*), the
-        call's total deadline passed (``DeadlineExceeded``), or the attempt or item took
-        longer than its limit (``AttemptTimeout``). Only the last is the dependency's
-        failure: like a caller's cancellation, running out of the caller's own budget says
-        nothing about the dependency (Polly's outer timeout is not counted either); it
-        reached the dependency, though, so it counts as a cut-off (:meth:`_cut_off`).
-        """
-        if why == CLOSED:
-            return SupervisorClosed(_STREAM_CUT_OFF if stream else _CUT_OFF)
-        if why == DEADLINE:
-            return DeadlineExceeded(self.name, seconds)
-        return AttemptTimeout(self.name, seconds)
 
     def _cut(self, running: Running, why: int) -> None:
         """Cut a running attempt off (its timer fired, or shutdown): the backend delivers it."""
@@ -930,18 +869,15 @@ class Actor:
             ledger.restarted()
         return error
 
-    async def control(self, op: str, reason: str) -> _Transition:
-        """Send a control message to the actor task and wait for its acknowledgement."""
+    async def control(self, op: str, reason: str, changes: dict[str, Any] | None = None) -> Any:
+        """
+        Send a control message (*op*: isolate, force_half_open, reset; or reconfigure, with
+        the policies' *changes*) to the actor task; returns its acknowledgement (the
+        transition, None for a reconfigure) once handled.
+        """
         if not self.accepting or self._mailbox is None:
             raise SupervisorClosed(self._closed_reason)
-        transition: _Transition = await self._mailbox.ask(op, reason)
-        return transition
-
-    async def reconfigure(self, changes: dict[str, Any]) -> None:
-        """Send new policies to the actor task and wait until it has swapped them in."""
-        if not self.accepting or self._mailbox is None:
-            raise SupervisorClosed(self._closed_reason)
-        await self._mailbox.ask("reconfigure", "reconfigure", changes)
+        return await self._mailbox.ask(op, reason, changes)
 
     def _new_machine(self, now: float) -> CircuitBreaker:
         """
@@ -968,9 +904,8 @@ class Actor:
 
     def _fill_from_queue(self) -> None:
         """More room now (a larger bulkhead): hand it to the queue, highest priority first."""
-        while self._queue and self._in_flight < self._max_concurrent:
-            self._in_flight += 1
-            self.release_slot()
+        while self._queue and self.take_free_slot():
+            self.release_slot()  # (to the queue)
 
     def _apply(self, changes: dict[str, Any]) -> None:
         """

@@ -18,7 +18,7 @@ import math
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 import anyio
 import attrs
@@ -44,7 +44,20 @@ __all__ = (
     "Waiter",
     "backend_clock",
     "current_backend",
+    "inline",
 )
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def inline(handler: _F) -> _F:
+    """
+    Mark a handler whose body the fast-path generator (``_backends/_generate.py``) copies
+    into ``_backends/_generated_asyncio.py`` wherever the template calls it. It changes
+    nothing at run time. Such a handler is straight-line code: no loop, no await, at most
+    one ``return``, the last statement.
+    """
+    return handler
 
 
 def current_backend() -> str:

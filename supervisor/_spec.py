@@ -13,6 +13,7 @@ import functools
 import inspect
 import math
 import sys
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -30,6 +31,18 @@ from policies import (
     Retry,
     Timeout,
     classify,
+    retry_after,
+)
+from policies.classify import _kind_or_unknown as _kind_or_unknown
+
+from ._errors import (
+    BreakerOpen,
+    BulkheadFull,
+    DependencyCrashed,
+    RateLimited,
+    SupervisorClosed,
+    UnknownDependency,
+    all_of,
 )
 
 __all__ = (
@@ -92,6 +105,22 @@ _DEFAULT_FALLBACK_ON: Final = ErrorFilter.of(DEFAULT_FALLBACK_ON, name="fallback
 MAX_PAUSE: Final = 300.0
 
 
+# ringfence's refusals to call a dependency. Raised out of another dependency's function (a
+# nested call: `outer` awaiting `inner` through the supervisor), they were counted where they
+# happened, in `inner`; for `outer` they count as neither success nor failure, like an
+# ignored exception, so one open breaker does not open the breakers of everything that uses
+# it (Settings.judge). Timeouts are not refusals: `outer` did not answer in time, and that
+# counts.
+_REJECTIONS: Final = (
+    BreakerOpen,
+    BulkheadFull,
+    RateLimited,
+    DependencyCrashed,
+    SupervisorClosed,
+    UnknownDependency,
+)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """
@@ -127,6 +156,21 @@ class Settings:
     def max_pause(self) -> float:
         """The longest pause a Retry-After hint may cause (``Retry.max_retry_after``)."""
         return self.retry.max_retry_after if self.retry is not None else MAX_PAUSE
+
+    def judge(self, exc: Exception) -> tuple[ErrorKind, float | None, bool | None]:
+        """
+        What an attempt's error *exc* means: its kind (the classifier's), the pause its
+        Retry-After asks for (a rate-limited answer's, capped like a retry's wait; None
+        without), and whether the breaker counts it a failure: None for a nested call's
+        refusal (:data:`_REJECTIONS`), which is neither success nor failure.
+        """
+        if all_of(exc, _REJECTIONS):
+            return ErrorKind.UNKNOWN, None, None
+        kind = _kind_or_unknown(self.classifier, exc)
+        hint = None
+        if kind is ErrorKind.RATE_LIMITED:
+            hint = retry_after(exc, now=time.time(), cap=self.max_pause)
+        return kind, hint, self.breaker.is_failure(exc, kind)
 
     @property
     def slow_after(self) -> float:

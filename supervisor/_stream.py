@@ -62,6 +62,7 @@ import anyio.lowlevel
 from policies.timeout import limit_of
 
 from ._admission import acquire
+from ._cutoff import cut_error
 from ._errors import DependencyCrashed
 from ._timers import CLOSED, DEADLINE, TIMEOUT, Deadline
 
@@ -528,7 +529,7 @@ class Stream(Generic[R_co]):
             except DependencyCrashed as exc:  # the breaker's user code: raised after closing
                 crash = exc
         if error is None:
-            error = actor.cut_error(why, seconds, stream=True)
+            error = cut_error(actor.name, why, seconds, stream=True)
         if note is not None:
             error.add_note(note)
         await self._finish(_NOTHING, None, end)  # (counted: closes, gives the slot back)

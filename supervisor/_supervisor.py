@@ -596,7 +596,7 @@ class Supervisor:
         """
         actor = self._actor(name)
         shared = self._cluster_scope(scope)
-        transition = await actor.control("isolate", reason)
+        transition: Transition = await actor.control("isolate", reason)
         if shared is not None:
             await shared.isolate(name, reason)
         return transition
@@ -608,7 +608,8 @@ class Supervisor:
         Raises:
             UnknownDependency, SupervisorClosed, policies.IllegalTransition (already half-open).
         """
-        return await self._actor(name).control("force_half_open", reason)
+        transition: Transition = await self._actor(name).control("force_half_open", reason)
+        return transition
 
     async def reset(self, name: str, *, reason: str = "manual", scope: str = "local") -> Transition:
         """
@@ -622,7 +623,7 @@ class Supervisor:
         """
         actor = self._actor(name)
         shared = self._cluster_scope(scope)
-        transition = await actor.control("reset", reason)
+        transition: Transition = await actor.control("reset", reason)
         if shared is not None:
             await shared.reset(name)
         return transition
@@ -702,7 +703,7 @@ class Supervisor:
         if not isinstance(rate_limit, Unset):
             changes["rate_limit"] = check_policy("rate_limit", rate_limit)
             self._check_reserve(name, changes["rate_limit"])
-        await actor.reconfigure(changes)
+        await actor.control("reconfigure", "reconfigure", changes)
 
     def _check_reserve(self, name: str, limits: tuple[RateLimit, ...]) -> None:
         """

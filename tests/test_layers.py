@@ -186,6 +186,7 @@ FLOORS: dict[str, float] = {
     "_errors": 1,
     "_events": 1,
     "_timers": 1,
+    "_cutoff": 1.5,  # what a cut-off wait means: its error, for calls and streams (issue 17)
     "_status": 1,
     "_testmode": 1,
     "_priority": 1,  # the caller's priority, a context variable (issue 20, part 3)  # the testing switch's state (issue 21)

@@ -144,9 +144,13 @@ def test_latency_window_keeps_the_latest_size() -> None:
     """A ring of 4 holds the latest 4; the mask is size - 1 for inlined writers."""
     window = LatencyWindow(4)
     assert (3, 0, [math.isnan(x) for x in window.ring]) == (window.mask, 0, [True] * 4)
+    assert window.latest() is None
+    latest = []
     for seconds in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
         window.record(seconds)
+        latest.append(window.latest())
     assert (6, [5.0, 6.0, 3.0, 4.0]) == (window.count, window.ring)
+    assert [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] == latest  # (across the wrap too)
     assert Percentiles(p50=4.0, p95=6.0, p99=6.0, samples=4) == window.percentiles()
     assert 1024 == len(LatencyWindow().ring)
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import math
 
+import httpx
+
 from policies import Breaker, ErrorKind, Retry, Timeout, classify
+from supervisor import BreakerOpen, BulkheadFull
 from supervisor._spec import MAX_PAUSE, NO_BREAKER, Settings
 
 
@@ -37,3 +40,39 @@ def test_what_follows_from_the_policies_alone() -> None:
         {"retry": Retry(max_retry_after=7.0), "breaker": Breaker(slow_call=0.5)}
     )
     assert (7.0, 0.5) == (settings.max_pause, settings.slow_after)
+
+
+class _Boom(Exception):
+    pass
+
+
+def _rate_limited(exc: BaseException) -> ErrorKind:
+    return ErrorKind.RATE_LIMITED if isinstance(exc, httpx.HTTPStatusError) else classify(exc)
+
+
+def test_what_an_attempts_error_means() -> None:
+    """``Settings.judge``: kind, pause hint (capped), and failure; a nested call's refusal is
+    neither success nor failure, alone or in a group of refusals."""
+    settings = Settings().changed(
+        {"breaker": Breaker(), "classifier": _rate_limited, "retry": Retry(max_retry_after=5.0)}
+    )
+    request = httpx.Request("GET", "https://api.example/v1")
+    response = httpx.Response(429, headers={"Retry-After": "7"}, request=request)
+    too_many = httpx.HTTPStatusError("429", request=request, response=response)
+    refused = BreakerOpen("inner", 3.0, "open")
+    group = ExceptionGroup("nested", [refused, BulkheadFull("inner", 1, 0, None)])
+    mixed = ExceptionGroup("nested", [refused, ValueError("bug")])
+    assert [
+        (
+            ErrorKind.RATE_LIMITED,
+            5.0,
+            settings.breaker.is_failure(too_many, ErrorKind.RATE_LIMITED),
+        ),
+        (ErrorKind.UNKNOWN, None, None),
+        (ErrorKind.UNKNOWN, None, None),
+        (classify(mixed), None, settings.breaker.is_failure(mixed, classify(mixed))),
+        (ErrorKind.UNKNOWN, None, True),  # unclassified: a failure (fail-safe)
+        (ErrorKind.INVALID_INPUT, None, False),
+    ] == [
+        settings.judge(exc) for exc in (too_many, refused, group, mixed, _Boom(), ValueError("x"))
+    ]
