@@ -689,11 +689,11 @@ class Actor:
     ) -> None:
         self._ledger.error(type(exc).__name__)
         self._call_ended(start, end)
-        kind, hint, failed = self._settings.judge(exc)
+        kind, hint, failed, refused = self._settings.judge(exc)
         if hint is not None and hint > 0:
             self._gates.pause(hint)
         self._last_failure = (exc, kind, hint)
-        if self._adaptive is not None and failed is not None:  # too much: a timeout, a 429
+        if self._adaptive is not None and not refused:  # too much: a timeout, a 429
             dropped = kind is ErrorKind.RATE_LIMITED or isinstance(exc, TimeoutError)
             self._sample(start, end, dropped=dropped)
         if not failed and not slow:  # an error, not the dependency's failure (a 400, a 429)

@@ -157,20 +157,21 @@ class Settings:
         """The longest pause a Retry-After hint may cause (``Retry.max_retry_after``)."""
         return self.retry.max_retry_after if self.retry is not None else MAX_PAUSE
 
-    def judge(self, exc: Exception) -> tuple[ErrorKind, float | None, bool | None]:
+    def judge(self, exc: Exception) -> tuple[ErrorKind, float | None, bool | None, bool]:
         """
         What an attempt's error *exc* means: its kind (the classifier's), the pause its
         Retry-After asks for (a rate-limited answer's, capped like a retry's wait; None
-        without), and whether the breaker counts it a failure: None for a nested call's
-        refusal (:data:`_REJECTIONS`), which is neither success nor failure.
+        without), whether the breaker counts it a failure (``Breaker.is_failure``: None,
+        ignored), and whether it is a nested call's refusal (:data:`_REJECTIONS`), which is
+        neither success nor failure, nor a sample of an adaptive limit.
         """
         if all_of(exc, _REJECTIONS):
-            return ErrorKind.UNKNOWN, None, None
+            return ErrorKind.UNKNOWN, None, None, True
         kind = _kind_or_unknown(self.classifier, exc)
         hint = None
         if kind is ErrorKind.RATE_LIMITED:
             hint = retry_after(exc, now=time.time(), cap=self.max_pause)
-        return kind, hint, self.breaker.is_failure(exc, kind)
+        return kind, hint, self.breaker.is_failure(exc, kind), False
 
     @property
     def slow_after(self) -> float:

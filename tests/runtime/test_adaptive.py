@@ -7,11 +7,14 @@ backends, on virtual time.
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import pytest
 
-from policies import AdaptiveLimit, Bulkhead
-from supervisor import BulkheadFull, LimitChanged, Supervisor, load_config
+from policies import AdaptiveLimit, Breaker, Bulkhead, Timeout
+from policies.concurrency import GradientLimit
+from supervisor import BreakerOpen, BulkheadFull, LimitChanged, Supervisor, load_config
 
 from ._virtual_loop import VirtualClockLoop, wait_idle
 from .conftest import Gate, guard
@@ -193,3 +196,57 @@ async def test_a_configuration_file_gives_and_swaps_an_adaptive_limit() -> None:
                 for gate in list(dep.gates):
                     gate.open()
                 await wait_idle()
+
+
+async def test_every_outcome_but_a_nested_refusal_is_a_sample(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A success, a failure and an error the breaker ignores are each one sample of the
+    limit, a timeout a dropped one; a nested call's refusal is none (issue 20)."""
+    samples: list[bool] = []
+    on_sample = GradientLimit.on_sample
+
+    def spy(limit: GradientLimit, now: float, rtt: float, in_flight: int, dropped: bool) -> object:
+        samples.append(dropped)
+        return on_sample(limit, now, rtt, in_flight, dropped)
+
+    monkeypatch.setattr(GradientLimit, "on_sample", spy)
+
+    async def ok() -> str:
+        return "ok"
+
+    async def ignored() -> None:
+        raise KeyError("ignored by the breaker")
+
+    async def failing() -> None:
+        raise OSError("down")
+
+    async def refused() -> None:
+        raise BreakerOpen("inner", 1.0, "open")
+
+    async def slow() -> None:
+        await anyio.sleep(10)
+
+    policies = {
+        "breaker": Breaker(ignore=KeyError),
+        "bulkhead": Bulkhead(max_concurrent=AdaptiveLimit(initial=3)),
+        "timeout": Timeout(attempt=1.0),
+    }
+    fns = {"ok": ok, "ignored": ignored, "failing": failing, "refused": refused, "slow": slow}
+    for name, fn in fns.items():
+        sup.register(name, fn, **policies)
+    seen = {}
+    with guard():
+        async with sup:
+            for name in fns:
+                with contextlib.suppress(Exception):
+                    await sup.call(name)
+                seen[name] = samples.copy()
+                samples.clear()
+    assert {
+        "ok": [False],
+        "ignored": [False],
+        "failing": [False],
+        "refused": [],
+        "slow": [True],
+    } == seen

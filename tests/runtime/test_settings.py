@@ -51,10 +51,12 @@ def _rate_limited(exc: BaseException) -> ErrorKind:
 
 
 def test_what_an_attempts_error_means() -> None:
-    """``Settings.judge``: kind, pause hint (capped), and failure; a nested call's refusal is
-    neither success nor failure, alone or in a group of refusals."""
+    """``Settings.judge``: kind, pause hint (capped), failure (None: ignored) and refusal; a
+    nested call's refusal is neither success nor failure, alone or in a group of refusals,
+    and unlike an error the breaker ignores, it is flagged as a refusal."""
+    breaker = Breaker(ignore=KeyError)
     settings = Settings().changed(
-        {"breaker": Breaker(), "classifier": _rate_limited, "retry": Retry(max_retry_after=5.0)}
+        {"breaker": breaker, "classifier": _rate_limited, "retry": Retry(max_retry_after=5.0)}
     )
     request = httpx.Request("GET", "https://api.example/v1")
     response = httpx.Response(429, headers={"Retry-After": "7"}, request=request)
@@ -66,13 +68,16 @@ def test_what_an_attempts_error_means() -> None:
         (
             ErrorKind.RATE_LIMITED,
             5.0,
-            settings.breaker.is_failure(too_many, ErrorKind.RATE_LIMITED),
+            breaker.is_failure(too_many, ErrorKind.RATE_LIMITED),
+            False,
         ),
-        (ErrorKind.UNKNOWN, None, None),
-        (ErrorKind.UNKNOWN, None, None),
-        (classify(mixed), None, settings.breaker.is_failure(mixed, classify(mixed))),
-        (ErrorKind.UNKNOWN, None, True),  # unclassified: a failure (fail-safe)
-        (ErrorKind.INVALID_INPUT, None, False),
+        (ErrorKind.UNKNOWN, None, None, True),
+        (ErrorKind.UNKNOWN, None, None, True),
+        (classify(mixed), None, breaker.is_failure(mixed, classify(mixed)), False),
+        (ErrorKind.UNKNOWN, None, True, False),  # unclassified: a failure (fail-safe)
+        (ErrorKind.INVALID_INPUT, None, False, False),
+        (classify(KeyError()), None, None, False),  # ignored by the breaker: not a refusal
     ] == [
-        settings.judge(exc) for exc in (too_many, refused, group, mixed, _Boom(), ValueError("x"))
+        settings.judge(exc)
+        for exc in (too_many, refused, group, mixed, _Boom(), ValueError("x"), KeyError("k"))
     ]
