@@ -333,21 +333,19 @@ class Actor:
     @inline
     def admit_nowait(self, machine: CircuitBreaker) -> int:
         """
-        Admission, breaker part: the epoch to run in, or a raised BreakerOpen /
-        DependencyCrashed. It raises ``self._reject_...()`` directly, with no local holding
-        the error: a local would close a frame -> error -> traceback -> frame cycle that only
-        the garbage collector frees (~600 ns per rejection, measured). A closed breaker
-        admits without reading the clock.
+        Admission, breaker part: the epoch to run in, or the raised error of
+        :meth:`_refuse`, raised directly, with no local holding it: a local would close a
+        frame -> error -> traceback -> frame cycle that only the garbage collector frees
+        (~600 ns per rejection, measured). A closed breaker admits without reading the clock.
         """
         if machine.state is _CLOSED_STATE:
             epoch = machine.epoch
         else:
-            if self._down is not None:
-                raise self._reject_down()
             now = self.clock()
-            epoch = machine.acquire(now)
+            # (shut down, or down: refused without asking the breaker for a permit)
+            epoch = machine.acquire(now) if self._down is None and self.accepting else -1
             if epoch < 0:
-                raise self._reject_breaker(machine, now)
+                raise self._refuse(machine, now)
         return epoch
 
     @inline
@@ -417,16 +415,6 @@ class Actor:
             self._in_flight += 1
             return True
         return False
-
-    def _reject_down(self) -> DependencyCrashed | SupervisorClosed:
-        """Admission when the dependency is down (restart limit reached)."""
-        assert self._down is not None
-        if not self.accepting:  # a call coroutine created before close(): see there
-            return SupervisorClosed(self._closed_reason)
-        self._ledger.rejection("down")
-        crashed = DependencyCrashed(self.name, self._down, down=True)
-        crashed.__cause__ = self._down
-        return crashed
 
     def _reject_bulkhead(
         self, machine: CircuitBreaker, epoch: int, level: int
@@ -813,12 +801,22 @@ class Actor:
             self.release_slot()
         self.released(epoch)
 
-    def _reject_breaker(
+    def _refuse(
         self, machine: CircuitBreaker, now: float
-    ) -> BreakerOpen | SupervisorClosed:
-        """Admission, breaker part, when the breaker rejects the call."""
-        if not self.accepting:  # a call coroutine created before close(): see there
+    ) -> BreakerOpen | DependencyCrashed | SupervisorClosed:
+        """
+        Admission past a breaker that is not closed, refused (:meth:`admit_nowait`): the
+        supervisor has left (a call coroutine created before close(): see there), the
+        dependency is down (its restart limit reached), or the breaker said no.
+        """
+        if not self.accepting:
             return SupervisorClosed(self._closed_reason)
+        down = self._down
+        if down is not None:
+            self._ledger.rejection("down")
+            crashed = DependencyCrashed(self.name, down, down=True)
+            crashed.__cause__ = down
+            return crashed
         reason = _REJECTED_BY_STATE[machine.state]
         self._ledger.rejection(reason)
         retry_after = machine.retry_after(now)

@@ -61,12 +61,13 @@ async def attempt_fast(
     if machine.state is _CLOSED_STATE:
         epoch = machine.epoch
     else:
-        if self._down is not None:
-            raise self._reject_down()
         _h_admit_nowait_now = self.clock()
-        epoch = machine.acquire(_h_admit_nowait_now)
+        # (shut down, or down: refused without asking the breaker for a permit)
+        epoch = (
+            machine.acquire(_h_admit_nowait_now) if self._down is None and self.accepting else -1
+        )
         if epoch < 0:
-            raise self._reject_breaker(machine, _h_admit_nowait_now)
+            raise self._refuse(machine, _h_admit_nowait_now)
     if self._in_flight < self._slots:
         # inlined: Actor.take_slot
         self._in_flight += 1
