@@ -416,17 +416,13 @@ class Actor:
             return True
         return False
 
-    def _reject_bulkhead(
-        self, machine: CircuitBreaker, epoch: int, level: int
-    ) -> BulkheadFull | SupervisorClosed:
+    def _reject_bulkhead(self, machine: CircuitBreaker, epoch: int, level: int) -> BulkheadFull:
         """
         Admission, bulkhead part, when every slot and queue place is taken and the call, of
-        priority *level*, displaces nobody (``Waiters.displace``); also the error of a
-        displaced one.
+        priority *level*, displaces nobody (``Waiters.displace``). Admission checked for
+        shutdown with no await since (``admit_slow``, and after each of its waits).
         """
         machine.on_cancel(epoch)
-        if not self.accepting:  # closed: see close()
-            return SupervisorClosed(self._closed_reason)
         return self._bulkhead_full(level)
 
     def _bulkhead_full(self, level: int) -> BulkheadFull:
