@@ -923,8 +923,8 @@ class Actor:
         self._tell.crashed(now, crash, ledger.restarts, down)
         error = DependencyCrashed(self.name, crash, down=down)
         # The queued calls never reached the dependency: refused, as "down" when this crash
-        # left it down (the reason of every call refused after it: _reject_down), else
-        # "crashed" (the actor restarted under them).
+        # left it down (the reason of every call refused while it is down), else "crashed"
+        # (the actor restarted under them).
         self._fail_queued(
             lambda: DependencyCrashed(self.name, crash, down=down), "down" if down else "crashed"
         )
