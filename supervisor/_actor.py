@@ -837,7 +837,8 @@ class Actor:
     def _fail_queued(self, error: Callable[[], SupervisorError], reason: str | None) -> None:
         """
         Every queued call wakes to an *error* of its own, counted as refused for *reason*
-        (``None``: a crash or shutdown, after which the counts say nothing of those calls).
+        (``None``: shutdown, whose calls the counts say nothing of, as of any call it cuts
+        off: ``DependencyStatus.requests``).
         """
         failed = self._waiters.fail_all(error)
         if failed and reason is not None:
@@ -854,7 +855,12 @@ class Actor:
         down = ledger.crashed(crash, now, self._runtime.may_restart)
         self._tell.crashed(now, crash, ledger.restarts, down)
         error = DependencyCrashed(self.name, crash, down=down)
-        self._fail_queued(lambda: DependencyCrashed(self.name, crash, down=down), None)
+        # The queued calls never reached the dependency: refused, as "down" when this crash
+        # left it down (the reason of every call refused while it is down), else "crashed"
+        # (the actor restarted under them).
+        self._fail_queued(
+            lambda: DependencyCrashed(self.name, crash, down=down), "down" if down else "crashed"
+        )
         machine = self._new_machine(now)
         if down:
             self._down = crash

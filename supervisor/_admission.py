@@ -25,7 +25,7 @@ from policies.rate_limit import Refusal, reserve_all
 
 from . import _priority
 from ._actor import Actor
-from ._errors import DEQUEUED, DeadlineExceeded, SupervisorClosed, SupervisorError
+from ._errors import DEQUEUED, BreakerOpen, DeadlineExceeded, SupervisorClosed, SupervisorError
 
 if TYPE_CHECKING:
     from policies import CircuitBreaker
@@ -86,7 +86,7 @@ async def admit_slow(
                 epoch = await _wait_out_pause(self, machine, epoch, deadline)
                 machine = self._machine
             if gates.forced_until is not None:
-                gates.check_forced(machine, epoch)
+                _check_forced(self, machine, epoch)
         limits = self._limits
         if limits is None:
             # No turn to settle. The caller reads self.admitted only while a limit settles:
@@ -171,6 +171,19 @@ async def admit_slow(
         self.release_slot()  # paused while it queued: see above; a fresh turn after
         limits.refund(self.clock(), charged, turns)
         machine = self._machine
+
+
+def _check_forced(self: Actor, machine: CircuitBreaker, epoch: int) -> None:
+    """
+    Admission, shared-verdict part: the replicas' verdict refuses the call while it holds
+    (``Gates.check_forced`` decides and counts); the call never runs, so the probe permit
+    it was admitted with in *epoch* goes back to *machine*.
+    """
+    try:
+        self._gates.check_forced()
+    except BreakerOpen:
+        machine.on_cancel(epoch)
+        raise
 
 
 async def _take_slot(
@@ -258,7 +271,7 @@ async def _wait_for_turn(
             limits.refund(now, charged, turns)
             return epoch, True
         if gates.forced_until is not None:
-            gates.check_forced(machine, epoch)
+            _check_forced(self, machine, epoch)
     except BaseException:
         limits.refund(self.clock(), charged, turns)
         raise

@@ -20,8 +20,6 @@ from ._errors import BreakerOpen, RateLimited, not_started
 from ._events import CallRejected, DependencyPaused
 
 if TYPE_CHECKING:
-    from policies import CircuitBreaker
-
     from ._ledger import Ledger
 
 __all__ = ("Gates",)
@@ -118,17 +116,16 @@ class Gates:
         self.forced_until = None if seconds is None else self._clock() + seconds
         self._changed()
 
-    def check_forced(self, machine: CircuitBreaker, epoch: int) -> None:
+    def check_forced(self) -> None:
         """
-        Admission, shared-verdict part: a ``BreakerOpen`` (the permit of *epoch* given back
-        to *machine*) while the verdict holds, else it is lifted.
+        Admission, shared-verdict part: a ``BreakerOpen``, counted, while the verdict holds,
+        else it is lifted. It only decides: what the refused call took (a breaker's probe
+        permit) its caller gives back (``_admission``).
         """
         until = self.forced_until
         assert until is not None
         now = self._clock()
         if now < until:
-            if epoch >= 0:
-                machine.on_cancel(epoch)
             self._ledger.rejection("shared_open")
             raise BreakerOpen(self._name, until - now, "open")
         self.forced_until = None

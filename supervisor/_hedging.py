@@ -63,8 +63,10 @@ class Hedging:
         """
         Whether hedge number *hedge* of attempt *attempt* starts now, the actor having found
         its breaker closed, no gate down and a slot free (``Actor.hedged``): a turn of the
-        rate *limits* must be free now (a hedge never waits), and it spends a retry of the
-        *budget* (none left: no hedge). Counted and told when yes.
+        rate *limits* must be free now (a hedge never waits), above any reserve the call's
+        priority must leave (``RateLimits.ready`` reads it: the hedge runs in the caller's
+        context, in a task of the call's race), and it spends a retry of the *budget* (none
+        left: no hedge). Counted and told when yes.
         """
         if limits is not None and not limits.ready(now, args, kwargs):
             return False

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, final
 
-from policies.priority import LOWEST
+from policies.priority import HIGHEST, LOWEST, reserve_headroom
 from policies.rate_limit import RateLimit, RateLimiter, Refusal, reserve_all, reserve_sheddable
 from policies.rate_limit import _valid_cost as _valid_cost
 
@@ -221,12 +221,24 @@ class RateLimits:
                 )
 
     def ready(self, now: float, args: tuple[object, ...], kwargs: dict[str, Any]) -> bool:
-        """Whether a call of *args* would get a turn in every limit at once (a hedge's test)."""
+        """
+        Whether a call of *args* would get a turn in every limit at once (a hedge's test),
+        leaving a limit's reserve to higher priorities as :meth:`reserve` does: the caller's
+        level (a hedge's task inherits it) decides how much of each burst it may fill
+        (``policies.priority.reserve_headroom``).
+        """
         try:
             costs = self.unit_costs if self.unit_priced else self.costs(args, kwargs)
         except Exception:  # the cost function's error is the call's to raise, not a hedge's
             return False
-        return all(left >= cost for left, cost in zip(self.available(now), costs, strict=True))
+        level = _priority.current() if self.keeps else HIGHEST  # (limits without a reserve)
+        for left, cost, limit in zip(self.available(now), costs, self.limits, strict=True):
+            burst = limit.capacity
+            # What the level must leave: 0.0 unless it is the lowest and the limit keeps some.
+            kept = burst - reserve_headroom(burst, limit.reserve, level, cost)
+            if left - kept < cost:
+                return False
+        return True
 
     def available(self, now: float) -> tuple[float, ...]:
         """What each limit has left now (``status().rate_limit``)."""

@@ -46,7 +46,7 @@ class DependencyStatus:
             attempt, not a caller's call: a retried call counts once per attempt (see
             *requests* for the callers' calls).
         failures: attempts that counted as failures (slow calls included).
-        rejected: calls turned away by the breaker or the bulkhead.
+        rejected: calls turned away without reaching the dependency (why: *rejected_by*).
         failure_rate: ``failures / calls`` (0.0 before any call).
         in_flight: attempts running now (a sync callable's abandoned thread included).
         queued: calls waiting for a bulkhead slot.
@@ -76,7 +76,7 @@ class DependencyStatus:
             attempts it took, retries and hedges alike (a hedge's race is one request, its
             contenders' outcomes attempts): ``requests == successes + fallbacks + raised``
             at every moment. A call the caller cancelled, or one the supervisor's exit cut
-            off, is in none of them.
+            off (running, or waiting in the bulkhead's queue), is in none of them.
         successes: of *requests*, those the dependency answered (slow ones included).
         raised: of *requests*, those that ended with an exception raised to the caller
             (the dependency's own, a timeout, a rejection), the fallback not answering.
@@ -84,8 +84,10 @@ class DependencyStatus:
             many calls; empty without it.
         rejected_by: why calls were turned away (``breaker_open``, ``breaker_half_open``,
             ``breaker_isolated``, ``bulkhead_full``, ``rate_limited``, ``paused``, ``shared_open``,
-            ``down``, ``deadline``: the total deadline passed in the bulkhead's queue) → how
-            many; the counts add up to ``rejected``.
+            ``down``, ``crashed``: waiting in the bulkhead's queue when the actor crashed and
+            restarted (``down`` when that crash left it down), ``deadline``: the total
+            deadline passed in the bulkhead's queue) → how many; the counts add up to
+            ``rejected``.
         paused_until: while the dependency is paused (a Retry-After), when the pause ends, on
             the supervisor's clock; ``None`` when not paused.
         pause_remaining: seconds of pause left (0.0 when not paused).

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import anyio
 import pytest
 import structlog
+from anyio import wait_all_tasks_blocked
 
-from policies import Breaker, BreakHistory, Retry, backoff
+from policies import Breaker, BreakHistory, Bulkhead, Retry, backoff
 from supervisor import BreakerOpen, DependencyCrashed, Supervisor
 
 from .conftest import Fake, guard
@@ -68,6 +71,54 @@ async def test_restart_limit_leaves_the_dependency_down_and_others_working(
             await sup.reset("dep")  # an operator brings it back
             assert await sup.call("dep") == "ok"
     assert fake.count == 5
+
+
+@pytest.mark.parametrize(("max_restarts", "reason"), [(3, "crashed"), (0, "down")])
+async def test_calls_a_crash_fails_out_of_the_queue_are_counted_as_refused(
+    each_path: str, max_restarts: int, reason: str
+) -> None:
+    """Three calls wait in the bulkhead's queue when the call holding the only slot crashes
+    the actor: each gets DependencyCrashed at once and never reached the dependency, so each
+    is a refusal, counted under `crashed` (the actor restarted) or, when the crash leaves it
+    down, under `down`, as every call refused after it is; and `requests` adds up."""
+    sup = Supervisor(rng=random.Random(1234), max_restarts=max_restarts)
+    gate = anyio.Event()
+    started: list[str] = []
+
+    async def dep(label: str) -> str:
+        started.append(label)
+        await gate.wait()
+        raise ConnectionError("x")
+
+    sup.register(
+        "dep",
+        dep,
+        breaker=Breaker(failure_threshold=1, break_duration=exploding),
+        bulkhead=Bulkhead(max_concurrent=1, max_queued=3),
+    )
+    downs: list[bool] = []
+
+    async def call(label: str) -> None:
+        with pytest.raises(DependencyCrashed) as caught:
+            await sup.call("dep", label)
+        downs.append(caught.value.down)
+
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            for label in ("holder", "q1", "q2", "q3"):
+                tg.start_soon(call, label)
+                await wait_all_tasks_blocked()
+            assert 3 == sup.status("dep").queued
+            gate.set()
+    status = sup.status("dep")
+    assert (["holder"], [max_restarts == 0] * 4) == (started, downs)
+    assert ({reason: 3}, 3, {}) == (
+        status.rejected_by,
+        status.rejected,
+        status.rejected_by_priority,
+    )
+    assert (4, 0, 0, 4) == (status.requests, status.successes, status.fallbacks, status.raised)
+    assert (0, 0) == (status.in_flight, status.queued)
 
 
 async def test_arguments_and_results_are_never_logged(sup: Supervisor) -> None:

@@ -80,37 +80,19 @@ def test_a_pauses_rejections_are_all_counted_and_its_first_told() -> None:
     assert ({"paused": 3}, 2) == (ledger.rejected_by, len(told.of(CallRejected)))
 
 
-class _Machine:
-    def __init__(self) -> None:
-        self.cancelled: list[int] = []
-
-    def on_cancel(self, epoch: int) -> None:
-        self.cancelled.append(epoch)
-
-
 def test_a_shared_verdict_refuses_until_it_ends_then_lifts() -> None:
     gates, clock, told, ledger = _gates()
-    machine = _Machine()
     gates.shared_open(2.0)
     assert (2.0, 1, True) == (gates.forced_until, told.changed, gates.down())
     clock.now = 0.5
     with pytest.raises(BreakerOpen) as raised:
-        gates.check_forced(machine, 7)  # type: ignore[arg-type]
+        gates.check_forced()
     with pytest.raises(BreakerOpen):
-        gates.check_forced(machine, -1)  # no permit to give back
-    assert (1.5, [7], {"shared_open": 2}) == (
-        raised.value.retry_after,
-        machine.cancelled,
-        ledger.rejected_by,
-    )
+        gates.check_forced()
+    assert (1.5, {"shared_open": 2}) == (raised.value.retry_after, ledger.rejected_by)
     clock.now = 2.0
-    gates.check_forced(machine, 8)  # over: lifted, and the call goes on
-    assert (None, False, 2, [7]) == (
-        gates.forced_until,
-        gates.down(),
-        told.changed,
-        machine.cancelled,
-    )
+    gates.check_forced()  # over: lifted, and the call goes on
+    assert (None, False, 2) == (gates.forced_until, gates.down(), told.changed)
     gates.shared_open(60.0)
     gates.shared_open(None)  # lifted early
     assert (None, 4) == (gates.forced_until, told.changed)

@@ -18,7 +18,7 @@ import anyio
 import pytest
 from anyio.lowlevel import checkpoint
 
-from policies import Breaker, Budget, Bulkhead, Hedge, RateLimit, Retry, Timeout
+from policies import Breaker, Budget, Bulkhead, Hedge, Priority, RateLimit, Retry, Timeout
 from supervisor import (
     AttemptTimeout,
     BreakerOpen,
@@ -303,6 +303,32 @@ async def test_a_hedge_takes_a_rate_limit_turn(sup: Supervisor) -> None:
             status = sup.status("dep")
     assert 1 == status.hedges
     assert math.isclose(status.rate_limit[0], 1.0, abs_tol=1e-3)
+
+
+async def test_a_sheddable_calls_hedge_leaves_the_reserve_to_higher_priorities(
+    sup: Supervisor,
+) -> None:
+    """`reserve=0.5` keeps the last 5 of 10 units for calls above SHEDDABLE. A sheddable
+    call whose attempt took the last unit above the reserve starts no hedge, which would
+    take a reserved unit (nor is it refused for trying); a default call's hedge, in the
+    same bucket, takes its unit."""
+    tail = Tail(0.01, 0.01, 0.01, 0.01, 0.5, 0.5, 0.01)
+    sup.register(
+        "dep", tail, hedge=Hedge(delay=0.1), rate_limit=RateLimit(10, per=3600, reserve=0.5)
+    )
+    with guard():
+        async with sup:
+            for _ in range(4):
+                await sup.call("dep")  # default level: 6 units left
+            with sup.priority(Priority.SHEDDABLE):
+                assert (4, 0.5) == await sup.call("dep")  # its attempt: 5 left, all reserved
+            status = sup.status("dep")
+            assert (0, 0, {}) == (status.hedges, status.rejected, status.rejected_by_priority)
+            assert math.isclose(status.rate_limit[0], 5.0, abs_tol=1e-2)
+            assert (6, 0.01) == await sup.call("dep")  # default: attempt and hedge, 3 left
+            status = sup.status("dep")
+    assert (1, 0, 7) == (status.hedges, status.rejected, len(tail.started))
+    assert math.isclose(status.rate_limit[0], 3.0, abs_tol=1e-2)
 
 
 async def test_no_hedge_when_the_retry_budget_is_spent(sup: Supervisor) -> None:

@@ -621,6 +621,80 @@ async def test_a_shared_open_that_fails_a_queued_probe_gives_its_permit_back(
             assert "ok" == await sup.call("llm")  # the permit came back: a probe goes
 
 
+async def test_a_probe_the_shared_verdict_refuses_at_admission_gives_its_permit_back(
+    sup: Supervisor, each_path: str
+) -> None:
+    """Half-open, one probe permit: a call admitted by the breaker (it takes the permit) and
+    then refused by the replicas' shared open verdict never runs, so the permit comes back
+    (else the breaker stays half-open with its only permit taken, refusing everyone)."""
+    fake = Fake(ConnectionError("x"))
+    sup.register(
+        "llm",
+        fake,
+        breaker=Breaker(failure_threshold=1, break_duration=3600.0, half_open_probes=1),
+    )
+    with guard():
+        async with sup:
+            with pytest.raises(ConnectionError):
+                await sup.call("llm")  # opens the breaker
+            await sup.force_half_open("llm")
+            actor = sup._actors["llm"]
+            actor.shared_open(3600.0)
+            for _ in range(2):
+                with pytest.raises(BreakerOpen):
+                    await sup.call("llm")
+            status = sup.status("llm")
+            assert ("half_open", {"shared_open": 2}) == (status.state, status.rejected_by)
+            actor.shared_open(None)
+            assert "ok" == await sup.call("llm")  # the permit came back: the probe goes
+            assert "closed" == sup.status("llm").state
+    assert 2 == fake.count
+
+
+async def test_a_probe_the_shared_verdict_refuses_after_its_turn_gives_its_permit_back(
+    sup: Supervisor, each_path: str, is_trio: bool
+) -> None:
+    """The same, for a call that waited for its rate-limit turn (holding no permit) while the
+    verdict came: admitted again when the turn is due, it takes the permit, is refused by
+    the verdict, and gives the permit back."""
+    per = period(is_trio)
+    fake = Fake(ConnectionError("x"))
+    sup.register(
+        "llm",
+        fake,
+        breaker=Breaker(failure_threshold=1, break_duration=3600.0, half_open_probes=1),
+        rate_limit=RateLimit(1, per=per, burst=1, max_wait=math.inf),
+    )
+    errors: list[BreakerOpen] = []
+
+    async def waits_for_its_turn() -> None:
+        try:
+            await sup.call("llm")
+        except BreakerOpen as error:
+            errors.append(error)
+
+    with guard(100 * per):
+        async with sup:
+            with pytest.raises(ConnectionError):
+                await sup.call("llm")  # opens the breaker, takes the one turn
+            await sup.force_half_open("llm")
+            actor = sup._actors["llm"]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waits_for_its_turn)
+                await blocked(is_trio)
+                actor.shared_open(3600.0)  # comes while the call waits for its turn
+            status = sup.status("llm")
+            assert (1, "half_open", {"shared_open": 1}) == (
+                len(errors),
+                status.state,
+                status.rejected_by,
+            )
+            actor.shared_open(None)
+            assert "ok" == await sup.call("llm")  # the permit came back: the probe goes
+            assert "closed" == sup.status("llm").state
+    assert 2 == fake.count
+
+
 @pytest.mark.parametrize("limited", [False, True], ids=["no-limit", "rate-limited"])
 async def test_a_call_queued_for_a_slot_does_not_go_during_a_pause(
     sup: Supervisor, is_trio: bool, limited: bool
