@@ -416,6 +416,11 @@ class Actor:
             return True
         return False
 
+    def give_back_slot(self) -> None:
+        """A slot :meth:`take_free_slot` took goes back unused, in the same step (nobody can
+        have queued for it meanwhile)."""
+        self._in_flight -= 1
+
     def _reject_bulkhead(self, machine: CircuitBreaker, epoch: int, level: int) -> BulkheadFull:
         """
         Admission, bulkhead part, when every slot and queue place is taken and the call, of

@@ -114,23 +114,26 @@ async def admit_slow(
         now = clock()
         budget = deadline - now if deadline is not None else _INF
         solo = limits.solo
-        if solo is not None and self._in_flight < self._max_concurrent:
-            # One local limit, nothing to settle, a free slot: a turn due at once is used in
+        if solo is not None and take_free_slot(self):
+            # One local limit, nothing to settle, a slot taken: a turn due at once is used in
             # this step with that slot and never given back, so it is taken final (no
             # number, no record: policies.rate_limit, rule 9).
             result = solo.reserve(now, costs[0], budget, True)
-            if result == 0.0 and take_free_slot(self):  # free, as seen just above
+            if result == 0.0:
                 return epoch
-            # (Had the slot gone, the call would queue like any other; its final turn
-            # would then give nothing back if it never went: safe, rule 7.)
+            # Not due yet (or refused): the slot goes back in this step, and the call waits
+            # like any other; its final turn gives nothing back if it never goes: safe,
+            # rule 7.
+            self.give_back_slot()
             charged = costs
             turns = [solo.last_turn]
-        elif limits.group is not None and self._in_flight < self._max_concurrent:
+        elif limits.group is not None and take_free_slot(self):
             # Several local limits, the same case: all or none, and final in each.
             charged = []
             result = reserve_all(limits.group, now, costs, budget, charged, True)
-            if result == 0.0 and take_free_slot(self):  # free, as seen just above
+            if result == 0.0:
                 return epoch
+            self.give_back_slot()
             turns = limits.turns()
         elif limits.single is not None:
             single = limits.single
