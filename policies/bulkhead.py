@@ -1,9 +1,11 @@
 """
 Bulkhead: how many calls may run at once, and how many may wait for a slot.
 
-The runtime keeps the slots and a FIFO queue inside the dependency's actor. A call that finds
-every slot taken waits in the queue if there is a place, and fails at once with
-``BulkheadFull`` if there is none. Backoff sleeps between retries hold no slot.
+The runtime keeps the slots and a queue inside the dependency's actor (highest priority
+first, first in first out within a level: ``policies.priority``). A call that finds every
+slot taken waits in the queue if there is a place, and fails at once with ``BulkheadFull``
+if there is none (unless a call of a lower priority waits: the newest of the lowest level
+gives its place up). Backoff sleeps between retries hold no slot.
 
 ``max_concurrent`` is a number, or an :class:`~policies.concurrency.AdaptiveLimit`: a limit
 the runtime moves with the dependency's measured latency (queueing and rejections work the
@@ -31,7 +33,8 @@ class Bulkhead:
     Args:
         max_concurrent: calls running at once: an int ``>= 1``, or an
             :class:`~policies.concurrency.AdaptiveLimit` that finds the number itself.
-        max_queued: calls waiting (FIFO) for a slot, ``>= 0``; 0 fails at once when full.
+        max_queued: calls waiting for a slot (highest priority first, FIFO within a level),
+            ``>= 0``; 0 fails at once when full.
 
     Raises:
         TypeError, ValueError: an argument is not an int in range (nor an ``AdaptiveLimit``).

@@ -4,7 +4,7 @@ The dependency actor: one per registered dependency, sole owner of its state.
 Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
-in-flight count and its FIFO queue, and what the hot path reads, flat on itself. Its
+in-flight count and its queue (by priority, FIFO within a level), and what the hot path reads, flat on itself. Its
 policies as configured are one value (``_spec.Settings``, which ``_apply`` copies the hot
 path's part of). Its cold concerns are small objects it owns, each written only by its own
 methods, which the actor's handlers call: the lifetime counts and crash record
@@ -428,11 +428,16 @@ class Actor:
         shutdown with no await since (``admit_slow``, and after each of its waits).
         """
         machine.on_cancel(epoch)
+        self._ledger.rejection("bulkhead_full", level=level)
         return self._bulkhead_full(level)
 
     def _bulkhead_full(self, level: int) -> BulkheadFull:
-        """A call of priority *level* turned away by the full bulkhead: counted, told once."""
-        self._ledger.rejection("bulkhead_full", level=level)
+        """
+        The error of a call of priority *level* turned away by the full bulkhead, at once
+        (:meth:`_reject_bulkhead`, which counts it) or displaced from the queue
+        (``Waiters.displace``: counted as it resumes, :meth:`refused_in_queue`); told once
+        a spell.
+        """
         if not self._bulkhead_full_logged:
             self._bulkhead_full_logged = True
             self._publish(
@@ -796,6 +801,18 @@ class Actor:
         in *frame*, as it ends, if it made one."""
         return self._cut_frames.pop(frame, None)
 
+    def refused_in_queue(self, waiter: Waiter, epoch: int) -> None:
+        """
+        A queued call resumes with the error it was woken to (an opening breaker, a shared
+        verdict, a crash, shutdown, a higher priority's displacing it): its probe permit
+        goes back, and the refusal is counted now (``Waiters.refused``).
+        """
+        self.released(epoch)
+        refusal = self._waiters.refused(waiter)
+        if refusal is not None:
+            reason, level = refusal
+            self._ledger.rejection(reason, level=level)
+
     def _leave_queue(self, waiter: Waiter, epoch: int) -> None:
         """A queued call stops waiting: a slot it was granted meanwhile is passed on."""
         if self._waiters.leave(waiter):
@@ -841,13 +858,11 @@ class Actor:
 
     def _fail_queued(self, error: Callable[[], SupervisorError], reason: str | None) -> None:
         """
-        Every queued call wakes to an *error* of its own, counted as refused for *reason*
-        (``None``: shutdown, whose calls the counts say nothing of, as of any call it cuts
-        off: ``DependencyStatus.requests``).
+        Every queued call wakes to an *error* of its own, a refusal for *reason* counted as
+        it resumes (:meth:`refused_in_queue`); ``None``: shutdown, whose calls the counts
+        say nothing of, as of any call it cuts off (``DependencyStatus.requests``).
         """
-        failed = self._waiters.fail_all(error)
-        if failed and reason is not None:
-            self._ledger.rejection(reason, failed)
+        self._waiters.fail_all(error, reason)
 
     # ==========================================================================================
     # Crashes and control

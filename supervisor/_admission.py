@@ -300,8 +300,8 @@ async def _wait_for_slot(
     except BaseException:
         self._leave_queue(waiter, epoch)
         raise
-    if waiter.error is not None:
-        self.released(epoch)  # a shared verdict moves no epoch: give the permit back
+    if waiter.error is not None:  # (a shared verdict moves no epoch: the permit goes back)
+        self.refused_in_queue(waiter, epoch)
         raise waiter.error
     if not waiter.granted:  # the total deadline passed in the queue
         self._leave_queue(waiter, epoch)

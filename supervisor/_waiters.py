@@ -31,7 +31,7 @@ __all__ = ("Waiters",)
 class Waiters:
     """One dependency's calls queued for a slot, each with its priority level."""
 
-    __slots__ = ("_new", "_wait_on", "_wake", "queue")
+    __slots__ = ("_new", "_refusals", "_wait_on", "_wake", "queue")
 
     def __init__(self) -> None:
         #: waiter -> its priority level (read only outside: a dict's len() and bool())
@@ -39,6 +39,9 @@ class Waiters:
         self._new: Callable[[], Waiter] = not_started
         self._wake: Callable[[Waiter], None] = not_started
         self._wait_on: Callable[[Waiter], Any] = not_started
+        # The waiters woken to an error that counts as a refusal once it is the call's: the
+        # reason and the level to count it by (``refused``; a call cancelled first: none).
+        self._refusals: dict[Waiter, tuple[str, int | None]] = {}
 
     def attach(
         self,
@@ -62,6 +65,7 @@ class Waiters:
         *waiter* stops waiting (cancelled, its deadline passed). True when it was granted
         the slot first, then left before it could run: its caller passes the slot on.
         """
+        self._refusals.pop(waiter, None)  # (woken to an error, and cancelled first)
         return not self.queue.remove(waiter) and waiter.granted
 
     def grant_next(self) -> None:
@@ -75,8 +79,9 @@ class Waiters:
         """
         The queue is full and a call of priority *level* arrives: the lowest-priority call
         waiting, the newest of its level, gives its place up if it is below *level*
-        (``PriorityQueue.victim``): it wakes to *error* of its own level, and the caller may
-        queue. False: nobody below *level* waits; the caller is refused.
+        (``PriorityQueue.victim``): it wakes to *error* of its own level, a refusal for
+        ``bulkhead_full`` (:meth:`refused`), and the caller may queue. False: nobody below
+        *level* waits; the caller is refused.
         """
         queue = self.queue
         victim = queue.victim(level)
@@ -85,13 +90,23 @@ class Waiters:
         victim_level = queue[victim]
         queue.remove(victim)
         victim.error = error(victim_level)
+        self._refusals[victim] = ("bulkhead_full", victim_level)
         self._wake(victim)
         return True
 
-    def fail_all(self, error: Callable[[], SupervisorError]) -> int:
-        """Every waiter wakes to an *error* of its own; returns how many there were."""
-        waiters = self.queue.drain()
-        for waiter in waiters:
+    def fail_all(self, error: Callable[[], SupervisorError], reason: str | None) -> None:
+        """Every waiter wakes to an *error* of its own, a refusal for *reason* (None: one
+        that counts nothing, as at shutdown)."""
+        for waiter in self.queue.drain():
             waiter.error = error()
+            if reason is not None:
+                self._refusals[waiter] = (reason, None)
             self._wake(waiter)
-        return len(waiters)
+
+    def refused(self, waiter: Waiter) -> tuple[str, int | None] | None:
+        """
+        *waiter* resumes with its error: the refusal to count now, (reason, level) or None.
+        Counted as the call takes its error, not when woken: a call its caller cancelled
+        in between ends cancelled, and counts nothing (:meth:`leave`).
+        """
+        return self._refusals.pop(waiter, None)

@@ -121,6 +121,48 @@ async def test_calls_a_crash_fails_out_of_the_queue_are_counted_as_refused(
     assert (0, 0) == (status.in_flight, status.queued)
 
 
+@pytest.mark.parametrize("why", ["crash", "breaker opens"])
+async def test_a_queued_call_cancelled_as_the_queue_fails_counts_nothing(
+    each_path: str, why: str
+) -> None:
+    """The caller of a queued call cancels it in the very step its queue is failed (a crash,
+    an opening breaker): it ends cancelled and is in no count, as any cancelled call (the
+    refusal is counted as a call takes its error, not when it is woken)."""
+    sup = Supervisor(rng=random.Random(1234), max_restarts=3)
+    gate = anyio.Event()
+    scope = anyio.CancelScope()
+    crashes = why == "crash"
+
+    async def dep() -> str:
+        await gate.wait()
+        scope.cancel()  # the queued caller gives up in the step the holder fails
+        raise ConnectionError("x")
+
+    breaker = Breaker(failure_threshold=1, break_duration=exploding if crashes else 10.0)
+    sup.register("dep", dep, breaker=breaker, bulkhead=Bulkhead(max_concurrent=1, max_queued=1))
+
+    async def holder() -> None:
+        with pytest.raises(DependencyCrashed if crashes else ConnectionError):
+            await sup.call("dep")
+
+    async def queued() -> None:
+        with scope:
+            await sup.call("dep")
+        assert scope.cancelled_caught
+
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            tg.start_soon(holder)
+            await wait_all_tasks_blocked()
+            tg.start_soon(queued)
+            await wait_all_tasks_blocked()
+            assert 1 == sup.status("dep").queued
+            gate.set()
+    status = sup.status("dep")
+    assert ({}, 1, 1) == (status.rejected_by, status.requests, status.raised)
+    assert (0, 0) == (status.in_flight, status.queued)
+
+
 async def test_arguments_and_results_are_never_logged(sup: Supervisor) -> None:
     """A secret argument, keyword, result and exception message appear in no log event."""
     secret = "s3cr3t-prompt-4242"

@@ -151,8 +151,9 @@ def test_a_waiter_that_leaves_passes_on_a_slot_it_was_granted() -> None:
     assert (True, False) == (waiters.leave(granted), waiters.leave(waiting))
     assert not waiters.queue
     failed = waiters.join(Priority.DEFAULT)
-    waiters.fail_all(lambda: SupervisorClosed("bye"))
+    waiters.fail_all(lambda: BreakerOpen("llm", 1.0, "open"), "breaker_open")
     assert not waiters.leave(failed)  # woken to an error: no slot to pass on
+    assert waiters.refused(failed) is None  # ...and, cancelled first, no refusal to count
 
 
 def test_a_full_queue_displaces_the_newest_of_a_lower_level_only() -> None:
@@ -174,12 +175,18 @@ def test_a_full_queue_displaces_the_newest_of_a_lower_level_only() -> None:
     )
     assert [old, Priority.DEFAULT] == [next(iter(waiters.queue)), max(waiters.queue.values())]
     assert new not in waiters.queue
+    # counted as the displaced call resumes with its error, once
+    assert [("bulkhead_full", Priority.SHEDDABLE), None] == [
+        waiters.refused(new),
+        waiters.refused(new),
+    ]
 
 
 def test_failing_the_queue_wakes_every_waiter_with_an_error_of_its_own() -> None:
     waiters, woken = _waiters()
     queued = [waiters.join(Priority.DEFAULT), waiters.join(Priority.CRITICAL)]
-    assert 2 == waiters.fail_all(lambda: SupervisorClosed("bye"))
+    waiters.fail_all(lambda: SupervisorClosed("bye"), None)
     assert (queued, False) == (woken, bool(waiters.queue))
+    assert [None, None] == [waiters.refused(waiter) for waiter in queued]  # shutdown: uncounted
     assert queued[0].error is not queued[1].error
     assert all(isinstance(waiter.error, SupervisorClosed) for waiter in queued)
