@@ -260,3 +260,37 @@ async def test_a_shortened_slow_call_counts_the_new_calls_slow_at_their_own_time
             assert sup.status("dep").failures == 2
             assert anyio.current_time() - start == pytest.approx(10.1)
             tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "policies",
+    [
+        {"timeout": Timeout(attempt=10.0)},
+        {"timeout": Timeout(total=5.0)},
+        {"breaker": Breaker(slow_call=10.0)},
+    ],
+    ids=["attempt timeout", "total deadline", "slow-call watch"],
+)
+async def test_a_running_attempts_record_has_every_field_set(
+    sup: Supervisor, policies: dict[str, object]
+) -> None:
+    """``Running`` has no ``__init__``: the attempt sets each of its slots (a slot added and
+    not set would raise only when a cut-off first reads it)."""
+    gate = anyio.Event()
+    reached = anyio.Event()
+
+    async def waits() -> str:
+        reached.set()
+        await gate.wait()
+        return "ok"
+
+    sup.register("dep", waits, **policies)  # type: ignore[arg-type]
+    with guard():
+        async with sup, anyio.create_task_group() as tg:
+            tg.start_soon(sup.call, "dep")
+            await reached.wait()
+            (running,) = sup._actors["dep"]._running
+            unset = [name for name in Running.__slots__ if not hasattr(running, name)]
+            gate.set()
+    assert unset == []
