@@ -166,7 +166,8 @@ class DeadlineHeap:
         self, loop: asyncio.AbstractEventLoop | TimerLoop, fire: Callable[[Running, int], None]
     ) -> None:
         self._fifo: deque[tuple[float, Running]] = deque()
-        self._last = -math.inf  # the FIFO's latest deadline (-inf: the FIFO is empty)
+        # The FIFO's latest deadline: a push no earlier keeps it in order (-inf: run dry).
+        self._last = -math.inf
         self._heap: list[tuple[float, int, Running]] = []
         self._seq = 0
         self._handle: TimerHandle | None = None
@@ -224,4 +225,5 @@ class DeadlineHeap:
             self._handle.cancel()
             self._handle = None
         self._fifo.clear()
+        self._last = -math.inf
         self._heap.clear()
