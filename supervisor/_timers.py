@@ -11,15 +11,18 @@ never delivered on top of somebody else's pending cancellation (:func:`cancel_pe
 waits for the next loop iteration, so cancellations from anyio scopes, ``asyncio.timeout``,
 task groups and the user's own ``task.cancel()`` keep their identity.
 
-Deadlines live in a heap shared by the dependency's attempts, with one ``loop.call_at`` handle
-for the earliest. Finished attempts are removed lazily; the heap is rebuilt when stale entries
-outnumber live ones, so its size stays O(running attempts).
+Deadlines live in a :class:`DeadlineHeap` shared by the dependency's attempts (a FIFO for the
+deadlines that come in order, as a fixed attempt timeout's do, and a heap for the rest), with
+one ``loop.call_at`` handle for the earliest. Finished attempts are removed lazily; a lane is
+rebuilt when stale entries outnumber live ones, so its size stays O(running attempts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import math
+from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol, final
 
@@ -61,7 +64,28 @@ class Deadline(float):
 
 @final
 class Running:
-    """One running attempt. Created and touched only by its dependency's actor code."""
+    """
+    One running attempt. Created and touched only by its dependency's actor code.
+
+    No ``__init__``: on CPython 3.11 calling one costs more than the rest of the record
+    (``Running(...)`` measured ~2,350 instructions, ``Running()`` and ten slot stores
+    ~1,430: issue 18). The attempt that makes one (the templates ``_backends/_asyncio.py``
+    and ``_backends/_trio.py``) sets every field at once, to these values:
+
+    * ``task``: the ``asyncio.Task`` (on trio, the attempt's ``trio.CancelScope``);
+    * ``base``: ``task.cancelling()`` when the attempt started (asyncio; 0 on trio);
+    * ``epoch``: the breaker epoch the attempt was admitted in;
+    * ``fired``: 0, or CLOSED / TIMEOUT / DEADLINE once cut off;
+    * ``delivered``: False; True once our ``task.cancel()`` was made (asyncio): ours to
+      ``uncancel()``;
+    * ``reason``: TIMEOUT: what its deadline, if it fires, means (``Actor.attempt_limit``
+      makes it DEADLINE when the call's deadline comes first);
+    * ``seconds``: 0.0: its limit, ``Timeout.attempt`` or ``.total`` (``attempt_limit``);
+    * ``done``: False until it ends (``Actor._end``);
+    * ``keep_slot``: False; True while a sync callable's abandoned thread holds the slot;
+    * ``slow``: False; True once counted slow while running (``Breaker.slow_call``): not
+      again at its end.
+    """
 
     __slots__ = (
         "base",
@@ -75,18 +99,16 @@ class Running:
         "slow",
         "task",
     )
-
-    def __init__(self, task: object, base: int, epoch: int) -> None:
-        self.task = task  # asyncio.Task, or trio.CancelScope on trio
-        self.base = base  # task.cancelling() when the attempt started (asyncio)
-        self.epoch = epoch  # the breaker epoch the attempt was admitted in
-        self.fired = 0  # 0, or CLOSED / TIMEOUT / DEADLINE once cut off
-        self.delivered = False  # our task.cancel() was made (asyncio): ours to uncancel()
-        self.reason = TIMEOUT  # what the deadline, if it fires, means
-        self.seconds = 0.0  # its limit: Timeout.attempt, or .total when the deadline is first
-        self.done = False
-        self.keep_slot = False  # a sync callable's abandoned thread still holds the slot
-        self.slow = False  # counted slow while running (Breaker.slow_call): not again at its end
+    task: object
+    base: int
+    epoch: int
+    fired: int
+    delivered: bool
+    reason: int
+    seconds: float
+    done: bool
+    keep_slot: bool
+    slow: bool
 
 
 def cancel_pending(task: asyncio.Task[object]) -> bool:
@@ -127,30 +149,49 @@ class DeadlineHeap:
     """
     Deadlines of running attempts on one loop, fired by a single timer: the attempts' cut-off
     on asyncio; on both backends, the moment a call becomes slow (``Breaker.slow_call``).
+
+    Two lanes, each in deadline order, the timer armed for the earlier of their heads. A
+    deadline no earlier than the last one queued goes to a FIFO (``deque.append``): with one
+    fixed limit (every attempt of a dependency timed by the same ``Timeout.attempt``, or
+    watched for the same ``slow_call``) deadlines come in start order, and that is every
+    push. Any other (a call's deadline coming first, a limit a reconfigure shortened) goes to
+    a heap. Either way each attempt fires at its own deadline. Finished attempts are removed
+    lazily, from both; a lane is rebuilt when stale entries outnumber live ones, so its size
+    stays O(running attempts).
     """
 
-    __slots__ = ("_at", "_fire", "_handle", "_heap", "_loop", "_seq")
+    __slots__ = ("_at", "_fifo", "_fire", "_handle", "_heap", "_last", "_loop", "_seq")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop | TimerLoop, fire: Callable[[Running, int], None]
     ) -> None:
+        self._fifo: deque[tuple[float, Running]] = deque()
+        # The FIFO's latest deadline: a push no earlier keeps it in order (-inf: run dry).
+        self._last = -math.inf
         self._heap: list[tuple[float, int, Running]] = []
         self._seq = 0
         self._handle: TimerHandle | None = None
-        self._at = float("inf")
+        self._at = math.inf
         self._loop = loop
         self._fire = fire
 
     def push(self, deadline: float, running: Running, live: int) -> None:
         """Watch *running* until *deadline*; *live* is how many attempts are running now."""
-        self._seq += 1
-        heap = self._heap
-        if len(heap) > 2 * live + 64:
-            # Mostly finished attempts whose deadlines lie ahead: drop them (amortised O(1)).
-            heap = [entry for entry in heap if not entry[2].done]
-            heapq.heapify(heap)
-            self._heap = heap
-        heapq.heappush(heap, (deadline, self._seq, running))
+        if deadline >= self._last:  # in order: the FIFO
+            self._last = deadline
+            fifo = self._fifo
+            if len(fifo) > 2 * live + 64:
+                # Mostly finished attempts whose deadlines lie ahead: drop them (amortised O(1)).
+                fifo = self._fifo = deque(entry for entry in fifo if not entry[1].done)
+            fifo.append((deadline, running))
+        else:
+            self._seq += 1
+            heap = self._heap
+            if len(heap) > 2 * live + 64:  # (as the FIFO above)
+                heap = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+                self._heap = heap
+            heapq.heappush(heap, (deadline, self._seq, running))
         if deadline < self._at:
             self._arm(deadline)
 
@@ -162,18 +203,27 @@ class DeadlineHeap:
 
     def _expire(self) -> None:
         self._handle = None
-        self._at = float("inf")
-        heap = self._heap
+        self._at = math.inf
         now = self._loop.time()
+        fifo, heap, fire = self._fifo, self._heap, self._fire
+        while fifo and (fifo[0][1].done or fifo[0][0] <= now):
+            _, running = fifo.popleft()
+            if not running.done and not running.fired:
+                fire(running, running.reason)
         while heap and (heap[0][2].done or heap[0][0] <= now):
             _, _, running = heapq.heappop(heap)
             if not running.done and not running.fired:
-                self._fire(running, running.reason)
-        if heap:
-            self._arm(heap[0][0])
+                fire(running, running.reason)
+        if not fifo:
+            self._last = -math.inf
+        heads = [lane[0][0] for lane in (fifo, heap) if lane]
+        if heads:
+            self._arm(min(heads))
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._fifo.clear()
+        self._last = -math.inf
         self._heap.clear()

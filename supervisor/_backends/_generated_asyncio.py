@@ -39,7 +39,7 @@ from supervisor._actor import _CLOSED_STATE, _UNTIMED
 from supervisor._admission import admit_slow
 from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import DEADLINE, Running
+from supervisor._timers import DEADLINE, TIMEOUT, Running
 
 from ._asyncio_general import FAST_ATTEMPTS, current_task_getter, cut_fast, deliver, signals
 from ._threads import in_thread
@@ -101,7 +101,17 @@ async def attempt_fast(
         admitted = self.admitted if self._settles else None
         # Named `running`: bound, it tells the shutdown walk this frame is on the general way
         # (``_asyncio_general._fast_frame_of``; a test fails if the walk takes it for fast).
-        running = Running(task, task.cancelling(), epoch)
+        running = Running()  # every field set now (no __init__: see Running)
+        running.task = task
+        running.base = task.cancelling()
+        running.epoch = epoch
+        running.fired = 0
+        running.delivered = False
+        running.reason = TIMEOUT
+        running.seconds = 0.0
+        running.done = False
+        running.keep_slot = False
+        running.slow = False
         self._running[running] = None
         attempt_timeout = self._attempt_timeout
         if deadline is not None or attempt_timeout is not None:

@@ -21,7 +21,7 @@ from supervisor._actor import _CLOSED_STATE, _UNTIMED
 from supervisor._admission import admit_slow
 from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import DEADLINE, Running
+from supervisor._timers import DEADLINE, TIMEOUT, Running
 
 from ._threads import in_thread
 from ._trio_general import TrioTimers, cancel_scope, deliver, signals
@@ -66,7 +66,17 @@ async def attempt(
         else _UNTIMED
     )  # NaN when this call's latency is not sampled
     scope = self._cancel_scope()
-    running = Running(scope, 0, epoch)
+    running = Running()  # every field set now (no __init__: see Running)
+    running.task = scope
+    running.base = 0
+    running.epoch = epoch
+    running.fired = 0
+    running.delivered = False
+    running.reason = TIMEOUT
+    running.seconds = 0.0
+    running.done = False
+    running.keep_slot = False
+    running.slow = False
     if self._attempt_timeout is not None or deadline is not None:
         start = now if now == now else self.clock()
         attempt_timeout = self._attempt_timeout
