@@ -572,6 +572,28 @@ class Actor:
     # Handlers: admission, outcomes, slots. Synchronous; the only writers of actor state.
 
     @inline
+    def _started(self, task: object, base: int, epoch: int) -> Running:
+        """
+        An attempt admitted in *epoch* starts on the general way: its record, every field
+        set here (``Running`` has no ``__init__``: see there), registered until :meth:`_end`
+        for its timers and for shutdown to cut it off. *task*: the asyncio task (on trio,
+        the attempt's cancel scope); *base*: that task's ``cancelling()`` now (0 on trio).
+        """
+        running = Running()
+        running.task = task
+        running.base = base
+        running.epoch = epoch
+        running.fired = 0
+        running.delivered = False
+        running.reason = TIMEOUT
+        running.seconds = 0.0
+        running.done = False
+        running.keep_slot = False
+        running.slow = False
+        self._running[running] = None
+        return running
+
+    @inline
     def _end(self, running: Running) -> None:
         """The attempt *running* ended: its timers skip it, shutdown no longer cuts it."""
         running.done = True

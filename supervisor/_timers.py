@@ -69,8 +69,9 @@ class Running:
 
     No ``__init__``: on CPython 3.11 calling one costs more than the rest of the record
     (``Running(...)`` measured ~2,350 instructions, ``Running()`` and ten slot stores
-    ~1,430: issue 18). The attempt that makes one (the templates ``_backends/_asyncio.py``
-    and ``_backends/_trio.py``) sets every field at once, to these values:
+    ~1,430: issue 18). One handler makes them, for both backends' attempts, and sets
+    every field at once (``Actor._started``, inlined into the generated attempts), to these
+    values:
 
     * ``task``: the ``asyncio.Task`` (on trio, the attempt's ``trio.CancelScope``);
     * ``base``: ``task.cancelling()`` when the attempt started (asyncio; 0 on trio);

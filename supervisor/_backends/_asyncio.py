@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from supervisor._admission import admit_slow
 from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import TIMEOUT, Running
 
 from ._asyncio_general import FAST_ATTEMPTS, current_task_getter, cut_fast, deliver, signals
 from ._threads import in_thread
@@ -71,18 +70,8 @@ async def attempt_fast(
         admitted = self.admitted if self._settles else None
         # Named `running`: bound, it tells the shutdown walk this frame is on the general way
         # (``_asyncio_general._fast_frame_of``; a test fails if the walk takes it for fast).
-        running = Running()  # every field set now (no __init__: see Running)
-        running.task = task
-        running.base = task.cancelling()
-        running.epoch = epoch
-        running.fired = 0
-        running.delivered = False
-        running.reason = TIMEOUT
-        running.seconds = 0.0
-        running.done = False
-        running.keep_slot = False
-        running.slow = False
-        self._running[running] = None
+        base = task.cancelling()
+        running = self._started(task, base, epoch)
         attempt_timeout = self._attempt_timeout
         if deadline is not None or attempt_timeout is not None:
             start = now if now == now else self.clock()  # (NaN: the latency is not sampled)

@@ -101,9 +101,11 @@ async def attempt_fast(
         admitted = self.admitted if self._settles else None
         # Named `running`: bound, it tells the shutdown walk this frame is on the general way
         # (``_asyncio_general._fast_frame_of``; a test fails if the walk takes it for fast).
-        running = Running()  # every field set now (no __init__: see Running)
+        base = task.cancelling()
+        # inlined: Actor._started
+        running = Running()
         running.task = task
-        running.base = task.cancelling()
+        running.base = base
         running.epoch = epoch
         running.fired = 0
         running.delivered = False

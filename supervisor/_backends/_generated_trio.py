@@ -66,7 +66,8 @@ async def attempt(
         else _UNTIMED
     )  # NaN when this call's latency is not sampled
     scope = self._cancel_scope()
-    running = Running()  # every field set now (no __init__: see Running)
+    # inlined: Actor._started
+    running = Running()
     running.task = scope
     running.base = 0
     running.epoch = epoch
@@ -77,6 +78,7 @@ async def attempt(
     running.done = False
     running.keep_slot = False
     running.slow = False
+    self._running[running] = None
     if self._attempt_timeout is not None or deadline is not None:
         start = now if now == now else self.clock()
         attempt_timeout = self._attempt_timeout
@@ -90,7 +92,6 @@ async def attempt(
             assert attempt_timeout is not None
             running.seconds = attempt_timeout
         scope.deadline = limit
-    self._running[running] = None
     if self.watches_slow:
         self.watch_slow(running, now)
     result: object = None

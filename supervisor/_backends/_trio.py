@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from supervisor._admission import admit_slow
 from supervisor._call import with_hedging, with_policies
 from supervisor._runtime import Paths
-from supervisor._timers import TIMEOUT, Running
 
 from ._threads import in_thread
 from ._trio_general import TrioTimers, cancel_scope, deliver, signals
@@ -42,23 +41,12 @@ async def attempt(
             admitted = self.admitted
     now = self.call_start()  # NaN when this call's latency is not sampled
     scope = self._cancel_scope()
-    running = Running()  # every field set now (no __init__: see Running)
-    running.task = scope
-    running.base = 0
-    running.epoch = epoch
-    running.fired = 0
-    running.delivered = False
-    running.reason = TIMEOUT
-    running.seconds = 0.0
-    running.done = False
-    running.keep_slot = False
-    running.slow = False
+    running = self._started(scope, 0, epoch)
     if self._attempt_timeout is not None or deadline is not None:
         start = now if now == now else self.clock()
         attempt_timeout = self._attempt_timeout
         limit = self.attempt_limit(running, start, attempt_timeout, deadline)
         scope.deadline = limit
-    self._running[running] = None
     if self.watches_slow:
         self.watch_slow(running, now)
     result: object = None
