@@ -25,7 +25,9 @@ import selectors
 from collections import deque
 from typing import Any
 
-__all__ = ("VirtualClockLoop", "wait_idle")
+import pytest
+
+__all__ = ("VirtualClockLoop", "anyio_backend", "wait_idle")
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -105,3 +107,17 @@ async def wait_idle() -> None:
     import trio.testing
 
     await trio.testing.wait_all_tasks_blocked()
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """
+    Both backends on virtual time: trio's ``MockClock(autojump_threshold=0)``, asyncio on
+    :class:`VirtualClockLoop`. A test module takes it by importing it (``from
+    ._virtual_loop import anyio_backend as anyio_backend``), in place of conftest's.
+    """
+    if request.param == "trio":
+        from trio.testing import MockClock
+
+        return ("trio", {"clock": MockClock(autojump_threshold=0)})
+    return ("asyncio", {"loop_factory": VirtualClockLoop})

@@ -16,23 +16,14 @@ from policies import AdaptiveLimit, Breaker, Bulkhead, Timeout
 from policies.concurrency import GradientLimit
 from supervisor import BreakerOpen, BulkheadFull, LimitChanged, Supervisor, load_config
 
-from ._virtual_loop import VirtualClockLoop, wait_idle
+from ._virtual_loop import anyio_backend as anyio_backend  # both backends, virtual time
+from ._virtual_loop import wait_idle
 from .conftest import Gate, guard
 
 pytestmark = pytest.mark.anyio
 
 #: every sample closes a window; growth by one slot per window at full use; no probes
 QUICK = {"window_samples": 1, "window": 1e-9, "smoothing": 1.0, "probe_every": 10_000}
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Both backends on virtual time."""
-    if request.param == "trio":
-        from trio.testing import MockClock
-
-        return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return ("asyncio", {"loop_factory": VirtualClockLoop})
 
 
 class Gated:

@@ -14,20 +14,10 @@ import pytest
 from policies import Breaker, State
 from supervisor import DependencyCrashed, Supervisor, SupervisorClosed
 
-from ._virtual_loop import VirtualClockLoop
+from ._virtual_loop import anyio_backend as anyio_backend  # both backends, virtual time
 from .conftest import guard
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Both backends on virtual time."""
-    if request.param == "trio":
-        from trio.testing import MockClock
-
-        return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return ("asyncio", {"loop_factory": VirtualClockLoop})
 
 
 class _Broken(Exception):

@@ -12,20 +12,11 @@ import pytest
 from policies import Breaker, Timeout
 from supervisor import AttemptTimeout, BreakerOpen, Supervisor
 
-from ._virtual_loop import VirtualClockLoop, wait_idle
+from ._virtual_loop import anyio_backend as anyio_backend  # both backends, virtual time
+from ._virtual_loop import wait_idle
 from .conftest import Fake, Gate, guard
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Both backends on virtual time."""
-    if request.param == "trio":
-        from trio.testing import MockClock
-
-        return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return ("asyncio", {"loop_factory": VirtualClockLoop})
 
 
 async def hang() -> None:

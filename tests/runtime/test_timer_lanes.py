@@ -22,7 +22,7 @@ from policies import Breaker, Retry, Timeout, backoff
 from supervisor import AttemptTimeout, DeadlineExceeded, Supervisor
 from supervisor._timers import DEADLINE, TIMEOUT, DeadlineHeap, Running
 
-from ._virtual_loop import VirtualClockLoop
+from ._virtual_loop import anyio_backend as anyio_backend  # both backends, virtual time
 from .conftest import guard
 
 
@@ -135,16 +135,6 @@ def test_finished_attempts_never_fire_and_do_not_pile_up() -> None:
     loop.run_until(2_000.0)
     assert fired == [(100.0, keep)]
     assert not loop.timers or all(t.cancelled for t in loop.timers)
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Both backends on virtual time."""
-    if request.param == "trio":
-        from trio.testing import MockClock
-
-        return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return ("asyncio", {"loop_factory": VirtualClockLoop})
 
 
 class Hangs:
