@@ -402,13 +402,6 @@ class Actor:
         """Take the slot :meth:`slot_free` found."""
         self._in_flight += 1
 
-    def take_slot_nowait(self) -> bool:
-        """:meth:`slot_free`, and then :meth:`take_slot`: True when the slot is taken."""
-        if self.slot_free():
-            self.take_slot()
-            return True
-        return False
-
     def take_free_slot(self) -> bool:
         """A free slot whatever the gates say (admission past them): taken if there is one."""
         if self._in_flight < self._max_concurrent:
@@ -761,7 +754,7 @@ class Actor:
         except Exception as crash:  # user code (break_duration) or our bug
             raise self._crashed(crash) from crash
 
-    def _cut_off(
+    def cut_off(
         self,
         why: int,
         epoch: int,
@@ -774,7 +767,9 @@ class Actor:
     ) -> SupervisorError:
         """
         The error an attempt cut off by us raises; counts it where it counts: the one place
-        that decides it, for calls and streams (:meth:`stream_cut_off`) alike. *seconds* is
+        that decides it, for calls' attempts and streams' waits (``_stream.Stream``: its
+        opening, a later item, the supervisor leaving; *stream*: the error is a stream's)
+        alike. *seconds* is
         the limit that cut it (``Running.seconds``: the policy the call started with);
         *slow*: it was counted slow already (:meth:`crossed_slow`).
         """
@@ -787,16 +782,6 @@ class Actor:
         else:
             self._no_outcome(epoch, start, end, slow)
         return error
-
-    def stream_cut_off(
-        self, why: int, epoch: int, start: float, end: float, seconds: float
-    ) -> SupervisorError:
-        """
-        A stream's wait cut off by us (``_stream.Stream``: its opening, a later item, the
-        supervisor leaving): counted as a call's attempt is (:meth:`_cut_off`); the error,
-        a stream's.
-        """
-        return self._cut_off(why, epoch, start, end, seconds, stream=True)
 
     def _cut(self, running: Running, why: int) -> None:
         """Cut a running attempt off (its timer fired, or shutdown): the backend delivers it."""

@@ -57,7 +57,8 @@ async def acquire(
     """
     machine = self._machine
     epoch = self.admit_nowait(machine)
-    if self.take_slot_nowait():
+    if self.slot_free():
+        self.take_slot()
         return epoch
     return await admit_slow(self, machine, epoch, deadline, args, kwargs)
 

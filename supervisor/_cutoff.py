@@ -24,7 +24,7 @@ def cut_error(name: str, why: int, seconds: float, *, stream: bool = False) -> S
     Only the last is the dependency's failure: like a caller's cancellation, running out of
     the caller's own budget says nothing about the dependency (Polly's outer timeout is not
     counted either); it reached the dependency, though, so it counts as a cut-off
-    (``Actor._cut_off`` counts it, the one place that does).
+    (``Actor.cut_off`` counts it, the one place that does).
     """
     if why == CLOSED:
         return SupervisorClosed(_STREAM_CUT_OFF if stream else _CUT_OFF)

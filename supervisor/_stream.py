@@ -31,7 +31,7 @@ events. It goes through the dependency's policies like a call, with the rules DE
   dependency raises, or an item is late (``AttemptTimeout``); nothing when the caller is
   cancelled, the total deadline passes (``DeadlineExceeded``: the caller's budget, not the
   dependency's fault) or the supervisor cuts the stream off. What a wait we cut off counts
-  and raises is decided where a call's is (``Actor.stream_cut_off``): a deadline is one
+  and raises is decided where a call's is (``Actor.cut_off``): a deadline is one
   ``status().cut_off``, an item's limit a failure, the supervisor leaving nothing. The latency
   recorded is the time to the first item (to the end, for a stream with no item; to the
   error, for one that failed before its first item): that is what ``Breaker(slow_call=)`` and
@@ -514,7 +514,7 @@ class Stream(Generic[R_co]):
         """
         A wait cut off by us (*why*: ``_timers.CLOSED``, ``DEADLINE``, ``TIMEOUT``; *seconds*
         the limit): the actor's handler counts it and says its error, as for a call's
-        attempt (``Actor.stream_cut_off``); then close, give back, raise it (*cause*: what
+        attempt (``Actor.cut_off``); then close, give back, raise it (*cause*: what
         the dependency's code raised instead, the cut swallowed). Cut off by the supervisor
         leaving, the stream was counted then (:meth:`cut_off`): each further item only
         raises.
@@ -525,7 +525,9 @@ class Stream(Generic[R_co]):
         if not self._counted:
             self._counted = True
             try:
-                error = actor.stream_cut_off(why, self._epoch, self._started(end), end, seconds)
+                error = actor.cut_off(
+                    why, self._epoch, self._started(end), end, seconds, stream=True
+                )
             except DependencyCrashed as exc:  # the breaker's user code: raised after closing
                 crash = exc
         if error is None:
@@ -552,7 +554,7 @@ class Stream(Generic[R_co]):
             actor = self._actor
             end = actor.clock()
             # (its error is not raised here: the caller's next item raises one, _raise_cut)
-            actor.stream_cut_off(CLOSED, self._epoch, self._started(end), end, 0.0)
+            actor.cut_off(CLOSED, self._epoch, self._started(end), end, 0.0, stream=True)
         self._let_go()
         scope = self._scope
         if scope is not None:

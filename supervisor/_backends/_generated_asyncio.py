@@ -148,7 +148,7 @@ async def attempt_fast(
                     and task.uncancel() <= running.base
                     and isinstance(exc, asyncio.CancelledError)
                 ):
-                    raise self._cut_off(
+                    raise self.cut_off(
                         running.fired, epoch, now, end, running.seconds, running.slow
                     ) from None
                 self.ended_with(exc, epoch, now, end, running.slow)
@@ -225,7 +225,7 @@ async def attempt_fast(
                 and cut[1].uncancel() <= cut[2]
                 and isinstance(exc, asyncio.CancelledError)
             ):
-                raise self._cut_off(cut[0], epoch, now, end, 0.0) from None
+                raise self.cut_off(cut[0], epoch, now, end, 0.0) from None
             self.ended_with(exc, epoch, now, end)
             raise
         finally:

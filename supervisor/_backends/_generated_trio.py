@@ -128,7 +128,7 @@ async def attempt(
             if not running.fired:
                 running.fired = running.reason
             end = self.clock()
-            raise self._cut_off(running.fired, epoch, now, end, running.seconds, running.slow)
+            raise self.cut_off(running.fired, epoch, now, end, running.seconds, running.slow)
         # inlined: Actor.call_end
         end = self.clock() if now == now else now
         slow = running.slow

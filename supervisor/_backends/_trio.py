@@ -74,7 +74,7 @@ async def attempt(
             if not running.fired:
                 running.fired = running.reason
             end = self.clock()
-            raise self._cut_off(running.fired, epoch, now, end, running.seconds, running.slow)
+            raise self.cut_off(running.fired, epoch, now, end, running.seconds, running.slow)
         end = self.call_end(now)
         slow = running.slow
         self.succeeded(epoch, now, end, slow)
