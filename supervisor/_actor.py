@@ -4,8 +4,8 @@ The dependency actor: one per registered dependency, sole owner of its state.
 Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
-in-flight count and its queue (by priority, FIFO within a level), and what the hot path reads, flat on itself. Its
-policies as configured are one value (``_spec.Settings``, which ``_apply`` copies the hot
+in-flight count and its queue (by priority, FIFO within a level), and what the hot path
+reads, flat on itself. Its policies as configured are one value (``_spec.Settings``, which ``_apply`` copies the hot
 path's part of). Its cold concerns are small objects it owns, each written only by its own
 methods, which the actor's handlers call: the lifetime counts and crash record
 (``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
@@ -769,9 +769,8 @@ class Actor:
         The error an attempt cut off by us raises; counts it where it counts: the one place
         that decides it, for calls' attempts and streams' waits (``_stream.Stream``: its
         opening, a later item, the supervisor leaving; *stream*: the error is a stream's)
-        alike. *seconds* is
-        the limit that cut it (``Running.seconds``: the policy the call started with);
-        *slow*: it was counted slow already (:meth:`crossed_slow`).
+        alike. *seconds* is the limit that cut it (``Running.seconds``: the policy the call
+        started with); *slow*: it was counted slow already (:meth:`crossed_slow`).
         """
         error = cut_error(self.name, why, seconds, stream=stream)
         if why == TIMEOUT:

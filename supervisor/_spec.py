@@ -73,9 +73,9 @@ SYNC_THREADS: Final = 40
 def bulkhead_size(bulkhead: Bulkhead | None, is_async: bool) -> tuple[int, int]:
     """
     A dependency's ``(max_concurrent, max_queued)``: its bulkhead's (an adaptive limit's
-    initial one); for a sync callable
-    without one, at most :data:`SYNC_THREADS` calls in threads and the rest in the queue
-    (by priority, FIFO within a level; shown in ``status().queued``, not timed as an attempt); else no bound.
+    initial one); for a sync callable without one, at most :data:`SYNC_THREADS` calls in
+    threads and the rest in the queue (by priority, FIFO within a level; shown in
+    ``status().queued``, not timed as an attempt); else no bound.
     """
     if bulkhead is not None:
         limit = bulkhead.max_concurrent  # an adaptive one starts here (the actor moves it)

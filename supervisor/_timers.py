@@ -225,6 +225,7 @@ class DeadlineHeap:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._at = math.inf  # (nothing armed: a later push arms again)
         self._fifo.clear()
         self._last = -math.inf
         self._heap.clear()

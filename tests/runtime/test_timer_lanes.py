@@ -137,6 +137,38 @@ def test_finished_attempts_never_fire_and_do_not_pile_up() -> None:
     assert not loop.timers or all(t.cancelled for t in loop.timers)
 
 
+def test_rebuilding_either_lane_keeps_every_live_deadline_once_at_its_own_time() -> None:
+    """Many attempts end early, a few keep running, in both lanes (in-order limits, and
+    earlier deadlines behind them): the lanes are rebuilt many times over, and each running
+    attempt fires once, at its own deadline, in deadline order."""
+    loop, timers, fired = queue()
+    live: list[tuple[float, Running]] = []
+    for i in range(2_000):
+        loop.run_until(i * 0.01)
+        in_order = i % 3 != 0  # a fixed limit of 50; every third, a deadline of 10
+        running = record()
+        at = loop.now + (50.0 if in_order else 10.0)
+        timers.push(at, running, len(live) + 1)
+        if i % 97 == 0:
+            live.append((at, running))
+        else:
+            running.done = True
+    assert len(live) == 21
+    loop.run_until(1_000.0)
+    assert sorted(live, key=lambda entry: entry[0]) == fired
+
+
+def test_a_deadline_pushed_after_close_fires() -> None:
+    """close() leaves nothing armed: the queue works again after it."""
+    loop, timers, fired = queue()
+    timers.push(5.0, record(), 1)
+    timers.close()
+    later = record()
+    timers.push(10.0, later, 1)
+    loop.run_until(100.0)
+    assert fired == [(10.0, later)]
+
+
 class Hangs:
     """A dependency whose calls hang (an event nobody sets); ``started`` counts them."""
 
