@@ -5,8 +5,8 @@ Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
 in-flight count and its queue (by priority, FIFO within a level), and what the hot path
-reads, flat on itself. Its policies as configured are one value (``_spec.Settings``, which ``_apply`` copies the hot
-path's part of). Its cold concerns are small objects it owns, each written only by its own
+reads, flat on itself. Its policies as configured are one value (``_spec.Settings``, which
+``_apply`` copies the hot path's part of). Its cold concerns are small objects it owns, each written only by its own
 methods, which the actor's handlers call: the lifetime counts and crash record
 (``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
 function as calls reach it and Chaos's draws (``_chaos.Faults``), the gates, a pause and
