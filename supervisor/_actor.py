@@ -6,14 +6,15 @@ Theory of operation
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
 in-flight count and its queue (by priority, FIFO within a level), and what the hot path
 reads, flat on itself. Its policies as configured are one value (``_spec.Settings``, which
-``_apply`` copies the hot path's part of). Its cold concerns are small objects it owns, each written only by its own
-methods, which the actor's handlers call: the lifetime counts and crash record
-(``_ledger.Ledger``), what it tells the event hub and how often (``_teller.Teller``), the
-function as calls reach it and Chaos's draws (``_chaos.Faults``), the gates, a pause and
-the shared verdict (``_gates.Gates``: ``_derive`` shuts the hot path's gate while one is
-down), the rate limits and their refusals (``_rate_limits.RateLimits``), the hedges' delay,
-counts and their turn and budget (``_hedging.Hedging``), the streams holding a slot
-(``_holders.Holders``). Nothing else writes them. Messages reach the actor in two ways:
+``_apply`` copies the hot path's part of). Its cold concerns are small objects it owns, each
+written only by its own methods, which the actor's handlers call: the lifetime counts and
+crash record (``_ledger.Ledger``), what it tells the event hub and how often
+(``_teller.Teller``), the function as calls reach it and Chaos's draws (``_chaos.Faults``),
+the gates, a pause and the shared verdict (``_gates.Gates``: ``_derive`` shuts the hot
+path's gate while one is down), the rate limits and their refusals
+(``_rate_limits.RateLimits``), the hedges' delay, counts and their turn and budget
+(``_hedging.Hedging``), the streams holding a slot (``_holders.Holders``). Nothing else
+writes them. Messages reach the actor in two ways:
 
 * **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
   idle — always, on a single-threaded event loop, because no handler awaits — the caller's
