@@ -415,13 +415,13 @@ class Actor:
         have queued for it meanwhile)."""
         self._in_flight -= 1
 
-    def _reject_bulkhead(self, machine: CircuitBreaker, epoch: int, level: int) -> BulkheadFull:
+    def _reject_bulkhead(self, epoch: int, level: int) -> BulkheadFull:
         """
         Admission, bulkhead part, when every slot and queue place is taken and the call, of
         priority *level*, displaces nobody (``Waiters.displace``). Admission checked for
         shutdown with no await since (``admit_slow``, and after each of its waits).
         """
-        machine.on_cancel(epoch)
+        self.released(epoch)
         self._ledger.rejection("bulkhead_full", level=level)
         return self._bulkhead_full(level)
 

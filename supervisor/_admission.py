@@ -28,8 +28,6 @@ from ._actor import Actor
 from ._errors import DEQUEUED, BreakerOpen, DeadlineExceeded, SupervisorClosed, SupervisorError
 
 if TYPE_CHECKING:
-    from policies import CircuitBreaker
-
     from ._rate_limits import RateLimits
     from ._timers import Deadline
 
@@ -60,12 +58,11 @@ async def acquire(
     if self.slot_free():
         self.take_slot()
         return epoch
-    return await admit_slow(self, machine, epoch, deadline, args, kwargs)
+    return await admit_slow(self, epoch, deadline, args, kwargs)
 
 
 async def admit_slow(
     self: Actor,
-    machine: CircuitBreaker,
     epoch: int,
     deadline: Deadline | None,
     args: tuple[object, ...],
@@ -78,23 +75,22 @@ async def admit_slow(
     run in.
     """
     if not self.accepting:  # a call coroutine created before close(): see Actor.close
-        machine.on_cancel(epoch)
+        self.released(epoch)
         raise SupervisorClosed(self._closed_reason)
     gates = self._gates
     while True:
         if self._gated:  # a pause or a shared verdict (one flag: the rate-limited success path)
             if gates.paused_until is not None:
-                epoch = await _wait_out_pause(self, machine, epoch, deadline)
-                machine = self._machine
+                epoch = await _wait_out_pause(self, epoch, deadline)
             if gates.forced_until is not None:
-                _check_forced(self, machine, epoch)
+                _check_forced(self, epoch)
         limits = self._limits
         if limits is None:
             # No turn to settle. The caller reads self.admitted only while a limit settles:
             # not now, unless a reconfigure added one while this call queued (said below).
             if self.take_free_slot():
                 return epoch
-            epoch = await _take_slot(self, machine, epoch, deadline)
+            epoch = await _take_slot(self, epoch, deadline)
             if not gates.paused():
                 if self._settles:
                     self.admitted = None
@@ -102,14 +98,13 @@ async def admit_slow(
             # A 429 paused the dependency while this call queued: the slot is not a
             # licence to call a paused dependency. Pass it on and wait the pause out.
             self.release_slot()
-            machine = self._machine
             continue
         # The rate limits: a turn in each, all or none. (One limit priced 1 a call is the
         # success path of most rate-limited calls: one step, and no frame more when local.)
         try:
             costs = limits.unit_costs if limits.unit_priced else limits.costs(args, kwargs)
         except BaseException:
-            machine.on_cancel(epoch)
+            self.released(epoch)
             raise
         clock = self.clock  # (a local: called, not looked up as a method; see take_free_slot)
         now = clock()
@@ -146,15 +141,14 @@ async def admit_slow(
             result, charged = limits.reserve(now, costs, budget)
             turns = limits.turns()
         if isinstance(result, Refusal):
-            machine.on_cancel(epoch)
+            self.released(epoch)
             if result.never:
                 raise limits.never_error(result, costs)
             raise limits.refused(result.retry_after, _priority.current())
         if result > 0.0:
             epoch, retake = await _wait_for_turn(
-                self, machine, epoch, deadline, result, charged, turns, limits
+                self, epoch, deadline, result, charged, turns, limits
             )
-            machine = self._machine
             if retake:  # the turn fell due in a pause: given back, take a fresh one
                 continue
         if take_free_slot(self):  # nothing awaited since the pause was checked: it is ours
@@ -162,7 +156,7 @@ async def admit_slow(
                 self.admitted = (limits, turns)
             return epoch
         try:
-            epoch = await _take_slot(self, machine, epoch, deadline)
+            epoch = await _take_slot(self, epoch, deadline)
         except BaseException:
             # Refused by the bulkhead, cancelled or timed out in its queue: the call never
             # went, so its turn goes back to the limits.
@@ -174,25 +168,22 @@ async def admit_slow(
             return epoch
         self.release_slot()  # paused while it queued: see above; a fresh turn after
         limits.refund(self.clock(), charged, turns)
-        machine = self._machine
 
 
-def _check_forced(self: Actor, machine: CircuitBreaker, epoch: int) -> None:
+def _check_forced(self: Actor, epoch: int) -> None:
     """
     Admission, shared-verdict part: the replicas' verdict refuses the call while it holds
     (``Gates.check_forced`` decides and counts); the call never runs, so the probe permit
-    it was admitted with in *epoch* goes back to *machine*.
+    it was admitted with in *epoch* goes back (``Actor.released``).
     """
     try:
         self._gates.check_forced()
     except BreakerOpen:
-        machine.on_cancel(epoch)
+        self.released(epoch)
         raise
 
 
-async def _take_slot(
-    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
-) -> int:
+async def _take_slot(self: Actor, epoch: int, deadline: Deadline | None) -> int:
     """
     Admission, bulkhead part: a free slot, a place in the queue, or BulkheadFull. The
     caller's priority is read here, where it can matter, and only here: a full queue gives
@@ -203,13 +194,11 @@ async def _take_slot(
     level = _priority.current()
     waiters = self._waiters
     if len(waiters.queue) >= self._max_queued and not waiters.displace(level, self._bulkhead_full):
-        raise self._reject_bulkhead(machine, epoch, level)
-    return await _wait_for_slot(self, machine, epoch, deadline, level)
+        raise self._reject_bulkhead(epoch, level)
+    return await _wait_for_slot(self, epoch, deadline, level)
 
 
-async def _wait_out_pause(
-    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None
-) -> int:
+async def _wait_out_pause(self: Actor, epoch: int, deadline: Deadline | None) -> int:
     """
     The dependency is paused (a rate-limited answer said when to come back): wait for the
     pause to end when it ends within the call's deadline, holding no slot and no probe
@@ -222,10 +211,10 @@ async def _wait_out_pause(
     while until is not None and now < until:
         if deadline is not None and until > deadline:
             if not waited:
-                machine.on_cancel(epoch)
+                self.released(epoch)
             raise gates.reject_paused(until - now)
         if not waited:
-            machine.on_cancel(epoch)  # hold no probe permit while waiting
+            self.released(epoch)  # hold no probe permit while waiting
             waited = True
         with anyio.move_on_after(until - now):
             await self.closing.wait()
@@ -243,7 +232,6 @@ async def _wait_out_pause(
 
 async def _wait_for_turn(
     self: Actor,
-    machine: CircuitBreaker,
     epoch: int,
     deadline: Deadline | None,
     wait: float,
@@ -261,7 +249,7 @@ async def _wait_for_turn(
     that fell due in it would be a burst the limits never allowed, which a provider's
     quota answers with 429s).
     """
-    machine.on_cancel(epoch)  # hold no probe permit while waiting for the turn
+    self.released(epoch)  # hold no probe permit while waiting for the turn
     try:
         with anyio.move_on_after(wait):
             await self.closing.wait()
@@ -275,16 +263,14 @@ async def _wait_for_turn(
             limits.refund(now, charged, turns)
             return epoch, True
         if gates.forced_until is not None:
-            _check_forced(self, machine, epoch)
+            _check_forced(self, epoch)
     except BaseException:
         limits.refund(self.clock(), charged, turns)
         raise
     return epoch, False
 
 
-async def _wait_for_slot(
-    self: Actor, machine: CircuitBreaker, epoch: int, deadline: Deadline | None, level: int
-) -> int:
+async def _wait_for_slot(self: Actor, epoch: int, deadline: Deadline | None, level: int) -> int:
     """
     Queue for a slot at priority *level* (highest first, FIFO within a level); on return
     the slot is ours. Returns the epoch to run in. A higher-priority call may take the

@@ -54,7 +54,7 @@ async def attempt_fast(
         self.take_slot()
         now = self.call_start()  # NaN when this call's latency is not sampled
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
-        epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
+        epoch = await admit_slow(self, epoch, deadline, args, kwargs)
         # Admitted again after a wait: by the breaker in force now (a reconfigure or a
         # crash restart may have replaced it), to which this call reports.
         machine = self._machine

@@ -55,7 +55,7 @@ async def attempt(
         # inlined: Actor.take_slot
         self._in_flight += 1
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
-        epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
+        epoch = await admit_slow(self, epoch, deadline, args, kwargs)
         if self._settles:  # this call's limits and turns, for settle (set as it returned)
             admitted = self.admitted
     # inlined: Actor.call_start

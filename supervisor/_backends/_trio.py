@@ -36,7 +36,7 @@ async def attempt(
     if self.slot_free():
         self.take_slot()
     else:  # no free slot, or a gate is down (pause, rate limits, shutdown)
-        epoch = await admit_slow(self, machine, epoch, deadline, args, kwargs)
+        epoch = await admit_slow(self, epoch, deadline, args, kwargs)
         if self._settles:  # this call's limits and turns, for settle (set as it returned)
             admitted = self.admitted
     now = self.call_start()  # NaN when this call's latency is not sampled
