@@ -267,7 +267,7 @@ def test_supervisor_has_no_import_circle() -> None:
 
 
 #: The actor's mailbox: its only methods that await (ARCHITECTURE.md, rule 2).
-MAILBOX = {"serve", "control", "reconfigure"}
+MAILBOX = {"serve", "control"}
 
 
 def test_the_actor_awaits_only_in_its_mailbox() -> None:
@@ -281,4 +281,28 @@ def test_the_actor_awaits_only_in_its_mailbox() -> None:
                 for inner in ast.walk(node)
                 if isinstance(inner, ast.Await | ast.AsyncFor | ast.AsyncWith)
             ]
+    assert found == []
+
+
+#: What changes a breaker machine (``policies.breaker.CircuitBreaker``): a permit taken or
+#: given back, an outcome. Only the actor's handlers call these (ARCHITECTURE.md, rule 1);
+#: the generated attempts hold copies of the handlers' bodies.
+MACHINE_WRITES = {"acquire", "on_success", "on_outcome", "on_cancel"}
+
+
+def test_only_the_actor_writes_the_breaker_machine() -> None:
+    """Admission, streams, backends and integrations give permits back and report outcomes
+    through the actor's handlers, never by calling the machine themselves."""
+    root = Path(supervisor.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "_actor.py" or path.name.startswith("_generated"):
+            continue
+        found += [
+            f"{path.relative_to(root)}:{node.lineno} .{node.func.attr}()"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in MACHINE_WRITES
+        ]
     assert found == []
