@@ -147,7 +147,7 @@ async def admit_slow(
             raise limits.refused(result.retry_after, _priority.current())
         if result > 0.0:
             epoch, retake = await _wait_for_turn(
-                self, epoch, deadline, result, charged, turns, limits
+                self, epoch, deadline, now + result, charged, turns, limits
             )
             if retake:  # the turn fell due in a pause: given back, take a fresh one
                 continue
@@ -216,7 +216,7 @@ async def _wait_out_pause(self: Actor, epoch: int, deadline: Deadline | None) ->
         if not waited:
             self.released(epoch)  # hold no probe permit while waiting
             waited = True
-        with anyio.move_on_after(until - now):
+        with anyio.CancelScope(deadline=until):  # the loop's clock: see _wait_for_turn
             await self.closing.wait()
         if not self.accepting:
             raise SupervisorClosed(_IN_PAUSE)
@@ -234,16 +234,18 @@ async def _wait_for_turn(
     self: Actor,
     epoch: int,
     deadline: Deadline | None,
-    wait: float,
+    due: float,
     charged: list[float],
     turns: list[Any],
     limits: RateLimits,
 ) -> tuple[int, bool]:
     """
-    The turn is taken and due in *wait* seconds (within the limits' ``max_wait`` and the
-    call's deadline): wait for it holding no slot and no probe permit. FIFO: a turn is a
-    commitment (policies.rate_limit, rule 1), so a large call is never starved by small
-    ones. Returns the epoch to run in (admitted by the breaker again), and whether the
+    The turn is taken and falls *due* then on the loop's clock (within the limits'
+    ``max_wait`` and the call's deadline): wait for it holding no slot and no probe permit.
+    FIFO: a turn is a commitment (policies.rate_limit, rule 1), so a large call is never
+    starved by small ones; and the wait ends at the instant the turn was priced for, not
+    that long after this task next ran (a task preempted between reserving and waiting
+    would otherwise wake after a later, smaller turn). Returns the epoch to run in (admitted by the breaker again), and whether the
     turn fell due in a pause: then it was given back, and the caller takes a fresh one
     once the pause is over (going at the pause's end together with every other turn
     that fell due in it would be a burst the limits never allowed, which a provider's
@@ -251,7 +253,7 @@ async def _wait_for_turn(
     """
     self.released(epoch)  # hold no probe permit while waiting for the turn
     try:
-        with anyio.move_on_after(wait):
+        with anyio.CancelScope(deadline=due):
             await self.closing.wait()
         if not self.accepting:
             raise SupervisorClosed(_IN_RATE_LIMIT)

@@ -372,7 +372,7 @@ async def _race(
             next_at = clock() + delay
             hedges = 0
             while race.winner < 0 and race.running and hedges < max_hedges:
-                with anyio.move_on_after(next_at - clock()):
+                with anyio.CancelScope(deadline=next_at):  # the loop's clock, as clock()
                     await race.wake.wait()
                 if race.wake.is_set():  # a contender ended: look again, same schedule
                     race.wake = anyio.Event()
