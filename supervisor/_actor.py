@@ -4,31 +4,25 @@ The dependency actor: one per registered dependency, sole owner of its state.
 Theory of operation
 -------------------
 An actor owns a breaker machine (:mod:`policies.breaker`), a latency ring, the bulkhead's
-in-flight count and its queue (by priority, FIFO within a level), and what the hot path
-reads, flat on itself. Its policies as configured are one value (``_spec.Settings``, which
-``_apply`` copies the hot path's part of). Its cold concerns are small objects it owns, each
-written only by its own methods, which the actor's handlers call: the lifetime counts and
-crash record (``_ledger.Ledger``), what it tells the event hub and how often
-(``_teller.Teller``), the function as calls reach it and Chaos's draws (``_chaos.Faults``),
-the gates, a pause and the shared verdict (``_gates.Gates``: ``_derive`` shuts the hot
-path's gate while one is down), the rate limits and their refusals
-(``_rate_limits.RateLimits``), the hedges' delay, counts and their turn and budget
-(``_hedging.Hedging``), the streams holding a slot (``_holders.Holders``). Nothing else
-writes them. Messages reach the actor in two ways:
+in-flight count and queue (by priority, FIFO within a level), and what the hot path reads,
+flat on itself; its policies as configured are one value (``_spec.Settings``). Its cold
+concerns are small objects it owns, each written only by its own methods, which the
+actor's handlers call: the counts and crash record (``_ledger``), what it tells the event
+hub (``_teller``), the function as calls reach it and Chaos's draws (``_chaos``), a pause
+and the shared verdict (``_gates``), the rate limits (``_rate_limits``), the hedges
+(``_hedging``), the streams holding a slot (``_holders``). Messages reach it two ways:
 
-* **Call messages** (admit, outcome, slot release) are synchronous handlers. When the actor is
-  idle — always, on a single-threaded event loop, because no handler awaits — the caller's
-  task runs the handler inline. That is the same "one message at a time, in order" guarantee
-  a mailbox gives, without a scheduler round trip per call (a memory-stream hop costs ~15 µs
-  here, the call we protect ~0.1 µs). Outcomes of worker threads are delivered back to the
-  event-loop thread first (``from_thread.run_sync``), so handlers never run concurrently.
+* **Call messages** (admit, outcome, slot release) are synchronous handlers, which the
+  caller's task runs inline: no handler awaits, so on a single-threaded loop the actor is
+  always idle, and that is a mailbox's "one message at a time, in order" without a
+  scheduler round trip per call (~15 µs here; the call we protect ~0.1 µs). Worker
+  threads' outcomes come back to the loop's thread first (``from_thread.run_sync``).
 * **Control messages** (isolate, force_half_open, reset, reconfigure) go through the actor
   task's mailbox (``_runtime.Mailbox``) and are acknowledged when handled.
 
 What awaits lives above: admission waits (``_admission``), the policy loop (``_call``),
-streams (``_stream``) and each backend's attempt, which is bound at start (``_backends``)
-and also delivers the cut-off (timeout, deadline, shutdown) the actor decides (``_cut``).
-Outcomes are counted where they are decided: ``succeeded`` / ``_failed`` / ``released``.
+streams (``_stream``) and each backend's attempt (``_backends``, bound at start), which
+also delivers the cut-offs the actor decides (``_cut``).
 """
 
 from __future__ import annotations
@@ -43,17 +37,10 @@ from typing import Any, Final, final
 
 import anyio
 
-from policies import (
-    Breaker,
-    CircuitBreaker,
-    ErrorKind,
-    LatencyWindow,
-    State,
-)
+from policies import Breaker, CircuitBreaker, ErrorKind, LatencyWindow, State
 from policies import Transition as _Transition
 from policies.budget import RetryBudget
-from policies.classify import _kind_or_unknown as _kind_or_unknown
-from policies.concurrency import AdaptiveLimit, GradientLimit
+from policies.concurrency import GradientLimit
 from policies.hedge import Hedge
 from policies.timeout import limit_of
 
@@ -69,11 +56,7 @@ from ._errors import (
     SupervisorError,
     not_started,
 )
-from ._events import (
-    CallRejected,
-    RetryBudgetExhausted,
-    RetryScheduled,
-)
+from ._events import CallRejected, RetryBudgetExhausted, RetryScheduled
 from ._gates import Gates
 from ._hedging import Hedging
 from ._holders import Holder, Holders
@@ -110,22 +93,17 @@ _SAMPLE_ALL: Final = 1024
 # An attempt's start and end when its latency is not sampled: the clock was not read.
 _UNTIMED: Final = math.nan
 _SHUT_DOWN: Final = "supervisor has shut down: calls are no longer accepted"
-#: Whether asyncio attempts that need no timer and no thread take the fast path
-#: (``_backends/_generated_asyncio.py``, or its template under ``RINGFENCE_INLINE=0``). Tests
-#: set it False to send every asyncio attempt the general way (a ``Running`` record), and
-#: compare the paths; it is read when an actor derives its paths.
+#: Whether asyncio attempts that need no timer and no thread take the fast path; tests set it
+#: False to compare the paths (every asyncio attempt with a ``Running`` record). Read by _derive.
 FAST_PATH = True
 
 
 @final
 class Actor:
     """
-    One dependency and all its state.
-
-    Ownership rule: every attribute below is written only by this class's methods (and the
-    sub-objects' state only by their own, called from these), running in the event-loop
-    thread, one handler at a time (no handler awaits). Nothing outside ``_actor.py`` mutates
-    an actor; the supervisor reads snapshots via :meth:`status`.
+    One dependency and all its state. Every attribute is written only by this class's
+    methods (a sub-object's state by its own, called from these), in the event-loop
+    thread, one handler at a time; the supervisor reads snapshots (:meth:`status`).
     """
 
     def __init__(
@@ -142,21 +120,16 @@ class Actor:
         kind = callable_kind(fn, "fn")
         self.fn = awaiting(fn) if kind == KIND_WRAPS_ASYNC else fn
         self._is_async = kind != KIND_SYNC
-        #: an async generator function: `supervisor.stream()` only (call() says so)
-        self.stream_only = kind == KIND_ASYNC_GEN
-        # The policies as configured; what the hot path reads of them, flat: see _apply.
-        self._settings = Settings()
+        self.stream_only = kind == KIND_ASYNC_GEN  #: an async generator: streams only
+        self._settings = Settings()  # the policies as configured (the hot path's part: _apply)
         self.budget: RetryBudget | None = None
         self._adaptive: GradientLimit | None = None  # an adaptive bulkhead's limit (_sample)
-        # A sync callable's own worker threads, sized to its slots (_backends/_threads.py).
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiter: anyio.CapacityLimiter | None = None  # a sync callable's threads
         self._limits: RateLimits | None = None  # the rate limits (made at start): _admission
         #: The limits and turns of the latest admit_slow, read by its caller as it returns.
         self.admitted: tuple[RateLimits, list[Any]] | None = None
-        #: the streams holding a slot (_stream.py registers itself): close() cuts them off
-        self.streams = Holders()
-        # Given at start: the runtime, and the backend's paths (bound where hot).
-        self._runtime: Runtime | None = None
+        self.streams = Holders()  #: the streams holding a slot: close() cuts them off
+        self._runtime: Runtime | None = None  # given at start, with the backend's paths
         self._paths: Paths | None = None
         # Owned objects, each written only by its own methods (see the module's docstring).
         self._tell = Teller(name)
@@ -166,12 +139,8 @@ class Actor:
         self._faults = Faults(
             self.fn, self._ledger, self._publish, is_async=self._is_async, stream=self.stream_only
         )
-        #: a hedged dependency's hedges (None: not hedged; read once per call by _call.py)
-        self.hedging: Hedging | None = None
-        #: set when the supervisor leaves: every wait above the actor ends on it
-        self.closing = LazyEvent()
-
-        # -- state, owned by the actor ---------------------------------------------------------
+        self.hedging: Hedging | None = None  #: a hedged dependency's hedges (_call.py)
+        self.closing = LazyEvent()  #: set when the supervisor leaves: every wait ends on it
         self.accepting = False
         self._closed_reason = NOT_STARTED
         self._closed_at = 0.0  # the loop clock when the supervisor left (status() after exit)
@@ -180,47 +149,42 @@ class Actor:
         self.rng: random.Random = random.Random()
         self._mailbox: Mailbox | None = None  # control messages (made at start)
         # Derived (_derive): the bulkhead's size, the fast path's flags, the hot path's gate
-        # (slot_free), a gate being down (Gates.down, for admit_slow), and the ways in.
+        # (slot_free), a gate being down (Gates.down, for admit_slow), and the ways in:
+        # `entry` is what Supervisor.call awaits (the attempt itself when no loop is needed),
+        # `policy_loop` _call.py's loop ((args, kwargs, deadline), and a stream's: stream).
         self._max_concurrent, self._max_queued = 0, 0
         self._settles = self._simple = self._plain = self._gated = False
         self._slots = -1
-        self.attempt: _Entry = self._attempt_closed
-        #: what ``Supervisor.call`` awaits: the attempt itself when no retry loop is needed.
-        self.entry: _Entry = self._attempt_closed
-        #: the policy loop (_call.py): (args, kwargs, deadline) for a call, (..., stream) for
-        #: a stream
-        self.policy_loop: _Loop = self._attempt_closed
+        self.attempt: _Entry = types.MethodType(_closed, self)
+        self.entry: _Entry = self.attempt
+        self.policy_loop: _Loop = self.attempt
         # The bulkhead: the slots taken, the calls queued for one (the hot path reads the
         # queue's truthiness through this alias), and one rejection event per spell of full.
         self._in_flight = 0
         self._waiters = Waiters()
         self._queue = self._waiters.queue
         self._bulkhead_full_logged = False
-        # Running attempts: the general way's records; the fast way's count, which shutdown
-        # finds by walking the tasks (_asyncio_general.cut_fast), and those it cut, by frame:
-        # (why, task, the task's cancelling() before the cut).
+        # Running attempts: the general way's records; the fast way's count (shutdown walks
+        # the tasks for them: cut_fast), and those it cut, by frame (why, task, cancelling).
         self._running: dict[Running, None] = {}
         self._fast = 0
         self._cut_frames: dict[types.FrameType, tuple[int, asyncio.Task[Any], int]] = {}
-        # Made at start: the attempts' cut-offs (asyncio) and when running calls become slow
-        # (Breaker.slow_call), on the backend's timer loop; asyncio's loop and current_task
-        # (split so the hot path calls a C function directly); the backend's cancel scope.
+        # Made at start: the timers of cut-offs (asyncio) and of slow calls; asyncio's loop
+        # and current_task (a C function the hot path calls directly); the cancel scope.
         self._timers: DeadlineHeap | None = None
         self._slow_timers: DeadlineHeap | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task_of: Callable[[Any], asyncio.Task[Any] | None] = asyncio.current_task
         self._cancel_scope: Callable[[], Any] = anyio.CancelScope  # trio.CancelScope on trio
-        # (exception, kind, Retry-After) of the latest failure _failed read: the retry loop,
-        # which sees the same exception next with no await in between, reuses them.
+        # (exception, kind, Retry-After) of the latest failure, which the retry loop, seeing
+        # it next with no await between, reuses.
         self._last_failure: tuple[BaseException | None, ErrorKind, float | None] = _NO_FAILURE
-        # Attempts that ended with an outcome (status().calls), a sample of their latencies
-        # (status().latency; call_start says which; the ring for the inlined record), and
-        # below which count all are timed (sys.maxsize: slow calls or an adaptive limit).
+        # Attempts ended with an outcome, a sample of their latencies (call_start says which;
+        # the ring for the inlined record), and below which count all are timed.
         self._calls = 0
         self._latency = LatencyWindow()
         self._latency_ring = self._latency.ring
         self._time_all_below = _SAMPLE_ALL
-
         self._apply(policies)
 
     # ==========================================================================================
@@ -265,16 +229,13 @@ class Actor:
     def close(self) -> None:
         """
         Stop accepting calls: queued calls fail with ``SupervisorClosed``, running attempts
-        are cut off (they raise ``SupervisorClosed`` in their callers), sleepers wake.
+        are cut off (they raise it in their callers), sleepers wake.
         """
         self._closed_at = self.clock()
         self.accepting = False
         self._closed_reason = _SHUT_DOWN
-        # A call coroutine created while running but first awaited now (`pending = llm(x)`
-        # inside `async with`, `await pending` after it) was bound to the attempt path before
-        # _derive swaps it for the closed one. The gate (closed too) sends it to _admit_slow,
-        # which says SupervisorClosed: zero cost on the hot path, which compares _slots
-        # anyway (issue #8, defect 6).
+        # A call coroutine bound to the attempt path before this (`pending = llm(x)` inside
+        # `async with`, awaited after it) meets the closed gate: admit_slow refuses it.
         self._derive()
         self._fail_queued(lambda: SupervisorClosed(DEQUEUED), None)
         for running in list(self._running):
@@ -309,35 +270,12 @@ class Actor:
         """The fallback answers this call (or stream)."""
         self._ledger.fallback()
 
-    # -- one attempt ----------------------------------------------------------------------------
-
-    async def _not_awaitable(
-        self, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
-    ) -> object:
-        msg = (
-            f"{self.name!r} is an async generator function: its calls are streams; use"
-            f" `async with supervisor.stream({self.name!r}, ...) as items:` (or the handle's"
-            " .stream(...)) instead of awaiting a call"
-        )
-        raise TypeError(msg)
-
-    async def _attempt_closed(
-        self,
-        args: tuple[object, ...],
-        kwargs: dict[str, Any],
-        deadline: Deadline | None,
-        stream: object = None,
-    ) -> object:
-        """Every call's way, and a stream's (*stream*), while the supervisor is not running."""
-        raise SupervisorClosed(self._closed_reason)
-
     @inline
     def admit_nowait(self, machine: CircuitBreaker) -> int:
         """
-        Admission, breaker part: the epoch to run in, or the raised error of
-        :meth:`_refuse`, raised directly, with no local holding it: a local would close a
-        frame -> error -> traceback -> frame cycle that only the garbage collector frees
-        (~600 ns per rejection, measured). A closed breaker admits without reading the clock.
+        Admission, breaker part: the epoch to run in, or :meth:`_refuse`'s error raised with
+        no local holding it (a local makes a frame -> traceback cycle only the GC frees,
+        ~600 ns per rejection). A closed breaker admits without reading the clock.
         """
         if machine.state is _CLOSED_STATE:
             epoch = machine.epoch
@@ -352,11 +290,9 @@ class Actor:
     @inline
     def call_start(self) -> float:
         """
-        When an attempt starts, on the loop clock, if its latency is sampled; else NaN (the
-        clock is not read). The sampling rule: every attempt while fewer than 1,024 have
-        ended with an outcome, then those starting while that count is a multiple of 16;
-        every attempt when ``Breaker.slow_call`` is set (each success is checked against it)
-        or the limit is adaptive (each outcome is its sample): ``_derive`` sets the threshold.
+        When an attempt starts, if its latency is sampled; else NaN (the clock unread). Every
+        attempt is sampled while fewer than 1,024 have ended, then 1 in 16; every one with
+        ``Breaker.slow_call`` or an adaptive limit (``_derive`` sets the threshold).
         """
         calls = self._calls
         return self.clock() if calls < self._time_all_below or not calls & 15 else _UNTIMED
@@ -376,9 +312,8 @@ class Actor:
     ) -> float:
         """
         When the attempt *running* since *start* must end: after *attempt_timeout*, or at the
-        call's *deadline* when that comes first (``policies.timeout.limit_of``). *running*
-        keeps which, and its seconds: a reconfigure while it runs changes neither. A handler
-        (inlined in the asyncio fast path), as the limit is read once per timed attempt.
+        call's *deadline* if sooner (``policies.timeout.limit_of``). *running* keeps which and
+        its seconds, so a reconfigure while it runs changes neither.
         """
         at, by_deadline = limit_of(start, attempt_timeout, deadline)
         if by_deadline:
@@ -416,11 +351,8 @@ class Actor:
         self._in_flight -= 1
 
     def _reject_bulkhead(self, epoch: int, level: int) -> BulkheadFull:
-        """
-        Admission, bulkhead part, when every slot and queue place is taken and the call, of
-        priority *level*, displaces nobody (``Waiters.displace``). Admission checked for
-        shutdown with no await since (``admit_slow``, and after each of its waits).
-        """
+        """Every slot and queue place is taken and the call, of priority *level*, displaces
+        nobody (``Waiters.displace``): refused, and counted."""
         self.released(epoch)
         self._ledger.rejection("bulkhead_full", level=level)
         return self._bulkhead_full(level)
@@ -428,9 +360,8 @@ class Actor:
     def _bulkhead_full(self, level: int) -> BulkheadFull:
         """
         The error of a call of priority *level* turned away by the full bulkhead, at once
-        (:meth:`_reject_bulkhead`, which counts it) or displaced from the queue
-        (``Waiters.displace``: counted as it resumes, :meth:`refused_in_queue`); told once
-        a spell.
+        (:meth:`_reject_bulkhead`) or displaced from the queue (counted as it resumes,
+        :meth:`refused_in_queue`); told once a spell of full.
         """
         if not self._bulkhead_full_logged:
             self._bulkhead_full_logged = True
@@ -459,10 +390,9 @@ class Actor:
 
     def _derive(self) -> None:
         """
-        The one place that sets what the policies, the phase and the gates decide together:
-        the bulkhead's size, the entry point, the fast path's flags and the hot path's gate.
-        Called whenever one of them changes (start, close, reconfigure, a pause, a shared
-        verdict, a sync callable found to be async); nothing else assigns these.
+        The one place that sets what the policies, the phase and the gates decide together
+        (the bulkhead's size, the ways in, the fast path's flags, the hot path's gate), called
+        whenever one of them changes; nothing else assigns these.
         """
         self._max_concurrent, self._max_queued = bulkhead_size(
             self._settings.bulkhead, self._is_async
@@ -472,19 +402,18 @@ class Actor:
         if self._limiter is not None and not self._is_async:
             self._limiter.total_tokens = self._max_concurrent
         self._settles = self._limits is not None and self._limits.settles
-        # The common case takes one method call: no retry loop, no deadline, no fallback.
-        self._simple = self.retry is None and self.total is None and self.fallback is None
-        hedged = self.hedging is not None  # its attempts run in tasks: off the fast path
+        hedged = self.hedging is not None  # a race per attempt, in tasks: off the fast path
         if self._paths is not None:  # (bound at start: _call.py's loops)
-            # A hedged dependency's loop races each attempt: chosen here, not tested per call.
             loop = self._paths.with_hedging if hedged else self._paths.with_policies
             self.policy_loop = types.MethodType(loop, self)
-        self._simple = self._simple and not hedged
-        # Attempts that need no timer and no thread take the asyncio fast path.
-        # Every attempt timed where a reading decides something (slow calls, an adaptive
-        # limit's samples); else every one of the first 1,024, then 1 in 16 (call_start).
+        # The common case takes one method call: no loop, deadline, fallback or hedge.
+        self._simple = (
+            self.retry is None and self.total is None and self.fallback is None and not hedged
+        )
+        # Every attempt timed where a reading decides something (call_start).
         timed_all = self.watches_slow or self._adaptive is not None
         self._time_all_below = sys.maxsize if timed_all else _SAMPLE_ALL
+        # Attempts that need no timer, thread or sample take the asyncio fast path.
         self._plain = (
             FAST_PATH
             and self._is_async
@@ -495,9 +424,9 @@ class Actor:
             and not hedged  # a race per attempt (_call)
         )
         if not self.accepting:
-            self.attempt = self.entry = self._attempt_closed
+            self.attempt = self.entry = types.MethodType(_closed, self)
         elif self.stream_only:
-            self.entry = self._not_awaitable
+            self.entry = types.MethodType(_not_awaitable, self)
         else:
             self.entry = self.attempt if self._simple else self.policy_loop
         # The hot path's gate: open (the slot count) only while nothing else applies.
@@ -532,30 +461,25 @@ class Actor:
         return () if self._limits is None else tuple(self._limits.limiters)
 
     def shared_pause(self, seconds: float) -> float:
-        """
-        Another replica was told to come back in *seconds*: pause here too, as long as a
-        hint of this dependency's own may (``max_retry_after``). Returns the seconds paused.
-        """
+        """Another replica was told to come back in *seconds*: pause here too, as long as a
+        hint of our own may (``max_retry_after``). Returns the seconds paused."""
         seconds = min(seconds, self._settings.max_pause)
         if self.accepting:
             self._gates.pause(seconds, source="cluster")
         return seconds
 
     def shared_open(self, seconds: float | None) -> None:
-        """
-        The replicas' shared verdict: refuse calls for *seconds* (``None`` lifts it). Not a
-        breaker transition: the local breaker keeps its own state and probes.
-        """
+        """The replicas' shared verdict: refuse calls for *seconds* (``None`` lifts it). Not a
+        breaker transition: the local breaker keeps its own state and probes."""
         self._gates.shared_open(seconds)
         if seconds is not None:
             self._fail_queued(lambda: BreakerOpen(self.name, seconds, "open"), "shared_open")
 
     def learned_async(self) -> None:
         """
-        The sync callable returned an awaitable: it is an async API behind a plain ``def``.
-        From now on it is called on the loop, as ``await fn(...)`` would call it, and what it
-        returns is awaited: a thread per call would cost ~50 µs and run loop-bound code (a
-        client that looks up its event loop when called) in the wrong thread.
+        The sync callable returned an awaitable (an async API behind a plain ``def``): from
+        now on it is called on the loop and awaited. A thread per call would cost ~50 µs and
+        run loop-bound code (a client that finds its event loop when called) in a thread.
         """
         if not self._is_async:
             self.fn = self._faults.learned_async()
@@ -568,10 +492,10 @@ class Actor:
     @inline
     def _started(self, task: object, base: int, epoch: int) -> Running:
         """
-        An attempt admitted in *epoch* starts on the general way: its record, every field
-        set here (``Running`` has no ``__init__``: see there), registered until :meth:`_end`
-        for its timers and for shutdown to cut it off. *task*: the asyncio task (on trio,
-        the attempt's cancel scope); *base*: that task's ``cancelling()`` now (0 on trio).
+        An attempt admitted in *epoch* starts on the general way: its record (every field set
+        here: ``Running`` has no ``__init__``), registered until :meth:`_end` for its timers
+        and shutdown. *task*: the asyncio task (trio: the cancel scope); *base*: its
+        ``cancelling()`` now (0 on trio).
         """
         running = Running()
         running.task = task
@@ -603,10 +527,8 @@ class Actor:
             self._bulkhead_full_logged = False
 
     def _hand_over(self) -> None:
-        """
-        A freed slot passes straight to the next waiter (``Waiters.grant_next``), unless an
-        adaptive limit shrank below the calls running: then the slot goes.
-        """
+        """A freed slot passes to the next waiter (``Waiters.grant_next``), unless an adaptive
+        limit shrank below the calls running: then the slot goes."""
         if self._in_flight > self._max_concurrent:
             self._in_flight -= 1
         else:
@@ -615,12 +537,10 @@ class Actor:
     @inline
     def record_success(self, machine: CircuitBreaker, epoch: int, start: float, end: float) -> None:
         """
-        A success admitted in *epoch* by *machine*: counted, its latency recorded if it was
-        sampled (``LatencyWindow.record``; *start*, and *end* on the fast path, are NaN when
-        not: see :meth:`call_start`), then a failure to the breaker if slower than
-        ``slow_call``, else a success to *machine* (skipped when it is quiet: nothing would
-        change). A breaker replaced while the call ran is retired (``_new_machine``): it
-        tells nobody, as the new one, to which this is a late outcome, would not.
+        A success admitted in *epoch* by *machine*: counted, its latency recorded if sampled
+        (*start*, and *end* on the fast path, are NaN if not), then a failure to the breaker
+        if slower than ``slow_call``, else a success to *machine* unless it is quiet. A
+        machine replaced while the call ran is retired (``_new_machine``) and tells nobody.
         """
         self._calls += 1
         if start == start:  # (NaN: not sampled)
@@ -638,9 +558,8 @@ class Actor:
     @inline
     def succeeded(self, epoch: int, start: float, end: float, slow: bool = False) -> None:
         """
-        A success (of the asyncio attempts with a Running record, of trio's, and of
-        streams), reported to the breaker in force now. *slow*: the call was counted slow
-        while it ran (:meth:`crossed_slow`): only its latency is left to record.
+        A success (the general way's, trio's, a stream's), to the breaker in force now.
+        *slow*: counted slow while it ran (:meth:`crossed_slow`): only its latency is left.
         """
         machine = self._machine
         if slow:
@@ -653,8 +572,8 @@ class Actor:
     def _sample(self, start: float, end: float, *, dropped: bool) -> None:
         """
         An outcome, as a sample of an adaptive limit (``policies.concurrency``): a new limit
-        becomes the bulkhead's (``_derive``); more room goes to the queue, less is taken
-        back as slots are released (``_hand_over``). The teller says when it moved enough.
+        becomes the bulkhead's (``_derive``); more room goes to the queue, less is taken back
+        as slots are released (``_hand_over``).
         """
         adaptive = self._adaptive
         assert adaptive is not None
@@ -666,11 +585,9 @@ class Actor:
         self._tell.limit_moved(end, limit, adaptive.probing)
 
     def _slow(self, epoch: int, end: float) -> None:
-        """
-        A slow call (longer than ``Breaker.slow_call``): a failure to the breaker. Counted
-        once per call: when it crosses ``slow_call`` while running (:meth:`crossed_slow`),
-        or, if it ended before its timer could fire, by the success it ends with.
-        """
+        """A slow call (longer than ``Breaker.slow_call``): a failure to the breaker, once per
+        call: as it crosses ``slow_call`` (:meth:`crossed_slow`), or by the success it ends
+        with if that came first."""
         self._ledger.failure(slow=True)
         self._report(epoch, end, True)
 
@@ -682,11 +599,9 @@ class Actor:
 
     def crossed_slow(self, running: Running, why: int) -> None:
         """
-        The attempt *running* has run longer than ``slow_call`` and is still running (its
-        timer, :meth:`watch_slow`): it is a slow call now, a failure to the breaker at this
-        moment: a hung dependency opens the breaker while its calls hang (issue 20). Its end
-        counts nothing more: a success only records its latency, a failure its error type
-        (one failure per call), a cancellation nothing.
+        The attempt *running* is still running past ``slow_call`` (:meth:`watch_slow`): a
+        slow call, a failure to the breaker now, so a hung dependency opens the breaker while
+        its calls hang. Its end counts no second failure (a success records its latency).
         """
         running.slow = True
         try:
@@ -718,20 +633,16 @@ class Actor:
     def ended_with(
         self, exc: BaseException, epoch: int, start: float, end: float, slow: bool = False
     ) -> None:
-        """
-        An attempt raised *exc*: count it, unless it is a cancellation or the like. *slow*:
-        it was counted slow while it ran (:meth:`crossed_slow`), its one failure.
-        """
+        """An attempt raised *exc*: counted, unless a cancellation or the like. *slow*: it was
+        counted slow while it ran (:meth:`crossed_slow`), its one failure."""
         if isinstance(exc, Exception):
             self._failed(epoch, exc, start, end, slow)
         else:  # cancellation, KeyboardInterrupt: counts nothing
             self._no_outcome(epoch, start, end, slow)
 
     def _no_outcome(self, epoch: int, start: float, end: float, slow: bool) -> None:
-        """
-        An attempt ended without an outcome (cancelled, cut off by shutdown or the call's
-        deadline). One counted slow while it ran had one, though: a call, so its latency.
-        """
+        """An attempt ended without an outcome (cancelled, cut off by shutdown or the deadline);
+        one counted slow while it ran had one, though: a call, so its latency."""
         if slow:
             self._call_ended(start, end)
         self.released(epoch)
@@ -745,8 +656,7 @@ class Actor:
 
     def released(self, epoch: int) -> None:
         """The attempt ended without an outcome: give a half-open probe permit back."""
-        machine = self._machine
-        machine.on_cancel(epoch)
+        self._machine.on_cancel(epoch)
 
     def _report(self, epoch: int, now: float, failed: bool) -> None:
         machine = self._machine
@@ -767,11 +677,9 @@ class Actor:
         stream: bool = False,
     ) -> SupervisorError:
         """
-        The error an attempt cut off by us raises; counts it where it counts: the one place
-        that decides it, for calls' attempts and streams' waits (``_stream.Stream``: its
-        opening, a later item, the supervisor leaving; *stream*: the error is a stream's)
-        alike. *seconds* is the limit that cut it (``Running.seconds``: the policy the call
-        started with); *slow*: it was counted slow already (:meth:`crossed_slow`).
+        The error an attempt cut off by us raises, counted where it counts: the one place
+        that decides it, for calls' attempts and streams' waits alike (*stream*). *seconds*:
+        the limit that cut it (``Running.seconds``); *slow*: see :meth:`crossed_slow`.
         """
         error = cut_error(self.name, why, seconds, stream=stream)
         if why == TIMEOUT:
@@ -809,11 +717,9 @@ class Actor:
         return self._cut_frames.pop(frame, None)
 
     def refused_in_queue(self, waiter: Waiter, epoch: int) -> None:
-        """
-        A queued call resumes with the error it was woken to (an opening breaker, a shared
-        verdict, a crash, shutdown, a higher priority's displacing it): its probe permit
-        goes back, and the refusal is counted now (``Waiters.refused``).
-        """
+        """A queued call resumes with the error it was woken to (an opening breaker, a shared
+        verdict, a crash, shutdown, displacement): its permit goes back, the refusal is
+        counted now (``Waiters.refused``)."""
         self.released(epoch)
         refusal = self._waiters.refused(waiter)
         if refusal is not None:
@@ -829,11 +735,9 @@ class Actor:
     def _refuse(
         self, machine: CircuitBreaker, now: float
     ) -> BreakerOpen | DependencyCrashed | SupervisorClosed:
-        """
-        Admission past a breaker that is not closed, refused (:meth:`admit_nowait`): the
-        supervisor has left (a call coroutine created before close(): see there), the
-        dependency is down (its restart limit reached), or the breaker said no.
-        """
+        """Admission past a breaker that is not closed, refused (:meth:`admit_nowait`): the
+        supervisor has left (see :meth:`close`), the dependency is down, or the breaker said
+        no."""
         if not self.accepting:
             return SupervisorClosed(self._closed_reason)
         down = self._down
@@ -864,11 +768,8 @@ class Actor:
         self._tell.transition(transition)
 
     def _fail_queued(self, error: Callable[[], SupervisorError], reason: str | None) -> None:
-        """
-        Every queued call wakes to an *error* of its own, a refusal for *reason* counted as
-        it resumes (:meth:`refused_in_queue`); ``None``: shutdown, whose calls the counts
-        say nothing of, as of any call it cuts off (``DependencyStatus.requests``).
-        """
+        """Every queued call wakes to an *error* of its own, a refusal for *reason* counted as
+        it resumes (:meth:`refused_in_queue`); ``None``: shutdown, counted nowhere."""
         self._waiters.fail_all(error, reason)
 
     # ==========================================================================================
@@ -882,9 +783,8 @@ class Actor:
         down = ledger.crashed(crash, now, self._runtime.may_restart)
         self._tell.crashed(now, crash, ledger.restarts, down)
         error = DependencyCrashed(self.name, crash, down=down)
-        # The queued calls never reached the dependency: refused, as "down" when this crash
-        # left it down (the reason of every call refused while it is down), else "crashed"
-        # (the actor restarted under them).
+        # The queued calls never reached it: refused, as "down" if this crash left it down
+        # (as every call refused while down), else "crashed" (restarted under them).
         self._fail_queued(
             lambda: DependencyCrashed(self.name, crash, down=down), "down" if down else "crashed"
         )
@@ -897,22 +797,17 @@ class Actor:
         return error
 
     async def control(self, op: str, reason: str, changes: dict[str, Any] | None = None) -> Any:
-        """
-        Send a control message (*op*: isolate, force_half_open, reset; or reconfigure, with
+        """Send a control message (*op*: isolate, force_half_open, reset, or reconfigure with
         the policies' *changes*) to the actor task; returns its acknowledgement (the
-        transition, None for a reconfigure) once handled.
-        """
+        transition; None for a reconfigure) once handled."""
         if not self.accepting or self._mailbox is None:
             raise SupervisorClosed(self._closed_reason)
         return await self._mailbox.ask(op, reason, changes)
 
     def _new_machine(self, now: float) -> CircuitBreaker:
-        """
-        A fresh breaker in place of the current one (a reconfigure, a crash restart): closed,
-        with the transitions so far, its epochs continuing the old one's (the old one's
-        permits become late outcomes). The old one is retired: calls it admitted may still
-        report to it, and nobody hears of it.
-        """
+        """A fresh closed breaker in place of the current one (a reconfigure, a restart), with
+        the transitions so far and epochs continuing the old one's. The old one is retired:
+        calls it admitted may still report to it, and nobody hears of it."""
         old = self._machine
         machine = self._settings.breaker.machine(now, self._on_transition, epoch=old.epoch + 1)
         machine.transitions.extend(old.transitions)
@@ -921,10 +816,8 @@ class Actor:
         return machine
 
     def _reconfigure(self, changes: dict[str, Any]) -> None:
-        """
-        Swap policies, keeping the counters, the latency window and the calls in flight
-        (they finish under the policies they started with).
-        """
+        """Swap policies, keeping the counters, the latency window and the calls in flight
+        (they finish under the policies they started with)."""
         self._apply(changes)
         self._derive()
         self._fill_from_queue()
@@ -936,12 +829,11 @@ class Actor:
 
     def _apply(self, changes: dict[str, Any]) -> None:
         """
-        Install policies: all of them at registration, those given by a reconfigure (what
-        they are together: ``_spec.Settings``), then copy out, flat, what the hot path reads.
-        A budget keeps its counts while its settings stay. A new breaker starts closed with
-        empty windows, its epochs continuing the old one's (late outcomes stay late); an
-        isolated dependency stays isolated. New rate limits start with full buckets; calls
-        waiting for a turn keep theirs.
+        Install policies (all at registration, a reconfigure's changes: ``_spec.Settings``)
+        and copy out, flat, what the hot path reads. A budget or adaptive limit keeps its
+        counts while its settings stay; a new breaker starts closed (see _new_machine), but
+        an isolated dependency stays isolated; new rate limits start full, and calls waiting
+        for a turn keep theirs.
         """
         settings = self._settings = self._settings.changed(changes)
         retry, timeout, config = settings.retry, settings.timeout, settings.breaker
@@ -951,16 +843,11 @@ class Actor:
         self._slow_after = settings.slow_after
         #: Breaker.slow_call is set: attempts are watched while they run (watch_slow)
         self.watches_slow = config.slow_call is not None
-        budget = retry.budget if retry is not None else None
-        if budget is None or self.budget is None or self.budget.config != budget:
-            self.budget = None if budget is None else budget.machine()
-        bulkhead = settings.bulkhead
-        adaptive = bulkhead.max_concurrent if bulkhead is not None else None
-        if not isinstance(adaptive, AdaptiveLimit):
-            self._adaptive = None
-        elif self._adaptive is None or self._adaptive.config != adaptive:
-            self._adaptive = adaptive.machine()  # a new one starts at its initial limit
-            self._tell.limit_set(adaptive.initial)
+        self.budget = settings.budget_machine(self.budget)
+        adaptive = settings.adaptive_machine(self._adaptive)
+        if adaptive is not None and adaptive is not self._adaptive:
+            self._tell.limit_set(adaptive.limit)  # a fresh one, at its initial limit
+        self._adaptive = adaptive
         if "rate_limit" in changes and self._runtime is not None:  # (else: made at start)
             self._limits = RateLimits.of(
                 self.name, settings.rate_limit, self._runtime.shared, self._ledger
@@ -1006,13 +893,13 @@ class Actor:
     # Snapshots
 
     def status(self) -> DependencyStatus:
-        """A frozen snapshot; a blank closed one before the supervisor starts."""
-        # The loop clock is readable only while the supervisor runs (trio's only on its own
-        # loop): after exit the snapshot is as of the moment the supervisor left.
+        """
+        A frozen snapshot; a blank closed one before start; after exit, as of the moment the
+        supervisor left. It may run in another thread (a metrics exporter's) while the loop
+        changes the fields, so each is read once.
+        """
         accepting, started = self.accepting, self._runtime is not None
         now = self.clock() if accepting else self._closed_at
-        # Each field read once: status() may run in another thread (a metrics exporter's)
-        # while the loop changes these.
         budget, limits, limit = self.budget, self._limits, self._max_concurrent
         return DependencyStatus(
             name=self.name,
@@ -1040,12 +927,12 @@ class Actor:
         kwargs: dict[str, Any],
     ) -> bool:
         """
-        Whether hedge number *hedge* of attempt *attempt* starts now: only when the attempt
-        path, next with no await in between, admits it at once. Never into a breaker that is
-        not closed, a pause, a shared open verdict, shutdown or a full bulkhead (a hedge never
-        queues); then the rate limits and the budget (:meth:`Hedging.start`).
+        Whether hedge *hedge* of attempt *attempt* starts now: only when the attempt path, next
+        with no await between, admits it at once: never into a breaker not closed (a
+        dependency left down is isolated), a gate down, shutdown or a full bulkhead (a hedge
+        never queues); then the rate limits and the budget decide (:meth:`Hedging.start`).
         """
-        if not self.accepting or self._down is not None or self._machine.state is not _CLOSED_STATE:
+        if not self.accepting or self._machine.state is not _CLOSED_STATE:
             return False
         now = self.clock()
         if self._gates.shut(now) or self._queue or self._in_flight >= self._max_concurrent:
@@ -1062,6 +949,29 @@ _REJECTED_BY_STATE: Final = {
     State.ISOLATED: "breaker_isolated",
     State.CLOSED: "breaker_closed",  # pragma: no cover - a closed breaker admits
 }
+
+
+async def _closed(
+    self: Actor,
+    args: tuple[object, ...],
+    kwargs: dict[str, Any],
+    deadline: Deadline | None,
+    stream: object = None,
+) -> object:
+    """Every call's way, and a stream's (*stream*), while the supervisor is not running."""
+    raise SupervisorClosed(self._closed_reason)
+
+
+async def _not_awaitable(
+    self: Actor, args: tuple[object, ...], kwargs: dict[str, Any], deadline: Deadline | None
+) -> object:
+    """A call's way to an async generator function."""
+    msg = (
+        f"{self.name!r} is an async generator function: its calls are streams; use"
+        f" `async with supervisor.stream({self.name!r}, ...) as items:` (or the handle's"
+        " .stream(...)) instead of awaiting a call"
+    )
+    raise TypeError(msg)
 
 
 _Entry = Callable[

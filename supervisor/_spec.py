@@ -33,7 +33,9 @@ from policies import (
     classify,
     retry_after,
 )
+from policies.budget import RetryBudget
 from policies.classify import _kind_or_unknown as _kind_or_unknown
+from policies.concurrency import AdaptiveLimit, GradientLimit
 
 from ._errors import (
     BreakerOpen,
@@ -151,6 +153,22 @@ class Settings:
             if key in changes and changes[key] is None:
                 changes[key] = default
         return dataclasses.replace(self, **changes)
+
+    def budget_machine(self, current: RetryBudget | None) -> RetryBudget | None:
+        """The retry budget's machine: *current* while its settings stay (it keeps its
+        counts), else a fresh one."""
+        config = self.retry.budget if self.retry is not None else None
+        if config is None:
+            return None
+        return current if current is not None and current.config == config else config.machine()
+
+    def adaptive_machine(self, current: GradientLimit | None) -> GradientLimit | None:
+        """An adaptive bulkhead limit's machine: *current* while its settings stay, else a
+        fresh one, at its initial limit."""
+        config = self.bulkhead.max_concurrent if self.bulkhead is not None else None
+        if not isinstance(config, AdaptiveLimit):
+            return None
+        return current if current is not None and current.config == config else config.machine()
 
     @property
     def max_pause(self) -> float:
