@@ -51,6 +51,7 @@ from ._errors import (
     NOT_STARTED,
     BreakerOpen,
     BulkheadFull,
+    DeadlineExceeded,
     DependencyCrashed,
     SupervisorClosed,
     SupervisorError,
@@ -715,6 +716,13 @@ class Actor:
         """The cut (why, task, its cancelling() before) shutdown made of the fast path's attempt
         in *frame*, as it ends, if it made one."""
         return self._cut_frames.pop(frame, None)
+
+    def past_deadline(self, deadline: Deadline) -> DeadlineExceeded:
+        """The call's total *deadline* passed before its next attempt could start (it waited in
+        the queue, for a turn or a pause, or in a backoff the loop ended late): turned away
+        without reaching the dependency (``policies.timeout``), counted as such."""
+        self._ledger.rejection("deadline")
+        return DeadlineExceeded(self.name, deadline.total)
 
     def refused_in_queue(self, waiter: Waiter, epoch: int) -> None:
         """A queued call resumes with the error it was woken to (an opening breaker, a shared

@@ -25,7 +25,7 @@ from policies.rate_limit import Refusal, reserve_all
 
 from . import _priority
 from ._actor import Actor
-from ._errors import DEQUEUED, BreakerOpen, DeadlineExceeded, SupervisorClosed, SupervisorError
+from ._errors import DEQUEUED, BreakerOpen, SupervisorClosed, SupervisorError
 
 if TYPE_CHECKING:
     from ._rate_limits import RateLimits
@@ -226,6 +226,8 @@ async def _wait_out_pause(self: Actor, epoch: int, deadline: Deadline | None) ->
         gates.end_pause()
     if not waited:
         return epoch
+    if deadline is not None and now >= deadline:  # the loop resumed this call too late
+        raise self.past_deadline(deadline)
     # Admitted again: the breaker may have moved meanwhile.
     return self.admit_nowait(self._machine)
 
@@ -243,9 +245,10 @@ async def _wait_for_turn(
     The turn is taken and falls *due* then on the loop's clock (within the limits'
     ``max_wait`` and the call's deadline): wait for it holding no slot and no probe permit.
     FIFO: a turn is a commitment (policies.rate_limit, rule 1), so a large call is never
-    starved by small ones; and the wait ends at the instant the turn was priced for, not
-    that long after this task next ran (a task preempted between reserving and waiting
-    would otherwise wake after a later, smaller turn). Returns the epoch to run in (admitted by the breaker again), and whether the
+    starved by small ones. The wait ends at the instant on the loop's clock the turn was
+    priced for (not that long after this task next ran); when the loop runs late, calls
+    whose turns have all fallen due start in the order it resumes them, and one resumed
+    past its deadline does not start (``Actor.past_deadline``). Returns the epoch to run in (admitted by the breaker again), and whether the
     turn fell due in a pause: then it was given back, and the caller takes a fresh one
     once the pause is over (going at the pause's end together with every other turn
     that fell due in it would be a burst the limits never allowed, which a provider's
@@ -258,6 +261,8 @@ async def _wait_for_turn(
         if not self.accepting:
             raise SupervisorClosed(_IN_RATE_LIMIT)
         now = self.clock()
+        if deadline is not None and now >= deadline:  # the loop resumed this call too late
+            raise self.past_deadline(deadline)  # (its turn goes back: below)
         machine = self._machine  # admitted again: the breaker may have moved meanwhile
         epoch = self.admit_nowait(machine)
         gates = self._gates
@@ -292,11 +297,12 @@ async def _wait_for_slot(self: Actor, epoch: int, deadline: Deadline | None, lev
     if waiter.error is not None:  # (a shared verdict moves no epoch: the permit goes back)
         self.refused_in_queue(waiter, epoch)
         raise waiter.error
-    if not waiter.granted:  # the total deadline passed in the queue
+    if not waiter.granted or (deadline is not None and self.clock() >= deadline):
+        # The total deadline passed in the queue, or before the loop resumed the call that
+        # was granted a slot in time: either way too late to start (the slot is passed on).
         self._leave_queue(waiter, epoch)
         assert deadline is not None
-        self._ledger.rejection("deadline")  # turned away: it never reached the dependency
-        raise DeadlineExceeded(self.name, deadline.total)
+        raise self.past_deadline(deadline)
     if not self.accepting:
         # Handed the slot in the loop step the supervisor left in: a call must not run
         # the dependency after exit. Give the slot (and any probe permit) back.

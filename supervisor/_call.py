@@ -149,6 +149,10 @@ async def with_policies(
     while True:
         attempt += 1
         try:
+            if attempt > 1 and deadline is not None and self.clock() >= deadline:
+                # The backoff ended past the deadline (it was to end before it: the loop ran
+                # late): the retry is not started.
+                raise self.past_deadline(deadline)
             result = await run(args, kwargs, deadline)
         except Exception as exc:
             final = stream is not None and exc is stream.refused

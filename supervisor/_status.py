@@ -86,8 +86,9 @@ class DependencyStatus:
             ``breaker_isolated``, ``bulkhead_full``, ``rate_limited``, ``paused``, ``shared_open``,
             ``down``, ``crashed``: waiting in the bulkhead's queue when the actor crashed and
             restarted (``down`` when that crash left it down), ``deadline``: the total
-            deadline passed in the bulkhead's queue) → how many; the counts add up to
-            ``rejected``.
+            deadline passed before an attempt could start: in the bulkhead's queue, or while
+            it waited for a turn, a pause or a backoff the loop ended late) → how many; the
+            counts add up to ``rejected``.
         paused_until: while the dependency is paused (a Retry-After), when the pause ends, on
             the supervisor's clock; ``None`` when not paused.
         pause_remaining: seconds of pause left (0.0 when not paused).

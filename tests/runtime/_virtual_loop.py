@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ("VirtualClockLoop", "anyio_backend", "wait_idle")
+__all__ = ("VirtualClockLoop", "anyio_backend", "jump", "wait_idle")
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -107,6 +107,24 @@ async def wait_idle() -> None:
     import trio.testing
 
     await trio.testing.wait_all_tasks_blocked()
+
+
+def jump(seconds: float) -> None:
+    """Move the virtual clock forward by *seconds* now, with no task running meanwhile: the
+    loop resumes as a stalled process does, every timer due at once (MockClock.jump)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if isinstance(loop, VirtualClockLoop):
+        loop.jump(seconds)
+        return
+    import trio
+    from trio.testing import MockClock
+
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, MockClock)
+    clock.jump(seconds)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
