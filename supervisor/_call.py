@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import anyio
@@ -103,6 +103,9 @@ __all__ = ("StreamAttempts", "with_hedging", "with_policies")
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 
 # ringfence's own rejections: never retried (DESIGN.md guarantee 11).
+#: An attempt's way: the actor's attempt, a stream's, or a race of hedges.
+_Run = Callable[..., Coroutine[Any, Any, object]]
+
 _NEVER_RETRIED: Final = (
     BreakerOpen,
     BulkheadFull,
@@ -149,10 +152,6 @@ async def with_policies(
     while True:
         attempt += 1
         try:
-            if attempt > 1 and deadline is not None and self.clock() >= deadline:
-                # The backoff ended past the deadline (it was to end before it: the loop ran
-                # late): the retry is not started.
-                raise self.past_deadline(deadline)
             result = await run(args, kwargs, deadline)
         except Exception as exc:
             final = stream is not None and exc is stream.refused
@@ -170,7 +169,7 @@ async def with_policies(
                     raise
                 raise error from exc
             last = exc
-            await _sleep_before_retry(self, delay)
+            run = await _sleep_before_retry(self, delay, deadline, run)
             continue
         if stream is None and retry is not None and retry.retry_on_result is not None:
             decision = retry.after_result(
@@ -178,7 +177,7 @@ async def with_policies(
             )
             if not isinstance(decision, Stop):
                 self.retry_scheduled(attempt, decision, None)
-                await _sleep_before_retry(self, decision)
+                run = await _sleep_before_retry(self, decision, deadline, run)
                 continue
         return result
 
@@ -494,9 +493,24 @@ async def _fallback(
     return result
 
 
-async def _sleep_before_retry(self: Actor, delay: float) -> None:
-    """Backoff: holds no slot; the supervisor leaving `async with` ends it at once."""
+async def _sleep_before_retry(
+    self: Actor, delay: float, deadline: Deadline | None, run: _Run
+) -> _Run:
+    """
+    Backoff: holds no slot; the supervisor leaving `async with` ends it at once. Returns the
+    next attempt's way: *run*; or, when the loop ended the backoff past the *deadline* (the
+    retry was decided because it would end before it), a refusal that never reaches the
+    dependency (``Actor.past_deadline``), which the loop meets as that attempt's error.
+    """
     with anyio.move_on_after(delay):
         await self.closing.wait()
     if not self.accepting:
         raise SupervisorClosed(_IN_BACKOFF)
+    if deadline is None or self.clock() < deadline:
+        return run
+
+    async def too_late(*_: object) -> object:
+        assert deadline is not None
+        raise self.past_deadline(deadline)
+
+    return too_late
