@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ("VirtualClockLoop", "anyio_backend", "jump", "wait_idle")
+__all__ = ("VirtualClockLoop", "anyio_backend", "jump", "on_virtual_time", "wait_idle")
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -134,7 +134,23 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
     :class:`VirtualClockLoop`. A test module takes it by importing it (``from
     ._virtual_loop import anyio_backend as anyio_backend``), in place of conftest's.
     """
-    if request.param == "trio":
+    return _virtual_backend(request.param)
+
+
+def on_virtual_time() -> pytest.MarkDecorator:
+    """
+    One test of a real-clock module on virtual time, both backends: a direct parametrization
+    of ``anyio_backend``, which overrides the module's fixture for that test only (conftest's
+    ``is_trio`` is then true on asyncio too). Each use makes its own MockClock.
+    """
+    return pytest.mark.parametrize(
+        "anyio_backend",
+        [pytest.param(_virtual_backend(name), id=name) for name in ("asyncio", "trio")],
+    )
+
+
+def _virtual_backend(name: str) -> object:
+    if name == "trio":
         from trio.testing import MockClock
 
         return ("trio", {"clock": MockClock(autojump_threshold=0)})

@@ -15,6 +15,7 @@ import pytest
 from policies import Breaker
 from supervisor import Supervisor
 
+from ._virtual_loop import on_virtual_time
 from .conftest import guard
 
 pytestmark = pytest.mark.anyio
@@ -67,13 +68,10 @@ async def test_failures_are_counted_exactly_past_the_sample(
     assert ("closed", {"ConnectionError": (ALL + MORE + 2) // 3}) == (status.state, status.errors)
 
 
-async def test_slow_call_detection_times_every_attempt(
-    sup: Supervisor, each_path: str, is_trio: bool
-) -> None:
+@on_virtual_time()  # a stalled machine cannot make an immediate answer look slow
+async def test_slow_call_detection_times_every_attempt(sup: Supervisor, each_path: str) -> None:
     """Past the first 1,024 attempts, an attempt the sample skips is still checked."""
-    # Virtual seconds on trio; real ones on asyncio, wide enough that a stalled machine
-    # does not make an immediate answer look slow.
-    unit = 1.0 if is_trio else 0.05
+    unit = 1.0
     slow_at = ALL + 5  # (ALL + 5) % 16 != 0: not in the sample under the plain rule
     calls = 0
 

@@ -35,6 +35,7 @@ from supervisor import (
     SupervisorClosed,
 )
 
+from ._virtual_loop import on_virtual_time
 from .conftest import guard
 
 pytestmark = pytest.mark.anyio
@@ -522,11 +523,10 @@ async def test_the_breaker_opens_after_streams_fail(sup: Supervisor) -> None:
     assert ("open", 2, 1) == (status.state, script.calls, status.rejected)
 
 
-async def test_the_latency_is_the_time_to_the_first_item(sup: Supervisor, is_trio: bool) -> None:
+@on_virtual_time()  # a stalled machine cannot make the fast first item look slow
+async def test_the_latency_is_the_time_to_the_first_item(sup: Supervisor) -> None:
     """slow_call judges the first item: a slow first item opens the breaker, a long stream not."""
-    # Virtual seconds on trio; real ones on asyncio, wide enough that a stalled machine
-    # (two shared cores) does not make the fast first item look slow.
-    unit = 1.0 if is_trio else 0.1
+    unit = 1.0
     sup.register(
         "s",
         Script(
@@ -642,11 +642,10 @@ async def test_the_callers_own_time_between_items_is_not_counted(
     assert (1, 0, 0) == settled
 
 
-async def test_the_total_deadline_ends_a_stream_with_no_outcome(
-    sup: Supervisor, is_trio: bool
-) -> None:
+@on_virtual_time()  # a stalled machine cannot spend the deadline before "b"
+async def test_the_total_deadline_ends_a_stream_with_no_outcome(sup: Supervisor) -> None:
     """Timeout.total covers the whole stream: DeadlineExceeded, no outcome, generator closed."""
-    unit = 1.0 if is_trio else 0.1  # (asyncio: real seconds, with room for a stall)
+    unit = 1.0
     script = Script(["a", ("sleep", 2 * unit), "b", Hold(), "never"])
     sup.register("s", script, timeout=Timeout(total=5 * unit))
     seen: list[Any] = []
