@@ -245,14 +245,14 @@ async def _wait_for_turn(
     The turn is taken and falls *due* then on the loop's clock (within the limits'
     ``max_wait`` and the call's deadline): wait for it holding no slot and no probe permit.
     FIFO: a turn is a commitment (policies.rate_limit, rule 1), so a large call is never
-    starved by small ones. The wait ends at the instant on the loop's clock the turn was
-    priced for (not that long after this task next ran); when the loop runs late, calls
-    whose turns have all fallen due start in the order it resumes them, and one resumed
-    past its deadline does not start (``Actor.past_deadline``). Returns the epoch to run in (admitted by the breaker again), and whether the
-    turn fell due in a pause: then it was given back, and the caller takes a fresh one
-    once the pause is over (going at the pause's end together with every other turn
-    that fell due in it would be a burst the limits never allowed, which a provider's
-    quota answers with 429s).
+    starved by small ones. The wait ends at the instant the turn was priced for (not that
+    long after this task next ran); when the loop runs late, calls whose turns have all
+    fallen due start in the order it resumes them, and one resumed past its deadline does
+    not start (``Actor.past_deadline``). Returns the epoch to run in (admitted by the
+    breaker again), and whether the turn fell due in a pause: then it was given back, and
+    the caller takes a fresh one once the pause is over (going at the pause's end together
+    with every other turn that fell due in it would be a burst the limits never allowed,
+    which a provider's quota answers with 429s).
     """
     self.released(epoch)  # hold no probe permit while waiting for the turn
     try:

@@ -102,10 +102,10 @@ __all__ = ("StreamAttempts", "with_hedging", "with_policies")
 
 _IN_BACKOFF: Final = "supervisor shut down while the call waited to retry"
 
-# ringfence's own rejections: never retried (DESIGN.md guarantee 11).
 #: An attempt's way: the actor's attempt, a stream's, or a race of hedges.
 _Run = Callable[..., Coroutine[Any, Any, object]]
 
+# ringfence's own rejections: never retried (DESIGN.md guarantee 11).
 _NEVER_RETRIED: Final = (
     BreakerOpen,
     BulkheadFull,
