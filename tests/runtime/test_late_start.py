@@ -34,18 +34,19 @@ def http_error(status: int, headers: dict[str, str] | None = None) -> httpx.HTTP
     return httpx.HTTPStatusError(f"status {status}", request=request, response=response)
 
 
+async def call(sup: Supervisor, outcome: list[BaseException | object]) -> None:
+    """A call to "llm"; its result or its exception goes to *outcome*."""
+    try:
+        outcome.append(await sup.call("llm"))
+    except Exception as exc:
+        outcome.append(exc)
+
+
 async def late(sup: Supervisor, seconds: float) -> BaseException | object:
     """Start a call, let it reach its wait, stall the loop for *seconds*; its outcome."""
     outcome: list[BaseException | object] = []
-
-    async def call() -> None:
-        try:
-            outcome.append(await sup.call("llm"))
-        except Exception as exc:
-            outcome.append(exc)
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(call)
+        tg.start_soon(call, sup, outcome)
         await wait_idle()
         jump(seconds)
     return outcome[0]
@@ -132,14 +133,7 @@ async def test_a_slot_granted_in_time_to_a_call_the_loop_resumes_too_late_is_pas
             await fake.entered.wait()
             await sup.reconfigure("llm", timeout=Timeout(total=5.0))  # for later calls
             outcome: list[BaseException | object] = []
-
-            async def queued() -> None:
-                try:
-                    outcome.append(await sup.call("llm"))
-                except Exception as exc:
-                    outcome.append(exc)
-
-            tg.start_soon(queued)
+            tg.start_soon(call, sup, outcome)  # queued
             await wait_idle()
             assert 1 == sup.status("llm").queued
             gate.open()  # the first call ends in the loop's next step ...
