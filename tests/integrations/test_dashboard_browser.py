@@ -80,6 +80,22 @@ def _browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
+@contextmanager
+def _served(web: Any, tmp_path: Path) -> Iterator[tuple[str, httpx.Client, Any]]:
+    """*web* on a live uvicorn server, with a client of it and a browser (quit before the
+    server stops): (the server's base URL, the client, the browser)."""
+    server = LiveServer(web)
+    server.start()
+    try:
+        with (
+            httpx.Client(base_url=server.base, timeout=10.0) as client,
+            _browser(tmp_path) as browser,
+        ):
+            yield server.base, client, browser
+    finally:
+        server.stop()
+
+
 def card_state(driver: Any, name: str) -> tuple[str | None, str]:
     """(data-state, the state text shown) of *name*'s card; (None, '') when absent."""
     from selenium.webdriver.common.by import By
@@ -173,37 +189,29 @@ def test_dashboard_retries_events_after_a_503(tmp_path: Path) -> None:
         ],
     )
     web.state.supervisor = supervisor
-    server = LiveServer(web)
-    server.start()
-    try:
-        with (
-            httpx.Client(base_url=server.base, timeout=10.0) as client,
-            _browser(tmp_path) as browser,
-        ):
-            with client.stream("GET", "/ringfence/events") as holder:  # the only slot
-                assert 200 == holder.status_code
-                browser.get(server.base + "/ringfence/")
-                wait_for(browser, "db's card", lambda d: card_state(d, "db")[0] == "closed")
-                wait_for(
-                    browser,
-                    "the refused events stream",
-                    lambda d: "retrying" in d.find_element(By.ID, "conn").text,
-                )
-            # the slot frees once the server has seen the holder go; the page tries again
+    with _served(web, tmp_path) as (base, client, browser):
+        with client.stream("GET", "/ringfence/events") as holder:  # the only slot
+            assert 200 == holder.status_code
+            browser.get(base + "/ringfence/")
+            wait_for(browser, "db's card", lambda d: card_state(d, "db")[0] == "closed")
             wait_for(
                 browser,
-                "the events stream live again",
-                lambda d: d.find_element(By.ID, "conn").text == "live",
-                within=RETRIES_WITHIN,
+                "the refused events stream",
+                lambda d: "retrying" in d.find_element(By.ID, "conn").text,
             )
-            assert 200 == client.post("/admin/isolate/db").status_code
-            wait_for(
-                browser,
-                "the transition in the events log",
-                lambda d: "closed → isolated" in d.find_element(By.ID, "log").text,
-            )
-    finally:
-        server.stop()
+        # the slot frees once the server has seen the holder go; the page tries again
+        wait_for(
+            browser,
+            "the events stream live again",
+            lambda d: d.find_element(By.ID, "conn").text == "live",
+            within=RETRIES_WITHIN,
+        )
+        assert 200 == client.post("/admin/isolate/db").status_code
+        wait_for(
+            browser,
+            "the transition in the events log",
+            lambda d: "closed → isolated" in d.find_element(By.ID, "log").text,
+        )
 
 
 def test_dashboard_shows_http_status_window_and_every_event(tmp_path: Path) -> None:
@@ -249,40 +257,30 @@ def test_dashboard_shows_http_status_window_and_every_event(tmp_path: Path) -> N
             Mount("/ringfence", ringfence_app(supervisor)),
         ],
     )
-    server = LiveServer(web)
-    server.start()
-    try:
-        with (
-            httpx.Client(base_url=server.base, timeout=10.0) as client,
-            _browser(tmp_path) as browser,
-        ):
-            browser.get(server.base + "/ringfence/")
-            wait_for(browser, "live", lambda d: d.find_element(By.ID, "conn").text == "live")
-            assert {"answer": "ok"} == client.get("/call").json()
-            wait_for(
-                browser,
-                "the retry with its status",
-                lambda d: "after Unavailable (HTTP 503)" in d.find_element(By.ID, "log").text,
-            )
-            wait_for(
-                browser,
-                "the failure rate's window",
-                lambda d: (
-                    client.get("/call").status_code == 200  # traffic while the page polls
-                    and "failure rate (last 5 s)"
-                    in d.find_element(
-                        By.CSS_SELECTOR, 'article[data-dependency="api"]'
-                    ).text.lower()
-                ),
-            )
-            assert 200 == client.post("/cycle").status_code
-            wait_for(
-                browser,
-                "every event kept",
-                lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log li")) >= 61,
-            )
-    finally:
-        server.stop()
+    with _served(web, tmp_path) as (base, client, browser):
+        browser.get(base + "/ringfence/")
+        wait_for(browser, "live", lambda d: d.find_element(By.ID, "conn").text == "live")
+        assert {"answer": "ok"} == client.get("/call").json()
+        wait_for(
+            browser,
+            "the retry with its status",
+            lambda d: "after Unavailable (HTTP 503)" in d.find_element(By.ID, "log").text,
+        )
+        wait_for(
+            browser,
+            "the failure rate's window",
+            lambda d: (
+                client.get("/call").status_code == 200  # traffic while the page polls
+                and "failure rate (last 5 s)"
+                in d.find_element(By.CSS_SELECTOR, 'article[data-dependency="api"]').text.lower()
+            ),
+        )
+        assert 200 == client.post("/cycle").status_code
+        wait_for(
+            browser,
+            "every event kept",
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log li")) >= 61,
+        )
 
 
 def test_dashboard_shows_refusals_by_priority(tmp_path: Path) -> None:
@@ -336,15 +334,10 @@ def test_dashboard_shows_refusals_by_priority(tmp_path: Path) -> None:
             Mount("/ringfence", ringfence_app(supervisor)),
         ],
     )
-    server = LiveServer(web)
-    server.start()
     holder = None
     try:
-        with (
-            httpx.Client(base_url=server.base, timeout=10.0) as client,
-            _browser(tmp_path) as browser,
-        ):
-            browser.get(server.base + "/ringfence/")
+        with _served(web, tmp_path) as (base, client, browser):
+            browser.get(base + "/ringfence/")
             wait_for(browser, "live", lambda d: d.find_element(By.ID, "conn").text == "live")
             holder = threading.Thread(target=client.get, args=("/hold",))
             holder.start()
@@ -361,6 +354,5 @@ def test_dashboard_shows_refusals_by_priority(tmp_path: Path) -> None:
             assert 200 == client.post("/release").status_code
             holder.join(10.0)
     finally:
-        server.stop()
         if holder is not None:
             holder.join(10.0)
